@@ -1,0 +1,72 @@
+"""The FastAPI application: HTTP in, commands out, errors as RFC 9457 problems.
+
+`create_app()` is the uvicorn factory (`uvicorn --factory api.app:create_app`). Dependencies
+(PostgreSQL, Redis, Kafka, Ray) are connected lazily and checked by /readyz; routers for the
+domain are mounted from their own modules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.responses import Response
+
+from api.dependencies import Dependency, dependencies_from, run_check
+from api.metrics import MetricsMiddleware, render_metrics
+from api.problems import install_problem_handlers
+from api.responses import OrjsonResponse
+from engine.config import Settings
+
+log = logging.getLogger("rezerv.api")
+
+
+def create_app(settings: Settings | None = None, dependencies: list[Dependency] | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+    deps = dependencies if dependencies is not None else dependencies_from(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Try every dependency once so the first real request does not pay for connecting.
+        await asyncio.gather(*(run_check(d) for d in deps))
+        yield
+        await asyncio.gather(*(d.close() for d in deps), return_exceptions=True)
+
+    app = FastAPI(
+        title="rezerv",
+        version="0.1.0",
+        summary="Reservations for tickets and rental cars, without a lock on the hot path.",
+        default_response_class=OrjsonResponse,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.dependencies = {d.name: d for d in deps}
+    install_problem_handlers(app)
+    app.add_middleware(MetricsMiddleware)
+
+    @app.get("/healthz", tags=["operations"], summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="Every dependency answers (PostgreSQL, Redis, Kafka, Ray); 503 naming the failing ones",
+        responses={503: {"description": "a dependency is not ready"}},
+    )
+    async def readyz() -> Response:
+        results = await asyncio.gather(*(run_check(d) for d in deps))
+        checks = {d.name: r.as_json() for d, r in zip(deps, results, strict=True)}
+        failing = [name for name, r in checks.items() if not r["ok"]]
+        body = {"status": "ready" if not failing else "not ready", "failing": failing, "checks": checks}
+        return OrjsonResponse(body, status_code=503 if failing else 200)
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics (text format)")
+    async def metrics() -> Response:
+        payload, content_type = render_metrics()
+        return Response(payload, media_type=content_type)
+
+    return app

@@ -1,0 +1,32 @@
+-- The event store: one stream per entity, (stream_id, version) as optimistic concurrency.
+-- `position` orders the whole log; `txid` lets a reader (outbox relay, projections) read only
+-- rows whose transaction can no longer be in flight, so no event is skipped when transactions
+-- commit out of position order (see engine/adapters/pg_log_reader.py).
+CREATE TABLE events (
+    position    bigint      GENERATED ALWAYS AS IDENTITY,
+    stream_id   text        NOT NULL,
+    version     integer     NOT NULL CHECK (version > 0),
+    event_type  text        NOT NULL,
+    data        bytea       NOT NULL,
+    txid        xid8        NOT NULL DEFAULT pg_current_xact_id(),
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (stream_id, version)
+);
+CREATE UNIQUE INDEX events_txid_position_idx ON events (txid, position);
+
+-- The latest snapshot of each stream; an entity is rebuilt from it plus later events.
+CREATE TABLE snapshots (
+    stream_id text        PRIMARY KEY,
+    version   integer     NOT NULL,
+    state     bytea       NOT NULL,
+    taken_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- The newest fencing token seen for each stream. An append carrying an older token is refused
+-- by the store (engine/adapters/pg_event_store.py), whatever the client believes.
+CREATE TABLE stream_fences (
+    stream_id  text        PRIMARY KEY,
+    token      bigint      NOT NULL,
+    owner      text        NOT NULL DEFAULT '',
+    fenced_at  timestamptz NOT NULL DEFAULT now()
+);

