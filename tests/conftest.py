@@ -74,3 +74,18 @@ def kafka_server(stack_root: Path) -> Iterator[EmbeddedKafka]:
 @pytest.fixture(scope="session")
 def kafka_bootstrap(kafka_server: EmbeddedKafka) -> str:
     return kafka_server.bootstrap
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[None]:
+    """A local Ray started once for the session (about 5 s), stopped at the end."""
+    import logging
+
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+             configure_logging=False)  # fmt: skip
+    try:
+        yield
+    finally:
+        ray.shutdown()

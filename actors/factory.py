@@ -1,0 +1,44 @@
+"""The one place rezerv classes become Ray actors, with their options.
+
+Shards are named and detached (they outlive the process that created them), restartable
+without limit, and their calls are not retried by Ray: the caller retries with the command's
+idempotency key instead (actors/client.py), so the answer to a retry is the original one.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from actors.shard import ShardActor
+from engine.config import Settings
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index}"
+
+
+def shard_options(settings: Settings, index: int) -> dict[str, Any]:
+    return {
+        "name": shard_name(index),
+        "namespace": settings.namespace,
+        "lifetime": "detached",
+        "get_if_exists": True,
+        "max_restarts": -1,
+        "max_task_retries": 0,
+        "max_concurrency": 10_000,
+        "num_cpus": 0,
+        "enable_task_events": False,
+    }
+
+
+@cache
+def _remote_shard() -> Any:
+    import ray
+
+    return ray.remote(ShardActor)
+
+
+def shard_handle(settings: Settings, index: int) -> Any:
+    """The shard's actor handle, creating the actor if it does not exist yet."""
+    return _remote_shard().options(**shard_options(settings, index)).remote(index, settings.to_env())

@@ -1,0 +1,101 @@
+"""A shard: one Ray actor process hosting many entities (events, cars, wallets).
+
+A plain class, made remote in actors/factory.py. Its only hot method is `call`: one batch of
+msgpack-encoded commands in, one list of encoded replies out. Adapters (asyncpg pool, Redis)
+are created on the first call, inside the actor's event loop. When Ray restarts the actor after
+a crash, the new instance starts empty and rebuilds entities from the store on demand, under a
+new owner id and new fencing tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import uuid
+from typing import Any
+
+from actors.wire import decode_batch, encode_replies
+from engine.config import Settings
+from engine.domain.errors import InvalidCommand
+from engine.hosting import EntityHost, HostConfig
+
+log = logging.getLogger("rezerv.shard")
+
+
+def host_config(settings: Settings, owner: str) -> HostConfig:
+    return HostConfig(
+        owner=owner,
+        commit_max=settings.commit_max,
+        snapshot_every=settings.snapshot_every,
+        snapshot_min_interval_ms=int(settings.snapshot_min_interval_s * 1000),
+        passivate_after_ms=int(settings.passivate_after_s * 1000),
+        idempotency_ttl_ms=int(settings.idempotency_ttl_s * 1000),
+        lease_ms=int(settings.lease_ttl_s * 1000),
+    )
+
+
+class ShardActor:
+    def __init__(self, index: int, env: dict[str, str]) -> None:
+        self.index = index
+        self.settings = Settings.from_env(env)
+        self.owner = f"shard-{index}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.host: EntityHost | None = None
+        self._lock: asyncio.Lock | None = None
+        self._stop = asyncio.Event()
+        self._resources: list[Any] = []
+        logging.basicConfig(level=self.settings.log_level)
+
+    async def _ensure_host(self) -> EntityHost:
+        if self.host is not None:
+            return self.host
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self.host is None:
+                from engine.adapters.pg_event_store import PostgresEventStore
+                from engine.adapters.pg_pool import create_pool
+                from engine.adapters.redis_client import create_redis
+                from engine.adapters.redis_fencing import RedisFencing
+
+                pool = await create_pool(self.settings.database_url, self.settings.db_pool_size)
+                redis = create_redis(self.settings.redis_url)
+                self._resources = [pool, redis]
+                host = EntityHost(PostgresEventStore(pool), RedisFencing(redis), host_config(self.settings, self.owner))
+                host.start()
+                host.spawn(host.run_housekeeping(self._stop), "housekeeping")
+                self.host = host
+        return self.host
+
+    async def call(self, payload: bytes) -> bytes:
+        host = self.host or await self._ensure_host()
+        try:
+            commands = decode_batch(payload)
+        except InvalidCommand as err:
+            return encode_replies([err])
+        return encode_replies(await host.execute(commands))
+
+    async def ping(self) -> dict[str, Any]:
+        await self._ensure_host()
+        return {"index": self.index, "owner": self.owner, "pid": os.getpid()}
+
+    async def stats(self) -> dict[str, Any]:
+        host = await self._ensure_host()
+        return {
+            "index": self.index,
+            "owner": self.owner,
+            "pid": os.getpid(),
+            "entities": len(host.entities),
+            "commits": host.committer.commits,
+            "committed_events": host.committer.committed_events,
+            **host.stats,
+        }
+
+    async def shutdown(self) -> None:
+        """Release leases and connections (used by tests and `rezerv down`; a crash skips it)."""
+        self._stop.set()
+        if self.host is not None:
+            await self.host.stop()
+        for resource in self._resources:
+            close = getattr(resource, "aclose", None) or resource.close
+            await close()

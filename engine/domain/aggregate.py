@@ -1,0 +1,284 @@
+"""The event-sourced aggregate: decide, record an event, apply it; never any I/O.
+
+A command method checks the rules against current state and, if they hold, calls `record`,
+which applies the event to this object at once and queues it in `pending`. The host collects
+`pending` and appends it to the store. Rebuilding is `apply` over the stored events, the same
+code path, which is why replay gives the same state as the live object.
+
+Command methods are synchronous on purpose: inside an actor nothing can interleave between the
+check and the change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar, Self
+
+from engine.domain.booking import CANCELLED, CONFIRMED, EXPIRED, HELD, RELEASED, BookingStatus, check_transition
+from engine.domain.commands import (
+    CancelBooking,
+    Command,
+    ConfirmBooking,
+    ExpireHold,
+    GetState,
+    ReleaseHold,
+)
+from engine.domain.errors import BookingNotFound, EntityNotFound, InvalidCommand, InvalidTransition
+from engine.domain.events import BookingCancelled, BookingConfirmed, Event, HoldExpired, HoldReleased
+from engine.domain.results import Done, StateView
+
+MAX_HOLD_TTL_MS = 7 * 24 * 3600 * 1000
+MAX_ID_LENGTH = 128
+
+
+def require_id(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
+        raise InvalidCommand(f"{what} must be a non-empty string of at most {MAX_ID_LENGTH} characters")
+    return value
+
+
+def require_positive(value: object, what: str) -> int:
+    if type(value) is not int or value <= 0:
+        raise InvalidCommand(f"{what} must be a positive integer, got {value!r}")
+    return value
+
+
+def require_ttl(ttl_ms: object) -> int:
+    ttl = require_positive(ttl_ms, "ttl_ms")
+    if ttl > MAX_HOLD_TTL_MS:
+        raise InvalidCommand(f"ttl_ms must be at most {MAX_HOLD_TTL_MS} (7 days)")
+    return ttl
+
+
+class BookingRecord:
+    """One booking inside its entity: a plain slotted object, about 150 bytes."""
+
+    __slots__ = ("amount", "created_at", "customer_id", "detail", "expires_at", "hold_id", "status", "ttl_ms",
+                 "updated_at")  # fmt: skip
+
+    def __init__(
+        self,
+        hold_id: str,
+        customer_id: str,
+        detail: Any,
+        amount: int,
+        ttl_ms: int,
+        expires_at: int,
+        at: int,
+    ) -> None:
+        self.hold_id = hold_id
+        self.customer_id = customer_id
+        self.detail = detail  # ticket quantities, or (start, end) of a rental
+        self.amount = amount
+        self.ttl_ms = ttl_ms
+        self.expires_at = expires_at
+        self.status: BookingStatus = HELD
+        self.created_at = at
+        self.updated_at = at
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        return (self.hold_id, self.customer_id, self.detail, self.amount, self.ttl_ms, self.expires_at,
+                self.status.value, self.created_at, self.updated_at)  # fmt: skip
+
+    @classmethod
+    def from_tuple(cls, row: tuple[Any, ...]) -> BookingRecord:
+        hold_id, customer_id, detail, amount, ttl_ms, expires_at, status, created_at, updated_at = row
+        rec = cls(hold_id, customer_id, detail, amount, ttl_ms, expires_at, created_at)
+        rec.status = BookingStatus(status)
+        rec.updated_at = updated_at
+        return rec
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "hold_id": self.hold_id,
+            "customer_id": self.customer_id,
+            "status": self.status.value,
+            "amount": self.amount,
+            "expires_at": self.expires_at,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
+Handler = Callable[[Any, Any, int], Any]
+
+
+class Aggregate:
+    """Base of every entity. Subclasses fill `appliers` (event -> state change) and `handlers`."""
+
+    KIND: ClassVar[str] = ""
+    SNAPSHOT_SCHEMA: ClassVar[int] = 1
+    appliers: ClassVar[dict[type[Event], Callable[[Any, Any], None]]] = {}
+    handlers: ClassVar[dict[type[Command], Handler]] = {}
+
+    def __init__(self, entity_id: str) -> None:
+        self.entity_id = entity_id
+        self.version = 0
+        self.pending: list[Event] = []
+
+    @property
+    def stream_id(self) -> str:
+        return f"{self.KIND}/{self.entity_id}"
+
+    @property
+    def exists(self) -> bool:
+        return self.version > 0
+
+    def must_exist(self) -> None:
+        if not self.version:
+            raise EntityNotFound(f"{self.KIND} {self.entity_id} does not exist")
+
+    # ---- events ----------------------------------------------------------------------------
+    def record(self, event: Event) -> None:
+        self.apply(event)
+        self.pending.append(event)
+
+    def apply(self, event: Event) -> None:
+        try:
+            applier = self.appliers[type(event)]
+        except KeyError:
+            raise TypeError(f"{type(self).__name__} cannot apply {type(event).__name__}") from None
+        applier(self, event)
+        self.version += 1
+
+    def take_pending(self) -> list[Event]:
+        events, self.pending = self.pending, []
+        return events
+
+    @classmethod
+    def replay(cls, entity_id: str, events: list[Event]) -> Self:
+        agg = cls(entity_id)
+        for event in events:
+            agg.apply(event)
+        return agg
+
+    # ---- commands --------------------------------------------------------------------------
+    def handle(self, command: Command, now: int) -> Any:
+        """Run one command; returns its result or raises a DomainError. No event on failure."""
+        handler = self.handlers.get(type(command))
+        if handler is None:
+            if isinstance(command, GetState):
+                return StateView(self.stream_id, self.version, self.view())
+            raise InvalidCommand(f"{type(command).__name__} does not apply to a {self.KIND}")
+        # Handlers validate first and record their one event as the last step, so a raised
+        # DomainError leaves the aggregate untouched.
+        return handler(self, command, now)
+
+    # ---- snapshots and views ---------------------------------------------------------------
+    def to_state(self) -> tuple[Any, ...]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_state(cls, entity_id: str, version: int, state: tuple[Any, ...]) -> Self:
+        raise NotImplementedError
+
+    def view(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def compact(self, forget_before: int) -> int:
+        """Forget finished bookings last touched before `forget_before`; returns how many."""
+        return 0
+
+
+class BookingHost(Aggregate):
+    """An aggregate that holds bookings: the shared lifecycle (confirm, release, expire, cancel)."""
+
+    def __init__(self, entity_id: str) -> None:
+        super().__init__(entity_id)
+        self.bookings: dict[str, BookingRecord] = {}
+
+    # Subclasses move inventory when a booking stops or starts occupying it.
+    def _on_confirmed(self, booking: BookingRecord) -> None:
+        raise NotImplementedError
+
+    def _on_freed(self, booking: BookingRecord, was: BookingStatus) -> None:
+        raise NotImplementedError
+
+    def booking(self, hold_id: str) -> BookingRecord:
+        self.must_exist()
+        rec = self.bookings.get(hold_id)
+        if rec is None:
+            raise BookingNotFound(f"no booking {hold_id} on {self.KIND} {self.entity_id}")
+        return rec
+
+    def _done(self, rec: BookingRecord, changed: bool) -> Done:
+        return Done(self.entity_id, rec.hold_id, rec.status.value, rec.amount, changed)
+
+    def confirm(self, cmd: ConfirmBooking, now: int) -> Done:
+        rec = self.booking(cmd.hold_id)
+        if not check_transition(rec.hold_id, rec.status, CONFIRMED):
+            return self._done(rec, changed=False)
+        self.record(BookingConfirmed(self.entity_id, rec.hold_id, cmd.payment_ref, now))
+        return self._done(rec, changed=True)
+
+    def release(self, cmd: ReleaseHold, now: int) -> Done:
+        rec = self.booking(cmd.hold_id)
+        if not check_transition(rec.hold_id, rec.status, RELEASED):
+            return self._done(rec, changed=False)
+        self.record(HoldReleased(self.entity_id, rec.hold_id, cmd.reason, now))
+        return self._done(rec, changed=True)
+
+    def expire(self, cmd: ExpireHold, now: int) -> Done:
+        rec = self.booking(cmd.hold_id)
+        if rec.status is EXPIRED:
+            return self._done(rec, changed=False)
+        if rec.status is HELD and now < rec.expires_at:
+            raise InvalidTransition(f"hold {rec.hold_id} is not due to expire until {rec.expires_at}")
+        check_transition(rec.hold_id, rec.status, EXPIRED)
+        self.record(HoldExpired(self.entity_id, rec.hold_id, now))
+        return self._done(rec, changed=True)
+
+    def cancel(self, cmd: CancelBooking, now: int) -> Done:
+        rec = self.booking(cmd.hold_id)
+        if not check_transition(rec.hold_id, rec.status, CANCELLED):
+            return self._done(rec, changed=False)
+        self.record(BookingCancelled(self.entity_id, rec.hold_id, cmd.reason, now))
+        return self._done(rec, changed=True)
+
+    def _apply_confirmed(self, e: BookingConfirmed) -> None:
+        rec = self.bookings[e.hold_id]
+        rec.status = CONFIRMED
+        rec.updated_at = e.at
+        self._on_confirmed(rec)
+
+    def _apply_released(self, e: HoldReleased) -> None:
+        self._free(self.bookings[e.hold_id], RELEASED, e.at)
+
+    def _apply_expired(self, e: HoldExpired) -> None:
+        self._free(self.bookings[e.hold_id], EXPIRED, e.at)
+
+    def _apply_cancelled(self, e: BookingCancelled) -> None:
+        self._free(self.bookings[e.hold_id], CANCELLED, e.at)
+
+    def _free(self, rec: BookingRecord, status: BookingStatus, at: int) -> None:
+        was = rec.status
+        rec.status = status
+        rec.updated_at = at
+        self._on_freed(rec, was)
+
+    lifecycle_appliers: ClassVar[dict[type[Event], Callable[[Any, Any], None]]] = {
+        BookingConfirmed: _apply_confirmed,
+        HoldReleased: _apply_released,
+        HoldExpired: _apply_expired,
+        BookingCancelled: _apply_cancelled,
+    }
+    lifecycle_handlers: ClassVar[dict[type[Command], Handler]] = {
+        ConfirmBooking: confirm,
+        ReleaseHold: release,
+        ExpireHold: expire,
+        CancelBooking: cancel,
+    }
+
+    def compact(self, forget_before: int) -> int:
+        stale = [
+            hold_id
+            for hold_id, rec in self.bookings.items()
+            if rec.status in (RELEASED, EXPIRED, CANCELLED) and rec.updated_at < forget_before
+        ]
+        for hold_id in stale:
+            del self.bookings[hold_id]
+        return len(stale)
+
+    def active_holds(self) -> list[tuple[str, int]]:
+        """(hold id, expires_at) of every booking still HELD: the timers to arm on activation."""
+        return [(r.hold_id, r.expires_at) for r in self.bookings.values() if r.status is HELD]

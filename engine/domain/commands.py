@@ -1,0 +1,213 @@
+"""Commands: what a caller asks an entity to do. Frozen, msgpack-encodable, idempotent by id.
+
+Every command names its target entity by `kind` and `entity_id`; `stream_id` (``kind/id``) is
+the entity's stream in the event store and what the router hashes to pick a shard. Every command
+that changes state carries an id that makes a retry harmless: a hold id, a change id, a deposit
+or saga id, or it is a state transition that is a no-op when repeated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import ClassVar
+
+from engine.domain.codec import register
+
+EVENT = "event"
+CAR = "car"
+WALLET = "wallet"
+KINDS = (EVENT, CAR, WALLET)
+
+
+def stream_id(kind: str, entity_id: str) -> str:
+    return f"{kind}/{entity_id}"
+
+
+def split_stream_id(stream: str) -> tuple[str, str]:
+    kind, _, entity_id = stream.partition("/")
+    return kind, entity_id
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    kind: ClassVar[str] = ""
+    entity_id: str
+
+    @property
+    def stream_id(self) -> str:
+        return f"{self.kind}/{self.entity_id}"
+
+    @property
+    def target_kind(self) -> str:
+        return self.kind
+
+
+# ---- ticketed events -------------------------------------------------------------------------
+@register()
+@dataclass(frozen=True, slots=True)
+class TierSpec:
+    name: str
+    price: int  # minor units per ticket
+    quantity: int
+
+
+@register()
+@dataclass(frozen=True, slots=True)
+class CreateEvent(Command):
+    kind: ClassVar[str] = EVENT
+    title: str
+    venue: str
+    starts_at: str  # ISO 8601 with offset; the engine never computes with it
+    tiers: tuple[TierSpec, ...]
+    max_tickets_per_booking: int = 0  # 0 = no limit
+
+
+@register()
+@dataclass(frozen=True, slots=True)
+class HoldTickets(Command):
+    kind: ClassVar[str] = EVENT
+    hold_id: str
+    customer_id: str
+    quantities: tuple[tuple[str, int], ...]  # (tier, count) pairs
+    ttl_ms: int
+
+
+@register()
+@dataclass(frozen=True, slots=True)
+class AddCapacity(Command):
+    kind: ClassVar[str] = EVENT
+    change_id: str
+    tier: str
+    quantity: int
+
+
+@register()
+@dataclass(frozen=True, slots=True)
+class CloseSales(Command):
+    kind: ClassVar[str] = EVENT
+
+
+# ---- rental cars -----------------------------------------------------------------------------
+@register()
+@dataclass(frozen=True, slots=True)
+class RegisterCar(Command):
+    kind: ClassVar[str] = CAR
+    brand: str
+    model: str
+    location: str
+    daily_rate: int  # minor units per day
+    min_days: int = 1
+    discount_from_days: int = 0  # 0 = no long-rental discount
+    discount_per_day: int = 0
+
+
+@register()
+@dataclass(frozen=True, slots=True)
+class HoldCar(Command):
+    kind: ClassVar[str] = CAR
+    hold_id: str
+    customer_id: str
+    start: date  # first day, inclusive
+    end: date  # day of return, exclusive: [start, end)
+    ttl_ms: int
+
+
+@register()
+@dataclass(frozen=True, slots=True)
+class BlockCar(Command):
+    kind: ClassVar[str] = CAR
+    block_id: str
+    start: date
+    end: date
+    reason: str
+
+
+@register()
+@dataclass(frozen=True, slots=True)
+class UnblockCar(Command):
+    kind: ClassVar[str] = CAR
+    block_id: str
+
+
+# ---- the booking lifecycle, for events and cars alike ----------------------------------------
+@dataclass(frozen=True, slots=True)
+class LifecycleCommand(Command):
+    """A transition of one booking; `booking_kind` says whether it lives on an event or a car."""
+
+    booking_kind: str
+    hold_id: str
+
+    @property
+    def stream_id(self) -> str:
+        return f"{self.booking_kind}/{self.entity_id}"
+
+    @property
+    def target_kind(self) -> str:
+        return self.booking_kind
+
+
+@register()
+@dataclass(frozen=True, slots=True)
+class ConfirmBooking(LifecycleCommand):
+    payment_ref: str = ""
+
+
+@register()
+@dataclass(frozen=True, slots=True)
+class ReleaseHold(LifecycleCommand):
+    reason: str = "released"
+
+
+@register()
+@dataclass(frozen=True, slots=True)
+class ExpireHold(LifecycleCommand):
+    pass
+
+
+@register()
+@dataclass(frozen=True, slots=True)
+class CancelBooking(LifecycleCommand):
+    reason: str = "cancelled by customer"
+
+
+# ---- wallets ---------------------------------------------------------------------------------
+@register()
+@dataclass(frozen=True, slots=True)
+class Deposit(Command):
+    kind: ClassVar[str] = WALLET
+    deposit_id: str
+    amount: int
+
+
+@register()
+@dataclass(frozen=True, slots=True)
+class Charge(Command):
+    kind: ClassVar[str] = WALLET
+    saga_id: str
+    amount: int
+
+
+@register()
+@dataclass(frozen=True, slots=True)
+class Refund(Command):
+    kind: ClassVar[str] = WALLET
+    saga_id: str
+    reason: str = ""
+
+
+# ---- reads -----------------------------------------------------------------------------------
+@register()
+@dataclass(frozen=True, slots=True)
+class GetState(Command):
+    """Read an entity's current state through its owner (strongly consistent, not cached)."""
+
+    target: str = ""
+
+    @property
+    def stream_id(self) -> str:
+        return f"{self.target}/{self.entity_id}"
+
+    @property
+    def target_kind(self) -> str:
+        return self.target

@@ -1,0 +1,176 @@
+"""Events: what happened to an entity, appended to its stream and never changed.
+
+Times are integer milliseconds since the epoch (`at`, `expires_at`); money is integer minor
+units. Prices are computed by the entity at hold time and recorded here, so a later change of
+price never rewrites an old booking. Booking lifecycle events are shared by events and cars so
+the saga reads one vocabulary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from engine.domain.codec import register
+from engine.domain.commands import TierSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    pass
+
+
+# ---- ticketed events -------------------------------------------------------------------------
+@register()
+@dataclass(frozen=True, slots=True)
+class EventCreated(Event):
+    event_id: str
+    title: str
+    venue: str
+    starts_at: str
+    tiers: tuple[TierSpec, ...]
+    max_tickets_per_booking: int
+    at: int
+
+
+@register()
+@dataclass(frozen=True, slots=True)
+class TicketsHeld(Event):
+    event_id: str
+    hold_id: str
+    customer_id: str
+    quantities: tuple[tuple[str, int], ...]
+    amount: int
+    ttl_ms: int
+    expires_at: int
+    at: int
+
+
+@register()
+@dataclass(frozen=True, slots=True)
+class CapacityAdded(Event):
+    event_id: str
+    change_id: str
+    tier: str
+    quantity: int
+    at: int
+
+
+@register()
+@dataclass(frozen=True, slots=True)
+class SalesWereClosed(Event):
+    event_id: str
+    at: int
+
+
+# ---- rental cars -----------------------------------------------------------------------------
+@register()
+@dataclass(frozen=True, slots=True)
+class CarRegistered(Event):
+    car_id: str
+    brand: str
+    model: str
+    location: str
+    daily_rate: int
+    min_days: int
+    discount_from_days: int
+    discount_per_day: int
+    at: int
+
+
+@register()
+@dataclass(frozen=True, slots=True)
+class CarHeld(Event):
+    car_id: str
+    hold_id: str
+    customer_id: str
+    start: date
+    end: date
+    amount: int
+    ttl_ms: int
+    expires_at: int
+    at: int
+
+
+@register()
+@dataclass(frozen=True, slots=True)
+class CarBlocked(Event):
+    car_id: str
+    block_id: str
+    start: date
+    end: date
+    reason: str
+    at: int
+
+
+@register()
+@dataclass(frozen=True, slots=True)
+class CarUnblocked(Event):
+    car_id: str
+    block_id: str
+    at: int
+
+
+# ---- booking lifecycle (events and cars) -----------------------------------------------------
+@register()
+@dataclass(frozen=True, slots=True)
+class BookingConfirmed(Event):
+    entity_id: str
+    hold_id: str
+    payment_ref: str
+    at: int
+
+
+@register()
+@dataclass(frozen=True, slots=True)
+class HoldReleased(Event):
+    entity_id: str
+    hold_id: str
+    reason: str
+    at: int
+
+
+@register()
+@dataclass(frozen=True, slots=True)
+class HoldExpired(Event):
+    entity_id: str
+    hold_id: str
+    at: int
+
+
+@register()
+@dataclass(frozen=True, slots=True)
+class BookingCancelled(Event):
+    entity_id: str
+    hold_id: str
+    reason: str
+    at: int
+
+
+# ---- wallets ---------------------------------------------------------------------------------
+@register()
+@dataclass(frozen=True, slots=True)
+class FundsDeposited(Event):
+    wallet_id: str
+    deposit_id: str
+    amount: int
+    at: int
+
+
+@register()
+@dataclass(frozen=True, slots=True)
+class WalletCharged(Event):
+    wallet_id: str
+    saga_id: str
+    amount: int
+    at: int
+
+
+@register()
+@dataclass(frozen=True, slots=True)
+class WalletRefunded(Event):
+    wallet_id: str
+    saga_id: str
+    amount: int
+    reason: str
+    at: int

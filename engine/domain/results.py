@@ -1,0 +1,43 @@
+"""What an entity answers to a command; sent back across Ray as msgpack."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from engine.domain.codec import register
+
+
+@register()
+@dataclass(frozen=True, slots=True)
+class HoldGranted:
+    """The answer to a hold, and the same answer to every retry of it (same key, same body)."""
+
+    entity_id: str
+    hold_id: str
+    customer_id: str
+    amount: int
+    expires_at: int
+    quantity: int  # tickets, or rental days
+
+
+@register()
+@dataclass(frozen=True, slots=True)
+class Done:
+    """A command that changed state (or had already changed it: an idempotent repeat)."""
+
+    entity_id: str
+    ref: str  # the hold, block, change, deposit or saga id it concerned
+    status: str  # e.g. the booking's status after the command
+    amount: int = 0
+    changed: bool = True  # False when the command repeated one already applied
+
+
+@register()
+@dataclass(frozen=True, slots=True)
+class StateView:
+    """An entity's state as plain data (for GET requests and the auditor)."""
+
+    stream_id: str
+    version: int
+    state: Any

@@ -1,0 +1,267 @@
+"""A ticketed event: tiers of tickets, holds against them, and the invariant that keeps them honest.
+
+Invariant, for every tier at every moment: 0 <= held + confirmed <= quantity.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from engine.domain.aggregate import (
+    BookingHost,
+    BookingRecord,
+    require_id,
+    require_positive,
+    require_ttl,
+)
+from engine.domain.booking import CONFIRMED, HELD, BookingStatus
+from engine.domain.commands import EVENT, AddCapacity, CloseSales, CreateEvent, HoldTickets, TierSpec
+from engine.domain.errors import (
+    AlreadyExists,
+    IdempotencyConflict,
+    InsufficientInventory,
+    InvalidCommand,
+    OverBookingLimit,
+    SalesClosed,
+)
+from engine.domain.events import CapacityAdded, EventCreated, SalesWereClosed, TicketsHeld
+from engine.domain.results import Done, HoldGranted
+
+MAX_TIERS = 32
+
+
+class Tier:
+    __slots__ = ("confirmed", "held", "name", "price", "quantity")
+
+    def __init__(self, name: str, price: int, quantity: int) -> None:
+        self.name = name
+        self.price = price
+        self.quantity = quantity
+        self.held = 0
+        self.confirmed = 0
+
+    @property
+    def available(self) -> int:
+        return self.quantity - self.held - self.confirmed
+
+
+class TicketedEvent(BookingHost):
+    KIND: ClassVar[str] = EVENT
+
+    def __init__(self, entity_id: str) -> None:
+        super().__init__(entity_id)
+        self.title = ""
+        self.venue = ""
+        self.starts_at = ""
+        self.tiers: dict[str, Tier] = {}
+        self.max_per_booking = 0
+        self.sales_open = False
+        self.changes: set[str] = set()
+
+    # ---- commands --------------------------------------------------------------------------
+    def create(self, cmd: CreateEvent, now: int) -> Done:
+        tiers = _validate_tiers(cmd.tiers)
+        require_id(cmd.title, "title")
+        if type(cmd.max_tickets_per_booking) is not int or cmd.max_tickets_per_booking < 0:
+            raise InvalidCommand("max_tickets_per_booking must be 0 (no limit) or a positive integer")
+        if self.exists:
+            if self._definition() == (cmd.title, cmd.venue, cmd.starts_at, tiers, cmd.max_tickets_per_booking):
+                return Done(self.entity_id, self.entity_id, "CREATED", changed=False)
+            raise AlreadyExists(f"event {self.entity_id} already exists with another definition")
+        self.record(
+            EventCreated(self.entity_id, cmd.title, cmd.venue, cmd.starts_at, tiers, cmd.max_tickets_per_booking, now)
+        )
+        return Done(self.entity_id, self.entity_id, "CREATED")
+
+    def hold(self, cmd: HoldTickets, now: int) -> HoldGranted:
+        self.must_exist()
+        existing = self.bookings.get(cmd.hold_id)
+        if existing is not None:
+            if (existing.customer_id, existing.detail, existing.ttl_ms) != (
+                cmd.customer_id,
+                cmd.quantities,
+                cmd.ttl_ms,
+            ):
+                raise IdempotencyConflict(f"hold {cmd.hold_id} was already made with a different request")
+            return self._granted(existing)
+        require_id(cmd.hold_id, "hold_id")
+        require_id(cmd.customer_id, "customer_id")
+        ttl = require_ttl(cmd.ttl_ms)
+        if not self.sales_open:
+            raise SalesClosed(f"sales for event {self.entity_id} are closed")
+        quantities = cmd.quantities
+        if not quantities:
+            raise InvalidCommand("a hold needs at least one (tier, quantity)")
+        tiers = self.tiers
+        total = 0
+        amount = 0
+        for pair in quantities:
+            if len(pair) != 2:
+                raise InvalidCommand("quantities are (tier, count) pairs")
+            name, count = pair
+            tier = tiers.get(name)
+            if tier is None:
+                raise InvalidCommand(f"event {self.entity_id} has no tier {name!r}")
+            require_positive(count, f"quantity of tier {name!r}")
+            total += count
+            amount += tier.price * count
+        if len(quantities) > 1 and len({name for name, _ in quantities}) != len(quantities):
+            raise InvalidCommand("each tier may appear once in a hold")
+        if self.max_per_booking and total > self.max_per_booking:
+            raise OverBookingLimit(f"at most {self.max_per_booking} tickets per booking; {total} asked")
+        for name, count in quantities:
+            available = tiers[name].available
+            if available < count:
+                raise InsufficientInventory(f"tier {name!r}: {available} left, {count} asked")
+        self.record(TicketsHeld(self.entity_id, cmd.hold_id, cmd.customer_id, quantities, amount, ttl, now + ttl, now))
+        return self._granted(self.bookings[cmd.hold_id])
+
+    def add_capacity(self, cmd: AddCapacity, now: int) -> Done:
+        self.must_exist()
+        require_id(cmd.change_id, "change_id")
+        if cmd.change_id in self.changes:
+            return Done(self.entity_id, cmd.change_id, "APPLIED", changed=False)
+        if cmd.tier not in self.tiers:
+            raise InvalidCommand(f"event {self.entity_id} has no tier {cmd.tier!r}")
+        require_positive(cmd.quantity, "quantity")
+        self.record(CapacityAdded(self.entity_id, cmd.change_id, cmd.tier, cmd.quantity, now))
+        return Done(self.entity_id, cmd.change_id, "APPLIED")
+
+    def close_sales(self, cmd: CloseSales, now: int) -> Done:
+        self.must_exist()
+        if not self.sales_open:
+            return Done(self.entity_id, self.entity_id, "CLOSED", changed=False)
+        self.record(SalesWereClosed(self.entity_id, now))
+        return Done(self.entity_id, self.entity_id, "CLOSED")
+
+    def _granted(self, rec: BookingRecord) -> HoldGranted:
+        quantity = sum(count for _, count in rec.detail)
+        return HoldGranted(self.entity_id, rec.hold_id, rec.customer_id, rec.amount, rec.expires_at, quantity)
+
+    def _definition(self) -> tuple[Any, ...]:
+        tiers = tuple(TierSpec(t.name, t.price, t.quantity) for t in self.tiers.values())
+        return (self.title, self.venue, self.starts_at, tiers, self.max_per_booking)
+
+    # ---- events ----------------------------------------------------------------------------
+    def _apply_created(self, e: EventCreated) -> None:
+        self.title, self.venue, self.starts_at = e.title, e.venue, e.starts_at
+        self.tiers = {t.name: Tier(t.name, t.price, t.quantity) for t in e.tiers}
+        self.max_per_booking = e.max_tickets_per_booking
+        self.sales_open = True
+
+    def _apply_held(self, e: TicketsHeld) -> None:
+        tiers = self.tiers
+        for name, count in e.quantities:
+            tiers[name].held += count
+        self.bookings[e.hold_id] = BookingRecord(e.hold_id, e.customer_id, e.quantities, e.amount, e.ttl_ms,
+                                                 e.expires_at, e.at)  # fmt: skip
+
+    def _apply_capacity(self, e: CapacityAdded) -> None:
+        self.tiers[e.tier].quantity += e.quantity
+        self.changes.add(e.change_id)
+
+    def _apply_closed(self, e: SalesWereClosed) -> None:
+        self.sales_open = False
+
+    def _on_confirmed(self, booking: BookingRecord) -> None:
+        for name, count in booking.detail:
+            tier = self.tiers[name]
+            tier.held -= count
+            tier.confirmed += count
+
+    def _on_freed(self, booking: BookingRecord, was: BookingStatus) -> None:
+        for name, count in booking.detail:
+            tier = self.tiers[name]
+            if was is HELD:
+                tier.held -= count
+            elif was is CONFIRMED:
+                tier.confirmed -= count
+
+    appliers = {
+        EventCreated: _apply_created,
+        TicketsHeld: _apply_held,
+        CapacityAdded: _apply_capacity,
+        SalesWereClosed: _apply_closed,
+        **BookingHost.lifecycle_appliers,
+    }
+    handlers = {
+        CreateEvent: create,
+        HoldTickets: hold,
+        AddCapacity: add_capacity,
+        CloseSales: close_sales,
+        **BookingHost.lifecycle_handlers,
+    }
+
+    # ---- invariants, snapshots, views ------------------------------------------------------
+    def check_invariants(self) -> None:
+        """Raise AssertionError if the inventory is inconsistent (used by tests and the auditor)."""
+        held: dict[str, int] = dict.fromkeys(self.tiers, 0)
+        confirmed: dict[str, int] = dict.fromkeys(self.tiers, 0)
+        for rec in self.bookings.values():
+            bucket = held if rec.status is HELD else confirmed if rec.status is CONFIRMED else None
+            if bucket is not None:
+                for name, count in rec.detail:
+                    bucket[name] += count
+        for tier in self.tiers.values():
+            assert tier.held >= 0, f"negative held count in tier {tier.name}"
+            assert tier.confirmed >= 0, f"negative confirmed count in tier {tier.name}"
+            assert tier.held + tier.confirmed <= tier.quantity, f"tier {tier.name} oversold"
+            assert tier.held == held[tier.name], f"tier {tier.name}: held drifted from bookings"
+            assert tier.confirmed == confirmed[tier.name], f"tier {tier.name}: confirmed drifted"
+
+    def to_state(self) -> tuple[Any, ...]:
+        tiers = tuple((t.name, t.price, t.quantity, t.held, t.confirmed) for t in self.tiers.values())
+        bookings = tuple(rec.as_tuple() for rec in self.bookings.values())
+        return (self.title, self.venue, self.starts_at, tiers, self.max_per_booking, self.sales_open,
+                tuple(sorted(self.changes)), bookings)  # fmt: skip
+
+    @classmethod
+    def from_state(cls, entity_id: str, version: int, state: tuple[Any, ...]) -> TicketedEvent:
+        title, venue, starts_at, tiers, max_per_booking, sales_open, changes, bookings = state
+        agg = cls(entity_id)
+        agg.version = version
+        agg.title, agg.venue, agg.starts_at = title, venue, starts_at
+        for name, price, quantity, held, confirmed in tiers:
+            tier = Tier(name, price, quantity)
+            tier.held, tier.confirmed = held, confirmed
+            agg.tiers[name] = tier
+        agg.max_per_booking, agg.sales_open = max_per_booking, sales_open
+        agg.changes = set(changes)
+        agg.bookings = {row[0]: BookingRecord.from_tuple(row) for row in bookings}
+        return agg
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "event_id": self.entity_id,
+            "title": self.title,
+            "venue": self.venue,
+            "starts_at": self.starts_at,
+            "sales_open": self.sales_open,
+            "max_tickets_per_booking": self.max_per_booking,
+            "tiers": [
+                {"name": t.name, "price": t.price, "quantity": t.quantity, "held": t.held,
+                 "confirmed": t.confirmed, "available": t.available}
+                for t in self.tiers.values()
+            ],
+            "version": self.version,
+        }  # fmt: skip
+
+
+def _validate_tiers(tiers: object) -> tuple[TierSpec, ...]:
+    if not isinstance(tiers, tuple) or not tiers:
+        raise InvalidCommand("an event needs at least one ticket tier")
+    if len(tiers) > MAX_TIERS:
+        raise InvalidCommand(f"an event has at most {MAX_TIERS} tiers")
+    names = set()
+    for tier in tiers:
+        if not isinstance(tier, TierSpec):
+            raise InvalidCommand("tiers must be TierSpec(name, price, quantity)")
+        require_id(tier.name, "tier name")
+        if tier.name in names:
+            raise InvalidCommand(f"tier {tier.name!r} appears twice")
+        names.add(tier.name)
+        if type(tier.price) is not int or tier.price < 0:
+            raise InvalidCommand(f"tier {tier.name!r}: price must be a non-negative integer (minor units)")
+        if type(tier.quantity) is not int or tier.quantity < 0:
+            raise InvalidCommand(f"tier {tier.name!r}: quantity must be a non-negative integer")
+    return tiers

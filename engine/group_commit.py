@@ -1,0 +1,166 @@
+"""Group commit: the events of many commands and many entities, appended in one transaction.
+
+Commands are applied in memory as they arrive and their events go into the *open* group. One
+group is committed at a time: while its transaction is in flight, new events gather in the next
+group, so the batch grows with the load and the store sees one statement per group. Everyone
+whose events (or whose answer) depends on a group waits for that group to finish, and learns
+per stream whether it became durable.
+
+One commit at a time is also what keeps each stream's events in order: a stream's later events
+are never written before, or without, its earlier ones. When a group fails for a stream, the
+host drops that entity from memory and `discard`s the stream's events from every later group:
+they were decided on top of state that never became durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from engine.domain.errors import ConcurrencyConflict, OwnershipLost, RezervError, StoreUnavailable
+from engine.ports import AppendResult, EventStore, NewEvent, StreamAppend
+
+log = logging.getLogger("rezerv.commit")
+
+
+class CommitGroup:
+    __slots__ = ("appends", "done", "errors", "event_count", "failure", "seq")
+
+    def __init__(self, seq: int) -> None:
+        self.seq = seq
+        self.appends: dict[str, StreamAppend] = {}
+        self.errors: dict[str, RezervError] = {}
+        self.failure: RezervError | None = None
+        self.event_count = 0
+        self.done = asyncio.Event()
+
+    def error_for(self, stream_id: str) -> RezervError | None:
+        """Why this group did not make `stream_id`'s events durable, or None if it did."""
+        return self.failure or self.errors.get(stream_id)
+
+    async def wait(self) -> None:
+        await self.done.wait()
+
+
+FailureHandler = Callable[[dict[str, RezervError]], None]
+CommitHandler = Callable[[CommitGroup], None]
+
+
+class GroupCommitter:
+    def __init__(
+        self,
+        store: EventStore,
+        commit_max: int,
+        on_failed: FailureHandler,
+        on_committed: CommitHandler | None = None,
+    ) -> None:
+        self.store = store
+        self.commit_max = commit_max
+        self.on_failed = on_failed
+        self.on_committed = on_committed
+        self._seq = 0
+        self.queue: deque[CommitGroup] = deque([self._new_group()])
+        self.in_flight: CommitGroup | None = None
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        # Statistics, for the benchmark's "average batch per commit".
+        self.commits = 0
+        self.committed_events = 0
+
+    def _new_group(self) -> CommitGroup:
+        self._seq += 1
+        return CommitGroup(self._seq)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="group-commit")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    # ---- called synchronously by the host while applying commands ---------------------------
+    def add(self, stream_id: str, expected_version: int, token: int, events: Sequence[NewEvent]) -> CommitGroup:
+        group = self.queue[-1]
+        pending = group.appends.get(stream_id)
+        if pending is None and group.event_count >= self.commit_max:
+            group = self._new_group()
+            self.queue.append(group)
+        if pending is None:
+            pending = group.appends[stream_id] = StreamAppend(stream_id, expected_version, token, [])
+        pending.events.extend(events)
+        group.event_count += len(events)
+        self._wakeup.set()
+        return group
+
+    def discard(self, stream_id: str, error: RezervError) -> None:
+        """Drop a stream's not-yet-committed events from every waiting group."""
+        for group in self.queue:
+            dropped = group.appends.pop(stream_id, None)
+            if dropped is not None:
+                group.event_count -= len(dropped.events)
+                group.errors[stream_id] = error
+
+    # ---- the commit loop --------------------------------------------------------------------
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            group = self.queue[0]
+            if len(self.queue) == 1:
+                if not group.appends and not group.errors:
+                    self._wakeup.clear()
+                    continue
+                self.queue.append(self._new_group())
+            self.queue.popleft()
+            if not group.appends:  # every stream in it was discarded: its waiters learn why
+                group.done.set()
+                continue
+            self.in_flight = group
+            try:
+                await self._commit(group)
+            finally:
+                self.in_flight = None
+                group.done.set()
+
+    async def _commit(self, group: CommitGroup) -> None:
+        appends = list(group.appends.values())
+        try:
+            result = await self.store.append(appends)
+        except asyncio.CancelledError:
+            group.failure = StoreUnavailable("the host is stopping; the commit's outcome is unknown")
+            self.on_failed({s: group.failure for s in group.appends})
+            raise
+        except RezervError as exc:
+            group.failure = exc if exc.retryable else StoreUnavailable(str(exc))
+            result = None
+        except Exception as exc:  # a bug or an unexpected driver error: nothing is acknowledged
+            log.exception("group commit of %d events failed", group.event_count)
+            group.failure = StoreUnavailable(f"append failed: {type(exc).__name__}: {exc}")
+            result = None
+        if result is None:
+            assert group.failure is not None
+            self.on_failed({s: group.failure for s in group.appends})
+            return
+        failed = _classify(result)
+        if failed:
+            group.errors.update(failed)
+            self.on_failed(failed)
+        self.commits += 1
+        self.committed_events += group.event_count - sum(len(group.appends[s].events) for s in failed)
+        if self.on_committed is not None:
+            self.on_committed(group)
+
+
+def _classify(result: AppendResult) -> dict[str, RezervError]:
+    failed: dict[str, RezervError] = {}
+    for stream in result.fenced:
+        failed[stream] = OwnershipLost(f"{stream} is now owned by a newer host")
+    for stream in result.conflicts:
+        failed[stream] = ConcurrencyConflict(f"{stream} was written by another host")
+    return failed

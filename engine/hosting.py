@@ -1,0 +1,300 @@
+"""The entity host: many entities in one process, each owning its inventory, none behind a lock.
+
+`execute` takes a batch of commands (one Ray call's worth), activates any entity not in memory
+(fencing token, claim, snapshot plus events), then applies every command synchronously: there
+is no `await` between checking inventory and changing it, so nothing interleaves. The events go
+into the group committer; each answer is released only when the events it depends on are
+durable, and becomes a retryable error if they did not become durable.
+
+Nothing here knows about Ray: actors/shard.py wraps a host in a Ray actor, and the unit tests
+run a host on in-memory fakes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from engine.domain import codec
+from engine.domain.aggregate import Aggregate
+from engine.domain.commands import Command
+from engine.domain.entities import aggregate_class, decode_snapshot, encode_snapshot
+from engine.domain.errors import (
+    DomainError,
+    InvalidCommand,
+    OwnershipLost,
+    RezervError,
+    StoreUnavailable,
+    TransientError,
+)
+from engine.group_commit import CommitGroup, GroupCommitter
+from engine.ports import Clock, EventStore, Fencing, NewEvent, Snapshot, SystemClock
+
+log = logging.getLogger("rezerv.host")
+
+Reply = Any  # a result object, or a RezervError instance
+EventListener = Callable[[str, Aggregate, list[Any]], None]
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    owner: str
+    commit_max: int = 4096
+    snapshot_every: int = 2000
+    snapshot_min_interval_ms: int = 5000
+    passivate_after_ms: int = 300_000
+    idempotency_ttl_ms: int = 86_400_000
+    lease_ms: int = 30_000
+
+
+class Entity:
+    """An active entity: its aggregate, its fencing token, and its newest uncommitted group."""
+
+    __slots__ = ("agg", "durable_version", "group", "last_used", "snapshot_at", "snapshot_version", "token")
+
+    def __init__(self, agg: Aggregate, token: int, now: int) -> None:
+        self.agg = agg
+        self.token = token
+        self.group: CommitGroup | None = None
+        self.durable_version = agg.version
+        self.snapshot_version = agg.version
+        self.snapshot_at = now
+        self.last_used = now
+
+
+class EntityHost:
+    def __init__(
+        self,
+        store: EventStore,
+        fencing: Fencing,
+        config: HostConfig,
+        clock: Clock | None = None,
+    ) -> None:
+        self.store = store
+        self.fencing = fencing
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.entities: dict[str, Entity] = {}
+        self.lost: dict[str, int] = {}  # stream -> until when another host owns it
+        self._activating: dict[str, asyncio.Future[Entity]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self.committer = GroupCommitter(store, config.commit_max, self._on_failed, self._on_committed)
+        self.listeners: list[EventListener] = []
+        self.stats = {"batches": 0, "commands": 0, "activations": 0, "evictions": 0, "snapshots": 0}
+
+    def start(self) -> None:
+        self.committer.start()
+
+    async def stop(self) -> None:
+        await self.committer.stop()
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        leases = [(s, e.token) for s, e in self.entities.items()]
+        with contextlib.suppress(Exception):
+            await self.fencing.release(leases, self.config.owner)
+
+    # ---- the hot path -------------------------------------------------------------------------
+    async def execute(self, commands: Sequence[Command]) -> list[Reply]:
+        self.stats["batches"] += 1
+        self.stats["commands"] += len(commands)
+        entities = self.entities
+        missing = {c.stream_id for c in commands if c.stream_id not in entities}
+        failures: dict[str, RezervError] = {}
+        if missing:
+            outcomes = await asyncio.gather(*(self._activate(s) for s in missing), return_exceptions=True)
+            for stream, outcome in zip(missing, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    failures[stream] = _as_rezerv_error(outcome)
+
+        # From here to the first await: check and change, for every command, with nothing between.
+        now = self.clock.now_ms()
+        answers: list[tuple[Reply, CommitGroup | None, str]] = []
+        add = self.committer.add
+        for command in commands:
+            stream = command.stream_id
+            entity = entities.get(stream)
+            if entity is None:
+                answers.append(
+                    (failures.get(stream) or StoreUnavailable(f"{stream} could not be activated"), None, stream)
+                )
+                continue
+            agg = entity.agg
+            version_before = agg.version
+            try:
+                result: Reply = agg.handle(command, now)
+            except DomainError as err:
+                result = err
+            except Exception as exc:  # a bug in a handler: refuse the command, keep the entity honest
+                log.exception("command %r failed", command)
+                self._evict(stream, StoreUnavailable("internal error"))
+                answers.append((InvalidCommand(f"internal error: {type(exc).__name__}"), None, stream))
+                continue
+            entity.last_used = now
+            if agg.pending:
+                events = agg.take_pending()
+                new = [NewEvent(codec.type_name(e), codec.encode(e)) for e in events]
+                entity.group = add(stream, version_before, entity.token, new)
+                for listener in self.listeners:
+                    listener(stream, agg, events)
+            group = entity.group
+            answers.append((result, group if group is not None and not group.done.is_set() else None, stream))
+
+        # Nothing is answered before what it depends on is durable.
+        waited: set[int] = set()
+        for _, group, _ in answers:
+            if group is not None and group.seq not in waited:
+                waited.add(group.seq)
+                await group.wait()
+        return [
+            (group.error_for(stream) or result) if group is not None else result for result, group, stream in answers
+        ]
+
+    # ---- activation ---------------------------------------------------------------------------
+    async def _activate(self, stream_id: str) -> Entity:
+        pending = self._activating.get(stream_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Entity] = asyncio.get_running_loop().create_future()
+        self._activating[stream_id] = future
+        try:
+            entity = await self._load(stream_id)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: other waiters re-raise it, nobody else must
+            raise
+        finally:
+            del self._activating[stream_id]
+        future.set_result(entity)
+        return entity
+
+    async def _load(self, stream_id: str) -> Entity:
+        cls, entity_id = aggregate_class(stream_id)
+        until = self.lost.get(stream_id)
+        if until is not None:
+            if until > self.clock.now_ms():
+                raise OwnershipLost(f"{stream_id} is owned by another host")
+            del self.lost[stream_id]
+        owner, lease_ms = self.config.owner, self.config.lease_ms
+        floor = await self.store.current_token(stream_id)
+        token = await self.fencing.acquire(stream_id, owner, floor, lease_ms)
+        claim = await self.store.claim(stream_id, token, owner)
+        agg: Aggregate | None = None
+        snapshot = await self.store.load_snapshot(stream_id)
+        if snapshot is not None and snapshot.version <= claim.version:
+            agg = decode_snapshot(stream_id, snapshot.version, snapshot.state)
+        if agg is None:
+            agg = cls(entity_id)
+        for recorded in await self.store.load(stream_id, after_version=agg.version):
+            agg.apply(codec.decode(recorded.data))
+        if agg.version != claim.version:
+            raise StoreUnavailable(f"{stream_id}: loaded version {agg.version}, claimed {claim.version}")
+        now = self.clock.now_ms()
+        entity = Entity(agg, token, now)
+        if snapshot is not None:
+            entity.snapshot_version = snapshot.version
+        self.entities[stream_id] = entity
+        self.stats["activations"] += 1
+        for listener in self.listeners:
+            listener(stream_id, agg, [])
+        return entity
+
+    # ---- after a commit -----------------------------------------------------------------------
+    def _on_failed(self, failed: dict[str, RezervError]) -> None:
+        """Drop every entity whose events did not become durable, before anything else runs."""
+        for stream, error in failed.items():
+            if isinstance(error, OwnershipLost):
+                self.lost[stream] = self.clock.now_ms() + self.config.lease_ms
+            self._evict(stream, error)
+
+    def _evict(self, stream: str, error: RezervError) -> None:
+        if self.entities.pop(stream, None) is not None:
+            self.stats["evictions"] += 1
+        self.committer.discard(stream, error)
+
+    def _on_committed(self, group: CommitGroup) -> None:
+        now = self.clock.now_ms()
+        cfg = self.config
+        for stream, append in group.appends.items():
+            if stream in group.errors:
+                continue
+            entity = self.entities.get(stream)
+            if entity is None or entity.token != append.token:
+                continue
+            entity.durable_version = append.expected_version + len(append.events)
+            if entity.group is group:
+                entity.group = None
+                since = entity.durable_version - entity.snapshot_version
+                due = cfg.snapshot_every and since >= max(cfg.snapshot_every, _bookings(entity.agg))
+                if due and now - entity.snapshot_at >= cfg.snapshot_min_interval_ms:
+                    self._snapshot(stream, entity, now)
+
+    def _snapshot(self, stream: str, entity: Entity, now: int) -> None:
+        """Encode now (every event of this entity is durable at this instant), save in the background."""
+        entity.agg.compact(now - self.config.idempotency_ttl_ms)
+        snapshot = Snapshot(stream, entity.agg.version, encode_snapshot(entity.agg))
+        entity.snapshot_version = snapshot.version
+        entity.snapshot_at = now
+        self.stats["snapshots"] += 1
+        self.spawn(self.store.save_snapshot(snapshot), f"snapshot {stream}")
+
+    # ---- housekeeping -------------------------------------------------------------------------
+    def spawn(self, work: Awaitable[Any], what: str) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                log.exception("background work failed: %s", what)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def renew_leases(self) -> list[str]:
+        """Extend this host's leases; drop the entities another host has taken over."""
+        leases = [(s, e.token) for s, e in self.entities.items()]
+        lost = await self.fencing.renew(leases, self.config.owner, self.config.lease_ms)
+        for stream in lost:
+            self.lost[stream] = self.clock.now_ms() + self.config.lease_ms
+            self._evict(stream, OwnershipLost(f"{stream} was taken over by another host"))
+        return lost
+
+    async def passivate_idle(self) -> list[str]:
+        """Drop entities unused for `passivate_after_ms` whose events are all durable."""
+        cutoff = self.clock.now_ms() - self.config.passivate_after_ms
+        idle = [s for s, e in self.entities.items() if e.last_used < cutoff and e.group is None]
+        leases = []
+        for stream in idle:
+            entity = self.entities.pop(stream)
+            leases.append((stream, entity.token))
+        await self.fencing.release(leases, self.config.owner)
+        return idle
+
+    async def run_housekeeping(self, stop: asyncio.Event, period_s: float | None = None) -> None:
+        period = period_s if period_s is not None else max(0.5, self.config.lease_ms / 3000)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), period)
+            if stop.is_set():
+                return
+            try:
+                await self.renew_leases()
+                await self.passivate_idle()
+            except Exception:
+                log.exception("housekeeping failed; retrying in %.1f s", period)
+
+
+def _bookings(agg: Aggregate) -> int:
+    """Snapshot cost grows with the state; wait for at least that many new events (amortized O(1))."""
+    bookings = getattr(agg, "bookings", None)
+    return len(bookings) if bookings is not None else 0
+
+
+def _as_rezerv_error(exc: BaseException) -> RezervError:
+    if isinstance(exc, RezervError):
+        return exc
+    return TransientError(f"activation failed: {type(exc).__name__}: {exc}")

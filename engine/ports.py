@@ -1,0 +1,127 @@
+"""Ports: what the engine needs from the outside world, as Protocols.
+
+Adapters live in engine/adapters/ (asyncpg, redis, aiokafka, and in-memory fakes for unit
+tests). The same contract tests (tests/contract/) run against the fake and the real adapter, so
+a unit test on the fake proves something about production.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    event_type: str
+    data: bytes
+
+
+@dataclass(slots=True)
+class StreamAppend:
+    """Events for one stream: `expected_version` is the version before them, `token` the writer's fence."""
+
+    stream_id: str
+    expected_version: int
+    token: int
+    events: list[NewEvent] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """Streams whose events were NOT appended, and why; every other stream's events were."""
+
+    fenced: frozenset[str] = frozenset()  # a newer token is recorded for the stream
+    conflicts: frozenset[str] = frozenset()  # the stream's version is not the expected one
+
+    @property
+    def failed(self) -> frozenset[str]:
+        return self.fenced | self.conflicts
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    stream_id: str
+    version: int
+    event_type: str
+    data: bytes
+    position: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    stream_id: str
+    version: int
+    state: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What registering a fencing token found: the stream's current version."""
+
+    stream_id: str
+    version: int
+
+
+def check_one_append_per_stream(appends: Sequence[StreamAppend]) -> None:
+    if len({a.stream_id for a in appends}) != len(appends):
+        raise ValueError("an append call takes at most one StreamAppend per stream")
+
+
+class EventStore(Protocol):
+    async def claim(self, stream_id: str, token: int, owner: str) -> Claim:
+        """Record `token` as the stream's newest; raise OwnershipLost if a newer one is recorded.
+
+        Any append still carrying an older token fails from this moment. Returns the stream's
+        version as of the claim (0 for a new stream)."""
+
+    async def current_token(self, stream_id: str) -> int:
+        """The newest token recorded for the stream (0 if none)."""
+
+    async def append(self, appends: Sequence[StreamAppend]) -> AppendResult:
+        """Append events of many streams in one transaction (group commit).
+
+        Per stream, all or nothing: a stream whose token is stale or whose expected version is
+        not current is skipped and reported; the others are durable when this returns."""
+
+    async def load(self, stream_id: str, after_version: int = 0) -> list[RecordedEvent]:
+        """Events of the stream with version > after_version, in order."""
+
+    async def load_snapshot(self, stream_id: str) -> Snapshot | None: ...
+
+    async def save_snapshot(self, snapshot: Snapshot) -> None:
+        """Keep the snapshot if it is newer than the stored one."""
+
+
+class Fencing(Protocol):
+    async def acquire(self, stream_id: str, owner: str, floor: int, lease_ms: int) -> int:
+        """A token greater than every token issued before for the stream, and greater than `floor`."""
+
+    async def renew(self, leases: Sequence[tuple[str, int]], owner: str, lease_ms: int) -> list[str]:
+        """Extend leases of (stream, token); returns the streams whose lease another owner now holds."""
+
+    async def release(self, leases: Sequence[tuple[str, int]], owner: str) -> None: ...
+
+
+class Clock(Protocol):
+    def now_ms(self) -> int: ...
+
+
+class SystemClock:
+    def now_ms(self) -> int:
+        return time.time_ns() // 1_000_000
+
+
+@dataclass
+class ManualClock:
+    """A clock tests move by hand."""
+
+    now: int = 1_800_000_000_000
+
+    def now_ms(self) -> int:
+        return self.now
+
+    def advance(self, ms: int) -> None:
+        self.now += ms

@@ -1,0 +1,248 @@
+"""The entity host on in-memory fakes: durability before answers, failures leave nothing granted,
+fencing between two hosts, idempotent retries, snapshots, passivation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pytest
+
+from engine.adapters.memory_fencing import InMemoryFencing
+from engine.adapters.memory_store import InMemoryEventStore
+from engine.domain import codec
+from engine.domain.commands import CreateEvent, GetState, HoldTickets, TierSpec
+from engine.domain.errors import InsufficientInventory, OwnershipLost, StoreUnavailable
+from engine.domain.results import Done, HoldGranted, StateView
+from engine.hosting import EntityHost, HostConfig
+from engine.ports import AppendResult, ManualClock, RecordedEvent, StreamAppend
+
+TTL = 60_000
+
+
+@dataclass
+class GatedStore(InMemoryEventStore):
+    """Appends wait until the test opens the gate; lets a test hold a commit in flight."""
+
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+    entered: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def append(self, appends: Sequence[StreamAppend]) -> AppendResult:
+        self.entered.set()
+        await self.gate.wait()
+        return await super().append(appends)
+
+
+def make_host(store: InMemoryEventStore, fencing: InMemoryFencing | None = None, owner: str = "h1",
+              clock: ManualClock | None = None, **config: int) -> EntityHost:  # fmt: skip
+    clock = clock or ManualClock()
+    host = EntityHost(store, fencing or InMemoryFencing(clock=clock), HostConfig(owner=owner, **config), clock)
+    host.start()
+    return host
+
+
+def create(eid: str = "e1", quantity: int = 10) -> CreateEvent:
+    return CreateEvent(eid, "Show", "Hall", "2027-01-01T20:00:00+00:00", (TierSpec("std", 100, quantity),))
+
+
+def hold(hold_id: str, n: int = 1, eid: str = "e1") -> HoldTickets:
+    return HoldTickets(eid, hold_id, "alice", (("std", n),), TTL)
+
+
+def held_in_store(store: InMemoryEventStore, stream: str = "event/e1") -> int:
+    total = 0
+    for recorded in store.streams.get(stream, []):
+        event = codec.decode(recorded.data)
+        if recorded.event_type == "TicketsHeld":
+            total += sum(n for _, n in event.quantities)
+    return total
+
+
+async def test_answers_only_after_the_events_are_durable() -> None:
+    store = GatedStore()
+    store.gate.set()
+    host = make_host(store)
+    await host.execute([create()])
+    store.gate.clear()
+    task = asyncio.create_task(host.execute([hold("h1", 2), hold("h2", 3)]))
+    await store.entered.wait()
+    await asyncio.sleep(0.01)
+    assert not task.done(), "answered before the commit finished"
+    store.gate.set()
+    replies = await task
+    assert [type(r) for r in replies] == [HoldGranted, HoldGranted]
+    assert held_in_store(store) == 5
+    await host.stop()
+
+
+async def test_a_batch_is_one_commit_and_refusals_are_answered_too() -> None:
+    store = InMemoryEventStore()
+    host = make_host(store)
+    await host.execute([create(quantity=3)])
+    calls = store.append_calls
+    replies = await host.execute([hold(f"h{i}") for i in range(5)])
+    assert [type(r).__name__ for r in replies] == ["HoldGranted"] * 3 + ["InsufficientInventory"] * 2
+    assert store.append_calls == calls + 1
+    await host.stop()
+
+
+async def test_a_failed_commit_grants_nothing_and_the_entity_is_rebuilt() -> None:
+    store = InMemoryEventStore()
+    host = make_host(store)
+    await host.execute([create(quantity=5)])
+    store.fail_next_appends = 1
+    replies = await host.execute([hold("h1", 5)])
+    assert isinstance(replies[0], StoreUnavailable)
+    assert "event/e1" not in host.entities, "the entity must be dropped from memory"
+    assert held_in_store(store) == 0
+    # Rebuilt from the store: all 5 tickets are still there.
+    [again] = await host.execute([hold("h2", 5)])
+    assert isinstance(again, HoldGranted)
+    await host.stop()
+
+
+async def test_events_decided_on_top_of_a_failed_commit_are_dropped_too() -> None:
+    store = GatedStore()
+    store.gate.set()
+    host = make_host(store)
+    await host.execute([create(quantity=4)])
+    store.gate.clear()
+    store.entered.clear()
+    store.fail_next_appends = 1
+    first = asyncio.create_task(host.execute([hold("h1", 2)]))
+    await store.entered.wait()  # h1's commit is in flight and will fail
+    second = asyncio.create_task(host.execute([hold("h2", 2), hold("h3", 1)]))  # h3 sold out only if h1, h2 count
+    await asyncio.sleep(0.01)
+    store.gate.set()
+    assert isinstance((await first)[0], StoreUnavailable)
+    r2 = await second
+    assert all(isinstance(r, StoreUnavailable) for r in r2), r2
+    assert held_in_store(store) == 0
+    replies = await host.execute([hold("h4", 4)])
+    assert isinstance(replies[0], HoldGranted)
+    await host.stop()
+
+
+async def test_a_retry_while_the_first_attempt_is_in_flight_gets_the_same_durable_answer() -> None:
+    store = GatedStore()
+    store.gate.set()
+    host = make_host(store)
+    await host.execute([create()])
+    store.gate.clear()
+    store.entered.clear()
+    first = asyncio.create_task(host.execute([hold("h1", 2)]))
+    await store.entered.wait()
+    retry = asyncio.create_task(host.execute([hold("h1", 2)]))
+    await asyncio.sleep(0.01)
+    assert not retry.done(), "the retry must wait for the first attempt's commit"
+    store.gate.set()
+    assert (await first) == (await retry)
+    assert held_in_store(store) == 2
+    await host.stop()
+
+
+async def test_two_hosts_one_entity_only_the_newest_writes_and_nothing_is_oversold() -> None:
+    store = InMemoryEventStore()
+    clock = ManualClock()
+    fencing = InMemoryFencing(clock=clock)
+    old = make_host(store, fencing, owner="old", clock=clock)
+    new = make_host(store, fencing, owner="new", clock=clock)
+    await old.execute([create(quantity=3)])
+    assert isinstance((await old.execute([hold("a1")]))[0], HoldGranted)
+    # The new host activates the same entity: it takes a newer token and claims the stream.
+    assert isinstance((await new.execute([hold("b1")]))[0], HoldGranted)
+    stale = await old.execute([hold("a2")])
+    assert isinstance(stale[0], OwnershipLost)
+    assert "event/e1" not in old.entities
+    # The old host does not steal the entity back while the new one's lease runs.
+    assert isinstance((await old.execute([hold("a3")]))[0], OwnershipLost)
+    results = await new.execute([hold(f"b{i}") for i in range(2, 6)])
+    granted = sum(isinstance(r, HoldGranted) for r in results)
+    assert granted == 1
+    assert sum(isinstance(r, InsufficientInventory) for r in results) == 3
+    assert held_in_store(store) == 3
+    await old.stop()
+    await new.stop()
+
+
+async def test_lease_renewal_notices_a_takeover() -> None:
+    store = InMemoryEventStore()
+    clock = ManualClock()
+    fencing = InMemoryFencing(clock=clock)
+    a = make_host(store, fencing, owner="a", clock=clock)
+    b = make_host(store, fencing, owner="b", clock=clock)
+    await a.execute([create()])
+    await b.execute([GetState("e1", "event")])
+    assert await a.renew_leases() == ["event/e1"]
+    assert "event/e1" not in a.entities
+    assert await b.renew_leases() == []
+    await a.stop()
+    await b.stop()
+
+
+async def test_snapshot_is_taken_and_used_on_activation() -> None:
+    store = InMemoryEventStore()
+    clock = ManualClock()
+    host = make_host(store, clock=clock, snapshot_every=5, snapshot_min_interval_ms=0)
+    await host.execute([create(quantity=100)])
+    for i in range(6):
+        await host.execute([hold(f"h{i}")])
+    await asyncio.sleep(0)
+    snap = await store.load_snapshot("event/e1")
+    assert snap is not None
+    assert snap.version == 5
+    loads: list[int] = []
+    original_load = store.load
+
+    async def spy(stream_id: str, after_version: int = 0) -> list[RecordedEvent]:
+        loads.append(after_version)
+        return await original_load(stream_id, after_version)
+
+    store.load = spy  # type: ignore[method-assign]
+    fresh = make_host(store, InMemoryFencing(clock=clock), owner="h2", clock=clock)
+    [view] = await fresh.execute([GetState("e1", "event")])
+    assert loads == [5], "activation must start from the snapshot"
+    assert isinstance(view, StateView)
+    assert view.version == 7
+    assert view.state["tiers"][0]["held"] == 6
+    await host.stop()
+    await fresh.stop()
+
+
+async def test_idle_entities_are_passivated_and_come_back_intact() -> None:
+    store = InMemoryEventStore()
+    clock = ManualClock()
+    host = make_host(store, clock=clock, passivate_after_ms=1000)
+    await host.execute([create(), hold("h1", 3)])
+    clock.advance(2000)
+    assert await host.passivate_idle() == ["event/e1"]
+    assert host.entities == {}
+    [view] = await host.execute([GetState("e1", "event")])
+    assert view.state["tiers"][0]["held"] == 3
+    await host.stop()
+
+
+async def test_unknown_entity_and_bad_stream() -> None:
+    host = make_host(InMemoryEventStore())
+    [missing] = await host.execute([hold("h1", eid="nope")])
+    assert missing.code == "not-found"
+    [done] = await host.execute([create("new")])
+    assert isinstance(done, Done)
+    await host.stop()
+
+
+@pytest.mark.parametrize("callers", [50])
+async def test_many_concurrent_batches_never_oversell(callers: int) -> None:
+    store = InMemoryEventStore()
+    host = make_host(store)
+    await host.execute([create(quantity=37)])
+
+    async def caller(i: int) -> int:
+        replies = await host.execute([hold(f"c{i}-{j}") for j in range(3)])
+        return sum(isinstance(r, HoldGranted) for r in replies)
+
+    granted = sum(await asyncio.gather(*(caller(i) for i in range(callers))))
+    assert granted == 37
+    assert held_in_store(store) == 37
+    await host.stop()
