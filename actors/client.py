@@ -144,8 +144,12 @@ class InventoryClient:
     def stats(self) -> dict[str, float]:
         calls = sum(c.calls for c in self.channels)
         commands = sum(c.commands for c in self.channels)
-        return {"calls": calls, "commands": commands, "avg_batch": commands / calls if calls else 0.0,
-                "retries": self.retries}  # fmt: skip
+        return {
+            "calls": calls,
+            "commands": commands,
+            "avg_batch": commands / calls if calls else 0.0,
+            "retries": self.retries,
+        }
 
 
 def ray_client(settings: Any) -> InventoryClient:

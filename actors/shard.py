@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 import uuid
 from typing import Any
 
+from actors import gc_tuning
 from actors.wire import decode_batch, encode_replies
 from engine.config import Settings
 from engine.domain.errors import InvalidCommand
@@ -44,7 +46,9 @@ class ShardActor:
         self._lock: asyncio.Lock | None = None
         self._stop = asyncio.Event()
         self._resources: list[Any] = []
+        self.timings = {"call_s": 0.0, "decode_s": 0.0, "encode_s": 0.0}
         logging.basicConfig(level=self.settings.log_level)
+        gc_tuning.tune()
 
     async def _ensure_host(self) -> EntityHost:
         if self.host is not None:
@@ -63,17 +67,27 @@ class ShardActor:
                 self._resources = [pool, redis]
                 host = EntityHost(PostgresEventStore(pool), RedisFencing(redis), host_config(self.settings, self.owner))
                 host.start()
-                host.spawn(host.run_housekeeping(self._stop), "housekeeping")
+                host.spawn(host.run_housekeeping(self._stop, on_idle=gc_tuning.collect_when_idle), "housekeeping")
                 self.host = host
         return self.host
 
     async def call(self, payload: bytes) -> bytes:
         host = self.host or await self._ensure_host()
+        t0 = time.perf_counter()
         try:
             commands = decode_batch(payload)
         except InvalidCommand as err:
             return encode_replies([err])
-        return encode_replies(await host.execute(commands))
+        t1 = time.perf_counter()
+        replies = await host.execute(commands)
+        t2 = time.perf_counter()
+        out = encode_replies(replies)
+        t3 = time.perf_counter()
+        timings = self.timings
+        timings["decode_s"] += t1 - t0
+        timings["encode_s"] += t3 - t2
+        timings["call_s"] += t3 - t0
+        return out
 
     async def ping(self) -> dict[str, Any]:
         await self._ensure_host()
@@ -88,7 +102,10 @@ class ShardActor:
             "entities": len(host.entities),
             "commits": host.committer.commits,
             "committed_events": host.committer.committed_events,
+            "commit_s": host.committer.commit_seconds,
             **host.stats,
+            **host.timings,
+            **self.timings,
         }
 
     async def shutdown(self) -> None:

@@ -1,7 +1,8 @@
 """What crosses the Ray boundary: msgpack bytes, never pydantic or pickled objects.
 
-A request is the encoded list of commands of one batch; a reply is a list with, per command,
-``(0, result)`` or ``(1, error code, message)``.
+A request is the list of commands of one batch, each a flat record (engine/domain/codec.py); a
+reply is a list with, per command, ``(0, name, version, fields...)`` for a result or
+``(1, error code, message)`` for an error.
 """
 
 from __future__ import annotations
@@ -18,35 +19,31 @@ ERROR = 1
 
 
 def encode_batch(commands: Sequence[Command]) -> bytes:
-    return codec.encode(list(commands))
+    return codec.encode_records(commands)
 
 
 def decode_batch(payload: bytes) -> list[Command]:
     try:
-        commands = codec.decode(payload)
+        commands = codec.decode_records(payload)
     except codec.CodecError as exc:
         raise InvalidCommand(f"undecodable batch: {exc}") from exc
-    if not isinstance(commands, tuple) or not all(isinstance(c, Command) for c in commands):
+    if not all(isinstance(c, Command) for c in commands):
         raise InvalidCommand("a batch is a list of commands")
-    return list(commands)
+    return commands
 
 
 def encode_replies(replies: Sequence[Any]) -> bytes:
     out: list[Any] = []
+    head = (OK,)
     for reply in replies:
         if isinstance(reply, RezervError):
             out.append((ERROR, reply.code, reply.message))
         else:
-            out.append((OK, reply))
+            out.append(head + codec.record_values(reply))
     return codec.encode(out)
 
 
 def decode_replies(payload: bytes) -> list[Any]:
     """Results as objects, errors as RezervError instances (not raised)."""
-    replies = []
-    for item in codec.decode(payload):
-        if item[0] == OK:
-            replies.append(item[1])
-        else:
-            replies.append(error_from_code(item[1], item[2]))
-    return replies
+    build = codec.build_record
+    return [build(item[1:]) if item[0] == OK else error_from_code(item[1], item[2]) for item in codec.decode(payload)]

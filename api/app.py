@@ -15,16 +15,24 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.responses import Response
 
+from actors.client import InventoryClient
 from api.dependencies import Dependency, dependencies_from, run_check
+from api.errors import install_error_handlers
 from api.metrics import MetricsMiddleware, render_metrics
 from api.problems import install_problem_handlers
 from api.responses import OrjsonResponse
+from api.routes_inventory import router as inventory_router
 from engine.config import Settings
 
 log = logging.getLogger("rezerv.api")
 
 
-def create_app(settings: Settings | None = None, dependencies: list[Dependency] | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    dependencies: list[Dependency] | None = None,
+    inventory: InventoryClient | None = None,
+) -> FastAPI:
+    """`inventory`: the engine client to use (tests pass one on fakes); None builds one over Ray on first use."""
     settings = settings or Settings.from_env()
     deps = dependencies if dependencies is not None else dependencies_from(settings)
 
@@ -44,7 +52,9 @@ def create_app(settings: Settings | None = None, dependencies: list[Dependency] 
     )
     app.state.settings = settings
     app.state.dependencies = {d.name: d for d in deps}
+    app.state.inventory = inventory
     install_problem_handlers(app)
+    install_error_handlers(app)
     app.add_middleware(MetricsMiddleware)
 
     @app.get("/healthz", tags=["operations"], summary="The process is alive")
@@ -69,4 +79,5 @@ def create_app(settings: Settings | None = None, dependencies: list[Dependency] 
         payload, content_type = render_metrics()
         return Response(payload, media_type=content_type)
 
+    app.include_router(inventory_router)
     return app

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
@@ -69,6 +70,7 @@ class GroupCommitter:
         # Statistics, for the benchmark's "average batch per commit".
         self.commits = 0
         self.committed_events = 0
+        self.commit_seconds = 0.0  # time from sending a group to the store until its answer
 
     def _new_group(self) -> CommitGroup:
         self._seq += 1
@@ -130,6 +132,7 @@ class GroupCommitter:
 
     async def _commit(self, group: CommitGroup) -> None:
         appends = list(group.appends.values())
+        started = time.perf_counter()
         try:
             result = await self.store.append(appends)
         except asyncio.CancelledError:
@@ -143,6 +146,7 @@ class GroupCommitter:
             log.exception("group commit of %d events failed", group.event_count)
             group.failure = StoreUnavailable(f"append failed: {type(exc).__name__}: {exc}")
             result = None
+        self.commit_seconds += time.perf_counter() - started
         if result is None:
             assert group.failure is not None
             self.on_failed({s: group.failure for s in group.appends})

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -85,6 +86,7 @@ class EntityHost:
         self.committer = GroupCommitter(store, config.commit_max, self._on_failed, self._on_committed)
         self.listeners: list[EventListener] = []
         self.stats = {"batches": 0, "commands": 0, "activations": 0, "evictions": 0, "snapshots": 0}
+        self.timings = {"apply_s": 0.0, "durability_wait_s": 0.0}
 
     def start(self) -> None:
         self.committer.start()
@@ -103,21 +105,30 @@ class EntityHost:
         self.stats["batches"] += 1
         self.stats["commands"] += len(commands)
         entities = self.entities
-        missing = {c.stream_id for c in commands if c.stream_id not in entities}
         failures: dict[str, RezervError] = {}
+        unclaimed: dict[str, Entity] = {}  # streams that do not exist and that this batch cannot create
+        missing: dict[str, bool] = {}  # stream -> may this batch create it?
+        for c in commands:
+            stream = c.stream_id
+            if stream not in entities:
+                missing[stream] = missing.get(stream, False) or _creates(c)
         if missing:
-            outcomes = await asyncio.gather(*(self._activate(s) for s in missing), return_exceptions=True)
-            for stream, outcome in zip(missing, outcomes, strict=True):
+            streams = list(missing)
+            outcomes = await asyncio.gather(*(self._activate(s, missing[s]) for s in streams), return_exceptions=True)
+            for stream, outcome in zip(streams, outcomes, strict=True):
                 if isinstance(outcome, BaseException):
                     failures[stream] = _as_rezerv_error(outcome)
+                elif outcome.token == 0:
+                    unclaimed[stream] = outcome
 
         # From here to the first await: check and change, for every command, with nothing between.
+        started = time.perf_counter()
         now = self.clock.now_ms()
         answers: list[tuple[Reply, CommitGroup | None, str]] = []
         add = self.committer.add
         for command in commands:
             stream = command.stream_id
-            entity = entities.get(stream)
+            entity = entities.get(stream) or unclaimed.get(stream)
             if entity is None:
                 answers.append(
                     (failures.get(stream) or StoreUnavailable(f"{stream} could not be activated"), None, stream)
@@ -128,6 +139,7 @@ class EntityHost:
             try:
                 result: Reply = agg.handle(command, now)
             except DomainError as err:
+                err.__traceback__ = None  # its frames would hold this frame: a cycle per refusal
                 result = err
             except Exception as exc:  # a bug in a handler: refuse the command, keep the entity honest
                 log.exception("command %r failed", command)
@@ -137,7 +149,12 @@ class EntityHost:
             entity.last_used = now
             if agg.pending:
                 events = agg.take_pending()
-                new = [NewEvent(codec.type_name(e), codec.encode(e)) for e in events]
+                if entity.token == 0:  # only a creator may write to a stream that does not exist
+                    log.error("%r changed unclaimed stream %s; refused", command, stream)
+                    unclaimed.pop(stream, None)
+                    answers.append((InvalidCommand("internal error: write to an unclaimed stream"), None, stream))
+                    continue
+                new = [NewEvent(codec.type_name(e), codec.encode_record(e)) for e in events]
                 entity.group = add(stream, version_before, entity.token, new)
                 for listener in self.listeners:
                     listener(stream, agg, events)
@@ -145,17 +162,24 @@ class EntityHost:
             answers.append((result, group if group is not None and not group.done.is_set() else None, stream))
 
         # Nothing is answered before what it depends on is durable.
+        applied = time.perf_counter()
+        self.timings["apply_s"] += applied - started
         waited: set[int] = set()
         for _, group, _ in answers:
             if group is not None and group.seq not in waited:
                 waited.add(group.seq)
                 await group.wait()
+        self.timings["durability_wait_s"] += time.perf_counter() - applied
         return [
             (group.error_for(stream) or result) if group is not None else result for result, group, stream in answers
         ]
 
     # ---- activation ---------------------------------------------------------------------------
-    async def _activate(self, stream_id: str) -> Entity:
+    async def _activate(self, stream_id: str, may_create: bool = True) -> Entity:
+        if not may_create:
+            probe = await self._probe(stream_id)
+            if probe is not None:
+                return probe
         pending = self._activating.get(stream_id)
         if pending is not None:
             return await asyncio.shield(pending)
@@ -171,6 +195,15 @@ class EntityHost:
             del self._activating[stream_id]
         future.set_result(entity)
         return entity
+
+    async def _probe(self, stream_id: str) -> Entity | None:
+        """For a batch that cannot create the stream: an empty, unregistered entity if it does not exist.
+
+        Nothing is claimed or cached, so reads and refusals for made-up ids write nothing."""
+        cls, entity_id = aggregate_class(stream_id)
+        if stream_id in self._activating or await self.store.current_token(stream_id) != 0:
+            return None
+        return Entity(cls(entity_id), 0, self.clock.now_ms())
 
     async def _load(self, stream_id: str) -> Entity:
         cls, entity_id = aggregate_class(stream_id)
@@ -190,7 +223,7 @@ class EntityHost:
         if agg is None:
             agg = cls(entity_id)
         for recorded in await self.store.load(stream_id, after_version=agg.version):
-            agg.apply(codec.decode(recorded.data))
+            agg.apply(codec.decode_record(recorded.data))
         if agg.version != claim.version:
             raise StoreUnavailable(f"{stream_id}: loaded version {agg.version}, claimed {claim.version}")
         now = self.clock.now_ms()
@@ -274,8 +307,12 @@ class EntityHost:
         await self.fencing.release(leases, self.config.owner)
         return idle
 
-    async def run_housekeeping(self, stop: asyncio.Event, period_s: float | None = None) -> None:
+    async def run_housekeeping(
+        self, stop: asyncio.Event, period_s: float | None = None, on_idle: Callable[[], object] | None = None
+    ) -> None:
+        """Renew leases and passivate idle entities; call `on_idle` when no batch came in a whole period."""
         period = period_s if period_s is not None else max(0.5, self.config.lease_ms / 3000)
+        batches = self.stats["batches"]
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), period)
@@ -286,6 +323,17 @@ class EntityHost:
                 await self.passivate_idle()
             except Exception:
                 log.exception("housekeeping failed; retrying in %.1f s", period)
+            if on_idle is not None and self.stats["batches"] == batches:
+                on_idle()
+            batches = self.stats["batches"]
+
+
+def _creates(command: Command) -> bool:
+    try:
+        cls, _ = aggregate_class(command.stream_id)
+    except InvalidCommand:
+        return False  # activation reports the bad stream id to this command's caller
+    return type(command) in cls.CREATORS
 
 
 def _bookings(agg: Aggregate) -> int:

@@ -5,9 +5,42 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+ENGINE_SCENARIOS = ("hot-sellout", "hot-sustained", "many-events", "cars")
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
 
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="rezerv bench")
-    parser.add_subparsers(dest="which", required=True)
-    parser.parse_args(list(argv))
-    return 0
+    sub = parser.add_subparsers(dest="which", required=True)
+    engine = sub.add_parser("engine", help="the actor path without HTTP: holds/s, latency, CPU, audit")
+    engine.add_argument(
+        "--scenario",
+        type=lambda s: s.split(","),
+        default=list(ENGINE_SCENARIOS),
+        help=f"comma-separated subset of {','.join(ENGINE_SCENARIOS)}",
+    )
+    engine.add_argument("--callers", type=_ints, default=[64, 256, 1024], help="hot-sellout sweep")
+    engine.add_argument("--sustained-callers", type=int, default=1024)
+    engine.add_argument("--window", type=float, default=15.0, help="seconds of the sustained run")
+    engine.add_argument("--shards", type=int, default=2)
+    engine.add_argument("--batch-max", type=int, default=512)
+    engine.add_argument("--calls-in-flight", type=int, default=4)
+    engine.add_argument("--commit-max", type=int, default=4096)
+    engine.add_argument("--db-pool", type=int, default=4)
+    engine.add_argument("--json", default="", help="also write the results to this file")
+    args = parser.parse_args(list(argv))
+
+    if args.which == "engine":
+        from loadtest.bench_engine import run
+
+        unknown = set(args.scenario) - set(ENGINE_SCENARIOS)
+        if unknown:
+            parser.error(f"unknown scenario {', '.join(sorted(unknown))}")
+        import uvloop
+
+        results = uvloop.run(run(args))
+        return 0 if all(r.audit.get("ok") for r in results) else 1
+    return 2

@@ -29,6 +29,7 @@ import psutil
 
 from engine.config import ConfigError, Settings
 from stack.processes import ManagedProcess, StartupError, require_free_port, tail, tcp_accepts
+from stack.ray_auth import TOKEN_FILE, use_token
 from stack.servers import EmbeddedKafka, EmbeddedPostgres, EmbeddedRay, EmbeddedValkey
 
 
@@ -61,6 +62,10 @@ class RunFiles:
     @property
     def secret_file(self) -> Path:
         return self.data_dir / "jwt_secret"
+
+    @property
+    def ray_token_file(self) -> Path:
+        return self.data_dir / TOKEN_FILE
 
 
 def running_pid(files: RunFiles) -> int | None:
@@ -125,6 +130,7 @@ class Stack:
 
         dashboard = ""
         if not s.ray_address:
+            use_token(self.files.ray_token_file)  # the Ray head, the API and this process share it
             ray_head = EmbeddedRay(
                 data_dir=s.data_dir,
                 port=s.ray_port,
@@ -275,8 +281,8 @@ class Stack:
 
     def _print_ready(self, elapsed: float) -> None:
         s = self.settings
-        token_file = Path.home() / ".ray" / "auth_token"
-        token_note = f"token in {token_file}" if token_file.exists() else "token authentication off"
+        token_file = os.environ.get("RAY_AUTH_TOKEN_PATH", "")
+        token_note = f"token in {token_file}" if token_file else "token authentication as configured for Ray"
         lines = [
             "",
             f"rezerv is ready ({elapsed:.1f} s). Press Ctrl-C to stop.",

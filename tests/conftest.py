@@ -77,15 +77,33 @@ def kafka_bootstrap(kafka_server: EmbeddedKafka) -> str:
 
 
 @pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[None]:
+def ray_cluster(stack_root: Path) -> Iterator[None]:
     """A local Ray started once for the session (about 5 s), stopped at the end."""
     import logging
 
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
-             configure_logging=False)  # fmt: skip
+    from stack.ray_auth import use_token
+
+    use_token(stack_root / "ray_auth_token")  # never ~/.ray: see stack/ray_auth.py
+    ray.init(
+        num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING, configure_logging=False
+    )
     try:
         yield
     finally:
         ray.shutdown()
+
+
+_ORDER = {"unit": 0, "contract": 0, "integration": 1, "e2e": 2}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Unit tests first (fast, and no session server or Ray exists yet), then integration, then e2e."""
+
+    def rank(item: pytest.Item) -> int:
+        parts = item.path.parts
+        folder = parts[parts.index("tests") + 1] if "tests" in parts else ""
+        return _ORDER.get(folder, 1)
+
+    items.sort(key=rank)  # stable: keeps file order within each folder

@@ -53,8 +53,17 @@ def require_ttl(ttl_ms: object) -> int:
 class BookingRecord:
     """One booking inside its entity: a plain slotted object, about 150 bytes."""
 
-    __slots__ = ("amount", "created_at", "customer_id", "detail", "expires_at", "hold_id", "status", "ttl_ms",
-                 "updated_at")  # fmt: skip
+    __slots__ = (
+        "amount",
+        "created_at",
+        "customer_id",
+        "detail",
+        "expires_at",
+        "hold_id",
+        "status",
+        "ttl_ms",
+        "updated_at",
+    )
 
     def __init__(
         self,
@@ -77,8 +86,17 @@ class BookingRecord:
         self.updated_at = at
 
     def as_tuple(self) -> tuple[Any, ...]:
-        return (self.hold_id, self.customer_id, self.detail, self.amount, self.ttl_ms, self.expires_at,
-                self.status.value, self.created_at, self.updated_at)  # fmt: skip
+        return (
+            self.hold_id,
+            self.customer_id,
+            self.detail,
+            self.amount,
+            self.ttl_ms,
+            self.expires_at,
+            self.status.value,
+            self.created_at,
+            self.updated_at,
+        )
 
     @classmethod
     def from_tuple(cls, row: tuple[Any, ...]) -> BookingRecord:
@@ -108,6 +126,7 @@ class Aggregate:
 
     KIND: ClassVar[str] = ""
     SNAPSHOT_SCHEMA: ClassVar[int] = 1
+    CREATORS: ClassVar[frozenset[type[Command]]] = frozenset()  # commands that can start a new stream
     appliers: ClassVar[dict[type[Event], Callable[[Any, Any], None]]] = {}
     handlers: ClassVar[dict[type[Command], Handler]] = {}
 

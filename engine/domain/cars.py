@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from engine.domain.aggregate import BookingHost, BookingRecord, require_id, require_positive, require_ttl
 from engine.domain.booking import ACTIVE, BookingStatus
-from engine.domain.commands import CAR, BlockCar, HoldCar, RegisterCar, UnblockCar
+from engine.domain.commands import CAR, BlockCar, Command, HoldCar, RegisterCar, UnblockCar
 from engine.domain.errors import (
     AlreadyExists,
     BelowMinimumRental,
@@ -81,6 +81,7 @@ class Calendar:
 
 class RentalCar(BookingHost):
     KIND: ClassVar[str] = CAR
+    CREATORS: ClassVar[frozenset[type[Command]]] = frozenset({RegisterCar})
 
     def __init__(self, entity_id: str) -> None:
         super().__init__(entity_id)
@@ -104,8 +105,15 @@ class RentalCar(BookingHost):
             value = getattr(cmd, what)
             if type(value) is not int or value < 0:
                 raise InvalidCommand(f"{what} must be a non-negative integer")
-        definition = (cmd.brand, cmd.model, cmd.location, cmd.daily_rate, cmd.min_days, cmd.discount_from_days,
-                      cmd.discount_per_day)  # fmt: skip
+        definition = (
+            cmd.brand,
+            cmd.model,
+            cmd.location,
+            cmd.daily_rate,
+            cmd.min_days,
+            cmd.discount_from_days,
+            cmd.discount_per_day,
+        )
         if self.exists:
             if definition == self._definition():
                 return Done(self.entity_id, self.entity_id, "REGISTERED", changed=False)
@@ -138,8 +146,9 @@ class RentalCar(BookingHost):
                 f"car {self.entity_id} is not free from {cmd.start.isoformat()} to {cmd.end.isoformat()}"
             )
         amount = rental_price(days, self.daily_rate, self.discount_from_days, self.discount_per_day)
-        self.record(CarHeld(self.entity_id, cmd.hold_id, cmd.customer_id, cmd.start, cmd.end, amount, ttl, now + ttl,
-                            now))  # fmt: skip
+        self.record(
+            CarHeld(self.entity_id, cmd.hold_id, cmd.customer_id, cmd.start, cmd.end, amount, ttl, now + ttl, now)
+        )
         return self._granted(self.bookings[cmd.hold_id])
 
     def block(self, cmd: BlockCar, now: int) -> Done:
@@ -169,12 +178,18 @@ class RentalCar(BookingHost):
 
     def _granted(self, rec: BookingRecord) -> HoldGranted:
         start, end = rec.detail
-        return HoldGranted(self.entity_id, rec.hold_id, rec.customer_id, rec.amount, rec.expires_at,
-                           (end - start).days)  # fmt: skip
+        return HoldGranted(self.entity_id, rec.hold_id, rec.customer_id, rec.amount, rec.expires_at, (end - start).days)
 
     def _definition(self) -> tuple[Any, ...]:
-        return (self.brand, self.model, self.location, self.daily_rate, self.min_days, self.discount_from_days,
-                self.discount_per_day)  # fmt: skip
+        return (
+            self.brand,
+            self.model,
+            self.location,
+            self.daily_rate,
+            self.min_days,
+            self.discount_from_days,
+            self.discount_per_day,
+        )
 
     # ---- events ----------------------------------------------------------------------------
     def _apply_registered(self, e: CarRegistered) -> None:
@@ -184,8 +199,9 @@ class RentalCar(BookingHost):
 
     def _apply_held(self, e: CarHeld) -> None:
         self.calendar.add(e.start.toordinal(), e.end.toordinal(), e.hold_id)
-        self.bookings[e.hold_id] = BookingRecord(e.hold_id, e.customer_id, (e.start, e.end), e.amount, e.ttl_ms,
-                                                 e.expires_at, e.at)  # fmt: skip
+        self.bookings[e.hold_id] = BookingRecord(
+            e.hold_id, e.customer_id, (e.start, e.end), e.amount, e.ttl_ms, e.expires_at, e.at
+        )
 
     def _apply_blocked(self, e: CarBlocked) -> None:
         self.calendar.add(e.start.toordinal(), e.end.toordinal(), e.block_id)
@@ -236,8 +252,15 @@ class RentalCar(BookingHost):
         *definition, blocks, bookings = state
         agg = cls(entity_id)
         agg.version = version
-        (agg.brand, agg.model, agg.location, agg.daily_rate, agg.min_days, agg.discount_from_days,
-         agg.discount_per_day) = definition  # fmt: skip
+        (
+            agg.brand,
+            agg.model,
+            agg.location,
+            agg.daily_rate,
+            agg.min_days,
+            agg.discount_from_days,
+            agg.discount_per_day,
+        ) = definition
         for block_id, start, end, reason in blocks:
             agg.blocks[block_id] = (start, end, reason)
             agg.calendar.add(start.toordinal(), end.toordinal(), block_id)
@@ -250,10 +273,13 @@ class RentalCar(BookingHost):
 
     def view(self) -> dict[str, Any]:
         taken = [
-            {"start": date.fromordinal(s).isoformat(), "end": date.fromordinal(e).isoformat(),
-             "kind": "maintenance" if owner in self.blocks else "booking"}
+            {
+                "start": date.fromordinal(s).isoformat(),
+                "end": date.fromordinal(e).isoformat(),
+                "kind": "maintenance" if owner in self.blocks else "booking",
+            }
             for s, e, owner in self.calendar.intervals()
-        ]  # fmt: skip
+        ]
         return {
             "car_id": self.entity_id,
             "brand": self.brand,

@@ -1,9 +1,12 @@
 """msgpack codec for commands, events, results and snapshots, with type names and schema versions.
 
-A registered frozen dataclass is written as a msgpack extension holding
-``[type name, schema version, field values...]``; nested registered dataclasses and `date`
-values are extensions too, so one ``decode`` call rebuilds the whole object. Sequences come back
-as tuples, which keeps decoded objects hashable and equal to the ones that were encoded.
+A registered frozen dataclass is written as ``[type name, schema version, field values...]``.
+At the top level (a stored event, each item of a batch or of a reply) that array is written
+as is: `encode_record` / `decode_record`, `encode_records` / `decode_records`. Anywhere else
+(a dataclass inside a field, or inside a generic `encode`) it is wrapped in a msgpack
+extension, and so are `date` values, so one ``decode`` call rebuilds the whole object. The
+top level skips the extension because building one costs about 1 us, a cost paid per hold.
+Sequences come back as tuples, which keeps decoded objects hashable and equal to the originals.
 
 Why names and versions: events live forever in the store. When a class gains a field, bump its
 ``version`` and register an upcaster from the old version; old rows are upgraded as they are read.
@@ -12,8 +15,10 @@ Why names and versions: events live forever in the store. When a class gains a f
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable
 from datetime import date
+from operator import attrgetter
 from typing import Any, TypeVar
 
 import msgpack
@@ -36,6 +41,17 @@ class _Entry:
     version: int
     fields: tuple[str, ...]
     upcasters: dict[int, Upcaster]
+    head: tuple[str, int]  # (name, version), prepended to the field values
+    values: Callable[[Any], tuple[Any, ...]]  # the field values, in order, in one C call
+
+
+def _values_getter(fields: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
+    if len(fields) > 1:
+        return attrgetter(*fields)
+    if len(fields) == 1:
+        one = attrgetter(fields[0])
+        return lambda obj: (one(obj),)
+    return lambda obj: ()
 
 
 _BY_NAME: dict[str, _Entry] = {}
@@ -51,7 +67,8 @@ def register(name: str | None = None, version: int = 1) -> Callable[[type[T]], t
         type_name = name or cls.__name__
         if type_name in _BY_NAME and _BY_NAME[type_name].cls is not cls:
             raise TypeError(f"type name {type_name!r} is registered twice")
-        entry = _Entry(cls, type_name, version, tuple(f.name for f in dataclasses.fields(cls)), {})
+        names = tuple(f.name for f in dataclasses.fields(cls))
+        entry = _Entry(cls, type_name, version, names, {}, (type_name, version), _values_getter(names))
         _BY_NAME[type_name] = entry
         _BY_CLASS[cls] = entry
         return cls
@@ -77,17 +94,38 @@ def is_registered(cls: type[Any]) -> bool:
     return cls in _BY_CLASS
 
 
+class _Packers(threading.local):
+    """Packers reused across calls (building one costs more than packing a small record).
+
+    One per nesting depth, because `default` runs while an outer packer is mid-pack, and one
+    set per thread, because `default` is Python code and another thread may run meanwhile."""
+
+    def __init__(self) -> None:
+        self.top = msgpack.Packer(default=_default, use_bin_type=True)
+        self.nested: list[msgpack.Packer] = []
+        self.depth = 0
+
+
 def _default(obj: Any) -> Any:
     entry = _BY_CLASS.get(type(obj))
     if entry is not None:
-        values = [entry.name, entry.version]
-        values.extend(getattr(obj, f) for f in entry.fields)
-        return msgpack.ExtType(EXT_RECORD, msgpack.packb(values, default=_default, use_bin_type=True))
+        state = _packers
+        depth = state.depth
+        if depth == len(state.nested):
+            state.nested.append(msgpack.Packer(default=_default, use_bin_type=True))
+        state.depth = depth + 1
+        try:
+            return msgpack.ExtType(EXT_RECORD, state.nested[depth].pack(entry.head + entry.values(obj)))
+        finally:
+            state.depth = depth
     if isinstance(obj, date):
         return msgpack.ExtType(EXT_DATE, obj.toordinal().to_bytes(4, "big"))
     if isinstance(obj, frozenset | set):
         return sorted(obj)
     raise TypeError(f"cannot encode {type(obj).__name__}: register it with engine.domain.codec.register")
+
+
+_packers = _Packers()
 
 
 def _ext_hook(code: int, data: bytes) -> Any:
@@ -100,25 +138,74 @@ def _ext_hook(code: int, data: bytes) -> Any:
 
 
 def _build(values: tuple[Any, ...]) -> Any:
-    name, version, *fields = values
+    name = values[0]
     entry = _BY_NAME.get(name)
     if entry is None:
         raise CodecError(f"unknown type {name!r}")
+    version = values[1]
+    if version == entry.version and len(values) == len(entry.fields) + 2:
+        return entry.cls(*values[2:])
     if version > entry.version:
         raise CodecError(f"{name} schema {version} is newer than this code's {entry.version}")
+    fields = list(values[2:])
     while version < entry.version:
         up = entry.upcasters.get(version)
         if up is None:
             raise CodecError(f"no upcaster for {name} from schema {version}")
-        fields = up(list(fields))
+        fields = up(fields)
         version += 1
     if len(fields) != len(entry.fields):
         raise CodecError(f"{name} schema {version} has {len(entry.fields)} fields, got {len(fields)}")
     return entry.cls(*fields)
 
 
+def record_values(obj: Any) -> tuple[Any, ...]:
+    """``(name, version, fields...)`` of a registered dataclass, for embedding in a larger message."""
+    entry = _BY_CLASS[type(obj)]
+    return entry.head + entry.values(obj)
+
+
+def build_record(values: tuple[Any, ...]) -> Any:
+    """The inverse of `record_values`."""
+    return _build(values)
+
+
+def encode_record(obj: Any) -> bytes:
+    """A registered dataclass as a flat ``[name, version, fields...]`` array."""
+    entry = _BY_CLASS[type(obj)]
+    return encode(entry.head + entry.values(obj))
+
+
+def decode_record(data: bytes) -> Any:
+    values = decode(data)
+    if not isinstance(values, tuple) or len(values) < 2:
+        raise CodecError("not a record")
+    return _build(values)
+
+
+def encode_records(objs: Any) -> bytes:
+    """A list of registered dataclasses, each a flat array (a batch of commands, say)."""
+    by_class = _BY_CLASS
+    return encode([by_class[type(o)].head + by_class[type(o)].values(o) for o in objs])
+
+
+def decode_records(data: bytes) -> list[Any]:
+    items = decode(data)
+    if not isinstance(items, tuple):
+        raise CodecError("not a list of records")
+    try:
+        return [_build(item) for item in items]
+    except (TypeError, IndexError, KeyError) as exc:
+        raise CodecError(f"malformed record: {exc}") from exc
+
+
 def encode(obj: Any) -> bytes:
-    return msgpack.packb(obj, default=_default, use_bin_type=True)  # type: ignore[no-any-return]
+    try:
+        return _packers.top.pack(obj)  # type: ignore[no-any-return]
+    except BaseException:
+        _packers.top.reset()  # a failed pack must not leave bytes behind for the next call
+        _packers.depth = 0
+        raise
 
 
 def decode(data: bytes) -> Any:

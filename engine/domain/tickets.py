@@ -15,7 +15,7 @@ from engine.domain.aggregate import (
     require_ttl,
 )
 from engine.domain.booking import CONFIRMED, HELD, BookingStatus
-from engine.domain.commands import EVENT, AddCapacity, CloseSales, CreateEvent, HoldTickets, TierSpec
+from engine.domain.commands import EVENT, AddCapacity, CloseSales, Command, CreateEvent, HoldTickets, TierSpec
 from engine.domain.errors import (
     AlreadyExists,
     IdempotencyConflict,
@@ -47,6 +47,7 @@ class Tier:
 
 class TicketedEvent(BookingHost):
     KIND: ClassVar[str] = EVENT
+    CREATORS: ClassVar[frozenset[type[Command]]] = frozenset({CreateEvent})
 
     def __init__(self, entity_id: str) -> None:
         super().__init__(entity_id)
@@ -153,8 +154,9 @@ class TicketedEvent(BookingHost):
         tiers = self.tiers
         for name, count in e.quantities:
             tiers[name].held += count
-        self.bookings[e.hold_id] = BookingRecord(e.hold_id, e.customer_id, e.quantities, e.amount, e.ttl_ms,
-                                                 e.expires_at, e.at)  # fmt: skip
+        self.bookings[e.hold_id] = BookingRecord(
+            e.hold_id, e.customer_id, e.quantities, e.amount, e.ttl_ms, e.expires_at, e.at
+        )
 
     def _apply_capacity(self, e: CapacityAdded) -> None:
         self.tiers[e.tier].quantity += e.quantity
@@ -212,8 +214,16 @@ class TicketedEvent(BookingHost):
     def to_state(self) -> tuple[Any, ...]:
         tiers = tuple((t.name, t.price, t.quantity, t.held, t.confirmed) for t in self.tiers.values())
         bookings = tuple(rec.as_tuple() for rec in self.bookings.values())
-        return (self.title, self.venue, self.starts_at, tiers, self.max_per_booking, self.sales_open,
-                tuple(sorted(self.changes)), bookings)  # fmt: skip
+        return (
+            self.title,
+            self.venue,
+            self.starts_at,
+            tiers,
+            self.max_per_booking,
+            self.sales_open,
+            tuple(sorted(self.changes)),
+            bookings,
+        )
 
     @classmethod
     def from_state(cls, entity_id: str, version: int, state: tuple[Any, ...]) -> TicketedEvent:
@@ -239,12 +249,18 @@ class TicketedEvent(BookingHost):
             "sales_open": self.sales_open,
             "max_tickets_per_booking": self.max_per_booking,
             "tiers": [
-                {"name": t.name, "price": t.price, "quantity": t.quantity, "held": t.held,
-                 "confirmed": t.confirmed, "available": t.available}
+                {
+                    "name": t.name,
+                    "price": t.price,
+                    "quantity": t.quantity,
+                    "held": t.held,
+                    "confirmed": t.confirmed,
+                    "available": t.available,
+                }
                 for t in self.tiers.values()
             ],
             "version": self.version,
-        }  # fmt: skip
+        }
 
 
 def _validate_tiers(tiers: object) -> tuple[TierSpec, ...]:

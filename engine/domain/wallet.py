@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from engine.domain.aggregate import Aggregate, require_id, require_positive
-from engine.domain.commands import WALLET, Charge, Deposit, Refund
+from engine.domain.commands import WALLET, Charge, Command, Deposit, Refund
 from engine.domain.errors import IdempotencyConflict, InsufficientFunds, InvalidCommand
 from engine.domain.events import FundsDeposited, WalletCharged, WalletRefunded
 from engine.domain.results import Done
@@ -20,6 +20,7 @@ MAX_AMOUNT = 10**12  # minor units; keeps sums far from any 64-bit limit downstr
 
 class Wallet(Aggregate):
     KIND: ClassVar[str] = WALLET
+    CREATORS: ClassVar[frozenset[type[Command]]] = frozenset({Deposit})
 
     def __init__(self, entity_id: str) -> None:
         super().__init__(entity_id)
@@ -94,8 +95,12 @@ class Wallet(Aggregate):
         assert self.balance == expected, "balance drifted from the ledger"
 
     def to_state(self) -> tuple[Any, ...]:
-        return (self.balance, tuple(sorted(self.deposits.items())), tuple(sorted(self.charges.items())),
-                tuple(sorted(self.refunds)))  # fmt: skip
+        return (
+            self.balance,
+            tuple(sorted(self.deposits.items())),
+            tuple(sorted(self.charges.items())),
+            tuple(sorted(self.refunds)),
+        )
 
     @classmethod
     def from_state(cls, entity_id: str, version: int, state: tuple[Any, ...]) -> Wallet:

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,7 +21,12 @@ SERVER_WORDS = ("postgres", "valkey", "tansu", "ray", "gcs_server", "raylet", "u
 
 
 def up_environment(data_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REZERV_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REZERV_", "RAY_AUTH"))}
+    # A stale token left in ~/.ray by some other Ray must not matter (stack/ray_auth.py).
+    home = Path(tempfile.mkdtemp(prefix="rezerv-home-"))
+    (home / ".ray").mkdir(parents=True, exist_ok=True)
+    (home / ".ray" / "auth_token").write_text("0" * 64)
+    env["HOME"] = str(home)
     env.update(
         REZERV_DATA_DIR=str(data_dir),
         REZERV_API_PORT=str(free_port()),

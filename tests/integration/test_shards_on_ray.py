@@ -28,7 +28,7 @@ async def held_in_store(database_url: str, stream: str) -> dict[str, Any]:
         )
     finally:
         await conn.close()
-    events = [codec.decode(r["data"]) for r in rows]
+    events = [codec.decode_record(r["data"]) for r in rows]
     return {e.hold_id: e for e in events}
 
 

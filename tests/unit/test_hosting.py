@@ -34,8 +34,13 @@ class GatedStore(InMemoryEventStore):
         return await super().append(appends)
 
 
-def make_host(store: InMemoryEventStore, fencing: InMemoryFencing | None = None, owner: str = "h1",
-              clock: ManualClock | None = None, **config: int) -> EntityHost:  # fmt: skip
+def make_host(
+    store: InMemoryEventStore,
+    fencing: InMemoryFencing | None = None,
+    owner: str = "h1",
+    clock: ManualClock | None = None,
+    **config: int,
+) -> EntityHost:
     clock = clock or ManualClock()
     host = EntityHost(store, fencing or InMemoryFencing(clock=clock), HostConfig(owner=owner, **config), clock)
     host.start()
@@ -53,7 +58,7 @@ def hold(hold_id: str, n: int = 1, eid: str = "e1") -> HoldTickets:
 def held_in_store(store: InMemoryEventStore, stream: str = "event/e1") -> int:
     total = 0
     for recorded in store.streams.get(stream, []):
-        event = codec.decode(recorded.data)
+        event = codec.decode_record(recorded.data)
         if recorded.event_type == "TicketsHeld":
             total += sum(n for _, n in event.quantities)
     return total
@@ -245,4 +250,28 @@ async def test_many_concurrent_batches_never_oversell(callers: int) -> None:
     granted = sum(await asyncio.gather(*(caller(i) for i in range(callers))))
     assert granted == 37
     assert held_in_store(store) == 37
+    await host.stop()
+
+
+async def test_reads_and_refusals_for_unknown_ids_write_nothing() -> None:
+    store = InMemoryEventStore()
+    host = make_host(store)
+    replies = await host.execute([hold("h1", eid="ghost"), GetState("ghost", "event")])
+    assert replies[0].code == "not-found"
+    assert replies[1].version == 0
+    assert store.heads == {}, "no stream head may be written for an entity that does not exist"
+    assert host.entities == {}
+    # A creator in the same batch claims the stream and the hold after it succeeds.
+    replies = await host.execute([create("ghost"), hold("h2", eid="ghost")])
+    assert isinstance(replies[1], HoldGranted)
+    assert "event/ghost" in store.heads
+    await host.stop()
+
+
+async def test_a_command_for_a_malformed_stream_is_refused_alone() -> None:
+    host = make_host(InMemoryEventStore())
+    await host.execute([create()])
+    replies = await host.execute([GetState("x", "planet"), hold("h1")])
+    assert replies[0].code == "invalid-command"
+    assert isinstance(replies[1], HoldGranted)
     await host.stop()

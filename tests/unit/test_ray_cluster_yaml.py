@@ -21,8 +21,15 @@ def load() -> dict[str, Any]:
 
 def test_has_the_launcher_keys() -> None:
     config = load()
-    for key in ("cluster_name", "provider", "auth", "setup_commands", "head_start_ray_commands",
-                "worker_start_ray_commands", "file_mounts"):  # fmt: skip
+    for key in (
+        "cluster_name",
+        "provider",
+        "auth",
+        "setup_commands",
+        "head_start_ray_commands",
+        "worker_start_ray_commands",
+        "file_mounts",
+    ):
         assert key in config, key
     assert config["provider"]["type"]
     assert config["auth"]["ssh_user"]

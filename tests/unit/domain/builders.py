@@ -13,8 +13,9 @@ DAY0 = date(2027, 1, 20)
 TTL = 60_000
 
 
-def ticketed_event(entity_id: str = "e1", tiers: tuple[tuple[str, int, int], ...] = (("std", 5000, 10),),
-                   limit: int = 0) -> TicketedEvent:  # fmt: skip
+def ticketed_event(
+    entity_id: str = "e1", tiers: tuple[tuple[str, int, int], ...] = (("std", 5000, 10),), limit: int = 0
+) -> TicketedEvent:
     agg = TicketedEvent(entity_id)
     specs = tuple(TierSpec(n, p, q) for n, p, q in tiers)
     agg.handle(CreateEvent(entity_id, "Concert", "Arena", "2027-02-01T20:00:00+00:00", specs, limit), T0)
@@ -22,13 +23,15 @@ def ticketed_event(entity_id: str = "e1", tiers: tuple[tuple[str, int, int], ...
     return agg
 
 
-def hold(entity_id: str, hold_id: str, *quantities: tuple[str, int], customer: str = "alice",
-         ttl: int = TTL) -> HoldTickets:  # fmt: skip
+def hold(
+    entity_id: str, hold_id: str, *quantities: tuple[str, int], customer: str = "alice", ttl: int = TTL
+) -> HoldTickets:
     return HoldTickets(entity_id, hold_id, customer, tuple(quantities), ttl)
 
 
-def rental_car(entity_id: str = "c1", rate: int = 10_000, min_days: int = 1, discount_from: int = 0,
-               discount: int = 0) -> RentalCar:  # fmt: skip
+def rental_car(
+    entity_id: str = "c1", rate: int = 10_000, min_days: int = 1, discount_from: int = 0, discount: int = 0
+) -> RentalCar:
     agg = RentalCar(entity_id)
     agg.handle(RegisterCar(entity_id, "Volvo", "V60", "Oslo", rate, min_days, discount_from, discount), T0)
     agg.take_pending()
@@ -36,5 +39,11 @@ def rental_car(entity_id: str = "c1", rate: int = 10_000, min_days: int = 1, dis
 
 
 def car_hold(entity_id: str, hold_id: str, start: int, end: int, customer: str = "bob") -> HoldCar:
-    return HoldCar(entity_id, hold_id, customer, date.fromordinal(DAY0.toordinal() + start),
-                   date.fromordinal(DAY0.toordinal() + end), TTL)  # fmt: skip
+    return HoldCar(
+        entity_id,
+        hold_id,
+        customer,
+        date.fromordinal(DAY0.toordinal() + start),
+        date.fromordinal(DAY0.toordinal() + end),
+        TTL,
+    )

@@ -96,8 +96,10 @@ def test_calendar_neighbours() -> None:
 def test_snapshot_round_trip() -> None:
     car = rental_car()
     car.handle(car_hold("c1", "h1", 0, 3), T0)
-    car.handle(BlockCar("c1", "m1", date.fromordinal(DAY0.toordinal() + 5), date.fromordinal(DAY0.toordinal() + 6),
-                        "tyres"), T0)  # fmt: skip
+    car.handle(
+        BlockCar("c1", "m1", date.fromordinal(DAY0.toordinal() + 5), date.fromordinal(DAY0.toordinal() + 6), "tyres"),
+        T0,
+    )
     again = type(car).from_state("c1", car.version, car.to_state())
     assert again.to_state() == car.to_state()
     again.check_invariants()

@@ -79,3 +79,47 @@ def test_upcaster_upgrades_old_rows() -> None:
 
     old = msgpack.packb(msgpack.ExtType(codec.EXT_RECORD, msgpack.packb(["Versioned", 1, 7])))
     assert codec.decode(old) == Versioned(7, "default-b")
+
+
+def test_a_failed_encode_leaves_the_codec_clean() -> None:
+    class Loose:
+        pass
+
+    good = HoldGranted("e1", "h1", "alice", 200, 2000, 2)
+    with pytest.raises(TypeError):
+        codec.encode([good, Loose()])
+    assert codec.decode(codec.encode(good)) == good
+
+
+def test_encoding_is_thread_safe() -> None:
+    import threading
+
+    items = [HoldTickets("e1", f"h{i}", "c", (("std", i % 5 + 1),), 1000 + i) for i in range(2000)]
+    failures: list[int] = []
+
+    def worker() -> None:
+        for item in items:
+            if codec.decode(codec.encode([item, (item, TierSpec("x", 1, 2))])) != (item, (item, TierSpec("x", 1, 2))):
+                failures.append(1)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+
+
+def test_flat_records_round_trip_with_nested_records_and_dates() -> None:
+    create = CreateEvent("e1", "T", "V", "x", (TierSpec("std", 100, 5), TierSpec("vip", 500, 1)), 4)
+    car = HoldCar("c1", "h1", "bob", date(2027, 1, 1), date(2027, 1, 3), 1000)
+    assert codec.decode_record(codec.encode_record(create)) == create
+    assert codec.decode_records(codec.encode_records([create, car])) == [create, car]
+    assert codec.build_record(codec.record_values(car)) == car
+
+
+def test_a_malformed_flat_record_is_a_codec_error() -> None:
+    with pytest.raises(codec.CodecError):
+        codec.decode_record(codec.encode("just a string"))
+    with pytest.raises(codec.CodecError):
+        codec.decode_records(codec.encode([("HoldTickets",)]))

@@ -107,7 +107,7 @@ class EntityMachine(RuleBasedStateMachine):
             assert self.agg.pending == [], "a refused command must record nothing"
             return None
         assert expected_error is None, f"{command} succeeded; the model expected {expected_error.__name__}"
-        self.log.extend(codec.encode(e) for e in self.agg.take_pending())
+        self.log.extend(codec.encode_record(e) for e in self.agg.take_pending())
         return result
 
     def transition(self, command: Any, hold_id: str, target: str) -> None:
@@ -125,7 +125,7 @@ class EntityMachine(RuleBasedStateMachine):
 
     @invariant()
     def replay_from_events_gives_the_same_state(self) -> None:
-        events = [codec.decode(blob) for blob in self.log]
+        events = [codec.decode_record(blob) for blob in self.log]
         rebuilt = type(self.agg).replay(self.agg.entity_id, events)
         assert rebuilt.version == self.agg.version
         assert rebuilt.to_state() == self.agg.to_state()

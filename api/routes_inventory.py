@@ -1,0 +1,397 @@
+"""HTTP routes of the inventory: events, cars, the booking lifecycle and wallets.
+
+Every handler does the same four things: pydantic validates the body, the handler builds one
+engine command, awaits `inventory.execute` once, and shapes the answer as a plain dict. Engine
+refusals are raised as RezervError and become problems in api/errors.py. Handlers return
+Response objects so FastAPI skips its response-model pass on the hot path; the models in
+api/schemas.py document the shapes in OpenAPI.
+
+Status codes: creating an event, a car, a block or a deposit answers 201 when it changed
+something and 200 with ``changed: false`` when it repeated an identical earlier request (the
+same id with another definition is a 409, or 422 for a deposit or a block, per the engine).
+A hold answers 201 every time, retries included: the retry gets the original hold back.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Request
+from starlette.responses import Response
+
+from api.auth import AdminPrincipal, CurrentPrincipal
+from api.hold_keys import (
+    HOLD_KEY,
+    IDEMPOTENCY_KEY,
+    acting_customer,
+    hold_id_for,
+    require_hold_owner,
+    require_idempotency_key,
+    require_self_or_admin,
+)
+from api.inventory import Inventory
+from api.responses import OrjsonResponse
+from api.schemas import (
+    ID_PATTERN,
+    AddCapacityIn,
+    BlockCarIn,
+    CreateEventIn,
+    DepositIn,
+    DoneOut,
+    HoldCarIn,
+    HoldOut,
+    HoldTicketsIn,
+    ProblemOut,
+    RegisterCarIn,
+)
+from engine.config import Settings
+from engine.domain.commands import (
+    CAR,
+    EVENT,
+    WALLET,
+    AddCapacity,
+    BlockCar,
+    CancelBooking,
+    CloseSales,
+    ConfirmBooking,
+    CreateEvent,
+    Deposit,
+    GetState,
+    HoldCar,
+    HoldTickets,
+    RegisterCar,
+    ReleaseHold,
+    TierSpec,
+    UnblockCar,
+)
+from engine.domain.errors import EntityNotFound
+from engine.domain.results import Done, HoldGranted, StateView
+
+router = APIRouter()
+
+PathId = Annotated[str, Path(pattern=ID_PATTERN)]
+IdempotencyKey = Annotated[str | None, Header(alias=IDEMPOTENCY_KEY, description="required; 1 to 128 characters")]
+HoldKey = Annotated[str | None, Header(alias=HOLD_KEY, description="customers: the hold's Idempotency-Key")]
+
+
+Responses = dict[int | str, dict[str, Any]]
+
+
+def _problems(*statuses: int) -> Responses:
+    return {status: {"model": ProblemOut, "description": "an RFC 9457 problem"} for status in statuses}
+
+
+_DONE: Responses = {200: {"model": DoneOut, "description": "an identical earlier request was already applied"}}
+_CREATED: Responses = {201: {"model": DoneOut, "description": "created"}, **_DONE}
+_HOLD: Responses = {201: {"model": HoldOut, "description": "the hold, or the same hold again for a retry"}}
+
+
+class BookingKind(StrEnum):
+    """The path segment naming where a booking lives."""
+
+    events = "events"
+    cars = "cars"
+
+
+_KIND = {BookingKind.events: EVENT, BookingKind.cars: CAR}
+
+
+# ---- answers -------------------------------------------------------------------------------
+def _done(done: Done, created: bool = False) -> Response:
+    body = {
+        "entity_id": done.entity_id,
+        "ref": done.ref,
+        "status": done.status,
+        "amount": done.amount,
+        "changed": done.changed,
+    }
+    return OrjsonResponse(body, status_code=201 if created and done.changed else 200)
+
+
+def _iso_utc(ms: int) -> str:
+    moment = datetime.fromtimestamp(ms // 1000, UTC).replace(microsecond=(ms % 1000) * 1000)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _hold(granted: HoldGranted, id_field: str) -> Response:
+    body = {
+        "hold_id": granted.hold_id,
+        id_field: granted.entity_id,
+        "customer_id": granted.customer_id,
+        "amount": granted.amount,
+        "expires_at": _iso_utc(granted.expires_at),
+        "expires_at_ms": granted.expires_at,
+        "quantity": granted.quantity,
+        "status": "HELD",
+    }
+    return OrjsonResponse(body, status_code=201)
+
+
+def _state(view: StateView, what: str, entity_id: str) -> Response:
+    """The entity's view; a GetState on an entity never created answers an empty view at version 0."""
+    if view.version == 0:
+        raise EntityNotFound(f"{what} {entity_id} does not exist")
+    return OrjsonResponse(view.state)
+
+
+def _ttl_ms(request: Request, ttl_seconds: int | None) -> int:
+    if ttl_seconds is not None:
+        return ttl_seconds * 1000
+    settings: Settings = request.app.state.settings
+    return int(settings.hold_ttl_s * 1000)
+
+
+# ---- ticketed events -----------------------------------------------------------------------
+@router.post(
+    "/events",
+    tags=["events"],
+    summary="Create a ticketed event (admin)",
+    status_code=201,
+    responses={**_CREATED, **_problems(401, 403, 409, 422, 503)},
+)
+async def create_event(body: CreateEventIn, _admin: AdminPrincipal, inventory: Inventory) -> Response:
+    tiers = tuple(TierSpec(t.name, t.price, t.quantity) for t in body.tiers)
+    command = CreateEvent(
+        body.event_id, body.title, body.venue, body.starts_at.isoformat(), tiers, body.max_tickets_per_booking
+    )
+    return _done(await inventory.execute(command), created=True)
+
+
+@router.get(
+    "/events/{event_id}",
+    tags=["events"],
+    summary="An event's tiers and availability",
+    responses=_problems(401, 404, 503),
+)
+async def get_event(event_id: PathId, _principal: CurrentPrincipal, inventory: Inventory) -> Response:
+    return _state(await inventory.execute(GetState(event_id, EVENT)), "event", event_id)
+
+
+@router.post(
+    "/events/{event_id}/capacity",
+    tags=["events"],
+    summary="Add tickets to a tier (admin)",
+    responses={**_DONE, **_problems(401, 403, 404, 422, 503)},
+)
+async def add_capacity(event_id: PathId, body: AddCapacityIn, _admin: AdminPrincipal, inventory: Inventory) -> Response:
+    return _done(await inventory.execute(AddCapacity(event_id, body.change_id, body.tier, body.quantity)))
+
+
+@router.post(
+    "/events/{event_id}/close",
+    tags=["events"],
+    summary="Stop selling tickets (admin)",
+    responses={**_DONE, **_problems(401, 403, 404, 503)},
+)
+async def close_sales(event_id: PathId, _admin: AdminPrincipal, inventory: Inventory) -> Response:
+    return _done(await inventory.execute(CloseSales(event_id)))
+
+
+@router.post(
+    "/events/{event_id}/holds",
+    tags=["events"],
+    summary="Hold tickets (Idempotency-Key required)",
+    status_code=201,
+    responses={**_HOLD, **_problems(400, 401, 403, 404, 409, 422, 503)},
+)
+async def hold_tickets(
+    event_id: PathId,
+    body: HoldTicketsIn,
+    principal: CurrentPrincipal,
+    inventory: Inventory,
+    request: Request,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Hold tickets for the caller (or, for an admin, for `customer_id`) until `ttl_seconds` pass.
+
+    The hold id is derived from the customer, the event and the Idempotency-Key, so a retry with
+    the same key gets the original hold back and takes no more stock; the same key with another
+    body is a 422. Tiers are sorted so the same body always makes the same command.
+    """
+    key = require_idempotency_key(idempotency_key)
+    customer = acting_customer(principal, body.customer_id)
+    command = HoldTickets(
+        event_id,
+        hold_id_for(customer, EVENT, event_id, key),
+        customer,
+        tuple(sorted(body.quantities.items())),
+        _ttl_ms(request, body.ttl_seconds),
+    )
+    return _hold(await inventory.execute(command), "event_id")
+
+
+# ---- rental cars ---------------------------------------------------------------------------
+@router.post(
+    "/cars",
+    tags=["cars"],
+    summary="Register a rental car (admin)",
+    status_code=201,
+    responses={**_CREATED, **_problems(401, 403, 409, 422, 503)},
+)
+async def register_car(body: RegisterCarIn, _admin: AdminPrincipal, inventory: Inventory) -> Response:
+    command = RegisterCar(
+        body.car_id,
+        body.brand,
+        body.model,
+        body.location,
+        body.daily_rate,
+        body.min_days,
+        body.discount_from_days,
+        body.discount_per_day,
+    )
+    return _done(await inventory.execute(command), created=True)
+
+
+@router.get(
+    "/cars/{car_id}", tags=["cars"], summary="A car's rates and taken intervals", responses=_problems(401, 404, 503)
+)
+async def get_car(car_id: PathId, _principal: CurrentPrincipal, inventory: Inventory) -> Response:
+    return _state(await inventory.execute(GetState(car_id, CAR)), "car", car_id)
+
+
+@router.post(
+    "/cars/{car_id}/holds",
+    tags=["cars"],
+    summary="Hold a car for [start, end) (Idempotency-Key required)",
+    status_code=201,
+    responses={**_HOLD, **_problems(400, 401, 403, 404, 409, 422, 503)},
+)
+async def hold_car(
+    car_id: PathId,
+    body: HoldCarIn,
+    principal: CurrentPrincipal,
+    inventory: Inventory,
+    request: Request,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Hold a car from `start` (inclusive) to `end` (the day of return, exclusive); `quantity` is days.
+
+    Idempotent by key exactly like ticket holds (see hold_tickets).
+    """
+    key = require_idempotency_key(idempotency_key)
+    customer = acting_customer(principal, body.customer_id)
+    command = HoldCar(
+        car_id,
+        hold_id_for(customer, CAR, car_id, key),
+        customer,
+        body.start,
+        body.end,
+        _ttl_ms(request, body.ttl_seconds),
+    )
+    return _hold(await inventory.execute(command), "car_id")
+
+
+@router.post(
+    "/cars/{car_id}/blocks",
+    tags=["cars"],
+    summary="Block a car for maintenance (admin)",
+    status_code=201,
+    responses={**_CREATED, **_problems(401, 403, 404, 409, 422, 503)},
+)
+async def block_car(car_id: PathId, body: BlockCarIn, _admin: AdminPrincipal, inventory: Inventory) -> Response:
+    command = BlockCar(car_id, body.block_id, body.start, body.end, body.reason)
+    return _done(await inventory.execute(command), created=True)
+
+
+@router.delete(
+    "/cars/{car_id}/blocks/{block_id}",
+    tags=["cars"],
+    summary="Remove a maintenance block (admin)",
+    responses={**_DONE, **_problems(401, 403, 404, 503)},
+)
+async def unblock_car(car_id: PathId, block_id: PathId, _admin: AdminPrincipal, inventory: Inventory) -> Response:
+    return _done(await inventory.execute(UnblockCar(car_id, block_id)))
+
+
+# ---- the booking lifecycle -----------------------------------------------------------------
+@router.post(
+    "/{kind}/{entity_id}/holds/{hold_id}/release",
+    tags=["bookings"],
+    summary="Release a hold",
+    responses={**_DONE, **_problems(401, 403, 404, 409, 503)},
+)
+async def release_hold(
+    kind: BookingKind,
+    entity_id: PathId,
+    hold_id: PathId,
+    principal: CurrentPrincipal,
+    inventory: Inventory,
+    hold_key: HoldKey = None,
+) -> Response:
+    """Give a HELD booking's stock back. Releasing a released hold again is a no-op (200).
+
+    Who may: an admin, or the customer who made the hold, proven by sending the hold's original
+    Idempotency-Key in ``X-Hold-Key`` (the hold id is derived from customer, entity and key, see
+    api/hold_keys.py); anyone else gets 403.
+    """
+    booking_kind = _KIND[kind]
+    require_hold_owner(principal, booking_kind, entity_id, hold_id, hold_key)
+    reason = "released by admin" if principal.is_admin else "released by customer"
+    command = ReleaseHold(entity_id, booking_kind=booking_kind, hold_id=hold_id, reason=reason)
+    return _done(await inventory.execute(command))
+
+
+@router.post(
+    "/{kind}/{entity_id}/holds/{hold_id}/cancel",
+    tags=["bookings"],
+    summary="Cancel a confirmed booking",
+    responses={**_DONE, **_problems(401, 403, 404, 409, 503)},
+)
+async def cancel_booking(
+    kind: BookingKind,
+    entity_id: PathId,
+    hold_id: PathId,
+    principal: CurrentPrincipal,
+    inventory: Inventory,
+    hold_key: HoldKey = None,
+) -> Response:
+    """Cancel a CONFIRMED booking (a HELD one is released instead: 409 here). Who may: as for release."""
+    booking_kind = _KIND[kind]
+    require_hold_owner(principal, booking_kind, entity_id, hold_id, hold_key)
+    reason = "cancelled by admin" if principal.is_admin else "cancelled by customer"
+    command = CancelBooking(entity_id, booking_kind=booking_kind, hold_id=hold_id, reason=reason)
+    return _done(await inventory.execute(command))
+
+
+@router.post(
+    "/{kind}/{entity_id}/holds/{hold_id}/confirm",
+    tags=["bookings"],
+    summary="Confirm a hold by hand (admin)",
+    responses={**_DONE, **_problems(401, 403, 404, 409, 503)},
+)
+async def confirm_booking(
+    kind: BookingKind, entity_id: PathId, hold_id: PathId, admin: AdminPrincipal, inventory: Inventory
+) -> Response:
+    """Manual confirmation, without payment; the payment saga confirms paid holds on its own."""
+    command = ConfirmBooking(
+        entity_id, booking_kind=_KIND[kind], hold_id=hold_id, payment_ref=f"manual:{admin.subject}"
+    )
+    return _done(await inventory.execute(command))
+
+
+# ---- wallets -------------------------------------------------------------------------------
+@router.post(
+    "/wallets/{customer_id}/deposits",
+    tags=["wallets"],
+    summary="Credit a wallet (admin or its owner)",
+    status_code=201,
+    responses={**_CREATED, **_problems(401, 403, 422, 503)},
+)
+async def deposit(customer_id: PathId, body: DepositIn, principal: CurrentPrincipal, inventory: Inventory) -> Response:
+    require_self_or_admin(principal, customer_id)
+    return _done(await inventory.execute(Deposit(customer_id, body.deposit_id, body.amount)), created=True)
+
+
+@router.get(
+    "/wallets/{customer_id}",
+    tags=["wallets"],
+    summary="A wallet's balance (admin or its owner)",
+    responses=_problems(401, 403, 503),
+)
+async def get_wallet(customer_id: PathId, principal: CurrentPrincipal, inventory: Inventory) -> Response:
+    """Every customer has a wallet, empty until the first deposit, so this never answers 404."""
+    require_self_or_admin(principal, customer_id)
+    view: StateView = await inventory.execute(GetState(customer_id, WALLET))
+    return OrjsonResponse(view.state)

@@ -1,0 +1,161 @@
+"""The PostgreSQL log reader (asyncpg): the event log in commit-safe order, and reader checkpoints.
+
+Why `(txid, position)` and the xmin bound, and not simply `position > last position`:
+positions come from an identity sequence and are taken when a row is inserted, but group
+commits from several processes *commit* in any order. Transaction A may insert position 10 and
+still be running when transaction B inserts position 11 and commits. A reader going by position
+alone would publish 11, move its checkpoint to 11, and never see 10 when A commits: a lost event.
+
+So a reader reads only rows whose transaction can no longer be in flight:
+``txid < pg_snapshot_xmin(pg_current_snapshot())``. Every transaction id below the snapshot's
+xmin has finished (committed or rolled back), so no row with such a txid can appear later, and
+transaction ids are handed out in increasing order, so every transaction still to commit has a
+txid >= xmin. Reading in ``(txid, position)`` order up to that bound and checkpointing the last
+row read therefore never leaves a row behind the checkpoint. The price: one long-running writing
+transaction anywhere in the cluster (any database) holds xmin back and delays readers, it never
+makes them lose or reorder anything. Per stream the order is the version order: a stream's later
+events come from a later group commit, which gets a later txid.
+
+The `events (txid, position)` unique index (0001) serves both the range and the order. The
+`rezerv_events` channel is notified once per inserting statement (0002), so `listen` can wake a
+reader right after a commit instead of at its next poll.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+
+from engine.adapters.pg_event_store import TRANSIENT_DB_ERRORS
+from engine.domain.errors import StoreUnavailable
+from engine.log import START, LogCheckpoint, LoggedEvent
+from engine.outbox import RELAY_NAME
+
+CHANNEL = "rezerv_events"
+LISTEN_ACQUIRE_TIMEOUT_S = 5.0  # a reader that cannot listen polls instead; it must not hang waiting
+
+_READ_AFTER = """
+SELECT stream_id, version, event_type, data, position, txid,
+       (extract(epoch FROM recorded_at) * 1000)::bigint AS recorded_at_ms
+  FROM events
+ WHERE (txid, position) > ($1::xid8, $2::bigint)
+   AND txid < pg_snapshot_xmin(pg_current_snapshot())
+ ORDER BY txid, position
+ LIMIT $3
+"""
+
+_SAVE_CHECKPOINT = """
+INSERT INTO log_checkpoints AS c (name, txid, position) VALUES ($1, $2::xid8, $3)
+ON CONFLICT (name) DO UPDATE SET txid = excluded.txid, position = excluded.position, updated_at = now()
+ WHERE (c.txid, c.position) < (excluded.txid, excluded.position)
+"""
+
+# Exact count while it is small (an index range scan of at most $3 entries), plus the identity
+# sequence's last value for the estimate used beyond that: max(position) would scan the table.
+_LAG = """
+SELECT (SELECT count(*) FROM (SELECT 1 FROM events
+                               WHERE (txid, position) > ($1::xid8, $2::bigint) LIMIT $3) AS behind) AS behind,
+       coalesce(pg_sequence_last_value(pg_get_serial_sequence('events', 'position')), 0) AS head
+"""
+
+
+class PostgresLogReader:
+    """Reads `events` for log readers; see the module docstring for why the order is safe.
+
+    `listen` holds one connection of the pool for as long as the subscription lives, so give a
+    reader that listens a pool of at least two connections."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def read_after(self, checkpoint: LogCheckpoint, limit: int) -> list[LoggedEvent]:
+        try:
+            rows = await self.pool.fetch(_READ_AFTER, checkpoint.txid, checkpoint.position, limit)
+        except TRANSIENT_DB_ERRORS as exc:
+            raise StoreUnavailable(f"reading the log after {checkpoint}: {exc}") from exc
+        return [
+            LoggedEvent(
+                r["stream_id"], r["version"], r["event_type"], r["data"], r["position"], r["txid"], r["recorded_at_ms"]
+            )
+            for r in rows
+        ]
+
+    async def load_checkpoint(self, name: str) -> LogCheckpoint:
+        try:
+            row = await self.pool.fetchrow("SELECT txid, position FROM log_checkpoints WHERE name = $1", name)
+        except TRANSIENT_DB_ERRORS as exc:
+            raise StoreUnavailable(f"loading the checkpoint of {name}: {exc}") from exc
+        return LogCheckpoint(int(row["txid"]), int(row["position"])) if row else START
+
+    async def save_checkpoint(self, name: str, checkpoint: LogCheckpoint) -> None:
+        try:
+            await self.pool.execute(_SAVE_CHECKPOINT, name, checkpoint.txid, checkpoint.position)
+        except TRANSIENT_DB_ERRORS as exc:
+            raise StoreUnavailable(f"saving the checkpoint of {name}: {exc}") from exc
+
+    async def lag(self, checkpoint: LogCheckpoint, exact_up_to: int = 10_000) -> int:
+        """Committed events after `checkpoint`, exact up to `exact_up_to`.
+
+        Beyond that, ``last identity value - checkpoint position``: an estimate for a reader far
+        behind (rolled-back inserts leave gaps that inflate it; rows of concurrent transactions
+        can sit on either side of the checkpoint's position), never less than `exact_up_to`."""
+        try:
+            row = await self.pool.fetchrow(_LAG, checkpoint.txid, checkpoint.position, exact_up_to)
+        except TRANSIENT_DB_ERRORS as exc:
+            raise StoreUnavailable(f"measuring the lag after {checkpoint}: {exc}") from exc
+        behind = int(row["behind"])
+        if behind < exact_up_to:
+            return behind
+        return max(behind, int(row["head"]) - checkpoint.position)
+
+    async def listen(self, on_append: Callable[[], None]) -> PostgresSubscription:
+        if self.pool.get_max_size() < 2:
+            # Holding the only connection would leave none to read with: poll instead.
+            raise StoreUnavailable(f"listening on {CHANNEL} needs a pool of at least 2 connections")
+        try:
+            conn = await self.pool.acquire(timeout=LISTEN_ACQUIRE_TIMEOUT_S)
+        except TRANSIENT_DB_ERRORS as exc:
+            raise StoreUnavailable(f"listening on {CHANNEL}: {exc}") from exc
+        subscription = PostgresSubscription(self.pool, conn, on_append)
+        try:
+            await conn.add_listener(CHANNEL, subscription.notified)
+        except TRANSIENT_DB_ERRORS as exc:
+            await subscription.close()
+            raise StoreUnavailable(f"listening on {CHANNEL}: {exc}") from exc
+        return subscription
+
+
+class PostgresSubscription:
+    """LISTEN on a connection taken out of the pool; `close` gives the connection back."""
+
+    def __init__(self, pool: asyncpg.Pool, conn: asyncpg.Connection, on_append: Callable[[], None]) -> None:
+        self._pool = pool
+        self._conn = conn
+        self._on_append = on_append
+        self._closed = False
+
+    def notified(self, _conn: Any, _pid: int, _channel: str, _payload: object) -> None:
+        if not self._closed:
+            self._on_append()
+
+    def is_active(self) -> bool:
+        return not self._closed and not self._conn.is_closed()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(*TRANSIENT_DB_ERRORS):
+            if not self._conn.is_closed():
+                await self._conn.remove_listener(CHANNEL, self.notified)
+        with contextlib.suppress(*TRANSIENT_DB_ERRORS):
+            await self._pool.release(self._conn)
+
+
+async def outbox_lag(pool: asyncpg.Pool, name: str = RELAY_NAME) -> int:
+    """Events reader `name` (the outbox relay by default) has not handled yet; for /metrics."""
+    reader = PostgresLogReader(pool)
+    return await reader.lag(await reader.load_checkpoint(name))

@@ -1,0 +1,125 @@
+"""What the outbox relay publishes: which events go to which topic under which key, and the message.
+
+Pure, no I/O: the relay loop (engine/relay.py) reads a batch of the log, calls `plan_batch`, and
+hands the result to a `Publisher` (engine/adapters/kafka_bus.py), the pattern of aiokafka's
+transactional example with the processing apart from the I/O.
+
+Message format (for consumers):
+- value: ``codec.encode(OutboxMessage(...))``; `payload` is the event's stored bytes, so
+  ``codec.decode_record(message.payload)`` gives the domain event.
+- key: the hold id (topic "bookings") or the saga id (topic "payments"), UTF-8. One key always
+  lands on one partition, and the relay publishes a key's events in log order, so a consumer sees
+  one booking's (or one saga's) messages in order.
+- headers: ``("type", event type)``, ``("message_id", "<stream_id>@<version>")``.
+- Delivery is at least once: after a crash or a broker error a batch is sent again. Consumers
+  remove duplicates by `message_id` (stable across re-sends, unique in the whole log). Order is
+  per key only: one stream's messages for different keys (two holds on one concert) sit on
+  different partitions and may be consumed out of stream order, so "drop versions not above the
+  last one seen for the stream" would drop real messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+from engine.domain import codec
+from engine.log import LoggedEvent
+
+RELAY_NAME = "outbox-relay"
+"""The outbox relay's checkpoint name in `log_checkpoints`."""
+
+BOOKINGS_TOPIC = "bookings"
+PAYMENTS_TOPIC = "payments"
+
+
+@codec.register()
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """The value of every message the relay publishes."""
+
+    message_id: str
+    stream_id: str
+    version: int
+    event_type: str
+    payload: bytes
+    recorded_at_ms: int
+
+
+class Route(NamedTuple):
+    topic: str
+    key_field: str  # the field of the decoded event whose value is the message key
+
+
+_BOOKING = Route(BOOKINGS_TOPIC, "hold_id")
+_PAYMENT = Route(PAYMENTS_TOPIC, "saga_id")
+
+ROUTES: Mapping[str, Route] = {
+    "TicketsHeld": _BOOKING,
+    "CarHeld": _BOOKING,
+    "BookingConfirmed": _BOOKING,
+    "HoldReleased": _BOOKING,
+    "HoldExpired": _BOOKING,
+    "BookingCancelled": _BOOKING,
+    # Routed by name: the payment events are defined by the saga, not here.
+    "PaymentSucceeded": _PAYMENT,
+    "PaymentFailed": _PAYMENT,
+    "PaymentRefunded": _PAYMENT,
+}
+"""Event type -> where it is published. Any other type (EventCreated, wallet events, ...) is not
+published; the relay's checkpoint still moves past it."""
+
+
+class OutgoingMessage(NamedTuple):
+    topic: str
+    key: bytes
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+
+
+class PublishFailed(RuntimeError):
+    """The broker did not acknowledge every message of a batch; some may have been delivered.
+
+    Transient by nature (broker down, restarted, topic missing): the relay sends the batch again."""
+
+
+class Publisher(Protocol):
+    async def publish_many(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Return only when the broker has acknowledged every message; else raise PublishFailed."""
+
+
+def message_id(stream_id: str, version: int) -> str:
+    return f"{stream_id}@{version}"
+
+
+def routing_key(event: LoggedEvent, key_field: str) -> str:
+    """The event's `key_field` value, read from its decoded payload.
+
+    Tolerant on purpose, because one event the relay cannot key must not stop the whole outbox:
+    if the payload does not decode in this process (its class is not imported or is newer) or
+    has no such string field, the key is the stream id, which still keeps the stream in order.
+    The relay's process must therefore import the modules registering the routed events."""
+    try:
+        decoded = codec.decode_record(event.data)
+    except codec.CodecError:
+        return event.stream_id
+    value = getattr(decoded, key_field, None)
+    return value if isinstance(value, str) and value else event.stream_id
+
+
+def plan_message(event: LoggedEvent) -> OutgoingMessage | None:
+    """The message publishing `event`, or None if its type is not published."""
+    route = ROUTES.get(event.event_type)
+    if route is None:
+        return None
+    mid = message_id(event.stream_id, event.version)
+    value = OutboxMessage(mid, event.stream_id, event.version, event.event_type, event.data, event.recorded_at_ms)
+    headers = (("type", event.event_type.encode()), ("message_id", mid.encode()))
+    return OutgoingMessage(route.topic, routing_key(event, route.key_field).encode(), codec.encode(value), headers)
+
+
+def plan_batch(events: Sequence[LoggedEvent]) -> list[OutgoingMessage]:
+    """The messages for a batch of the log, in log order (so per key in order)."""
+    planned = (plan_message(event) for event in events)
+    return [message for message in planned if message is not None]

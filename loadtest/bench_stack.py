@@ -1,0 +1,145 @@
+"""The servers a benchmark runs on: its own, started for the run, durable like production.
+
+PostgreSQL runs with fsync and synchronous_commit on (every acknowledged hold is on disk);
+Valkey and a local Ray (2 CPUs) are started for the run. External servers can be used instead
+with REZERV_DATABASE_URL / REZERV_REDIS_URL. Everything is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from actors.client import InventoryClient
+from actors.factory import shard_handle
+from engine.adapters.pg_migrations import migrate_url
+from engine.config import Settings
+from loadtest.measure import CpuSampler, machine_description
+from stack.processes import free_port
+from stack.servers import EmbeddedPostgres, EmbeddedValkey
+
+
+class BenchStack:
+    def __init__(self, settings: Settings, keep_dir: bool = False) -> None:
+        self.settings = settings
+        self.keep_dir = keep_dir
+        self.root: Path | None = None
+        self.pg: EmbeddedPostgres | None = None
+        self.valkey: EmbeddedValkey | None = None
+        self.handles: list[Any] = []
+        self.machine = machine_description()
+
+    @classmethod
+    def from_args(cls, args: Any) -> BenchStack:
+        base = Settings.from_env()
+        settings = base.replace(
+            namespace=f"bench-{uuid.uuid4().hex[:6]}",
+            shard_count=args.shards,
+            batch_max=args.batch_max,
+            calls_in_flight=args.calls_in_flight,
+            commit_max=args.commit_max,
+            db_pool_size=args.db_pool,
+        )
+        return cls(settings)
+
+    def describe(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "shards": s.shard_count,
+            "batch_max": s.batch_max,
+            "calls_in_flight": s.calls_in_flight,
+            "commit_max": s.commit_max,
+            "db_pool_size": s.db_pool_size,
+            "postgres": "fsync=on synchronous_commit=on" if self.pg else "external",
+        }
+
+    async def start(self) -> None:
+        s = self.settings
+        if not s.database_url or not s.redis_url:
+            self.root = Path(tempfile.mkdtemp(prefix="rezerv-bench-"))
+            self.root.chmod(0o755)
+        if not s.database_url:
+            self.pg = EmbeddedPostgres(self.root / "pg", free_port(), durable=True)  # type: ignore[operator]
+            await asyncio.to_thread(self.pg.start)
+            s = s.replace(database_url=self.pg.url)
+        if not s.redis_url:
+            self.valkey = EmbeddedValkey(self.root / "valkey", free_port(), durable=False)  # type: ignore[operator]
+            await asyncio.to_thread(self.valkey.start)
+            s = s.replace(redis_url=self.valkey.url)
+        self.settings = s
+        await migrate_url(s.database_url)
+        import ray
+
+        from stack.ray_auth import use_token
+
+        use_token((self.root or Path(tempfile.mkdtemp(prefix="rezerv-bench-"))) / "ray_auth_token")
+        if not ray.is_initialized():
+            ray.init(
+                num_cpus=2,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+                configure_logging=False,
+            )
+        self.handles = [shard_handle(s, i) for i in range(s.shard_count)]
+        self.pids = {"shards": [p["pid"] for p in await asyncio.gather(*(h.ping.remote() for h in self.handles))]}
+
+    def client(self) -> InventoryClient:
+        s = self.settings
+        return InventoryClient(lambda i: self.handles[i], s.shard_count, s.batch_max, s.calls_in_flight)
+
+    async def warm_up(self) -> None:
+        """Open every shard's pool and connections before anything is measured."""
+        await asyncio.gather(*(h.stats.remote() for h in self.handles))
+
+    async def shard_stats(self) -> dict[str, float]:
+        stats = await asyncio.gather(*(h.stats.remote() for h in self.handles))
+        keys = (
+            "commits",
+            "committed_events",
+            "commands",
+            "batches",
+            "commit_s",
+            "apply_s",
+            "durability_wait_s",
+            "call_s",
+            "decode_s",
+            "encode_s",
+        )
+        return {key: sum(float(s[key]) for s in stats) for key in keys}
+
+    def cpu_sampler(self) -> CpuSampler:
+        roles: dict[str, list[int]] = {"driver": [os.getpid()], "shards": self.pids["shards"]}
+        if self.pg and self.pg.process and self.pg.process.pid:
+            roles["postgres"] = [self.pg.process.pid]
+        if self.valkey and self.valkey.process and self.valkey.process.pid:
+            roles["valkey"] = [self.valkey.process.pid]
+        return CpuSampler(roles)
+
+    async def connect_db(self) -> asyncpg.Connection:
+        return await asyncpg.connect(self.settings.database_url)
+
+    async def stop(self) -> None:
+        import ray
+
+        for handle in self.handles:
+            with contextlib.suppress(Exception):  # already gone
+                ray.kill(handle, no_restart=True)
+        if ray.is_initialized():
+            ray.shutdown()
+        if self.valkey:
+            await asyncio.to_thread(self.valkey.stop)
+        if self.pg:
+            await asyncio.to_thread(self.pg.stop)
+        if self.root and not self.keep_dir:
+            import shutil
+
+            shutil.rmtree(self.root, ignore_errors=True)

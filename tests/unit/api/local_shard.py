@@ -1,0 +1,74 @@
+"""An InventoryClient whose shards run in this process: the real wire format, host and engine, no Ray.
+
+A `LocalShard` stands in for a Ray actor handle: `handle.call.remote(payload)` returns an
+awaitable that does what actors/shard.py's `ShardActor.call` does (decode the batch, run it on an
+EntityHost, encode the replies), over InMemoryEventStore and InMemoryFencing. So the API tests
+cross the same msgpack boundary as production, and a command that does not survive encoding
+fails here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from actors.client import InventoryClient
+from actors.wire import decode_batch, encode_replies
+from engine.adapters.memory_fencing import InMemoryFencing
+from engine.adapters.memory_store import InMemoryEventStore
+from engine.domain.errors import InvalidCommand
+from engine.hosting import EntityHost, HostConfig
+
+
+class _RemoteMethod:
+    """The `.remote` of a Ray actor method: call it, get something to await."""
+
+    def __init__(self, fn: Callable[[bytes], Awaitable[bytes]]) -> None:
+        self._fn = fn
+
+    def remote(self, payload: bytes) -> Awaitable[bytes]:
+        return self._fn(payload)
+
+
+class LocalShard:
+    def __init__(self, host: EntityHost) -> None:
+        self.host = host
+        self.call = _RemoteMethod(self._call)
+        self.calls = 0
+
+    async def _call(self, payload: bytes) -> bytes:
+        self.calls += 1
+        try:
+            commands = decode_batch(payload)
+        except InvalidCommand as err:
+            return encode_replies([err])
+        return encode_replies(await self.host.execute(commands))
+
+
+@dataclass
+class LocalInventory:
+    """The client plus what tests look at or break: the shared store and each shard."""
+
+    client: InventoryClient
+    store: InMemoryEventStore
+    shards: list[LocalShard] = field(default_factory=list)
+
+    async def stop(self) -> None:
+        for shard in self.shards:
+            await shard.host.stop()
+
+
+def local_inventory(shard_count: int = 2, retry_for_s: float = 0.0) -> LocalInventory:
+    """Shards sharing one store, as shard actors share PostgreSQL. Call inside a running loop.
+
+    `retry_for_s=0` makes a transient failure reach the API at once instead of being retried.
+    """
+    store = InMemoryEventStore()
+    fencing = InMemoryFencing()
+    shards = []
+    for index in range(shard_count):
+        host = EntityHost(store, fencing, HostConfig(owner=f"local-shard-{index}"))
+        host.start()
+        shards.append(LocalShard(host))
+    client = InventoryClient(lambda index: shards[index], shard_count, retry_for_s=retry_for_s)
+    return LocalInventory(client, store, shards)

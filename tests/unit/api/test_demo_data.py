@@ -1,0 +1,135 @@
+"""The demo data of `rezerv up`: valid, unique, accepted by the API, and harmless to load twice."""
+
+from __future__ import annotations
+
+import io
+import re
+import urllib.error
+from collections import Counter
+from email.message import Message
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from api.schemas import CreateEventIn, DepositIn, RegisterCarIn
+from engine.config import Settings
+from stack.demo import DemoRequest, api_base_url, demo_requests, send_requests
+from stack.processes import StartupError
+from tests.unit.api.conftest import Api
+
+SCHEMAS: list[tuple[str, type[BaseModel]]] = [
+    (r"/events", CreateEventIn),
+    (r"/cars", RegisterCarIn),
+    (r"/wallets/[a-z]+/deposits", DepositIn),
+]
+
+
+def schema_of(request: DemoRequest) -> type[BaseModel]:
+    [model] = [model for pattern, model in SCHEMAS if re.fullmatch(pattern, request.path)]
+    return model
+
+
+def test_every_body_is_valid_for_its_route() -> None:
+    for request in demo_requests():
+        assert request.method == "POST"
+        schema_of(request).model_validate(request.body)
+
+
+def test_ids_are_unique_and_the_mix_is_what_the_readme_promises() -> None:
+    requests = demo_requests()
+    events = [r.body for r in requests if r.path == "/events"]
+    cars = [r.body for r in requests if r.path == "/cars"]
+    deposits = [(r.path, r.body["deposit_id"]) for r in requests if r.path.startswith("/wallets/")]
+    assert len(events) == 3
+    assert len({b["event_id"] for b in events}) == 3
+    assert len(cars) == 5
+    assert len({b["car_id"] for b in cars}) == 5
+    assert len(set(deposits)) == len(deposits)
+    assert {p.split("/")[2] for p, _ in deposits} == {"alice", "bob", "carol"}
+    assert len({b["location"] for b in cars}) == 2
+    assert any(b["min_days"] == 2 and b["discount_from_days"] > 0 for b in cars)
+    small = [b for b in events if sum(t["quantity"] for t in b["tiers"]) == 20]
+    assert small
+    assert small[0]["max_tickets_per_booking"] == 4
+    assert any({t["name"] for t in b["tiers"]} == {"standard", "vip"} for b in events)
+
+
+async def test_loading_through_the_api_twice_changes_nothing_the_second_time(api: Api) -> None:
+    first = [await api.http.post(r.path, json=r.body, headers=api.admin) for r in demo_requests()]
+    assert [r.status for r in first] == [201] * len(first), [r.body for r in first if r.status != 201]
+    second = [await api.http.post(r.path, json=r.body, headers=api.admin) for r in demo_requests()]
+    assert [r.status for r in second] == [200] * len(second)
+    assert not any(r.json()["changed"] for r in second)
+    assert (await api.http.get("/wallets/carol", headers=api.admin)).json()["balance"] == 1_000_000
+
+
+# ---- the sender, with a fake urlopen ---------------------------------------------------------
+class FakeResponse:
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+    def __enter__(self) -> FakeResponse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def http_error(status: int, body: bytes) -> urllib.error.HTTPError:
+    return urllib.error.HTTPError("http://x", status, "error", Message(), io.BytesIO(body))
+
+
+class FakeOpener:
+    def __init__(self, *outcomes: Any) -> None:
+        self.outcomes = list(outcomes)
+        self.seen: list[tuple[str, str, bytes, str]] = []
+
+    def __call__(self, request: Any, timeout: float) -> FakeResponse:
+        self.seen.append((request.get_method(), request.full_url, request.data, request.get_header("Authorization")))
+        outcome = self.outcomes.pop(0)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return FakeResponse(outcome)
+
+
+REQUEST = DemoRequest("POST", "/wallets/alice/deposits", {"deposit_id": "demo-initial", "amount": 1})
+
+
+def test_sender_posts_json_with_the_token() -> None:
+    opener = FakeOpener(201, 200)
+    assert send_requests("http://api", "tok", [REQUEST, REQUEST], urlopen=opener, sleep=lambda _: None) == [201, 200]
+    method, url, data, auth = opener.seen[0]
+    assert (method, url, auth) == ("POST", "http://api/wallets/alice/deposits", "Bearer tok")
+    assert data == b'{"deposit_id": "demo-initial", "amount": 1}'
+
+
+def test_sender_retries_503_and_refused_connections() -> None:
+    opener = FakeOpener(http_error(503, b"{}"), ConnectionRefusedError("refused"), 201)
+    assert send_requests("http://api", "t", [REQUEST], urlopen=opener, sleep=lambda _: None) == [201]
+
+
+def test_a_refusal_is_one_clear_line() -> None:
+    body = b'{"title": "Already exists", "detail": "event x already exists\\nwith another definition"}'
+    opener = FakeOpener(http_error(409, body))
+    with pytest.raises(StartupError) as info:
+        send_requests("http://api", "t", [REQUEST], urlopen=opener, sleep=lambda _: None)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "POST /wallets/alice/deposits answered 409" in message
+    assert "already exists with another definition" in message
+
+
+def test_an_unreachable_api_gives_up() -> None:
+    opener = FakeOpener(*[ConnectionRefusedError("refused")] * 5)
+    with pytest.raises(StartupError, match="could not reach the API"):
+        send_requests("http://api", "t", [REQUEST], urlopen=opener, sleep=lambda _: None)
+    assert Counter(m for m, *_ in opener.seen) == {"POST": 5}
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [("127.0.0.1", "http://127.0.0.1:8000"), ("0.0.0.0", "http://127.0.0.1:8000"), ("::", "http://[::1]:8000")],
+)
+def test_api_base_url(host: str, url: str) -> None:
+    assert api_base_url(Settings(api_host=host)) == url
