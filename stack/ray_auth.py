@@ -41,7 +41,7 @@ def use_token(token_path: Path) -> None:
     if "ray._raylet" in sys.modules:
         # Ray caches its configuration when first imported; refresh it as Ray itself does when it
         # turns token mode on (ray/_private/authentication/authentication_token_setup.py).
-        from ray._raylet import AuthenticationTokenLoader, Config
+        from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
 
         Config.initialize("")
         AuthenticationTokenLoader.instance().reset_cache()
