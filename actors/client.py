@@ -27,8 +27,25 @@ from engine.domain.errors import RezervError, ShardUnavailable, TransientError
 HandleFactory = Callable[[int], Any]
 
 
+class Pending:
+    """One command waiting for its answer: the caller's future, and how long it may be retried."""
+
+    __slots__ = ("command", "deadline", "delay", "future")
+
+    def __init__(self, command: Command, future: asyncio.Future[Any], deadline: float) -> None:
+        self.command = command
+        self.future = future
+        self.deadline = deadline  # monotonic time after which a transient failure is the answer
+        self.delay = 0.01
+
+
 class ShardChannel:
-    """One shard's queue of commands and its calls in flight."""
+    """One shard's queue of commands and its calls in flight.
+
+    Retries live here, not in a coroutine around each call: a transient answer (or a call lost
+    with its shard) puts the same command back in the queue after a jittered backoff, and the
+    caller's one future is resolved only with a final answer. A caller therefore awaits a single
+    future per command, which matters at tens of thousands of commands per second."""
 
     def __init__(self, handle_for: HandleFactory, index: int, batch_max: int, calls_in_flight: int) -> None:
         self.handle_for = handle_for
@@ -36,21 +53,28 @@ class ShardChannel:
         self.handle: Any = None
         self.batch_max = batch_max
         self.calls_in_flight = calls_in_flight
-        self.queue: list[tuple[Command, asyncio.Future[Any]]] = []
+        self.queue: list[Pending] = []
         self.in_flight = 0
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()  # strong references: the loop keeps only weak ones
         self.calls = 0
         self.commands = 0
+        self.retries = 0
+        self.round_trip_s = 0.0  # from sending a batch until its replies are decoded
+        self.resolve_s = 0.0  # handing the replies to the waiting callers
 
-    def submit(self, command: Command) -> asyncio.Future[Any]:
+    def submit(self, command: Command, retry_for_s: float = 0.0) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self.queue.append((command, future))
+        deadline = time.monotonic() + retry_for_s if retry_for_s > 0 else 0.0
+        self._enqueue(Pending(command, future, deadline))
+        return future
+
+    def _enqueue(self, item: Pending) -> None:
+        self.queue.append(item)
         if not self._scheduled and self.in_flight < self.calls_in_flight:
             self._scheduled = True
-            loop.call_soon(self._flush)
-        return future
+            asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
         self._scheduled = False
@@ -63,30 +87,43 @@ class ShardChannel:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, batch: list[tuple[Command, asyncio.Future[Any]]]) -> None:
+    async def _send(self, batch: list[Pending]) -> None:
         try:
             if self.handle is None:
                 self.handle = self.handle_for(self.index)
-            payload = encode_batch([command for command, _ in batch])
+            payload = encode_batch([item.command for item in batch])
             self.calls += 1
             self.commands += len(batch)
+            sent = time.perf_counter()
             raw = await self.handle.call.remote(payload)
             replies = decode_replies(raw)
+            decoded = time.perf_counter()
+            self.round_trip_s += decoded - sent
             if len(replies) != len(batch):  # the shard refused the whole batch
                 replies = [replies[0]] * len(batch)
-            for (_, future), reply in zip(batch, replies, strict=True):
-                if not future.done():
-                    future.set_result(reply)
+            for item, reply in zip(batch, replies, strict=True):
+                self._deliver(item, reply)
+            self.resolve_s += time.perf_counter() - decoded
         except Exception as exc:  # the shard died or restarted mid-call, or was never reachable
             error = _shard_error(exc)
-            for _, future in batch:
-                if not future.done():
-                    future.set_result(error)
+            for item in batch:
+                self._deliver(item, error)
         finally:
             self.in_flight -= 1
             if self.queue and not self._scheduled:
                 self._scheduled = True
                 asyncio.get_running_loop().call_soon(self._flush)
+
+    def _deliver(self, item: Pending, reply: Any) -> None:
+        if item.future.done():
+            return
+        if isinstance(reply, TransientError) and item.deadline and time.monotonic() < item.deadline:
+            self.retries += 1
+            delay = item.delay * (0.5 + random.random())
+            item.delay = min(item.delay * 2, 0.5)
+            asyncio.get_running_loop().call_later(delay, self._enqueue, item)
+            return
+        item.future.set_result(reply)
 
 
 def _shard_error(exc: BaseException) -> RezervError:
@@ -111,35 +148,32 @@ class InventoryClient:
         self.router = Router(shard_count)
         self.channels = [ShardChannel(handle_for, i, batch_max, calls_in_flight) for i in range(shard_count)]
         self.retry_for_s = retry_for_s
-        self.retries = 0
 
     def submit(self, command: Command) -> asyncio.Future[Any]:
         """One attempt, no retry: a future with the result or a RezervError (never raised)."""
         return self.channels[self.router.shard_of(command.stream_id)].submit(command)
 
+    def request(self, command: Command) -> asyncio.Future[Any]:
+        """A future with the final reply: transient failures are retried (same command, same
+        idempotency key) until `retry_for_s`; errors are returned, not raised."""
+        return self.channels[self.router.shard_of(command.stream_id)].submit(command, self.retry_for_s)
+
     async def attempt(self, command: Command) -> Any:
-        """The reply, retrying transient failures until `retry_for_s`; errors are returned, not raised."""
-        reply = await self.submit(command)
-        if not isinstance(reply, TransientError):
-            return reply
-        deadline = time.monotonic() + self.retry_for_s
-        delay = 0.01
-        while isinstance(reply, TransientError) and time.monotonic() < deadline:
-            self.retries += 1
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 0.5)
-            reply = await self.submit(command)
-        return reply
+        return await self.request(command)
 
     async def execute(self, command: Command) -> Any:
         """The result; raises the RezervError if the answer was an error."""
-        reply = await self.attempt(command)
+        reply = await self.request(command)
         if isinstance(reply, RezervError):
             raise reply
         return reply
 
     async def execute_many(self, commands: Sequence[Command]) -> list[Any]:
-        return list(await asyncio.gather(*(self.attempt(c) for c in commands)))
+        return list(await asyncio.gather(*(self.request(c) for c in commands)))
+
+    @property
+    def retries(self) -> int:
+        return sum(c.retries for c in self.channels)
 
     def stats(self) -> dict[str, float]:
         calls = sum(c.calls for c in self.channels)
@@ -149,6 +183,8 @@ class InventoryClient:
             "commands": commands,
             "avg_batch": commands / calls if calls else 0.0,
             "retries": self.retries,
+            "round_trip_s": sum(c.round_trip_s for c in self.channels),
+            "resolve_s": sum(c.resolve_s for c in self.channels),
         }
 
 

@@ -29,6 +29,7 @@ def host_config(settings: Settings, owner: str) -> HostConfig:
     return HostConfig(
         owner=owner,
         commit_max=settings.commit_max,
+        commits_in_flight=settings.commits_in_flight,
         snapshot_every=settings.snapshot_every,
         snapshot_min_interval_ms=int(settings.snapshot_min_interval_s * 1000),
         passivate_after_ms=int(settings.passivate_after_s * 1000),
@@ -58,14 +59,16 @@ class ShardActor:
         async with self._lock:
             if self.host is None:
                 from engine.adapters.pg_event_store import PostgresEventStore
-                from engine.adapters.pg_pool import create_pool
+                from engine.adapters.pg_pool import create_pool, create_writer_pool
                 from engine.adapters.redis_client import create_redis
                 from engine.adapters.redis_fencing import RedisFencing
 
                 pool = await create_pool(self.settings.database_url, self.settings.db_pool_size)
+                writers = await create_writer_pool(self.settings.database_url, self.settings.commits_in_flight)
                 redis = create_redis(self.settings.redis_url)
-                self._resources = [pool, redis]
-                host = EntityHost(PostgresEventStore(pool), RedisFencing(redis), host_config(self.settings, self.owner))
+                self._resources = [pool, writers, redis]
+                store = PostgresEventStore(pool, writers)
+                host = EntityHost(store, RedisFencing(redis), host_config(self.settings, self.owner))
                 host.start()
                 host.spawn(host.run_housekeeping(self._stop, on_idle=gc_tuning.collect_when_idle), "housekeeping")
                 self.host = host
@@ -105,6 +108,8 @@ class ShardActor:
             "commit_s": host.committer.commit_seconds,
             **host.stats,
             **host.timings,
+            "failures": dict(host.failures),
+            "last_failure": host.last_failure,
             **self.timings,
         }
 

@@ -45,5 +45,5 @@ def encode_replies(replies: Sequence[Any]) -> bytes:
 
 def decode_replies(payload: bytes) -> list[Any]:
     """Results as objects, errors as RezervError instances (not raised)."""
-    build = codec.build_record
-    return [build(item[1:]) if item[0] == OK else error_from_code(item[1], item[2]) for item in codec.decode(payload)]
+    build = codec.build_record_at
+    return [build(item, 1) if item[0] == OK else error_from_code(item[1], item[2]) for item in codec.decode(payload)]

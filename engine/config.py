@@ -58,6 +58,7 @@ class Settings:
     batch_max: int = field(default=512, metadata={"doc": "commands per Ray call, caller side"})
     calls_in_flight: int = field(default=4, metadata={"doc": "Ray calls in flight per shard, caller side"})
     commit_max: int = field(default=4096, metadata={"doc": "events per group-commit transaction"})
+    commits_in_flight: int = field(default=1, metadata={"doc": "group commits running at once per shard"})
     db_pool_size: int = field(default=4, metadata={"doc": "PostgreSQL connections per process"})
     snapshot_every: int = field(default=2000, metadata={"doc": "snapshot after this many events"})
     snapshot_min_interval_s: float = field(default=5.0, metadata={"doc": "and not more often than this"})
@@ -105,7 +106,7 @@ class Settings:
             port = getattr(self, name)
             if not 0 < port < 65536:
                 raise ConfigError(f"{PREFIX}{name.upper()}={port} is not a TCP port (1-65535)")
-        for name in ("shard_count", "batch_max", "calls_in_flight", "commit_max", "db_pool_size"):
+        for name in ("shard_count", "batch_max", "calls_in_flight", "commit_max", "commits_in_flight", "db_pool_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be at least 1")
         if self.database_url and not self.database_url.startswith(("postgres://", "postgresql://")):

@@ -1,15 +1,18 @@
 """Group commit: the events of many commands and many entities, appended in one transaction.
 
-Commands are applied in memory as they arrive and their events go into the *open* group. One
-group is committed at a time: while its transaction is in flight, new events gather in the next
-group, so the batch grows with the load and the store sees one statement per group. Everyone
-whose events (or whose answer) depends on a group waits for that group to finish, and learns
-per stream whether it became durable.
+Commands are applied in memory as they arrive and their events go into the *open* group. Up to
+`max_in_flight` groups are being committed at once (one by default; with two, one copies its
+events while the previous one commits, which pays off when flushes are slow, e.g. on cloud
+block storage: see BENCHMARKS.md); while every slot is busy, new events gather in the open
+group, so the batch grows with the load. Everyone whose events (or whose answer) depends on a
+group waits for that group to finish, and learns per stream whether it became durable.
 
-One commit at a time is also what keeps each stream's events in order: a stream's later events
-are never written before, or without, its earlier ones. When a group fails for a stream, the
-host drops that entity from memory and `discard`s the stream's events from every later group:
-they were decided on top of state that never became durable.
+A stream's later events are never durable before, or without, its earlier ones: each append
+carries the version it expects the stream to be at, and the store moves a stream's head only
+from that version, behind the row lock of the earlier transaction (pg_event_store.py). When a
+group fails for a stream, the host drops that entity from memory and `discard`s the stream's
+events from every waiting group; a later group already in flight fails for that stream on its
+own, because the stream's head is not where it expects.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from engine.domain.errors import ConcurrencyConflict, OwnershipLost, RezervError, StoreUnavailable
-from engine.ports import AppendResult, EventStore, NewEvent, StreamAppend
+from engine.ports import AppendResult, EventStore, NewEvent, StreamAppend, Turn
 
 log = logging.getLogger("rezerv.commit")
 
@@ -57,16 +60,20 @@ class GroupCommitter:
         commit_max: int,
         on_failed: FailureHandler,
         on_committed: CommitHandler | None = None,
+        max_in_flight: int = 1,
     ) -> None:
         self.store = store
         self.commit_max = commit_max
+        self.max_in_flight = max_in_flight
         self.on_failed = on_failed
         self.on_committed = on_committed
         self._seq = 0
         self.queue: deque[CommitGroup] = deque([self._new_group()])
-        self.in_flight: CommitGroup | None = None
+        self.in_flight: set[asyncio.Task[None]] = set()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._last_turn: asyncio.Event | None = None  # the head-update turn of the latest group launched
         # Statistics, for the benchmark's "average batch per commit".
         self.commits = 0
         self.committed_events = 0
@@ -78,14 +85,17 @@ class GroupCommitter:
 
     def start(self) -> None:
         if self._task is None:
+            self._slots = asyncio.Semaphore(self.max_in_flight)
             self._task = asyncio.get_running_loop().create_task(self._run(), name="group-commit")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        tasks = [t for t in (self._task, *self.in_flight) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
+        self._task = None
 
     # ---- called synchronously by the host while applying commands ---------------------------
     def add(self, stream_id: str, expected_version: int, token: int, events: Sequence[NewEvent]) -> CommitGroup:
@@ -111,30 +121,45 @@ class GroupCommitter:
 
     # ---- the commit loop --------------------------------------------------------------------
     async def _run(self) -> None:
+        assert self._slots is not None
+        loop = asyncio.get_running_loop()
         while True:
             await self._wakeup.wait()
             group = self.queue[0]
+            if len(self.queue) == 1 and not group.appends and not group.errors:
+                self._wakeup.clear()
+                continue
+            acquired = bool(group.appends)
+            if acquired:
+                await self._slots.acquire()  # the open group keeps growing while we wait
             if len(self.queue) == 1:
-                if not group.appends and not group.errors:
-                    self._wakeup.clear()
-                    continue
                 self.queue.append(self._new_group())
             self.queue.popleft()
             if not group.appends:  # every stream in it was discarded: its waiters learn why
+                if acquired:
+                    self._slots.release()
                 group.done.set()
                 continue
-            self.in_flight = group
-            try:
-                await self._commit(group)
-            finally:
-                self.in_flight = None
-                group.done.set()
+            turn = Turn(self._last_turn)
+            self._last_turn = turn.done
+            task = loop.create_task(self._commit_and_finish(group, turn))
+            self.in_flight.add(task)
+            task.add_done_callback(self.in_flight.discard)
 
-    async def _commit(self, group: CommitGroup) -> None:
+    async def _commit_and_finish(self, group: CommitGroup, turn: Turn) -> None:
+        assert self._slots is not None
+        try:
+            await self._commit(group, turn)
+        finally:
+            turn.finish()  # whatever happened, the next group's head update may go
+            group.done.set()
+            self._slots.release()
+
+    async def _commit(self, group: CommitGroup, turn: Turn) -> None:
         appends = list(group.appends.values())
         started = time.perf_counter()
         try:
-            result = await self.store.append(appends)
+            result = await self.store.append(appends, turn)
         except asyncio.CancelledError:
             group.failure = StoreUnavailable("the host is stopping; the commit's outcome is unknown")
             self.on_failed({s: group.failure for s in group.appends})
@@ -166,5 +191,7 @@ def _classify(result: AppendResult) -> dict[str, RezervError]:
     for stream in result.fenced:
         failed[stream] = OwnershipLost(f"{stream} is now owned by a newer host")
     for stream in result.conflicts:
-        failed[stream] = ConcurrencyConflict(f"{stream} was written by another host")
+        failed[stream] = ConcurrencyConflict(
+            f"{stream} is not at the version this host expected (an earlier commit failed, or another host wrote)"
+        )
     return failed

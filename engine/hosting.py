@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,8 @@ EventListener = Callable[[str, Aggregate, list[Any]], None]
 class HostConfig:
     owner: str
     commit_max: int = 4096
+    commits_in_flight: int = 1
+    apply_slice: int = 64  # commands applied between two yields to the event loop
     snapshot_every: int = 2000
     snapshot_min_interval_ms: int = 5000
     passivate_after_ms: int = 300_000
@@ -83,10 +86,14 @@ class EntityHost:
         self.lost: dict[str, int] = {}  # stream -> until when another host owns it
         self._activating: dict[str, asyncio.Future[Entity]] = {}
         self._background: set[asyncio.Task[Any]] = set()
-        self.committer = GroupCommitter(store, config.commit_max, self._on_failed, self._on_committed)
+        self.committer = GroupCommitter(
+            store, config.commit_max, self._on_failed, self._on_committed, config.commits_in_flight
+        )
         self.listeners: list[EventListener] = []
         self.stats = {"batches": 0, "commands": 0, "activations": 0, "evictions": 0, "snapshots": 0}
         self.timings = {"apply_s": 0.0, "durability_wait_s": 0.0}
+        self.failures: Counter[str] = Counter()  # streams dropped after a failed commit, by error code
+        self.last_failure = ""
 
     def start(self) -> None:
         self.committer.start()
@@ -121,12 +128,19 @@ class EntityHost:
                 elif outcome.token == 0:
                     unclaimed[stream] = outcome
 
-        # From here to the first await: check and change, for every command, with nothing between.
+        # Each command is checked and applied with nothing in between (no await inside a command).
+        # Between slices of commands the loop is let go for a moment, so the group commit's
+        # round trips are not stuck behind a long run of applying; that is also why the entity
+        # is looked up again for every command (it may have been dropped meanwhile).
         started = time.perf_counter()
         now = self.clock.now_ms()
         answers: list[tuple[Reply, CommitGroup | None, str]] = []
         add = self.committer.add
-        for command in commands:
+        slice_size = self.config.apply_slice
+        for index, command in enumerate(commands):
+            if index and not index % slice_size:
+                await asyncio.sleep(0)
+                now = self.clock.now_ms()
             stream = command.stream_id
             entity = entities.get(stream) or unclaimed.get(stream)
             if entity is None:
@@ -154,7 +168,7 @@ class EntityHost:
                     unclaimed.pop(stream, None)
                     answers.append((InvalidCommand("internal error: write to an unclaimed stream"), None, stream))
                     continue
-                new = [NewEvent(codec.type_name(e), codec.encode_record(e)) for e in events]
+                new = [NewEvent(*codec.encode_named_record(e)) for e in events]
                 entity.group = add(stream, version_before, entity.token, new)
                 for listener in self.listeners:
                     listener(stream, agg, events)
@@ -240,6 +254,8 @@ class EntityHost:
     def _on_failed(self, failed: dict[str, RezervError]) -> None:
         """Drop every entity whose events did not become durable, before anything else runs."""
         for stream, error in failed.items():
+            self.failures[error.code] += 1
+            self.last_failure = f"{stream}: {error.message}"
             if isinstance(error, OwnershipLost):
                 self.lost[stream] = self.clock.now_ms() + self.config.lease_ms
             self._evict(stream, error)

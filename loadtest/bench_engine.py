@@ -68,6 +68,7 @@ class RunResult:
             f"events/commit={self.avg_events_per_commit:7.1f} errors={self.errors} "
             f"audit={'OK' if self.audit.get('ok') else 'FAILED'} | CPU: {cpu}"
             + (f"\n{'':15}shard ms/call {self.extra.get('shard_ms_per_call')} commit ms {self.extra.get('commit_ms')}")
+            + (f"\n{'':15}client ms/call {self.extra.get('client_ms_per_call')}")
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -105,7 +106,7 @@ async def drive(
             counters["next"] = i + 1
             command = make(i)
             t0 = perf()
-            reply = await client.attempt(command)
+            reply = await client.request(command)
             latencies.append(perf() - t0)
             if isinstance(reply, HoldGranted):
                 granted[reply.hold_id] = reply
@@ -155,6 +156,10 @@ class EngineBench:
         result.extra["shard_ms_per_call"] = {
             k: round(1000 * (shard1[k] - shard0[k]) / batches, 2)
             for k in ("call_s", "decode_s", "apply_s", "durability_wait_s", "encode_s")
+        }
+        client_calls = max(1, calls1["calls"] - calls0["calls"])
+        result.extra["client_ms_per_call"] = {
+            k: round(1000 * (calls1[k] - calls0[k]) / client_calls, 2) for k in ("round_trip_s", "resolve_s")
         }
         result.extra["commit_ms"] = round(1000 * (shard1["commit_s"] - shard0["commit_s"]) / max(1, commits), 2)
         result.cpu = cpu

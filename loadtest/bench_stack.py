@@ -46,6 +46,7 @@ class BenchStack:
             batch_max=args.batch_max,
             calls_in_flight=args.calls_in_flight,
             commit_max=args.commit_max,
+            commits_in_flight=args.commits_in_flight,
             db_pool_size=args.db_pool,
         )
         return cls(settings)
@@ -57,6 +58,7 @@ class BenchStack:
             "batch_max": s.batch_max,
             "calls_in_flight": s.calls_in_flight,
             "commit_max": s.commit_max,
+            "commits_in_flight": s.commits_in_flight,
             "db_pool_size": s.db_pool_size,
             "postgres": "fsync=on synchronous_commit=on" if self.pg else "external",
         }

@@ -29,6 +29,7 @@ def main(argv: Sequence[str]) -> int:
     engine.add_argument("--batch-max", type=int, default=512)
     engine.add_argument("--calls-in-flight", type=int, default=4)
     engine.add_argument("--commit-max", type=int, default=4096)
+    engine.add_argument("--commits-in-flight", type=int, default=1)
     engine.add_argument("--db-pool", type=int, default=4)
     engine.add_argument("--json", default="", help="also write the results to this file")
     args = parser.parse_args(list(argv))

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from engine.domain.errors import OwnershipLost, StoreUnavailable
-from engine.ports import AppendResult, Claim, RecordedEvent, Snapshot, StreamAppend, check_one_append_per_stream
+from engine.ports import AppendResult, Claim, RecordedEvent, Snapshot, StreamAppend, Turn, check_one_append_per_stream
 
 
 @dataclass
@@ -41,10 +41,16 @@ class InMemoryEventStore:
         head = self.heads.get(stream_id)
         return head.token if head else 0
 
-    async def append(self, appends: Sequence[StreamAppend]) -> AppendResult:
+    async def append(self, appends: Sequence[StreamAppend], turn: Turn | None = None) -> AppendResult:
         self.append_calls += 1
         check_one_append_per_stream(appends)
         await asyncio.sleep(0)
+        if turn is None:
+            return self._append(appends)
+        async with turn:
+            return self._append(appends)
+
+    def _append(self, appends: Sequence[StreamAppend]) -> AppendResult:
         if self.fail_next_appends > 0:
             self.fail_next_appends -= 1
             raise StoreUnavailable("injected append failure")

@@ -1,32 +1,57 @@
 """The PostgreSQL event store (asyncpg): fenced, optimistic, group-committed appends.
 
-One transaction per group commit. It first moves the head row of every stream in the batch
-whose recorded fencing token is not newer than the writer's and whose version is the one the
-writer expects, then COPYs the events of exactly those streams. COPY, because it costs
-PostgreSQL about 3.4 us of CPU per event against 4.7 us for an INSERT from unnest (measured,
-see BENCHMARKS.md), and on a 2-core machine that CPU is shared with the shards. The head
-rows stay locked until the commit, which is what serializes a fencing handover with an append
-in flight. Streams left behind are classified (fenced or conflicting) only when there are any.
+One transaction per group commit: ``BEGIN; COPY the events; UPDATE the stream heads; COMMIT``.
+
+- COPY, because it costs PostgreSQL about 3.4 us of CPU per event against 4.7 us for an
+  INSERT from unnest (BENCHMARKS.md); on a 2-core machine that CPU is shared with the shards.
+- The head UPDATE moves each stream's head only if the writer's fencing token is not older than
+  the recorded one and its expected version is the head's version. Events of a stream whose
+  head did not move are deleted again inside the same transaction (only this transaction's
+  rows, `txid = pg_current_xact_id()`), so per stream it is all or nothing. The head rows stay
+  locked until the commit, which is what serializes a fencing handover with an append in flight.
+- COPY first, so that a host may run two group commits at once (engine/group_commit.py): the
+  second copies its events while the first commits, and only then waits for the first's head
+  row locks. Head UPDATEs run one at a time and in the order the host formed its groups (the
+  `Turn` the committer passes in): a transaction blocked on a head row then only ever waits for
+  one that has finished its UPDATE and is committing, so two appends of one host can never
+  deadlock each other, and a later group never finds a stream short of the version it expects.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 
 from engine.domain.errors import OwnershipLost, StoreUnavailable
-from engine.ports import AppendResult, Claim, RecordedEvent, Snapshot, StreamAppend, check_one_append_per_stream
+from engine.ports import AppendResult, Claim, RecordedEvent, Snapshot, StreamAppend, Turn, check_one_append_per_stream
 
+# `locked` takes the head rows' locks first. If another transaction holds one (the host's
+# previous group commit, or a fencing claim), SELECT ... FOR UPDATE waits for it and then returns
+# the row's newest version, so the token and version tests below judge the head as it is now.
+# (A plain `UPDATE ... WHERE version = expected` would judge by the snapshot taken when the
+# statement began and silently skip a head another transaction had just moved.)
 _MOVE_HEADS = """
-UPDATE streams AS s
-   SET version = h.new_version, token = h.token, updated_at = now()
-  FROM unnest($1::text[], $2::int[], $3::int[], $4::bigint[]) AS h(stream_id, expected, new_version, token)
- WHERE s.stream_id = h.stream_id AND s.token <= h.token AND s.version = h.expected
+WITH h AS (
+    SELECT * FROM unnest($1::text[], $2::int[], $3::int[], $4::bigint[]) AS u(stream_id, expected, new_version, token)
+), locked AS (
+    SELECT s.stream_id, s.version, s.token FROM streams AS s
+     WHERE s.stream_id IN (SELECT stream_id FROM h)
+       FOR UPDATE
+), ok AS (
+    SELECT h.stream_id, h.new_version, h.token FROM h JOIN locked AS l USING (stream_id)
+     WHERE l.token <= h.token AND l.version = h.expected
+)
+UPDATE streams AS s SET version = ok.new_version, token = ok.token, updated_at = now()
+  FROM ok
+ WHERE s.stream_id = ok.stream_id
 RETURNING s.stream_id
 """
 
 _EVENT_COLUMNS = ["stream_id", "version", "event_type", "data"]
+
+_UNDO_EVENTS = "DELETE FROM events WHERE stream_id = ANY($1) AND txid = pg_current_xact_id()"
 
 _CLAIM = """
 INSERT INTO streams (stream_id, version, token, owner) VALUES ($1, 0, $2, $3)
@@ -40,6 +65,14 @@ INSERT INTO snapshots (stream_id, version, state) VALUES ($1, $2, $3)
 ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, state = excluded.state, taken_at = now()
  WHERE snapshots.version < excluded.version
 """
+
+_Outcome = tuple[list[str], dict[str, tuple[int, int]]]  # streams left behind, their (version, token)
+
+
+async def _heads_of(conn: asyncpg.Connection, streams: list[str]) -> dict[str, tuple[int, int]]:
+    rows = await conn.fetch("SELECT stream_id, version, token FROM streams WHERE stream_id = ANY($1)", streams)
+    return {r["stream_id"]: (r["version"], r["token"]) for r in rows}
+
 
 TRANSIENT_DB_ERRORS = (
     asyncpg.PostgresConnectionError,
@@ -57,8 +90,11 @@ TRANSIENT_DB_ERRORS = (
 
 
 class PostgresEventStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, writer_pool: asyncpg.Pool | None = None) -> None:
+        """`pool` serves reads and claims; `writer_pool` (see pg_pool.create_writer_pool), if given,
+        serves group commits."""
         self.pool = pool
+        self.writers = writer_pool or pool
 
     async def claim(self, stream_id: str, token: int, owner: str) -> Claim:
         try:
@@ -74,7 +110,7 @@ class PostgresEventStore:
         token = await self.pool.fetchval("SELECT token FROM streams WHERE stream_id = $1", stream_id)
         return int(token or 0)
 
-    async def append(self, appends: Sequence[StreamAppend]) -> AppendResult:
+    async def append(self, appends: Sequence[StreamAppend], turn: Turn | None = None) -> AppendResult:
         if not appends:
             return AppendResult()
         check_one_append_per_stream(appends)
@@ -84,28 +120,27 @@ class PostgresEventStore:
             expected.append(item.expected_version)
             new_versions.append(item.expected_version + len(item.events))
             tokens.append(item.token)
-        heads: list[asyncpg.Record] = []
+        records = [
+            (item.stream_id, version, event.event_type, event.data)
+            for item in appends
+            for version, event in enumerate(item.events, start=item.expected_version + 1)
+        ]
+        heads = (ids, expected, new_versions, tokens)
         try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                moved = {r[0] for r in await conn.fetch(_MOVE_HEADS, ids, expected, new_versions, tokens)}
-                records = [
-                    (item.stream_id, version, event.event_type, event.data)
-                    for item in appends
-                    if item.stream_id in moved
-                    for version, event in enumerate(item.events, start=item.expected_version + 1)
-                ]
-                if records:
-                    await conn.copy_records_to_table("events", records=records, columns=_EVENT_COLUMNS)
-                if len(moved) == len(ids):
-                    return AppendResult()
-                left = [s for s in ids if s not in moved]
-                heads = await conn.fetch(
-                    "SELECT stream_id, version, token FROM streams WHERE stream_id = ANY($1)", left
-                )
+            try:
+                left, recorded = await self._copy_then_move(records, heads, turn or Turn())
+            except asyncpg.exceptions.UniqueViolationError:
+                # A version is taken already: another writer raced us (an ownership change). Redo it
+                # the careful way, which copies only the streams whose heads moved.
+                left, recorded = await self._move_then_copy(records, heads)
+            finally:
+                if turn is not None:
+                    turn.finish()
         except TRANSIENT_DB_ERRORS as exc:
             raise StoreUnavailable(f"append to {len(ids)} streams failed: {exc}") from exc
+        if not left:
+            return AppendResult()
         by_stream = {item.stream_id: item for item in appends}
-        recorded = {h["stream_id"]: (h["version"], h["token"]) for h in heads}
         fenced, conflicts = set(), set()
         for stream in left:
             head = recorded.get(stream)
@@ -114,6 +149,29 @@ class PostgresEventStore:
             else:
                 conflicts.add(stream)
         return AppendResult(frozenset(fenced), frozenset(conflicts))
+
+    async def _copy_then_move(
+        self, records: list[tuple[Any, ...]], heads: tuple[list[Any], ...], turn: Turn
+    ) -> _Outcome:
+        async with self.writers.acquire() as conn, conn.transaction():
+            if records:
+                await conn.copy_records_to_table("events", records=records, columns=_EVENT_COLUMNS)
+            async with turn:
+                moved = {r[0] for r in await conn.fetch(_MOVE_HEADS, *heads)}
+            left = [s for s in heads[0] if s not in moved]
+            if not left:
+                return [], {}
+            await conn.execute(_UNDO_EVENTS, left)
+            return left, await _heads_of(conn, left)
+
+    async def _move_then_copy(self, records: list[tuple[Any, ...]], heads: tuple[list[Any], ...]) -> _Outcome:
+        async with self.writers.acquire() as conn, conn.transaction():
+            moved = {r[0] for r in await conn.fetch(_MOVE_HEADS, *heads)}
+            kept = [r for r in records if r[0] in moved]
+            if kept:
+                await conn.copy_records_to_table("events", records=kept, columns=_EVENT_COLUMNS)
+            left = [s for s in heads[0] if s not in moved]
+            return left, (await _heads_of(conn, left) if left else {})
 
     async def load(self, stream_id: str, after_version: int = 0) -> list[RecordedEvent]:
         try:

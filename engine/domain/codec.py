@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 
 import msgpack
 
+from engine.domain.fast_init import speed_up_init
+
 EXT_RECORD = 1
 EXT_DATE = 2
 
@@ -71,7 +73,7 @@ def register(name: str | None = None, version: int = 1) -> Callable[[type[T]], t
         entry = _Entry(cls, type_name, version, names, {}, (type_name, version), _values_getter(names))
         _BY_NAME[type_name] = entry
         _BY_CLASS[cls] = entry
-        return cls
+        return speed_up_init(cls)
 
     return wrap
 
@@ -170,10 +172,24 @@ def build_record(values: tuple[Any, ...]) -> Any:
     return _build(values)
 
 
+def build_record_at(values: tuple[Any, ...], start: int) -> Any:
+    """`build_record(values[start:])` without copying the tuple first (replies: after the status)."""
+    entry = _BY_NAME.get(values[start]) if len(values) > start + 1 else None
+    if entry is not None and values[start + 1] == entry.version and len(values) == len(entry.fields) + start + 2:
+        return entry.cls(*values[start + 2 :])
+    return _build(values[start:])
+
+
 def encode_record(obj: Any) -> bytes:
     """A registered dataclass as a flat ``[name, version, fields...]`` array."""
     entry = _BY_CLASS[type(obj)]
     return encode(entry.head + entry.values(obj))
+
+
+def encode_named_record(obj: Any) -> tuple[str, bytes]:
+    """(type name, `encode_record(obj)`), with one registry lookup: what the event store stores."""
+    entry = _BY_CLASS[type(obj)]
+    return entry.name, encode(entry.head + entry.values(obj))
 
 
 def decode_record(data: bytes) -> Any:

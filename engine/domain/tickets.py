@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from engine.domain.aggregate import (
+    MAX_HOLD_TTL_MS,
+    MAX_ID_LENGTH,
     BookingHost,
     BookingRecord,
     require_id,
@@ -75,22 +77,49 @@ class TicketedEvent(BookingHost):
         return Done(self.entity_id, self.entity_id, "CREATED")
 
     def hold(self, cmd: HoldTickets, now: int) -> HoldGranted:
-        self.must_exist()
-        existing = self.bookings.get(cmd.hold_id)
+        """Hold tickets. This runs once per hold on the hot path, so the common case (one tier) is
+        spelled out without helper calls; every check of the general case still applies to it."""
+        if not self.version:
+            self.must_exist()
+        hold_id = cmd.hold_id
+        existing = self.bookings.get(hold_id)
         if existing is not None:
             if (existing.customer_id, existing.detail, existing.ttl_ms) != (
                 cmd.customer_id,
                 cmd.quantities,
                 cmd.ttl_ms,
             ):
-                raise IdempotencyConflict(f"hold {cmd.hold_id} was already made with a different request")
+                raise IdempotencyConflict(f"hold {hold_id} was already made with a different request")
             return self._granted(existing)
-        require_id(cmd.hold_id, "hold_id")
-        require_id(cmd.customer_id, "customer_id")
-        ttl = require_ttl(cmd.ttl_ms)
+        customer_id = cmd.customer_id
+        ttl = cmd.ttl_ms
+        if not (_is_id(hold_id) and _is_id(customer_id) and type(ttl) is int and 0 < ttl <= MAX_HOLD_TTL_MS):
+            require_id(hold_id, "hold_id")
+            require_id(customer_id, "customer_id")
+            require_ttl(ttl)
         if not self.sales_open:
             raise SalesClosed(f"sales for event {self.entity_id} are closed")
         quantities = cmd.quantities
+        if len(quantities) == 1 and len(quantities[0]) == 2:
+            name, count = quantities[0]
+            tier = self.tiers.get(name)
+            if tier is None:
+                raise InvalidCommand(f"event {self.entity_id} has no tier {name!r}")
+            if type(count) is not int or count <= 0:
+                require_positive(count, f"quantity of tier {name!r}")
+            if self.max_per_booking and count > self.max_per_booking:
+                raise OverBookingLimit(f"at most {self.max_per_booking} tickets per booking; {count} asked")
+            available = tier.quantity - tier.held - tier.confirmed
+            if available < count:
+                raise InsufficientInventory(f"tier {name!r}: {available} left, {count} asked")
+            total, amount = count, tier.price * count
+        else:
+            total, amount = self._check_several_tiers(quantities)
+        self.record(TicketsHeld(self.entity_id, hold_id, customer_id, quantities, amount, ttl, now + ttl, now))
+        return HoldGranted(self.entity_id, hold_id, customer_id, amount, now + ttl, total)
+
+    def _check_several_tiers(self, quantities: tuple[tuple[str, int], ...]) -> tuple[int, int]:
+        """(total tickets, amount) of a hold over several tiers, or the DomainError that refuses it."""
         if not quantities:
             raise InvalidCommand("a hold needs at least one (tier, quantity)")
         tiers = self.tiers
@@ -106,7 +135,7 @@ class TicketedEvent(BookingHost):
             require_positive(count, f"quantity of tier {name!r}")
             total += count
             amount += tier.price * count
-        if len(quantities) > 1 and len({name for name, _ in quantities}) != len(quantities):
+        if len({name for name, _ in quantities}) != len(quantities):
             raise InvalidCommand("each tier may appear once in a hold")
         if self.max_per_booking and total > self.max_per_booking:
             raise OverBookingLimit(f"at most {self.max_per_booking} tickets per booking; {total} asked")
@@ -114,8 +143,7 @@ class TicketedEvent(BookingHost):
             available = tiers[name].available
             if available < count:
                 raise InsufficientInventory(f"tier {name!r}: {available} left, {count} asked")
-        self.record(TicketsHeld(self.entity_id, cmd.hold_id, cmd.customer_id, quantities, amount, ttl, now + ttl, now))
-        return self._granted(self.bookings[cmd.hold_id])
+        return total, amount
 
     def add_capacity(self, cmd: AddCapacity, now: int) -> Done:
         self.must_exist()
@@ -261,6 +289,10 @@ class TicketedEvent(BookingHost):
             ],
             "version": self.version,
         }
+
+
+def _is_id(value: object) -> bool:
+    return type(value) is str and 0 < len(value) <= MAX_ID_LENGTH
 
 
 def _validate_tiers(tiers: object) -> tuple[TierSpec, ...]:

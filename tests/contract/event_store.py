@@ -3,12 +3,13 @@ PostgreSQL store (tests/integration). A subclass provides the `store` fixture.""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
 
 from engine.domain.errors import OwnershipLost
-from engine.ports import EventStore, NewEvent, Snapshot, StreamAppend
+from engine.ports import EventStore, NewEvent, Snapshot, StreamAppend, Turn
 
 
 def sid() -> str:
@@ -87,6 +88,19 @@ class EventStoreContract:
         assert await store.load_snapshot(s) == Snapshot(s, 10, b"ten")
         await store.save_snapshot(Snapshot(s, 12, b"twelve"))
         assert await store.load_snapshot(s) == Snapshot(s, 12, b"twelve")
+
+    async def test_turns_order_head_updates_even_when_the_later_append_starts_first(self, store: EventStore) -> None:
+        s = sid()
+        await store.claim(s, 1, "a")
+        first = Turn()
+        second = Turn(first.done)
+        later = asyncio.create_task(store.append([StreamAppend(s, 2, 1, events("C"))], second))
+        for _ in range(5):
+            await asyncio.sleep(0.01)
+        assert not later.done(), "the later append must wait for the earlier turn"
+        assert (await store.append([StreamAppend(s, 0, 1, events("A", "B"))], first)).failed == frozenset()
+        assert (await later).failed == frozenset()
+        assert [e.event_type for e in await store.load(s)] == ["A", "B", "C"]
 
     async def test_empty_append_is_a_no_op(self, store: EventStore) -> None:
         assert (await store.append([])).failed == frozenset()

@@ -60,3 +60,23 @@ async def test_concurrent_group_commits_of_disjoint_streams(pool: asyncpg.Pool) 
     assert all(r.failed == frozenset() for r in results)
     total = await pool.fetchval("SELECT count(*) FROM events WHERE stream_id = ANY($1)", streams)
     assert total == 120
+
+
+async def test_a_head_update_waits_for_an_uncommitted_earlier_one_and_builds_on_it(pool: asyncpg.Pool) -> None:
+    """Two group commits in flight: the later one's head update starts while the earlier one has
+    moved the head but not committed. It must wait for that commit and then move the head on from
+    the new version, not judge the head by the version it saw when its statement began."""
+    store = PostgresEventStore(pool)
+    s = sid()
+    await store.claim(s, 1, "host")
+    async with pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        await conn.execute("INSERT INTO events (stream_id, version, event_type, data) VALUES ($1, 1, 'A', 'a')", s)
+        await conn.execute("UPDATE streams SET version = 1 WHERE stream_id = $1", s)
+        later = asyncio.create_task(store.append([StreamAppend(s, 1, 1, [NewEvent("B", b"b")])]))
+        await asyncio.sleep(0.3)
+        assert not later.done(), "the later head update must wait for the earlier commit"
+        await tx.commit()
+    assert (await later).failed == frozenset()
+    assert [e.event_type for e in await store.load(s)] == ["A", "B"]
