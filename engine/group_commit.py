@@ -98,7 +98,14 @@ class GroupCommitter:
         self._task = None
 
     # ---- called synchronously by the host while applying commands ---------------------------
-    def add(self, stream_id: str, expected_version: int, token: int, events: Sequence[NewEvent]) -> CommitGroup:
+    def add(
+        self,
+        stream_id: str,
+        expected_version: int,
+        token: int,
+        events: Sequence[NewEvent],
+        inbox: tuple[str, str] | None = None,
+    ) -> CommitGroup:
         group = self.queue[-1]
         pending = group.appends.get(stream_id)
         if pending is None and group.event_count >= self.commit_max:
@@ -107,6 +114,8 @@ class GroupCommitter:
         if pending is None:
             pending = group.appends[stream_id] = StreamAppend(stream_id, expected_version, token, [])
         pending.events.extend(events)
+        if inbox is not None:
+            pending.inbox.append(inbox)
         group.event_count += len(events)
         self._wakeup.set()
         return group

@@ -23,7 +23,7 @@ from typing import Any
 
 from engine.domain import codec
 from engine.domain.aggregate import Aggregate
-from engine.domain.commands import Command
+from engine.domain.commands import Command, FromMessage
 from engine.domain.entities import aggregate_class, decode_snapshot, encode_snapshot
 from engine.domain.errors import (
     DomainError,
@@ -150,8 +150,13 @@ class EntityHost:
                 continue
             agg = entity.agg
             version_before = agg.version
+            inbox = None
+            target = command
+            if type(command) is FromMessage:
+                inbox = (command.consumer, command.message_id)
+                target = command.command
             try:
-                result: Reply = agg.handle(command, now)
+                result: Reply = agg.handle(target, now)
             except DomainError as err:
                 err.__traceback__ = None  # its frames would hold this frame: a cycle per refusal
                 result = err
@@ -169,7 +174,7 @@ class EntityHost:
                     answers.append((InvalidCommand("internal error: write to an unclaimed stream"), None, stream))
                     continue
                 new = [NewEvent(*codec.encode_named_record(e)) for e in events]
-                entity.group = add(stream, version_before, entity.token, new)
+                entity.group = add(stream, version_before, entity.token, new, inbox)
                 for listener in self.listeners:
                     listener(stream, agg, events)
             group = entity.group
@@ -345,6 +350,8 @@ class EntityHost:
 
 
 def _creates(command: Command) -> bool:
+    if type(command) is FromMessage:
+        command = command.command
     try:
         cls, _ = aggregate_class(command.stream_id)
     except InvalidCommand:

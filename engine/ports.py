@@ -25,12 +25,16 @@ class NewEvent:
 
 @dataclass(slots=True)
 class StreamAppend:
-    """Events for one stream: `expected_version` is the version before them, `token` the writer's fence."""
+    """Events for one stream: `expected_version` is the version before them, `token` the writer's fence.
+
+    `inbox` holds (consumer, message id) pairs of the Kafka messages that caused these events; the
+    store records them with the events, all or nothing."""
 
     stream_id: str
     expected_version: int
     token: int
     events: list[NewEvent] = field(default_factory=list)
+    inbox: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +132,9 @@ class EventStore(Protocol):
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
         """Keep the snapshot if it is newer than the stored one."""
+
+    async def processed(self, consumer: str, message_ids: Sequence[str]) -> set[str]:
+        """Which of `message_ids` the consumer has already acted on (recorded with their events)."""
 
 
 class Fencing(Protocol):

@@ -26,6 +26,7 @@ class InMemoryEventStore:
     streams: dict[str, list[RecordedEvent]] = field(default_factory=dict)
     snapshots: dict[str, Snapshot] = field(default_factory=dict)
     log: list[RecordedEvent] = field(default_factory=list)
+    inbox: set[tuple[str, str]] = field(default_factory=set)
     fail_next_appends: int = 0  # fault injection for tests: the next N appends raise
     append_calls: int = 0
 
@@ -74,11 +75,15 @@ class InMemoryEventStore:
                 self.log.append(recorded)
             head.version = item.expected_version + len(item.events)
             head.token = item.token
+            self.inbox.update(item.inbox)
         return AppendResult(frozenset(fenced), frozenset(conflicts))
 
     async def load(self, stream_id: str, after_version: int = 0) -> list[RecordedEvent]:
         await asyncio.sleep(0)
         return [e for e in self.streams.get(stream_id, []) if e.version > after_version]
+
+    async def processed(self, consumer: str, message_ids: Sequence[str]) -> set[str]:
+        return {m for m in message_ids if (consumer, m) in self.inbox}
 
     async def load_snapshot(self, stream_id: str) -> Snapshot | None:
         return self.snapshots.get(stream_id)

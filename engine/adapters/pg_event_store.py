@@ -74,6 +74,15 @@ async def _heads_of(conn: asyncpg.Connection, streams: list[str]) -> dict[str, t
     return {r["stream_id"]: (r["version"], r["token"]) for r in rows}
 
 
+async def _record_inbox(conn: asyncpg.Connection, rows: list[tuple[str, str, str]]) -> None:
+    if rows:
+        await conn.execute(
+            "INSERT INTO processed_messages (consumer, message_id, stream_id) "
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING",
+            *(list(column) for column in zip(*rows, strict=True)),
+        )
+
+
 TRANSIENT_DB_ERRORS = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
@@ -126,13 +135,14 @@ class PostgresEventStore:
             for version, event in enumerate(item.events, start=item.expected_version + 1)
         ]
         heads = (ids, expected, new_versions, tokens)
+        inbox = [(consumer, message, item.stream_id) for item in appends for consumer, message in item.inbox]
         try:
             try:
-                left, recorded = await self._copy_then_move(records, heads, turn or Turn())
+                left, recorded = await self._copy_then_move(records, heads, inbox, turn or Turn())
             except asyncpg.exceptions.UniqueViolationError:
                 # A version is taken already: another writer raced us (an ownership change). Redo it
                 # the careful way, which copies only the streams whose heads moved.
-                left, recorded = await self._move_then_copy(records, heads)
+                left, recorded = await self._move_then_copy(records, heads, inbox)
             finally:
                 if turn is not None:
                     turn.finish()
@@ -151,7 +161,11 @@ class PostgresEventStore:
         return AppendResult(frozenset(fenced), frozenset(conflicts))
 
     async def _copy_then_move(
-        self, records: list[tuple[Any, ...]], heads: tuple[list[Any], ...], turn: Turn
+        self,
+        records: list[tuple[Any, ...]],
+        heads: tuple[list[Any], ...],
+        inbox: list[tuple[str, str, str]],
+        turn: Turn,
     ) -> _Outcome:
         async with self.writers.acquire() as conn, conn.transaction():
             if records:
@@ -159,19 +173,36 @@ class PostgresEventStore:
             async with turn:
                 moved = {r[0] for r in await conn.fetch(_MOVE_HEADS, *heads)}
             left = [s for s in heads[0] if s not in moved]
+            await _record_inbox(conn, [row for row in inbox if row[2] in moved])
             if not left:
                 return [], {}
             await conn.execute(_UNDO_EVENTS, left)
             return left, await _heads_of(conn, left)
 
-    async def _move_then_copy(self, records: list[tuple[Any, ...]], heads: tuple[list[Any], ...]) -> _Outcome:
+    async def _move_then_copy(
+        self, records: list[tuple[Any, ...]], heads: tuple[list[Any], ...], inbox: list[tuple[str, str, str]]
+    ) -> _Outcome:
         async with self.writers.acquire() as conn, conn.transaction():
             moved = {r[0] for r in await conn.fetch(_MOVE_HEADS, *heads)}
             kept = [r for r in records if r[0] in moved]
             if kept:
                 await conn.copy_records_to_table("events", records=kept, columns=_EVENT_COLUMNS)
+            await _record_inbox(conn, [row for row in inbox if row[2] in moved])
             left = [s for s in heads[0] if s not in moved]
             return left, (await _heads_of(conn, left) if left else {})
+
+    async def processed(self, consumer: str, message_ids: Sequence[str]) -> set[str]:
+        if not message_ids:
+            return set()
+        try:
+            rows = await self.pool.fetch(
+                "SELECT message_id FROM processed_messages WHERE consumer = $1 AND message_id = ANY($2)",
+                consumer,
+                list(message_ids),
+            )
+        except TRANSIENT_DB_ERRORS as exc:
+            raise StoreUnavailable(f"reading the inbox of {consumer}: {exc}") from exc
+        return {r["message_id"] for r in rows}
 
     async def load(self, stream_id: str, after_version: int = 0) -> list[RecordedEvent]:
         try:

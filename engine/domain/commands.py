@@ -17,7 +17,8 @@ from engine.domain.codec import register
 EVENT = "event"
 CAR = "car"
 WALLET = "wallet"
-KINDS = (EVENT, CAR, WALLET)
+PAYMENT = "payment"
+KINDS = (EVENT, CAR, WALLET, PAYMENT)
 
 
 def stream_id(kind: str, entity_id: str) -> str:
@@ -194,6 +195,56 @@ class Refund(Command):
     kind: ClassVar[str] = WALLET
     saga_id: str
     reason: str = ""
+
+
+# ---- payments (one stream per saga: payment/<saga id>, the saga id being the hold id) ---------
+SUCCEEDED = "SUCCEEDED"
+FAILED = "FAILED"
+
+
+@register()
+@dataclass(frozen=True, slots=True)
+class DecidePayment(Command):
+    """Record how a booking's payment ended. The first decision stands; a later one (a redelivered
+    message that found another balance) is answered with the decision already recorded."""
+
+    kind: ClassVar[str] = PAYMENT
+    booking_stream: str  # event/<id> or car/<id>: where the booking lives
+    customer_id: str
+    amount: int
+    outcome: str  # SUCCEEDED or FAILED
+    reason: str = ""
+
+
+@register()
+@dataclass(frozen=True, slots=True)
+class RecordRefund(Command):
+    """Record that a succeeded payment was paid back (the wallet refund itself is a wallet command)."""
+
+    kind: ClassVar[str] = PAYMENT
+    amount: int
+    reason: str
+
+
+# ---- messages from a consumer ----------------------------------------------------------------
+@register()
+@dataclass(frozen=True, slots=True)
+class FromMessage(Command):
+    """A command caused by a Kafka message. When it changes anything, the host records
+    (consumer, message id) in the processed-messages inbox in the same transaction as its events,
+    which is how a consumer recognizes a redelivered message."""
+
+    consumer: str
+    message_id: str
+    command: Command
+
+    @property
+    def stream_id(self) -> str:
+        return self.command.stream_id
+
+    @property
+    def target_kind(self) -> str:
+        return self.command.target_kind
 
 
 # ---- reads -----------------------------------------------------------------------------------

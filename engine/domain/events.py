@@ -174,3 +174,36 @@ class WalletRefunded(Event):
     amount: int
     reason: str
     at: int
+
+
+# ---- payments --------------------------------------------------------------------------------
+@register()
+@dataclass(frozen=True, slots=True)
+class PaymentSucceeded(Event):
+    saga_id: str
+    booking_stream: str
+    customer_id: str
+    amount: int
+    at: int
+
+
+@register()
+@dataclass(frozen=True, slots=True)
+class PaymentFailed(Event):
+    saga_id: str
+    booking_stream: str
+    customer_id: str
+    amount: int
+    reason: str
+    at: int
+
+
+@register()
+@dataclass(frozen=True, slots=True)
+class PaymentRefunded(Event):
+    saga_id: str
+    booking_stream: str
+    customer_id: str
+    amount: int
+    reason: str
+    at: int

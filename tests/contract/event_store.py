@@ -110,3 +110,22 @@ class EventStoreContract:
         await store.claim(s, 1, "a")
         with pytest.raises(ValueError, match="one StreamAppend per stream"):
             await store.append([StreamAppend(s, 0, 1, events("A")), StreamAppend(s, 1, 1, events("B"))])
+
+
+class InboxContract:
+    """Messages recorded with the events they caused: all or nothing, per stream."""
+
+    async def test_inbox_rows_are_recorded_with_their_events(self, store: EventStore) -> None:
+        s = sid()
+        await store.claim(s, 1, "a")
+        append = StreamAppend(s, 0, 1, events("A"), inbox=[("payments", "m1"), ("payments", "m2")])
+        assert (await store.append([append])).failed == frozenset()
+        assert await store.processed("payments", ["m1", "m2", "m3"]) == {"m1", "m2"}
+        assert await store.processed("results", ["m1"]) == set()
+
+    async def test_a_refused_stream_records_no_inbox_row(self, store: EventStore) -> None:
+        s = sid()
+        await store.claim(s, 5, "new")
+        stale = StreamAppend(s, 0, 4, events("A"), inbox=[("payments", "stale-1")])
+        assert (await store.append([stale])).fenced == frozenset({s})
+        assert await store.processed("payments", ["stale-1"]) == set()

@@ -11,7 +11,7 @@ import pytest
 from engine.adapters.pg_event_store import PostgresEventStore
 from engine.adapters.pg_pool import create_pool
 from engine.ports import NewEvent, StreamAppend
-from tests.contract.event_store import EventStoreContract, sid
+from tests.contract.event_store import EventStoreContract, InboxContract, sid
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     await pool.close()
 
 
-class TestPostgresEventStore(EventStoreContract):
+class TestPostgresEventStore(EventStoreContract, InboxContract):
     @pytest.fixture
     def store(self, pool: asyncpg.Pool) -> PostgresEventStore:
         return PostgresEventStore(pool)

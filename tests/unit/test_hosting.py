@@ -12,7 +12,15 @@ import pytest
 from engine.adapters.memory_fencing import InMemoryFencing
 from engine.adapters.memory_store import InMemoryEventStore
 from engine.domain import codec
-from engine.domain.commands import CreateEvent, GetState, HoldTickets, TierSpec
+from engine.domain.commands import (
+    CreateEvent,
+    DecidePayment,
+    FromMessage,
+    GetState,
+    HoldTickets,
+    RecordRefund,
+    TierSpec,
+)
 from engine.domain.errors import InsufficientInventory, OwnershipLost, StoreUnavailable, TransientError
 from engine.domain.results import Done, HoldGranted, StateView
 from engine.hosting import EntityHost, HostConfig
@@ -297,4 +305,30 @@ async def test_two_commits_in_flight_keep_each_stream_in_order() -> None:
     assert all(isinstance(r, HoldGranted) for r in [*(await first), *(await second)])
     versions = [e.version for e in store.streams["event/e1"]]
     assert versions == list(range(1, 12))
+    await host.stop()
+
+
+async def test_a_command_from_a_message_records_the_message_with_its_events() -> None:
+    store = InMemoryEventStore()
+    host = make_host(store)
+    await host.execute([create()])
+    first = await host.execute([FromMessage("e1", "payments", "event/e1@7", hold("h1"))])
+    assert isinstance(first[0], HoldGranted)
+    assert await store.processed("payments", ["event/e1@7"]) == {"event/e1@7"}
+    # A refusal changes nothing, so nothing is recorded for its message.
+    await host.execute([FromMessage("e1", "payments", "m-refused", hold("h2", n=99))])
+    assert await store.processed("payments", ["m-refused"]) == set()
+    await host.stop()
+
+
+async def test_payment_decisions_are_recorded_once() -> None:
+    store = InMemoryEventStore()
+    host = make_host(store)
+    decide = DecidePayment("h1", "event/e1", "alice", 500, "SUCCEEDED")
+    [done] = await host.execute([decide])
+    assert (done.status, done.changed) == ("SUCCEEDED", True)
+    [again] = await host.execute([DecidePayment("h1", "event/e1", "alice", 500, "FAILED", "insufficient funds")])
+    assert (again.status, again.changed) == ("SUCCEEDED", False), "the first decision stands"
+    [refund] = await host.execute([RecordRefund("h1", 500, "expired")])
+    assert refund.status == "REFUNDED"
     await host.stop()

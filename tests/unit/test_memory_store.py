@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from engine.adapters.memory_store import InMemoryEventStore
-from tests.contract.event_store import EventStoreContract
+from tests.contract.event_store import EventStoreContract, InboxContract
 
 
-class TestInMemoryEventStore(EventStoreContract):
+class TestInMemoryEventStore(EventStoreContract, InboxContract):
     @pytest.fixture
     def store(self) -> InMemoryEventStore:
         return InMemoryEventStore()
