@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from actors.services import ServiceActor
 from actors.shard import ShardActor
 from engine.config import Settings
 
@@ -42,3 +43,32 @@ def _remote_shard() -> Any:
 def shard_handle(settings: Settings, index: int) -> Any:
     """The shard's actor handle, creating the actor if it does not exist yet."""
     return _remote_shard().options(**shard_options(settings, index)).remote(index, settings.to_env())
+
+
+def service_name(role: str) -> str:
+    return f"service-{role}"
+
+
+def service_options(settings: Settings, role: str) -> dict[str, Any]:
+    return {
+        "name": service_name(role),
+        "namespace": settings.namespace,
+        "lifetime": "detached",
+        "get_if_exists": True,
+        "max_restarts": -1,
+        "max_task_retries": 0,
+        "max_concurrency": 100,
+        "num_cpus": 0,
+    }
+
+
+@cache
+def _remote_service() -> Any:
+    import ray
+
+    return ray.remote(ServiceActor)
+
+
+def service_handle(settings: Settings, role: str) -> Any:
+    """The service actor for `role`, creating it if needed (its loops start with `.start.remote()`)."""
+    return _remote_service().options(**service_options(settings, role)).remote(role, settings.to_env())

@@ -21,6 +21,8 @@ from api.errors import install_error_handlers
 from api.metrics import MetricsMiddleware, render_metrics
 from api.problems import install_problem_handlers
 from api.responses import OrjsonResponse
+from api.routes_bookings import BookingsRepository, default_bookings
+from api.routes_bookings import router as bookings_router
 from api.routes_inventory import router as inventory_router
 from engine.config import Settings
 
@@ -31,8 +33,12 @@ def create_app(
     settings: Settings | None = None,
     dependencies: list[Dependency] | None = None,
     inventory: InventoryClient | None = None,
+    bookings: BookingsRepository | None = None,
 ) -> FastAPI:
-    """`inventory`: the engine client to use (tests pass one on fakes); None builds one over Ray on first use."""
+    """`inventory`: the engine client to use (tests pass one on fakes); None builds one over Ray on first use.
+
+    `bookings`: the bookings read model to answer from (tests pass an in-memory one); None reads
+    PostgreSQL through the "postgres" dependency's pool."""
     settings = settings or Settings.from_env()
     deps = dependencies if dependencies is not None else dependencies_from(settings)
 
@@ -53,6 +59,7 @@ def create_app(
     app.state.settings = settings
     app.state.dependencies = {d.name: d for d in deps}
     app.state.inventory = inventory
+    app.state.bookings = bookings if bookings is not None else default_bookings(app.state.dependencies)
     install_problem_handlers(app)
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware)
@@ -80,4 +87,5 @@ def create_app(
         return Response(payload, media_type=content_type)
 
     app.include_router(inventory_router)
+    app.include_router(bookings_router)
     return app

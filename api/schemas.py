@@ -158,3 +158,35 @@ class ProblemOut(BaseModel):
     detail: str | None = None
     instance: str | None = None
     code: str | None = None
+
+
+# ---- bookings: the read model (api/routes_bookings.py) ---------------------------------------
+class BookingTransitionOut(BaseModel):
+    status: str = Field(description="HELD, CONFIRMED, RELEASED, EXPIRED or CANCELLED")
+    at: str = Field(description="ISO 8601, UTC")
+
+
+class BookingPaymentOut(BaseModel):
+    status: str = Field(description="NONE (not decided yet), SUCCEEDED, FAILED or REFUNDED")
+    reason: str | None = Field(None, description="why it failed, or why it was refunded")
+    decided_at: str | None = Field(None, description="ISO 8601, UTC")
+    refunded_at: str | None = Field(None, description="ISO 8601, UTC")
+
+
+class BookingOut(BaseModel):
+    hold_id: str
+    kind: str = Field(description="event or car")
+    entity_id: str = Field(description="the event id or the car id")
+    customer_id: str
+    status: str = Field(description="HELD, CONFIRMED, RELEASED, EXPIRED or CANCELLED")
+    reason: str | None = Field(None, description="why it was released or cancelled, or why its payment failed")
+    amount: int
+    quantity: int = Field(description="tickets, or rental days")
+    expires_at: str = Field(description="when the hold lapses unless confirmed; ISO 8601, UTC")
+    transitions: list[BookingTransitionOut] = Field(description="every status reached, oldest first")
+    payment: BookingPaymentOut
+
+
+class CustomerBookingsOut(BaseModel):
+    customer_id: str
+    bookings: list[BookingOut] = Field(description="most recently held first")

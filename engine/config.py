@@ -31,6 +31,8 @@ class Settings:
     database_url: str = field(default="", metadata={"doc": "PostgreSQL DSN (postgresql://...)"})
     redis_url: str = field(default="", metadata={"doc": "Redis/Valkey URL (redis://host:port/0)"})
     kafka_bootstrap: str = field(default="", metadata={"doc": "Kafka bootstrap servers (host:port,...)"})
+    kafka_topic_prefix: str = field(default="", metadata={"doc": "prefix of topic and consumer group names"})
+    kafka_session_timeout_ms: int = field(default=10_000, metadata={"doc": "consumer group session timeout"})
     ray_address: str = field(default="", metadata={"doc": "Ray cluster address (host:port of the GCS)"})
 
     # The API.

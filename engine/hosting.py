@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.domain import codec
-from engine.domain.aggregate import Aggregate
-from engine.domain.commands import Command, FromMessage
+from engine.domain.aggregate import Aggregate, BookingHost
+from engine.domain.booking import HELD
+from engine.domain.commands import Command, ExpireHold, FromMessage, split_stream_id
 from engine.domain.entities import aggregate_class, decode_snapshot, encode_snapshot
 from engine.domain.errors import (
     DomainError,
@@ -33,6 +34,7 @@ from engine.domain.errors import (
     StoreUnavailable,
     TransientError,
 )
+from engine.domain.events import CarHeld, TicketsHeld
 from engine.group_commit import CommitGroup, GroupCommitter
 from engine.ports import Clock, EventStore, Fencing, NewEvent, Snapshot, SystemClock
 
@@ -48,6 +50,7 @@ class HostConfig:
     commit_max: int = 4096
     commits_in_flight: int = 1
     apply_slice: int = 64  # commands applied between two yields to the event loop
+    expiry_tick_ms: int = 250  # how often due holds are expired
     snapshot_every: int = 2000
     snapshot_min_interval_ms: int = 5000
     passivate_after_ms: int = 300_000
@@ -90,6 +93,9 @@ class EntityHost:
             store, config.commit_max, self._on_failed, self._on_committed, config.commits_in_flight
         )
         self.listeners: list[EventListener] = []
+        # Hold timers: second -> [(stream, hold id)], armed for every hold this host applies or loads.
+        self.timers: dict[int, list[tuple[str, str]]] = {}
+        self.expired = 0
         self.stats = {"batches": 0, "commands": 0, "activations": 0, "evictions": 0, "snapshots": 0}
         self.timings = {"apply_s": 0.0, "durability_wait_s": 0.0}
         self.failures: Counter[str] = Counter()  # streams dropped after a failed commit, by error code
@@ -97,6 +103,7 @@ class EntityHost:
 
     def start(self) -> None:
         self.committer.start()
+        self.spawn(self._expire_forever(), "hold expiry")
 
     async def stop(self) -> None:
         await self.committer.stop()
@@ -175,6 +182,9 @@ class EntityHost:
                     continue
                 new = [NewEvent(*codec.encode_named_record(e)) for e in events]
                 entity.group = add(stream, version_before, entity.token, new, inbox)
+                for event in events:
+                    if type(event) in _HOLD_EVENTS:  # a new hold: arm its expiry timer
+                        self._arm(event.expires_at, stream, event.hold_id)  # type: ignore[attr-defined]
                 for listener in self.listeners:
                     listener(stream, agg, events)
             group = entity.group
@@ -250,6 +260,9 @@ class EntityHost:
         if snapshot is not None:
             entity.snapshot_version = snapshot.version
         self.entities[stream_id] = entity
+        if isinstance(agg, BookingHost):  # timers survive restarts: re-armed from state
+            for hold_id, expires_at in agg.active_holds():
+                self._arm(expires_at, stream_id, hold_id)
         self.stats["activations"] += 1
         for listener in self.listeners:
             listener(stream_id, agg, [])
@@ -296,6 +309,53 @@ class EntityHost:
         self.stats["snapshots"] += 1
         self.spawn(self.store.save_snapshot(snapshot), f"snapshot {stream}")
 
+    # ---- hold expiry --------------------------------------------------------------------------
+    def _arm(self, expires_at: int, stream: str, hold_id: str) -> None:
+        self.timers.setdefault(expires_at // 1000 + 1, []).append((stream, hold_id))
+
+    async def expire_due(self) -> int:
+        """Expire every hold whose time has come; returns how many were expired now.
+
+        A timer may be stale (the hold was confirmed or released since): only holds still HELD in
+        memory are sent an ExpireHold. A hold of an entity no longer in memory is left to the saga
+        supervisor's sweep (it finds overdue holds in the bookings projection)."""
+        now = self.clock.now_ms()
+        due_seconds = [s for s in self.timers if s * 1000 <= now]
+        if not due_seconds:
+            return 0
+        commands: list[Command] = []
+        later: list[tuple[int, str, str]] = []
+        for second in sorted(due_seconds):
+            for stream, hold_id in self.timers.pop(second):
+                entity = self.entities.get(stream)
+                if entity is None or not isinstance(entity.agg, BookingHost):
+                    continue
+                booking = entity.agg.bookings.get(hold_id)
+                if booking is None or booking.status is not HELD:
+                    continue
+                if booking.expires_at > now:  # filed under a second that is only partly over
+                    later.append((booking.expires_at, stream, hold_id))
+                    continue
+                kind, entity_id = split_stream_id(stream)
+                commands.append(ExpireHold(entity_id, kind, hold_id))
+        for expires_at, stream, hold_id in later:
+            self._arm(expires_at, stream, hold_id)
+        if not commands:
+            return 0
+        replies = await self.execute(commands)
+        expired = sum(1 for r in replies if getattr(r, "status", "") == "EXPIRED" and getattr(r, "changed", False))
+        self.expired += expired
+        return expired
+
+    async def _expire_forever(self) -> None:
+        period = self.config.expiry_tick_ms / 1000
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.expire_due()
+            except Exception:
+                log.exception("expiring due holds failed; retrying")
+
     # ---- housekeeping -------------------------------------------------------------------------
     def spawn(self, work: Awaitable[Any], what: str) -> None:
         async def run() -> None:
@@ -320,7 +380,11 @@ class EntityHost:
     async def passivate_idle(self) -> list[str]:
         """Drop entities unused for `passivate_after_ms` whose events are all durable."""
         cutoff = self.clock.now_ms() - self.config.passivate_after_ms
-        idle = [s for s, e in self.entities.items() if e.last_used < cutoff and e.group is None]
+        idle = [
+            s
+            for s, e in self.entities.items()
+            if e.last_used < cutoff and e.group is None and not _has_live_holds(e.agg)  # keep their timers
+        ]
         leases = []
         for stream in idle:
             entity = self.entities.pop(stream)
@@ -347,6 +411,13 @@ class EntityHost:
             if on_idle is not None and self.stats["batches"] == batches:
                 on_idle()
             batches = self.stats["batches"]
+
+
+_HOLD_EVENTS = frozenset({TicketsHeld, CarHeld})
+
+
+def _has_live_holds(agg: Aggregate) -> bool:
+    return isinstance(agg, BookingHost) and any(r.status is HELD for r in agg.bookings.values())
 
 
 def _creates(command: Command) -> bool:

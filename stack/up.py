@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import signal
+import subprocess
 import sys
 import time
 import urllib.error
@@ -126,7 +127,7 @@ class Stack:
             self._step("Kafka broker", lambda: kafka.start(timeout))
             self.started.append(("Kafka broker", kafka))
             self.settings = s = s.replace(kafka_bootstrap=kafka.bootstrap)
-        self._step("Kafka topics", lambda: asyncio.run(_topics(s.kafka_bootstrap)))
+        self._step("Kafka topics", lambda: asyncio.run(_topics(s.kafka_bootstrap, s.kafka_topic_prefix)))
 
         dashboard = ""
         if not s.ray_address:
@@ -229,9 +230,26 @@ class Stack:
                 )
 
     def _deploy_services(self) -> None:
-        from stack.services import deploy_services
-
-        deploy_services(self.settings)
+        """Shards and saga services, placed on Ray by a child `rezerv deploy`: joining Ray here would
+        make this process a Ray driver, and Ray replaces its SIGTERM handler with its own."""
+        env = dict(os.environ)
+        env.update(self.settings.to_env())
+        log_path = self.files.log_dir / "deploy.log"
+        with log_path.open("ab") as log:
+            result = subprocess.run(
+                [sys.executable, "-m", "stack.cli", "deploy"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                timeout=self.settings.startup_timeout_s * 2,
+                check=False,
+            )
+        if result.returncode != 0:
+            raise StartupError(
+                f"Placing the shards and saga services on Ray failed (exit {result.returncode}). Read its log: "
+                f"{log_path}\n--- last lines ---\n{tail(log_path)}"
+            )
 
     def _start_api(self) -> None:
         s = self.settings
@@ -382,10 +400,10 @@ async def _migrate(url: str) -> None:
     await migrate_url(url)
 
 
-async def _topics(bootstrap: str) -> None:
+async def _topics(bootstrap: str, prefix: str) -> None:
     from engine.adapters.kafka_topics import ensure_topics
 
-    await ensure_topics(bootstrap)
+    await ensure_topics(bootstrap, prefix=prefix)
 
 
 def _get_json(url: str) -> tuple[int, dict[str, Any]]:

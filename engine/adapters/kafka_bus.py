@@ -35,11 +35,15 @@ class KafkaPublisher:
         bootstrap: str,
         *,
         topics: Mapping[str, int] | None = None,
+        topic_prefix: str = "",
         request_timeout_ms: int = 10_000,
         client_id: str = "rezerv-outbox-relay",
     ) -> None:
+        """`topic_prefix` is put in front of every topic name, so that several rezerv deployments
+        (or test runs) can share one broker without reading each other's messages."""
         self.bootstrap = bootstrap
-        self.topics = dict(TOPICS if topics is None else topics)
+        self.prefix = topic_prefix
+        self.topics = {topic_prefix + name: parts for name, parts in (TOPICS if topics is None else topics).items()}
         self.request_timeout_ms = request_timeout_ms
         self.client_id = client_id
         # A hung send must not hold the relay forever: past this, the batch counts as failed.
@@ -94,13 +98,13 @@ class KafkaPublisher:
             self._topics_ensured = True
         return self._producer
 
-    @staticmethod
-    async def _send_all(producer: AIOKafkaProducer, messages: Sequence[OutgoingMessage]) -> None:
+    async def _send_all(self, producer: AIOKafkaProducer, messages: Sequence[OutgoingMessage]) -> None:
         """Send every message, then wait for every acknowledgement (not just the first failure)."""
         futures: list[asyncio.Future[object]] = []
+        prefix = self.prefix
         try:
             for m in messages:
-                futures.append(await producer.send(m.topic, m.value, key=m.key, headers=list(m.headers)))
+                futures.append(await producer.send(prefix + m.topic, m.value, key=m.key, headers=list(m.headers)))
         except BaseException:
             for future in futures:  # their outcome no longer matters; do not log it as unretrieved
                 future.add_done_callback(_consume_outcome)

@@ -11,9 +11,9 @@ from aiokafka.errors import TopicAlreadyExistsError
 TOPICS: dict[str, int] = {"bookings": 4, "payments": 4}
 
 
-async def ensure_topics(bootstrap: str, topics: dict[str, int] | None = None) -> list[str]:
-    """Create missing topics; returns the names created."""
-    wanted = TOPICS if topics is None else topics
+async def ensure_topics(bootstrap: str, topics: dict[str, int] | None = None, prefix: str = "") -> list[str]:
+    """Create missing topics (names with `prefix` in front); returns the names created."""
+    wanted = {prefix + name: parts for name, parts in (TOPICS if topics is None else topics).items()}
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
     await admin.start()
     try:

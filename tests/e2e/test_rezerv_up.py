@@ -3,19 +3,20 @@ reports bad configuration in one paragraph instead of a traceback."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import socket
 import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-import asyncpg
 import pytest
-import redis
 
+from api.auth import issue_token
+from engine.config import Settings
 from tests.e2e.rezerv_up import REZERV, UpRun, processes_mentioning, up_environment
 from tests.servers import remove_tree, session_root
 
@@ -37,29 +38,59 @@ def get_json(url: str) -> tuple[int, dict[str, object]]:
         return err.code, json.loads(err.read())
 
 
-async def write_marker(env: dict[str, str]) -> None:
-    conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{env['REZERV_POSTGRES_PORT']}/rezerv")
+def api_call(
+    base: str,
+    method: str,
+    path: str,
+    token: str,
+    body: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(base + path, method=method, data=json.dumps(body).encode() if body else None)
+    request.add_header("Authorization", f"Bearer {token}")
+    request.add_header("Content-Type", "application/json")
+    for key, value in (headers or {}).items():
+        request.add_header(key, value)
     try:
-        await conn.execute(
-            "INSERT INTO events (stream_id, version, event_type, data) VALUES ('e2e-marker', 1, 'Marker', 'x')"
-        )
-    finally:
-        await conn.close()
-    client = redis.Redis(port=int(env["REZERV_REDIS_PORT"]))
-    client.set("e2e-marker", "kept")
-    client.close()
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
 
 
-async def read_marker(env: dict[str, str]) -> tuple[int, object]:
-    conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{env['REZERV_POSTGRES_PORT']}/rezerv")
-    try:
-        rows = await conn.fetchval("SELECT count(*) FROM events WHERE stream_id = 'e2e-marker'")
-    finally:
-        await conn.close()
-    client = redis.Redis(port=int(env["REZERV_REDIS_PORT"]))
-    value = client.get("e2e-marker")
-    client.close()
-    return rows, value
+def tokens(env: dict[str, str]) -> tuple[str, str]:
+    settings = Settings(jwt_secret=(Path(env["REZERV_DATA_DIR"]) / "jwt_secret").read_text().strip())
+    return issue_token(settings, "admin", ("admin",)), issue_token(settings, "erin")
+
+
+def book_through_the_whole_system(base: str, env: dict[str, str]) -> str:
+    """Deposit, create an event, hold as a customer: the saga confirms it. Returns the hold id."""
+    admin, erin = tokens(env)
+    status, _ = api_call(base, "POST", "/wallets/erin/deposits", admin, {"deposit_id": "e2e-1", "amount": 10_000})
+    assert status in (200, 201)
+    event = {
+        "event_id": "e2e-show",
+        "title": "E2E",
+        "venue": "Hall",
+        "starts_at": "2027-09-01T20:00:00+00:00",
+        "tiers": [{"name": "std", "price": 1_500, "quantity": 10}],
+    }
+    status, body = api_call(base, "POST", "/events", admin, event)
+    assert status in (200, 201), body
+    status, held = api_call(
+        base, "POST", "/events/e2e-show/holds", erin, {"quantities": {"std": 2}}, {"Idempotency-Key": "e2e-hold-1"}
+    )
+    assert status == 201, held
+    deadline = time.monotonic() + 40
+    booking: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status, booking = api_call(base, "GET", f"/bookings/{held['hold_id']}", erin)
+        if status == 200 and booking["status"] == "CONFIRMED":
+            break
+        time.sleep(0.3)
+    assert booking.get("status") == "CONFIRMED", booking
+    assert booking["payment"]["status"] == "SUCCEEDED"
+    return str(held["hold_id"])
 
 
 def test_up_is_ready_stops_clean_and_keeps_its_data(data_root: Path) -> None:
@@ -79,7 +110,7 @@ def test_up_is_ready_stops_clean_and_keeps_its_data(data_root: Path) -> None:
         for url in ("/docs", "/metrics", "/healthz"):
             with urllib.request.urlopen(first.api + url, timeout=5) as resp:
                 assert resp.status == 200
-        asyncio.run(write_marker(env))
+        hold_id = book_through_the_whole_system(first.api, env)
         assert len(first.descendants) > 5, "expected servers below rezerv up"
 
         assert first.stop(signal.SIGINT) == 0
@@ -89,7 +120,14 @@ def test_up_is_ready_stops_clean_and_keeps_its_data(data_root: Path) -> None:
         # Second run on the same data directory, stopped by `rezerv down` (SIGTERM).
         second.start()
         second.wait_for("rezerv is ready", timeout_s=60)
-        assert asyncio.run(read_marker(env)) == (1, b"kept")
+        admin, erin = tokens(env)
+        status, booking = api_call(second.api, "GET", f"/bookings/{hold_id}", erin)
+        assert (status, booking.get("status")) == (200, "CONFIRMED"), booking
+        status, event = api_call(second.api, "GET", "/events/e2e-show", admin)
+        assert status == 200
+        assert event["tiers"][0]["confirmed"] == 2, event
+        status, wallet = api_call(second.api, "GET", "/wallets/erin", erin)
+        assert (status, wallet["balance"]) == (200, 10_000 - 2 * 1_500)
         down = subprocess.run([REZERV, "down"], env=env, capture_output=True, text=True, timeout=120)
         assert down.returncode == 0, down.stderr
         assert second.stop(timeout_s=30) == 0

@@ -13,6 +13,7 @@ from engine.adapters.memory_fencing import InMemoryFencing
 from engine.adapters.memory_store import InMemoryEventStore
 from engine.domain import codec
 from engine.domain.commands import (
+    ConfirmBooking,
     CreateEvent,
     DecidePayment,
     FromMessage,
@@ -230,11 +231,12 @@ async def test_idle_entities_are_passivated_and_come_back_intact() -> None:
     clock = ManualClock()
     host = make_host(store, clock=clock, passivate_after_ms=1000)
     await host.execute([create(), hold("h1", 3)])
+    await host.execute([ConfirmBooking("e1", "event", "h1")])  # no live hold left: nothing keeps it in memory
     clock.advance(2000)
     assert await host.passivate_idle() == ["event/e1"]
     assert host.entities == {}
     [view] = await host.execute([GetState("e1", "event")])
-    assert view.state["tiers"][0]["held"] == 3
+    assert view.state["tiers"][0]["confirmed"] == 3
     await host.stop()
 
 
@@ -331,4 +333,46 @@ async def test_payment_decisions_are_recorded_once() -> None:
     assert (again.status, again.changed) == ("SUCCEEDED", False), "the first decision stands"
     [refund] = await host.execute([RecordRefund("h1", 500, "expired")])
     assert refund.status == "REFUNDED"
+    await host.stop()
+
+
+async def test_holds_expire_on_time_and_release_their_stock() -> None:
+    store = InMemoryEventStore()
+    clock = ManualClock()
+    host = make_host(store, clock=clock)
+    await host.execute([create(quantity=2), hold("h1", 2)])
+    await host.execute([create("e2", 1)])
+    await host.execute([hold("c1", 1, eid="e2")])
+    await host.execute([ConfirmBooking("e2", "event", "c1")])
+    clock.advance(TTL - 1)
+    assert await host.expire_due() == 0
+    clock.advance(1500)
+    assert await host.expire_due() == 1, "h1 expires; c1 was confirmed and must not"
+    [view] = await host.execute([GetState("e1", "event")])
+    assert view.state["tiers"][0]["available"] == 2
+    await host.stop()
+
+
+async def test_timers_are_rearmed_when_an_entity_is_loaded_again() -> None:
+    store = InMemoryEventStore()
+    clock = ManualClock()
+    first = make_host(store, clock=clock, owner="first")
+    await first.execute([create(quantity=3), hold("h1", 3)])
+    await first.stop()
+    second = make_host(store, InMemoryFencing(clock=clock), owner="second", clock=clock)
+    await second.execute([GetState("e1", "event")])  # activation re-arms h1's timer
+    clock.advance(TTL + 1000)
+    assert await second.expire_due() == 1
+    expired = [r for r in store.streams["event/e1"] if r.event_type == "HoldExpired"]
+    assert len(expired) == 1
+    await second.stop()
+
+
+async def test_an_entity_with_live_holds_is_not_passivated() -> None:
+    store = InMemoryEventStore()
+    clock = ManualClock()
+    host = make_host(store, clock=clock, passivate_after_ms=1000)
+    await host.execute([create(), hold("h1")])
+    clock.advance(2000)
+    assert await host.passivate_idle() == []
     await host.stop()

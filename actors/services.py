@@ -1,0 +1,174 @@
+"""The saga's long-running services, each a Ray actor (made remote in actors/factory.py).
+
+- "outbox": the outbox relay (event log -> Kafka), the bookings projection (event log -> read
+  model) and the saga supervisor (re-sends what the broker lost, expires orphaned holds);
+- "payments": the payment actor, a consumer group on the bookings topic;
+- "results": a consumer group on the payments topic, completing or compensating bookings.
+
+Ray restarts a crashed service; consumers resume from their committed offsets, log readers from
+their checkpoints in PostgreSQL, and every step is idempotent, so a restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from actors import gc_tuning
+from engine.config import Settings
+from engine.domain.commands import Command
+
+log = logging.getLogger("rezerv.services")
+
+ROLES = ("outbox", "payments", "results")
+
+
+class ServiceActor:
+    def __init__(self, role: str, env: dict[str, str]) -> None:
+        if role not in ROLES:
+            raise ValueError(f"unknown service role {role!r}; one of {ROLES}")
+        self.role = role
+        self.settings = Settings.from_env(env)
+        self.stop_event = asyncio.Event()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.closers: list[Callable[[], Awaitable[Any]]] = []
+        self.parts: dict[str, Any] = {}
+        self._start_lock: asyncio.Lock | None = None
+        logging.basicConfig(level=self.settings.log_level)
+        gc_tuning.tune()
+        # Ray re-runs only the constructor when it restarts a crashed actor, so a service starts
+        # its own loops: the actor's event loop is already running (in another thread) here.
+        loop = asyncio.get_event_loop()
+        loop.call_soon_threadsafe(lambda: loop.create_task(self._start_logged()))
+
+    async def _start_logged(self) -> None:
+        try:
+            await self.start()
+        except Exception:
+            log.exception("service %s could not start; `start` can be called again", self.role)
+
+    async def start(self) -> dict[str, Any]:
+        """Start the role's loops (idempotent: a second call only reports)."""
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        async with self._start_lock:
+            if not self.tasks:
+                await getattr(self, f"_start_{self.role}")()
+        return await self.ping()
+
+    async def ping(self) -> dict[str, Any]:
+        return {"role": self.role, "pid": os.getpid(), "running": [t.get_name() for t in self.tasks if not t.done()]}
+
+    async def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"role": self.role}
+        supervisor = self.parts.get("supervisor")
+        if supervisor is not None:
+            out["sweeps"] = supervisor.totals.__dict__
+        client = self.parts.get("client")
+        if client is not None:
+            out["client"] = client.stats()
+        return out
+
+    async def sweep(self) -> dict[str, int]:
+        """Run one supervisor sweep now (tests and operators; the loop runs on its own too)."""
+        return dict((await self.parts["supervisor"].sweep()).__dict__)
+
+    async def stop(self) -> None:
+        """Stop the role's loops and close its connections; `start` brings them back."""
+        self.stop_event.set()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for close in reversed(self.closers):
+            with contextlib.suppress(Exception):
+                await close()
+        self.tasks.clear()
+        self.closers.clear()
+        self.parts.clear()
+        self.stop_event = asyncio.Event()
+
+    # ---- roles --------------------------------------------------------------------------------
+    def _spawn(self, name: str, work: Awaitable[None]) -> None:
+        self.tasks.append(asyncio.get_running_loop().create_task(_logged(name, work), name=name))
+
+    async def _pool(self, size: int = 3) -> Any:
+        from engine.adapters.pg_pool import create_pool
+
+        pool = await create_pool(self.settings.database_url, size)
+        self.closers.append(pool.close)
+        return pool
+
+    def _execute(self) -> Callable[[Sequence[Command]], Awaitable[list[Any]]]:
+        from actors.client import ray_client
+
+        client = self.parts["client"] = ray_client(self.settings)
+        return client.execute_many
+
+    async def _start_outbox(self) -> None:
+        from engine.adapters.kafka_bus import KafkaPublisher
+        from engine.adapters.pg_bookings import BookingsProjection
+        from engine.adapters.pg_log import PostgresLogReader
+        from engine.relay import OutboxRelay
+        from engine.saga_supervisor import SagaSupervisor
+
+        pool = await self._pool(4)
+        publisher = KafkaPublisher(self.settings.kafka_bootstrap, topic_prefix=self.settings.kafka_topic_prefix)
+        self.closers.append(publisher.close)
+        relay = OutboxRelay(PostgresLogReader(pool), publisher)
+        projection = BookingsProjection(pool, PostgresLogReader(pool))
+        supervisor = SagaSupervisor(pool, publisher, self._execute(), int(self.settings.saga_retry_after_s * 1000))
+        self.parts.update(relay=relay, projection=projection, supervisor=supervisor)
+        self._spawn("outbox-relay", relay.run(self.stop_event))
+        self._spawn("bookings-projection", projection.run(self.stop_event))
+        self._spawn("saga-supervisor", supervisor.run(self.stop_event, self.settings.expiry_sweep_s))
+
+    async def _start_payments(self) -> None:
+        from engine.saga import PAYMENT_WORKER, PaymentPolicy, PaymentWorker
+
+        policy = PaymentPolicy(self.settings.payment_max_tickets, self.settings.payment_min_amount)
+        worker = PaymentWorker(self._execute(), policy)
+        await self._consume("bookings", PAYMENT_WORKER, worker.handle)
+
+    async def _start_results(self) -> None:
+        from engine.saga import RESULTS_WORKER, BookingResultsWorker
+
+        worker = BookingResultsWorker(self._execute())
+        await self._consume("payments", RESULTS_WORKER, worker.handle)
+
+    async def _consume(self, topic: str, name: str, handler: Callable[[Any], Awaitable[None]]) -> None:
+        from engine.adapters.kafka_consumer import MessageConsumer
+        from engine.adapters.pg_event_store import PostgresEventStore
+
+        store = PostgresEventStore(await self._pool(2))
+
+        async def processed(message_ids: list[str]) -> set[str]:
+            return await store.processed(name, message_ids)
+
+        prefix = self.settings.kafka_topic_prefix
+        session = self.settings.kafka_session_timeout_ms
+        consumer = MessageConsumer(
+            self.settings.kafka_bootstrap,
+            prefix + topic,
+            prefix + name,
+            name,
+            handler,
+            processed,
+            session_timeout_ms=session,
+            heartbeat_interval_ms=max(100, session // 6),
+        )
+        self.parts["consumer"] = consumer
+        self._spawn(f"consumer-{name}", consumer.run(self.stop_event))
+
+
+async def _logged(name: str, work: Awaitable[None]) -> None:
+    try:
+        await work
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("service loop %s stopped", name)
+        raise

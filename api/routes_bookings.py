@@ -1,0 +1,162 @@
+"""HTTP routes over the bookings read model: one booking's story, and a customer's bookings.
+
+Why a read model and not the entity: a booking's lifecycle lives in its event's or car's stream
+and its payment in another stream, and neither entity answers "which bookings does this
+customer have". The projection (engine/adapters/pg_bookings.py) joins them into one row per
+hold. It follows the log a moment behind, so a booking held a few milliseconds ago may still be
+404 here, and a status may lag its command's answer by as much.
+
+The routes read through a repository on `app.state.bookings` (`create_app(bookings=...)`): the
+unit tests pass an in-memory one, production uses `PostgresBookings` over the API's pool.
+Handlers return Response objects, as in api/routes_inventory.py; the models in api/schemas.py
+document the shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any, Protocol
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from starlette.responses import Response
+
+from api.auth import CurrentPrincipal
+from api.dependencies import Postgres
+from api.errors import ApiProblem
+from api.responses import OrjsonResponse
+from api.schemas import ID_PATTERN, BookingOut, CustomerBookingsOut, ProblemOut
+from engine.domain.errors import StoreUnavailable
+from engine.projections.bookings import TIME_FIELD, Booking
+
+MAX_PAGE = 200
+
+router = APIRouter()
+
+PathId = Annotated[str, Path(pattern=ID_PATTERN)]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="how many bookings, most recently held first")]
+
+
+class BookingsRepository(Protocol):
+    async def get(self, hold_id: str) -> Booking | None:
+        """The booking, or None if the read model has no such hold."""
+
+    async def of_customer(self, customer_id: str, limit: int) -> list[Booking]:
+        """Up to `limit` of the customer's bookings, most recently held first."""
+
+
+class PostgresBookings:
+    """The read model in PostgreSQL, over the API's pool (connected on first use).
+
+    No PostgreSQL configured or reachable is a StoreUnavailable, answered as a 503 problem."""
+
+    def __init__(self, postgres: Postgres | None) -> None:
+        self.postgres = postgres
+
+    async def _pool(self) -> Any:
+        if self.postgres is None:
+            raise StoreUnavailable("the API has no PostgreSQL dependency")
+        try:
+            return await self.postgres.get_pool()
+        except Exception as exc:
+            raise StoreUnavailable(f"PostgreSQL is not reachable: {type(exc).__name__}: {exc}") from exc
+
+    async def get(self, hold_id: str) -> Booking | None:
+        from engine.adapters.pg_bookings import get_booking  # asyncpg only when PostgreSQL is used
+
+        return await get_booking(await self._pool(), hold_id)
+
+    async def of_customer(self, customer_id: str, limit: int) -> list[Booking]:
+        from engine.adapters.pg_bookings import customer_bookings
+
+        return await customer_bookings(await self._pool(), customer_id, limit)
+
+
+def default_bookings(dependencies: Mapping[str, object]) -> BookingsRepository:
+    """The repository `create_app` uses when none is given: the "postgres" dependency's pool."""
+    postgres = dependencies.get("postgres")
+    return PostgresBookings(postgres if isinstance(postgres, Postgres) else None)
+
+
+async def get_bookings(request: Request) -> BookingsRepository:
+    repository: BookingsRepository = request.app.state.bookings
+    return repository
+
+
+Bookings = Annotated[BookingsRepository, Depends(get_bookings)]
+
+
+# ---- answers -------------------------------------------------------------------------------
+def _iso_utc(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    moment = datetime.fromtimestamp(ms // 1000, UTC).replace(microsecond=(ms % 1000) * 1000)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def transitions(booking: Booking) -> list[dict[str, Any]]:
+    """Every status the booking reached with its time, oldest first (lifecycle order on a tie)."""
+    reached = [(status, getattr(booking, name)) for status, name in TIME_FIELD.items()]
+    ordered = sorted(((at, status) for status, at in reached if at is not None), key=lambda pair: pair[0])
+    return [{"status": status, "at": _iso_utc(at)} for at, status in ordered]
+
+
+def booking_body(booking: Booking) -> dict[str, Any]:
+    b = booking
+    return {
+        "hold_id": b.hold_id,
+        "kind": b.kind,
+        "entity_id": b.entity_id,
+        "customer_id": b.customer_id,
+        "status": b.status,
+        "reason": b.reason,
+        "amount": b.amount,
+        "quantity": b.quantity,
+        "expires_at": _iso_utc(b.expires_at),
+        "transitions": transitions(b),
+        "payment": {
+            "status": b.payment_status,
+            "reason": b.payment_reason,
+            "decided_at": _iso_utc(b.payment_decided_at),
+            "refunded_at": _iso_utc(b.refunded_at),
+        },
+    }
+
+
+def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ProblemOut, "description": "an RFC 9457 problem"} for status in statuses}
+
+
+# ---- routes --------------------------------------------------------------------------------
+@router.get(
+    "/bookings/{hold_id}",
+    tags=["bookings"],
+    summary="A booking's status, history and payment (admin or its customer)",
+    responses={200: {"model": BookingOut, "description": "the booking"}, **_problems(401, 403, 404, 422, 503)},
+)
+async def read_booking(hold_id: PathId, principal: CurrentPrincipal, bookings: Bookings) -> Response:
+    """404 when the read model has no such hold (or not yet: it trails the log by a moment)."""
+    booking = await bookings.get(hold_id)
+    if booking is None:
+        raise ApiProblem(404, "booking-not-found", "Booking not found", f"there is no booking {hold_id}")
+    if not principal.may_act_for(booking.customer_id):
+        raise ApiProblem(403, "not-your-booking", "Forbidden", f"booking {hold_id} belongs to another customer")
+    return OrjsonResponse(booking_body(booking))
+
+
+@router.get(
+    "/customers/{customer_id}/bookings",
+    tags=["bookings"],
+    summary="A customer's bookings, most recently held first (admin or the customer)",
+    responses={
+        200: {"model": CustomerBookingsOut, "description": "the bookings"},
+        **_problems(401, 403, 422, 503),
+    },
+)
+async def list_customer_bookings(
+    customer_id: PathId, principal: CurrentPrincipal, bookings: Bookings, limit: Limit = 50
+) -> Response:
+    if not principal.may_act_for(customer_id):
+        raise ApiProblem(403, "not-your-bookings", "Forbidden", f"only {customer_id} or an admin may list these")
+    found = await bookings.of_customer(customer_id, limit)
+    return OrjsonResponse({"customer_id": customer_id, "bookings": [booking_body(b) for b in found]})

@@ -1,0 +1,504 @@
+"""Consuming the outbox's topics (aiokafka) for the saga: act on each message, then commit its offset.
+
+Offsets are committed only after the effect is durable: a batch is handed to the handler, and its
+offsets are committed only when the handler has returned. A crash, a cancellation or a failed
+commit therefore re-delivers messages, never skips them, and duplicates are removed by message id:
+before each handler call the consumer asks `processed` which ids were already acted on (the
+handler records its effects together with those ids, atomically), and drops those and the
+repeats inside the batch (the pure `select_fresh`, apart from the I/O as in aiokafka's
+transactional example). A failing handler gets the same batch again with a backoff (0.2 s
+doubling to 5 s) until it succeeds or the consumer stops, logged once per failure streak.
+
+The broker is not trusted to keep anything (tansu keeps it in memory, see ../shared/INFRA.md):
+- A broker restart loses topics, messages and committed offsets. aiokafka notices it lazily and
+  may first fetch from the new, empty-then-refilled topic at its old positions, which would skip
+  the new topic's first messages. So, before a batch is handed over, the consumer commits the
+  batch's start offsets (already acted on, so this commits nothing new): the commit fails on a
+  broker that no longer knows this member, and the batch is dropped until the group is joined
+  again from the committed (or earliest) offsets. A batch is also dropped, and never committed,
+  when the assignment changed since it was fetched (a rebalance listener counts changes) or the
+  group generation was reset: a commit would then carry the new generation (or none, which a
+  broker that lost the group accepts) with positions of the old topic.
+- After every assignment change the topic is ensured (kafka_topics.ensure_topics); if it had to
+  be created, the broker lost its state, and the consumer is replaced by a fresh one (fresh
+  metadata, fresh group membership, offsets from "earliest").
+- Any other consumer error (getmany raising, a commit timing out or failing for another reason
+  than a rebalance, the broker unreachable at start) closes the consumer and starts a new one
+  after a backoff, logged once per outage.
+The topic is created before subscribing, because a broker that auto-creates topics (tansu does,
+on a metadata request) would create it with its default partition count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
+from prometheus_client import Counter
+
+from engine.adapters.kafka_topics import TOPICS, ensure_topics
+from engine.domain import codec
+from engine.outbox import OutboxMessage
+from engine.relay import Backoff
+
+log = logging.getLogger("rezerv.consumer")
+
+MESSAGES = Counter(
+    "rezerv_consumer_messages_total",
+    "Messages a saga consumer finished with: handled (the handler returned), duplicate (repeated in its batch "
+    "or already processed), undecodable (skipped)",
+    ["consumer", "outcome"],
+)
+HANDLER_FAILURES = Counter(
+    "rezerv_consumer_handler_failures_total",
+    "Failed attempts to act on a batch (the handler or the processed-ids lookup raised); the batch is retried",
+    ["consumer"],
+)
+
+Handler = Callable[[list[OutboxMessage]], Awaitable[None]]
+Processed = Callable[[list[str]], Awaitable[set[str]]]
+
+
+# --- pure: decoding, ordering, deduplication -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    topic: str
+    partition: int
+    offset: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One `getmany` result, decoded: what to act on and which offsets it spans."""
+
+    messages: list[OutboxMessage]  # decodable values, by partition then offset; may repeat ids
+    undecodable: list[Undecodable]
+    starts: dict[TopicPartition, int]  # per partition, the offset of the batch's first record
+    ends: dict[TopicPartition, int]  # per partition, the offset after its last record (what to commit)
+
+    @property
+    def message_ids(self) -> list[str]:
+        return list(dict.fromkeys(m.message_id for m in self.messages))
+
+
+def decode_message(value: bytes | None) -> OutboxMessage | str:
+    """The OutboxMessage in a record's value, or why there is none."""
+    if value is None:
+        return "no value"
+    try:
+        decoded = codec.decode(value)
+    except codec.CodecError as exc:
+        return str(exc)
+    if not isinstance(decoded, OutboxMessage):
+        return f"not an OutboxMessage: {type(decoded).__name__}"
+    return decoded
+
+
+def decode_batch(records: Mapping[TopicPartition, Sequence[Any]]) -> Batch:
+    """Decode a `getmany` result (records with topic, partition, offset and value).
+
+    Messages come out by partition, then offset: the handler may rely on one key's messages
+    (one key lives on one partition) being in order. A record that does not decode is set aside,
+    so it never holds up its partition: its offset is committed with the rest of the batch."""
+    messages: list[OutboxMessage] = []
+    undecodable: list[Undecodable] = []
+    starts: dict[TopicPartition, int] = {}
+    ends: dict[TopicPartition, int] = {}
+    for tp in sorted(records, key=lambda tp: (tp.topic, tp.partition)):
+        in_order = sorted(records[tp], key=lambda record: int(record.offset))
+        if not in_order:
+            continue
+        starts[tp] = int(in_order[0].offset)
+        ends[tp] = int(in_order[-1].offset) + 1
+        for record in in_order:
+            decoded = decode_message(record.value)
+            if isinstance(decoded, OutboxMessage):
+                messages.append(decoded)
+            else:
+                undecodable.append(Undecodable(tp.topic, tp.partition, int(record.offset), decoded))
+    return Batch(messages, undecodable, starts, ends)
+
+
+def select_fresh(messages: Iterable[OutboxMessage], already_processed: Collection[str]) -> list[OutboxMessage]:
+    """The messages to act on: each id once (its first occurrence), none already processed, order kept.
+
+    Repeats happen by design: the relay publishes at least once, and a batch whose offsets were
+    not committed (crash, rebalance, broker restart) is consumed again."""
+    seen = set(already_processed)
+    fresh: list[OutboxMessage] = []
+    for message in messages:
+        if message.message_id not in seen:
+            seen.add(message.message_id)
+            fresh.append(message)
+    return fresh
+
+
+def saga_topic_partitions(topic: str) -> int:
+    """The partition count of a saga topic (kafka_topics.TOPICS), also under a deployment prefix
+    (KafkaPublisher's `topic_prefix` puts it in front of the name), so the consumer creates a
+    missing topic exactly as the relay would."""
+    for name, partitions in TOPICS.items():
+        if topic.endswith(name):
+            return partitions
+    raise ValueError(f"topic {topic!r} is none of {sorted(TOPICS)} (with or without a prefix): pass `partitions`")
+
+
+# --- I/O: the consume loop -------------------------------------------------------------------
+
+
+class _RestartConsumer(Exception):
+    """The consumer's view of the broker can no longer be trusted; start over with a new one."""
+
+
+class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Counts assignment changes, so a batch is acted on and committed only under the assignment
+    that fetched it (aiokafka calls these around every rebalance, before the generation changes)."""
+
+    def __init__(self) -> None:
+        self.epoch = 0
+
+    def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
+        self.epoch += 1
+
+    def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
+        self.epoch += 1
+
+
+def _generation(consumer: AIOKafkaConsumer) -> int | None:
+    """The group generation aiokafka's coordinator is in; -1 once the broker has forgotten this member.
+
+    Read from a private attribute (aiokafka is pinned below 0.15) because nothing public tells:
+    in the moment between "member unknown" and the rejoin (which is what the rebalance listener
+    sees), a commit goes out with generation -1, and a broker that lost the group (a restarted
+    tansu, and Kafka too) accepts that as a commit without a group, so offsets of the old topic
+    would land in the new one. None if the attribute is gone; the listener's count still guards."""
+    generation = getattr(getattr(consumer, "_coordinator", None), "generation", None)
+    return generation if isinstance(generation, int) else None
+
+
+@dataclass(frozen=True)
+class _Membership:
+    """The assignment (and group generation) a batch was fetched under."""
+
+    epoch: int
+    generation: int | None
+
+    def is_current(self, assignments: _Assignments, consumer: AIOKafkaConsumer) -> bool:
+        if assignments.epoch != self.epoch:
+            return False
+        if self.generation is None:
+            return True
+        return self.generation >= 0 and _generation(consumer) == self.generation
+
+
+@dataclass
+class _Streak:
+    """A run of failures, logged when it starts (and per new kind of error), not per retry."""
+
+    since: float = field(default_factory=time.monotonic)
+    attempts: int = 0
+    seen: set[type[BaseException]] = field(default_factory=set)
+
+    def is_new(self, exc: BaseException) -> bool:
+        self.attempts += 1
+        if type(exc) in self.seen:
+            return False
+        self.seen.add(type(exc))
+        return True
+
+
+class MessageConsumer:
+    """One consumer of one topic for one saga participant; see the module docstring.
+
+    `handler(messages)` gets a non-empty list of messages not processed before, in partition then
+    offset order, and must record its effects together with the message ids (so `processed`
+    reports them) before returning. Raising means "not done": the same batch (minus what
+    `processed` then reports) comes again after a backoff. Any message may still come twice (the
+    inbox, not this loop, is what makes handling exactly once)."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        group_id: str,
+        name: str,
+        handler: Handler,
+        processed: Processed,
+        batch_max: int = 500,
+        session_timeout_ms: int = 10_000,
+        heartbeat_interval_ms: int = 3_000,
+        *,
+        partitions: int | None = None,
+        poll_timeout_ms: int = 500,
+        commit_timeout_s: float = 10.0,
+        admin_timeout_s: float = 15.0,
+        max_poll_interval_ms: int = 300_000,
+        handler_backoff: Backoff | None = None,
+        reconnect_backoff: Backoff | None = None,
+    ) -> None:
+        if partitions is None:
+            partitions = saga_topic_partitions(topic)
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.group_id = group_id
+        self.name = name
+        self.handler = handler
+        self.processed = processed
+        self.batch_max = batch_max
+        self.session_timeout_ms = session_timeout_ms
+        self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.partitions = partitions
+        self.poll_timeout_ms = poll_timeout_ms
+        self.commit_timeout_s = commit_timeout_s
+        self.admin_timeout_s = admin_timeout_s
+        # A handler retried longer than this leaves the group (aiokafka's rule); its batch is then
+        # not committed and comes again, to this consumer or another, and `processed` drops it.
+        self.max_poll_interval_ms = max_poll_interval_ms
+        self.handler_backoff = handler_backoff or Backoff(0.2, 5.0)
+        self.reconnect_backoff = reconnect_backoff or Backoff(0.2, 5.0)
+        self.handled = 0  # messages this instance handed to a handler that returned
+        self.restarts = 0  # consumers replaced after broker trouble
+        self._stop_requested = asyncio.Event()
+        self._finished = asyncio.Event()
+        self._finished.set()
+        self._outage: _Streak | None = None
+        self._labels = {"consumer": name}
+
+    # -- lifecycle
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until `stop` is set or `stop()` is called; survives broker trouble (module docstring).
+
+        Stopping lets a running handler call finish (its batch is committed if it succeeded),
+        stops retrying a failing one without committing, and leaves the group. Cancelling the
+        task stops at once, also without committing the batch in hand."""
+        self._finished.clear()
+        try:
+            while not self._stopping(stop):
+                try:
+                    await self._session(stop)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self._broker_trouble(exc)
+                    await self._wait(stop, self.reconnect_backoff.next())
+        finally:
+            self._finished.set()
+
+    async def stop(self) -> None:
+        """Make `run` stop (now or whenever it starts: stopping is final) and wait until it has left the group."""
+        self._stop_requested.set()
+        await self._finished.wait()
+
+    def _stopping(self, stop: asyncio.Event) -> bool:
+        return stop.is_set() or self._stop_requested.is_set()
+
+    async def _wait(self, stop: asyncio.Event, seconds: float) -> None:
+        """Sleep up to `seconds`, returning early when asked to stop."""
+        waiters = [asyncio.ensure_future(e.wait()) for e in (stop, self._stop_requested)]
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    # -- one consumer's lifetime
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        """Create the topic if missing, then consume with one AIOKafkaConsumer until stopped.
+
+        Raises (and closes the consumer) when the consumer must be replaced."""
+        await self._ensure_topic()
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group_id,
+            client_id=f"rezerv-{self.name}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=self.heartbeat_interval_ms,
+            max_poll_interval_ms=self.max_poll_interval_ms,
+        )
+        try:
+            await consumer.start()
+            assignments = _Assignments()
+            consumer.subscribe([self.topic], listener=assignments)
+            self._connected()
+            checked_epoch = 0  # the topic was ensured just above
+            while not self._stopping(stop):
+                if assignments.epoch != checked_epoch:
+                    checked_epoch = assignments.epoch
+                    if await self._ensure_topic():
+                        raise _RestartConsumer(f"topic {self.topic} was gone: the broker lost its data")
+                records = await consumer.getmany(timeout_ms=self.poll_timeout_ms, max_records=self.batch_max)
+                # No await since getmany returned: this is the membership that fetched `records`.
+                fetched_under = _Membership(assignments.epoch, _generation(consumer))
+                if records:
+                    await self._consume(consumer, assignments, fetched_under, decode_batch(records), stop)
+        finally:
+            await self._close(consumer)
+
+    async def _consume(
+        self,
+        consumer: AIOKafkaConsumer,
+        assignments: _Assignments,
+        fetched_under: _Membership,
+        batch: Batch,
+        stop: asyncio.Event,
+    ) -> None:
+        """Fence, act, commit one batch (see the module docstring for the fence)."""
+        if not await self._commit(consumer, assignments, fetched_under, batch.starts, "fence"):
+            # Not acted on. Unless a new assignment has set new positions already, seek back so that
+            # this consumer cannot skip the batch, and pause: aiokafka is about to rejoin the group.
+            if assignments.epoch == fetched_under.epoch:
+                with contextlib.suppress(IllegalStateError):
+                    for tp, offset in batch.starts.items():
+                        consumer.seek(tp, offset)
+                await self._wait(stop, 0.1)
+            return
+        if await self._act(batch, consumer, assignments, fetched_under, stop):
+            await self._commit(consumer, assignments, fetched_under, batch.ends, "batch")
+
+    async def _act(
+        self,
+        batch: Batch,
+        consumer: AIOKafkaConsumer,
+        assignments: _Assignments,
+        fetched_under: _Membership,
+        stop: asyncio.Event,
+    ) -> bool:
+        """Hand the batch's fresh messages to the handler until it returns. False if given up
+        (stopping, or the partitions were reassigned meanwhile: the batch then comes again)."""
+        streak: _Streak | None = None
+        backoff = Backoff(self.handler_backoff.first, self.handler_backoff.cap)
+        while True:
+            try:
+                ids = batch.message_ids
+                done = await self.processed(ids) if ids else set()
+                fresh = select_fresh(batch.messages, done)
+                if fresh:
+                    await self.handler(fresh)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                HANDLER_FAILURES.labels(**self._labels).inc()
+                streak = streak or _Streak()
+                if streak.is_new(exc):
+                    log.warning(
+                        "consumer %s: acting on %d messages failed; retrying the batch with backoff",
+                        self.name,
+                        len(batch.messages),
+                        exc_info=exc,
+                    )
+                else:
+                    log.debug("consumer %s: still failing: %r", self.name, exc)
+                if not self._stopping(stop):
+                    await self._wait(stop, backoff.next())
+                if self._stopping(stop):
+                    return False
+                if not fetched_under.is_current(assignments, consumer):
+                    log.info("consumer %s: partitions reassigned; the failing batch will come again", self.name)
+                    return False
+                continue
+            if streak is not None:
+                log.info(
+                    "consumer %s: batch handled after %d failed attempts in %.1f s",
+                    self.name,
+                    streak.attempts,
+                    time.monotonic() - streak.since,
+                )
+            self._count(batch, fresh)
+            return True
+
+    def _count(self, batch: Batch, fresh: list[OutboxMessage]) -> None:
+        for bad in batch.undecodable:
+            log.warning(
+                "consumer %s: skipped undecodable message %s[%d]@%d: %s",
+                self.name,
+                bad.topic,
+                bad.partition,
+                bad.offset,
+                bad.reason,
+            )
+        self.handled += len(fresh)
+        for outcome, n in (
+            ("handled", len(fresh)),
+            ("duplicate", len(batch.messages) - len(fresh)),
+            ("undecodable", len(batch.undecodable)),
+        ):
+            if n:
+                MESSAGES.labels(outcome=outcome, **self._labels).inc(n)
+
+    async def _commit(
+        self,
+        consumer: AIOKafkaConsumer,
+        assignments: _Assignments,
+        fetched_under: _Membership,
+        offsets: dict[TopicPartition, int],
+        what: str,
+    ) -> bool:
+        """Commit `offsets` if the membership that fetched them is still current. True if committed.
+
+        False after a rebalance or when the broker forgot this member (the messages come again,
+        and `processed` drops what was done); raises _RestartConsumer when the broker does not
+        answer or refuses for another reason."""
+        if not fetched_under.is_current(assignments, consumer):
+            return False
+        try:
+            async with asyncio.timeout(self.commit_timeout_s):
+                await consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            log.info(
+                "consumer %s: %s commit refused (%s); the batch will come again", self.name, what, type(exc).__name__
+            )
+            return False
+        except Exception as exc:
+            raise _RestartConsumer(f"{what} commit failed: {exc!r}") from exc
+        return fetched_under.is_current(assignments, consumer)
+
+    async def _ensure_topic(self) -> bool:
+        """Create the topic if it is missing; True if it had to be created."""
+        async with asyncio.timeout(self.admin_timeout_s):
+            return bool(await ensure_topics(self.bootstrap, {self.topic: self.partitions}))
+
+    async def _close(self, consumer: AIOKafkaConsumer) -> None:
+        """Leave the group (nothing is committed here: auto commit is off)."""
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self.commit_timeout_s):
+                await consumer.stop()
+
+    # -- logging broker trouble once per outage
+
+    def _broker_trouble(self, exc: Exception) -> None:
+        self.restarts += 1
+        if self._outage is None:
+            self._outage = _Streak()
+        if self._outage.is_new(exc):
+            log.warning(
+                "consumer %s: %s; starting a new consumer with backoff",
+                self.name,
+                exc if isinstance(exc, _RestartConsumer) else repr(exc),
+            )
+        else:
+            log.debug("consumer %s: still failing: %r", self.name, exc)
+
+    def _connected(self) -> None:
+        self.reconnect_backoff.reset()
+        if self._outage is not None:
+            log.info(
+                "consumer %s: consuming again after %d failed attempts in %.1f s",
+                self.name,
+                self._outage.attempts,
+                time.monotonic() - self._outage.since,
+            )
+            self._outage = None

@@ -1,0 +1,421 @@
+"""The bookings projection on PostgreSQL (asyncpg): the runner, and the queries that read it.
+
+Exactly once, by the tracking-record pattern: each batch's row changes and the projection's
+checkpoint are written in ONE transaction, so a crash leaves either both or neither. A new
+instance starts from the saved checkpoint, which is exactly after the last batch applied; no
+event is applied twice and none is skipped, whatever the moment of the crash.
+
+The transaction starts by moving the checkpoint, and only from the checkpoint the batch was read
+after (an upsert whose WHERE names it). So two runners at once (a failover that overlapped, a
+deploy) cannot both apply a batch: the second waits on the checkpoint row's lock, finds it moved,
+applies nothing and reloads it. Running one projection per database is the intent; two are safe.
+
+The row semantics are engine/projections/bookings.py's; the statements here are that in SQL.
+Changes are sent in runs of the same kind (one pipelined `executemany` per run) in log order.
+
+The loop (`run`) is the outbox relay's (engine/relay.py): it wakes on the log's append
+notification or every `poll_s`, and retries with a backoff when the database fails, logging an
+outage once. It needs a pool of at least 2 connections: listening holds one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from engine.adapters.pg_event_store import TRANSIENT_DB_ERRORS
+from engine.adapters.pg_log import PostgresLogReader
+from engine.domain.commands import PAYMENT, stream_id
+from engine.domain.errors import StoreUnavailable
+from engine.log import LogCheckpoint, LogReader, LogSubscription
+from engine.projections.bookings import (
+    BOOKING_FIELDS,
+    INSERTED_FIELDS,
+    PROJECTION_NAME,
+    Booking,
+    Change,
+    InsertHold,
+    SetPayment,
+    SetStatus,
+    plan,
+)
+from engine.relay import Backoff
+
+log = logging.getLogger("rezerv.projections.bookings")
+
+MAX_LIMIT = 10_000
+"""The most rows one query returns: callers page through larger sets by time."""
+
+# ---- applying changes ------------------------------------------------------------------------
+_MOVE_CHECKPOINT = """
+INSERT INTO log_checkpoints AS c (name, txid, position) VALUES ($1, $4::xid8, $5)
+ON CONFLICT (name) DO UPDATE SET txid = excluded.txid, position = excluded.position, updated_at = now()
+ WHERE (c.txid, c.position) = ($2::xid8, $3::bigint)
+RETURNING 1
+"""
+
+_INSERT_HOLD = f"""
+INSERT INTO bookings ({", ".join(INSERTED_FIELDS)})
+VALUES ({", ".join(f"${i}" for i in range(1, len(INSERTED_FIELDS) + 1))})
+ON CONFLICT (hold_id) DO NOTHING
+"""
+
+_SET_STATUS = """
+UPDATE bookings
+   SET status = $4,
+       confirmed_at = CASE WHEN $4 = 'CONFIRMED' THEN $5 ELSE confirmed_at END,
+       released_at = CASE WHEN $4 = 'RELEASED' THEN $5 ELSE released_at END,
+       expired_at = CASE WHEN $4 = 'EXPIRED' THEN $5 ELSE expired_at END,
+       cancelled_at = CASE WHEN $4 = 'CANCELLED' THEN $5 ELSE cancelled_at END,
+       terminal_version = CASE WHEN $4 IN ('RELEASED', 'EXPIRED', 'CANCELLED') THEN $6 ELSE terminal_version END,
+       reason = coalesce($7, reason),
+       updated_at = now()
+ WHERE hold_id = $1 AND booking_stream = $2 AND status = $3
+"""
+
+_SET_PAYMENT = """
+UPDATE bookings
+   SET payment_status = $4,
+       payment_decided_at = CASE WHEN $4 = 'REFUNDED' THEN payment_decided_at ELSE $5 END,
+       payment_version = CASE WHEN $4 = 'REFUNDED' THEN payment_version ELSE $6 END,
+       refunded_at = CASE WHEN $4 = 'REFUNDED' THEN $5 ELSE refunded_at END,
+       payment_reason = coalesce($7, payment_reason),
+       reason = CASE WHEN $4 = 'FAILED' THEN coalesce(reason, $7) ELSE reason END,
+       updated_at = now()
+ WHERE hold_id = $1 AND booking_stream = $2 AND payment_status = $3
+"""
+
+
+def _insert_args(change: Change) -> tuple[object, ...]:
+    assert isinstance(change, InsertHold)
+    booking = change.booking
+    return tuple(getattr(booking, name) for name in INSERTED_FIELDS)
+
+
+def _move_args(change: Change) -> tuple[object, ...]:
+    assert isinstance(change, SetStatus | SetPayment)
+    c = change
+    return (c.hold_id, c.booking_stream, c.from_status, c.status, c.at, c.version, c.reason)
+
+
+_STATEMENTS = {
+    InsertHold: (_INSERT_HOLD, _insert_args),
+    SetStatus: (_SET_STATUS, _move_args),
+    SetPayment: (_SET_PAYMENT, _move_args),
+}
+
+
+async def apply_changes(conn: asyncpg.Connection, changes: Sequence[Change]) -> None:
+    """Apply `changes` in order on `conn` (inside the caller's transaction)."""
+    for kind, run in itertools.groupby(changes, key=type):
+        sql, args = _STATEMENTS[kind]
+        await conn.executemany(sql, [args(change) for change in run])
+
+
+# ---- the runner ------------------------------------------------------------------------------
+class BookingsProjection:
+    """Follows the log from the checkpoint "bookings-projection" and keeps `bookings` up to date."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        reader: LogReader | None = None,
+        name: str = PROJECTION_NAME,
+        batch: int = 1000,
+        poll_s: float = 0.5,
+        backoff: Backoff | None = None,
+        relisten_every_s: float = 5.0,
+    ) -> None:
+        self.pool = pool
+        self.reader: LogReader = reader or PostgresLogReader(pool)
+        self.name = name
+        self.batch = batch
+        self.poll_s = poll_s
+        self.backoff = backoff or Backoff()
+        self.relisten_every_s = relisten_every_s
+        self.checkpoint: LogCheckpoint | None = None  # the saved one, once loaded
+        self.applied = 0  # events this instance applied (its batches that committed)
+        self._listen_at = float("-inf")
+        self._outage_since: float | None = None
+        self._outage_retries = 0
+        self._outage_seen: set[type[Exception]] = set()
+
+    async def run_once(self, limit: int | None = None) -> int:
+        """Apply one batch of up to `limit` events; returns how many (0 if none, or if another
+        runner moved the checkpoint first: then it is reloaded on the next call).
+
+        Raises StoreUnavailable (database down) or codec.CodecError (an event newer than this
+        code); either way nothing of the batch is applied and the checkpoint stays."""
+        limit = limit or self.batch
+        if self.checkpoint is None:
+            self.checkpoint = await self.reader.load_checkpoint(self.name)
+        after = self.checkpoint
+        events = await self.reader.read_after(after, limit)
+        if not events:
+            return 0
+        changes = plan(events)
+        target = events[-1].checkpoint
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                moved = await conn.fetchval(
+                    _MOVE_CHECKPOINT, self.name, after.txid, after.position, target.txid, target.position
+                )
+                if moved is None:
+                    raise _CheckpointMoved
+                await self._apply(conn, changes)
+        except _CheckpointMoved:
+            log.info("bookings projection %s: another runner moved the checkpoint past %s", self.name, after)
+            self.checkpoint = None
+            return 0
+        except TRANSIENT_DB_ERRORS as exc:
+            raise StoreUnavailable(f"applying {len(events)} events after {after}: {exc}") from exc
+        self.checkpoint = target
+        self.applied += len(events)
+        return len(events)
+
+    async def _apply(self, conn: asyncpg.Connection, changes: Sequence[Change]) -> None:
+        """The batch's row changes, inside the checkpoint's transaction (a seam for crash tests)."""
+        await apply_changes(conn, changes)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Project until `stop` is set; survives database outages (see the module docstring)."""
+        wake = asyncio.Event()
+        subscription: LogSubscription | None = None
+        try:
+            while not stop.is_set():
+                subscription = await self._keep_listening(subscription, wake)
+                wake.clear()  # before reading: an append notified from now on wakes the next wait
+                try:
+                    handled = await self.run_once(self.batch)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self._failed(exc)
+                    await _wait(stop, None, self.backoff.next())
+                    continue
+                self._recovered()
+                if handled < self.batch:
+                    await _wait(stop, wake, self.poll_s)
+        finally:
+            if subscription is not None:
+                with contextlib.suppress(Exception):
+                    await subscription.close()
+
+    async def _keep_listening(
+        self, subscription: LogSubscription | None, wake: asyncio.Event
+    ) -> LogSubscription | None:
+        """(Re)subscribe to append notifications, at most every `relisten_every_s`; polling covers gaps."""
+        if subscription is not None and subscription.is_active():
+            return subscription
+        if time.monotonic() - self._listen_at < self.relisten_every_s:
+            return subscription
+        self._listen_at = time.monotonic()
+        if subscription is not None:
+            with contextlib.suppress(Exception):
+                await subscription.close()
+        try:
+            return await self.reader.listen(wake.set)
+        except Exception as exc:
+            log.debug("bookings projection %s: no append notifications (%r); polling", self.name, exc)
+            return None
+
+    def _failed(self, exc: Exception) -> None:
+        """Log an outage once (and once more per new kind of error in it), not every retry."""
+        if self._outage_since is None:
+            self._outage_since = time.monotonic()
+        self._outage_retries += 1
+        if type(exc) in self._outage_seen:
+            log.debug("bookings projection %s: still failing: %r", self.name, exc)
+            return
+        self._outage_seen.add(type(exc))
+        if isinstance(exc, StoreUnavailable):
+            log.warning("bookings projection %s: %s; retrying from %s with backoff", self.name, exc, self.checkpoint)
+        else:
+            log.error("bookings projection %s: unexpected error; retrying with backoff", self.name, exc_info=exc)
+
+    def _recovered(self) -> None:
+        if self._outage_since is None:
+            return
+        log.info(
+            "bookings projection %s: recovered after %d failed attempts in %.1f s",
+            self.name,
+            self._outage_retries,
+            time.monotonic() - self._outage_since,
+        )
+        self._outage_since = None
+        self._outage_retries = 0
+        self._outage_seen.clear()
+        self.backoff.reset()
+
+
+class _CheckpointMoved(Exception):
+    """Raised inside the batch's transaction to roll it back: another runner got there first."""
+
+
+async def _wait(stop: asyncio.Event, wake: asyncio.Event | None, seconds: float) -> None:
+    """Sleep up to `seconds`, returning early when `stop` (or `wake`) is set."""
+    waiters = [asyncio.ensure_future(e.wait()) for e in ((stop,) if wake is None else (stop, wake))]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+async def projection_lag(pool: asyncpg.Pool, name: str = PROJECTION_NAME) -> int:
+    """Events the projection has not applied yet (exact up to 10,000, an estimate above); for /metrics."""
+    reader = PostgresLogReader(pool)
+    return await reader.lag(await reader.load_checkpoint(name))
+
+
+# ---- queries ---------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class UndecidedHold:
+    """A HELD booking with no payment decision: re-send its hold event, `booking_stream` at `hold_version`."""
+
+    hold_id: str
+    booking_stream: str
+    hold_version: int
+    held_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class UndeliveredDecision:
+    """A payment decided while its booking is still HELD: re-send the decision, `payment_stream`
+    (``payment/<hold id>``) at `payment_version`."""
+
+    hold_id: str
+    payment_stream: str
+    payment_version: int
+    payment_status: str  # SUCCEEDED or FAILED
+    payment_decided_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Unrefunded:
+    """A paid booking that ended (RELEASED, EXPIRED, CANCELLED) unrefunded: re-send its ending,
+    `booking_stream` at `terminal_version`; `ended_at` is the time of that event."""
+
+    hold_id: str
+    booking_stream: str
+    terminal_version: int
+    status: str
+    ended_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class OverdueHold:
+    """A booking still HELD after its expiry (plus grace): expire it with ExpireHold."""
+
+    kind: str
+    entity_id: str
+    hold_id: str
+    expires_at: int
+
+
+_COLUMNS = ", ".join(BOOKING_FIELDS)
+
+# Each WHERE repeats its partial index's predicate (engine/migrations/0004_bookings.sql) verbatim.
+_UNDECIDED = """
+SELECT hold_id, booking_stream, hold_version, held_at FROM bookings
+ WHERE status = 'HELD' AND payment_status = 'NONE' AND held_at < $1
+ ORDER BY held_at, hold_id LIMIT $2
+"""
+
+_UNDELIVERED = """
+SELECT hold_id, payment_version, payment_status, payment_decided_at FROM bookings
+ WHERE status = 'HELD' AND payment_status IN ('SUCCEEDED', 'FAILED') AND payment_decided_at < $1
+ ORDER BY payment_decided_at, hold_id LIMIT $2
+"""
+
+_UNREFUNDED = """
+SELECT hold_id, booking_stream, terminal_version, status, coalesce(released_at, expired_at, cancelled_at) AS ended_at
+  FROM bookings
+ WHERE payment_status = 'SUCCEEDED' AND status IN ('RELEASED', 'EXPIRED', 'CANCELLED')
+   AND coalesce(released_at, expired_at, cancelled_at) < $1
+ ORDER BY coalesce(released_at, expired_at, cancelled_at), hold_id LIMIT $2
+"""
+
+_OVERDUE = """
+SELECT kind, entity_id, hold_id, expires_at FROM bookings
+ WHERE status = 'HELD' AND expires_at < $1
+ ORDER BY expires_at, hold_id LIMIT $2
+"""
+
+_GET = f"SELECT {_COLUMNS} FROM bookings WHERE hold_id = $1"
+
+_OF_CUSTOMER = f"SELECT {_COLUMNS} FROM bookings WHERE customer_id = $1 ORDER BY held_at DESC, hold_id LIMIT $2"
+
+
+def _check_limit(limit: int) -> int:
+    if type(limit) is not int or not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be an integer from 1 to {MAX_LIMIT}, not {limit!r}")
+    return limit
+
+
+async def _fetch(pool: asyncpg.Pool, what: str, sql: str, *args: object) -> list[asyncpg.Record]:
+    try:
+        rows: list[asyncpg.Record] = await pool.fetch(sql, *args)
+    except TRANSIENT_DB_ERRORS as exc:
+        raise StoreUnavailable(f"reading {what}: {exc}") from exc
+    return rows
+
+
+async def undecided_holds(pool: asyncpg.Pool, older_than_ms: int, limit: int) -> list[UndecidedHold]:
+    """HELD bookings with no payment decision, held before `older_than_ms` (epoch ms), oldest first.
+
+    Sending each one's hold event again gets a payment worker to decide a booking whose hold
+    message was lost."""
+    rows = await _fetch(pool, "undecided holds", _UNDECIDED, older_than_ms, _check_limit(limit))
+    return [UndecidedHold(r["hold_id"], r["booking_stream"], r["hold_version"], r["held_at"]) for r in rows]
+
+
+async def undelivered_decisions(pool: asyncpg.Pool, older_than_ms: int, limit: int) -> list[UndeliveredDecision]:
+    """Bookings still HELD although their payment SUCCEEDED or FAILED before `older_than_ms`
+    (epoch ms), oldest decision first. Sending the decision again gets the booking confirmed or
+    released."""
+    rows = await _fetch(pool, "undelivered decisions", _UNDELIVERED, older_than_ms, _check_limit(limit))
+    return [
+        UndeliveredDecision(
+            r["hold_id"],
+            stream_id(PAYMENT, r["hold_id"]),
+            r["payment_version"],
+            r["payment_status"],
+            r["payment_decided_at"],
+        )
+        for r in rows
+    ]
+
+
+async def unrefunded(pool: asyncpg.Pool, older_than_ms: int, limit: int) -> list[Unrefunded]:
+    """Bookings that were RELEASED, EXPIRED or CANCELLED before `older_than_ms` (epoch ms) while
+    their payment stands SUCCEEDED (not refunded), oldest ending first. Sending the ending again
+    gets the payment refunded."""
+    rows = await _fetch(pool, "unrefunded bookings", _UNREFUNDED, older_than_ms, _check_limit(limit))
+    return [
+        Unrefunded(r["hold_id"], r["booking_stream"], r["terminal_version"], r["status"], r["ended_at"]) for r in rows
+    ]
+
+
+async def overdue_holds(pool: asyncpg.Pool, now_ms: int, grace_ms: int, limit: int) -> list[OverdueHold]:
+    """HELD bookings with ``expires_at + grace_ms < now_ms``, most overdue first."""
+    rows = await _fetch(pool, "overdue holds", _OVERDUE, now_ms - grace_ms, _check_limit(limit))
+    return [OverdueHold(r["kind"], r["entity_id"], r["hold_id"], r["expires_at"]) for r in rows]
+
+
+async def get_booking(pool: asyncpg.Pool, hold_id: str) -> Booking | None:
+    rows = await _fetch(pool, f"booking {hold_id}", _GET, hold_id)
+    return Booking(**dict(rows[0])) if rows else None
+
+
+async def customer_bookings(pool: asyncpg.Pool, customer_id: str, limit: int) -> list[Booking]:
+    """The customer's bookings, most recently held first."""
+    rows = await _fetch(pool, f"bookings of {customer_id}", _OF_CUSTOMER, customer_id, _check_limit(limit))
+    return [Booking(**dict(r)) for r in rows]

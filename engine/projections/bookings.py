@@ -1,0 +1,277 @@
+"""The bookings read model: one row per hold, from its hold event to its payment's refund.
+
+Why a read model: a booking's story is spread over two streams (the entity's ``event/<id>`` or
+``car/<id>`` for the lifecycle, ``payment/<hold id>`` for the money), and the entities keep only
+what they need to decide. Customers asking "what became of my booking" and the saga supervisor
+asking "which bookings are stuck" need that story in one place, queryable by status and time.
+
+Pure, no I/O: `plan` turns a batch of the log into row changes; the adapter
+(engine/adapters/pg_bookings.py) applies them to the `bookings` table (engine/migrations/
+0004_bookings.sql) in the same transaction as its checkpoint. `apply` is the same semantics in
+Python: the reference the SQL is tested against, and documentation of what each change does.
+
+The rules every change follows, so that a change applied twice, or one arriving where it should
+not, never corrupts a row:
+- `InsertHold` creates the row; if a row with that hold id exists, the existing row stays.
+- `SetStatus` moves a booking from one status only (HELD to CONFIRMED, RELEASED or EXPIRED;
+  CONFIRMED to CANCELLED) and only on a row of the same booking stream. Applied a second time it
+  finds the row already moved and changes nothing, and an old change applied late cannot move
+  a booking backwards.
+- `SetPayment` likewise moves the payment from one status only (NONE to SUCCEEDED or FAILED:
+  the first decision stands; SUCCEEDED to REFUNDED).
+- A change for a hold with no row changes nothing. That is how a payment event arriving before
+  its hold row is handled: never expected (the payment saga starts from the published hold
+  event, which is earlier in the log) but it must not stop the projection. Such a payment is
+  then missing from the read model; the payment stream itself still has it.
+
+Times are epoch milliseconds from the events (`at`), never the projection's clock, so rebuilding
+the table from the log gives the same rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime
+from typing import Any
+
+from engine.domain import codec
+from engine.domain.booking import CANCELLED, CONFIRMED, EXPIRED, HELD, RELEASED
+from engine.domain.commands import CAR, EVENT, FAILED, SUCCEEDED
+from engine.domain.events import (
+    BookingCancelled,
+    BookingConfirmed,
+    CarHeld,
+    HoldExpired,
+    HoldReleased,
+    PaymentFailed,
+    PaymentRefunded,
+    PaymentSucceeded,
+    TicketsHeld,
+)
+from engine.domain.payment import NONE, REFUNDED
+from engine.log import LoggedEvent
+
+PROJECTION_NAME = "bookings-projection"
+"""The projection's checkpoint name in `log_checkpoints`."""
+
+TIME_FIELD = {
+    HELD.value: "held_at",
+    CONFIRMED.value: "confirmed_at",
+    RELEASED.value: "released_at",
+    EXPIRED.value: "expired_at",
+    CANCELLED.value: "cancelled_at",
+}
+"""Booking status -> the field holding the time the booking reached it."""
+
+TERMINAL_STATUSES = (RELEASED.value, EXPIRED.value, CANCELLED.value)
+DECIDED_STATUSES = (SUCCEEDED, FAILED)
+
+
+@dataclass(frozen=True, slots=True)
+class Booking:
+    """A row of `bookings`; field names are the column names.
+
+    `reason` says why the booking was released or cancelled; while it has none, a failed
+    payment's reason fills it (a booking whose payment failed is about to be released for that
+    reason). `hold_version`, `terminal_version` and `payment_version` locate the events a
+    supervisor re-sends. `updated_at` is set by the database and is not compared."""
+
+    hold_id: str
+    kind: str  # "event" or "car"
+    entity_id: str
+    booking_stream: str  # "event/<id>" or "car/<id>"
+    customer_id: str
+    amount: int
+    quantity: int  # tickets, or rental days
+    status: str  # a BookingStatus value
+    expires_at: int
+    held_at: int
+    hold_version: int
+    reason: str | None = None
+    confirmed_at: int | None = None
+    released_at: int | None = None
+    expired_at: int | None = None
+    cancelled_at: int | None = None
+    terminal_version: int | None = None
+    payment_status: str = NONE
+    payment_reason: str | None = None
+    payment_decided_at: int | None = None
+    payment_version: int | None = None
+    refunded_at: int | None = None
+    updated_at: datetime | None = field(default=None, compare=False)
+
+
+BOOKING_FIELDS = tuple(f.name for f in fields(Booking))
+INSERTED_FIELDS = tuple(name for name in BOOKING_FIELDS if name != "updated_at")
+
+
+@dataclass(frozen=True, slots=True)
+class InsertHold:
+    """A new HELD booking; an existing row with the same hold id is kept as it is."""
+
+    booking: Booking
+
+
+@dataclass(frozen=True, slots=True)
+class SetStatus:
+    """Move the booking `hold_id` of `booking_stream` from `from_status` to `status` at `at`.
+
+    `version` is the event's version in the booking stream, recorded as `terminal_version` when
+    `status` is terminal. A `reason` of None leaves the row's reason as it is."""
+
+    hold_id: str
+    booking_stream: str
+    from_status: str
+    status: str
+    at: int
+    version: int
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetPayment:
+    """Move the payment of booking `hold_id` from `from_status` to `status` at `at`.
+
+    A decision (SUCCEEDED, FAILED) sets `payment_decided_at` and `payment_version` (the event's
+    version in ``payment/<hold id>``); a refund sets `refunded_at` and keeps both. A `reason` of
+    None leaves `payment_reason` as it is."""
+
+    hold_id: str
+    booking_stream: str
+    from_status: str
+    status: str
+    at: int
+    version: int
+    reason: str | None = None
+
+
+Change = InsertHold | SetStatus | SetPayment
+
+
+# ---- events -> changes ---------------------------------------------------------------------
+def _tickets_held(stream: str, version: int, e: TicketsHeld) -> Change:
+    tickets = sum(count for _tier, count in e.quantities)
+    booking = Booking(
+        e.hold_id, EVENT, e.event_id, stream, e.customer_id, e.amount, tickets, HELD.value, e.expires_at, e.at, version
+    )
+    return InsertHold(booking)
+
+
+def _car_held(stream: str, version: int, e: CarHeld) -> Change:
+    days = (e.end - e.start).days
+    booking = Booking(
+        e.hold_id, CAR, e.car_id, stream, e.customer_id, e.amount, days, HELD.value, e.expires_at, e.at, version
+    )
+    return InsertHold(booking)
+
+
+def _confirmed(stream: str, version: int, e: BookingConfirmed) -> Change:
+    return SetStatus(e.hold_id, stream, HELD.value, CONFIRMED.value, e.at, version)
+
+
+def _released(stream: str, version: int, e: HoldReleased) -> Change:
+    return SetStatus(e.hold_id, stream, HELD.value, RELEASED.value, e.at, version, e.reason or None)
+
+
+def _expired(stream: str, version: int, e: HoldExpired) -> Change:
+    return SetStatus(e.hold_id, stream, HELD.value, EXPIRED.value, e.at, version)
+
+
+def _cancelled(stream: str, version: int, e: BookingCancelled) -> Change:
+    return SetStatus(e.hold_id, stream, CONFIRMED.value, CANCELLED.value, e.at, version, e.reason or None)
+
+
+def _succeeded(_stream: str, version: int, e: PaymentSucceeded) -> Change:
+    return SetPayment(e.saga_id, e.booking_stream, NONE, SUCCEEDED, e.at, version)
+
+
+def _failed(_stream: str, version: int, e: PaymentFailed) -> Change:
+    return SetPayment(e.saga_id, e.booking_stream, NONE, FAILED, e.at, version, e.reason or None)
+
+
+def _refunded(_stream: str, version: int, e: PaymentRefunded) -> Change:
+    return SetPayment(e.saga_id, e.booking_stream, SUCCEEDED, REFUNDED, e.at, version, e.reason or None)
+
+
+_MAPPERS: dict[type[Any], Callable[[str, int, Any], Change]] = {
+    TicketsHeld: _tickets_held,
+    CarHeld: _car_held,
+    BookingConfirmed: _confirmed,
+    HoldReleased: _released,
+    HoldExpired: _expired,
+    BookingCancelled: _cancelled,
+    PaymentSucceeded: _succeeded,
+    PaymentFailed: _failed,
+    PaymentRefunded: _refunded,
+}
+
+EVENT_TYPES = frozenset(cls.__name__ for cls in _MAPPERS)
+"""The stored event types the projection reads (each registered under its class name); it skips
+every other event without decoding it."""
+
+
+def change_for(stream_id: str, version: int, event: object) -> Change | None:
+    """The row change for one decoded event of `stream_id` at `version`; None for other events."""
+    mapper = _MAPPERS.get(type(event))
+    return None if mapper is None else mapper(stream_id, version, event)
+
+
+def plan(events: Sequence[LoggedEvent]) -> list[Change]:
+    """The changes for a batch of the log, in log order (the order they must be applied in).
+
+    An event of a projected type that does not decode raises codec.CodecError: the data is newer
+    than this code, and skipping it would leave a wrong row forever, while stopping leaves the
+    projection behind (visible as lag) until the newer code is deployed, then it catches up."""
+    changes: list[Change] = []
+    for logged in events:
+        if logged.event_type not in EVENT_TYPES:
+            continue
+        change = change_for(logged.stream_id, logged.version, codec.decode_record(logged.data))
+        if change is not None:
+            changes.append(change)
+    return changes
+
+
+# ---- the semantics of a change, in Python ----------------------------------------------------
+def apply(row: Booking | None, change: Change) -> Booking | None:
+    """The row after `change` (None: still no row). The SQL in engine/adapters/pg_bookings.py
+    does exactly this; see the module docstring for the rules."""
+    if isinstance(change, InsertHold):
+        return row if row is not None else change.booking
+    if row is None or row.booking_stream != change.booking_stream:
+        return row
+    if isinstance(change, SetStatus):
+        if row.status != change.from_status:
+            return row
+        terminal = change.status in TERMINAL_STATUSES
+        updates: dict[str, Any] = {"status": change.status, TIME_FIELD[change.status]: change.at}
+        if terminal:
+            updates["terminal_version"] = change.version
+        if change.reason is not None:
+            updates["reason"] = change.reason
+        return replace(row, **updates)
+    if row.payment_status != change.from_status:
+        return row
+    updates = {"payment_status": change.status}
+    if change.reason is not None:
+        updates["payment_reason"] = change.reason
+    if change.status == REFUNDED:
+        updates["refunded_at"] = change.at
+    else:
+        updates["payment_decided_at"] = change.at
+        updates["payment_version"] = change.version
+    if change.status == FAILED and row.reason is None:
+        updates["reason"] = change.reason
+    return replace(row, **updates)
+
+
+def fold(changes: Iterable[Change], rows: dict[str, Booking] | None = None) -> dict[str, Booking]:
+    """`rows` (by hold id, updated in place; a new dict if None) after every change, in order."""
+    rows = {} if rows is None else rows
+    for change in changes:
+        hold_id = change.booking.hold_id if isinstance(change, InsertHold) else change.hold_id
+        after = apply(rows.get(hold_id), change)
+        if after is not None:
+            rows[hold_id] = after
+    return rows

@@ -1,0 +1,125 @@
+"""No lost sagas: whatever the broker lost, PostgreSQL still knows what is pending, and this sweep
+sends it again.
+
+The broker may lose messages (tansu keeps them in memory; any broker can be restored from an
+old backup) and a consumer may die. Every few seconds the supervisor reads the bookings
+projection and re-publishes, from the event store, the message of each step that should have
+happened by now:
+
+- a hold with no payment decision after `retry_after`: its hold event (the payment worker acts);
+- a payment decision whose booking is still held after `retry_after`: the decision (the results
+  worker confirms or releases);
+- an ended booking whose payment stands unrefunded after `retry_after`: the ending (the payment
+  worker refunds);
+- a hold past its expiry (plus a grace): an ExpireHold command straight to its entity, for holds
+  whose host lost its timer (a restart, or the entity was dropped from memory).
+
+Re-sent messages carry the same message id as the originals, and every step is idempotent, so a
+re-send that crosses a slow original changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from engine.adapters import pg_bookings
+from engine.domain.commands import Command, ExpireHold
+from engine.log import LoggedEvent
+from engine.outbox import OutgoingMessage, Publisher, plan_message
+from engine.ports import Clock, SystemClock
+
+log = logging.getLogger("rezerv.supervisor")
+
+Execute = Callable[[Sequence[Command]], Awaitable[list[Any]]]
+
+_EVENT_AT = """
+SELECT e.stream_id, e.version, e.event_type, e.data, e.position, e.txid::text::bigint AS txid,
+       (extract(epoch FROM e.recorded_at) * 1000)::bigint AS recorded_at_ms
+  FROM events AS e
+  JOIN unnest($1::text[], $2::int[]) AS k(stream_id, version) USING (stream_id, version)
+"""
+
+
+@dataclass
+class SweepReport:
+    resent_holds: int = 0
+    resent_decisions: int = 0
+    resent_endings: int = 0
+    expired: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.resent_holds + self.resent_decisions + self.resent_endings + self.expired
+
+
+class SagaSupervisor:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        publisher: Publisher,
+        execute: Execute,
+        retry_after_ms: int,
+        expiry_grace_ms: int = 2000,
+        batch: int = 500,
+        clock: Clock | None = None,
+    ) -> None:
+        self.pool = pool
+        self.publisher = publisher
+        self.execute = execute
+        self.retry_after_ms = retry_after_ms
+        self.expiry_grace_ms = expiry_grace_ms
+        self.batch = batch
+        self.clock = clock or SystemClock()
+        self.totals = SweepReport()
+
+    async def sweep(self) -> SweepReport:
+        now = self.clock.now_ms()
+        cutoff = now - self.retry_after_ms
+        report = SweepReport()
+        holds = await pg_bookings.undecided_holds(self.pool, cutoff, self.batch)
+        report.resent_holds = await self._resend([(h.booking_stream, h.hold_version) for h in holds])
+        decisions = await pg_bookings.undelivered_decisions(self.pool, cutoff, self.batch)
+        report.resent_decisions = await self._resend([(d.payment_stream, d.payment_version) for d in decisions])
+        endings = await pg_bookings.unrefunded(self.pool, cutoff, self.batch)
+        report.resent_endings = await self._resend([(e.booking_stream, e.terminal_version) for e in endings])
+        overdue = await pg_bookings.overdue_holds(self.pool, now, self.expiry_grace_ms, self.batch)
+        if overdue:
+            replies = await self.execute([ExpireHold(o.entity_id, o.kind, o.hold_id) for o in overdue])
+            report.expired = sum(1 for r in replies if getattr(r, "changed", False))
+        for name in ("resent_holds", "resent_decisions", "resent_endings", "expired"):
+            setattr(self.totals, name, getattr(self.totals, name) + getattr(report, name))
+        if report.total:
+            log.info("saga sweep: %s", report)
+        return report
+
+    async def _resend(self, keys: list[tuple[str, int]]) -> int:
+        keys = [(stream, version) for stream, version in keys if version]
+        if not keys:
+            return 0
+        rows = await self.pool.fetch(_EVENT_AT, [k[0] for k in keys], [k[1] for k in keys])
+        messages: list[OutgoingMessage] = []
+        for row in rows:
+            event = LoggedEvent(row["stream_id"], row["version"], row["event_type"], row["data"], row["position"],
+                                row["txid"], row["recorded_at_ms"])  # fmt: skip
+            planned = plan_message(event)
+            if planned is not None:
+                messages.append(planned)
+        if messages:
+            await self.publisher.publish_many(messages)
+        return len(messages)
+
+    async def run(self, stop: asyncio.Event, period_s: float = 2.0) -> None:
+        while not stop.is_set():
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("saga sweep failed; trying again in %.1f s", period_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), period_s)
