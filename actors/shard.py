@@ -59,11 +59,11 @@ class ShardActor:
         async with self._lock:
             if self.host is None:
                 from engine.adapters.pg_event_store import PostgresEventStore
-                from engine.adapters.pg_pool import create_pool, create_writer_pool
+                from engine.adapters.pg_pool import create_entity_pool, create_writer_pool
                 from engine.adapters.redis_client import create_redis
                 from engine.adapters.redis_fencing import RedisFencing
 
-                pool = await create_pool(self.settings.database_url, self.settings.db_pool_size)
+                pool = await create_entity_pool(self.settings.database_url, self.settings.db_pool_size)
                 writers = await create_writer_pool(self.settings.database_url, self.settings.commits_in_flight)
                 redis = create_redis(self.settings.redis_url)
                 self._resources = [pool, writers, redis]

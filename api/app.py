@@ -18,7 +18,7 @@ from starlette.responses import Response
 from actors.client import InventoryClient
 from api.dependencies import Dependency, dependencies_from, run_check
 from api.errors import install_error_handlers
-from api.metrics import MetricsMiddleware, render_metrics
+from api.metrics import MetricsMiddleware, refresh_log_lags, render_metrics
 from api.problems import install_problem_handlers
 from api.responses import OrjsonResponse
 from api.routes_bookings import BookingsRepository, default_bookings
@@ -83,6 +83,9 @@ def create_app(
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics (text format)")
     async def metrics() -> Response:
+        postgres = app.state.dependencies.get("postgres")
+        if postgres is not None and getattr(postgres, "pool", None) is not None:
+            await refresh_log_lags(postgres.pool)
         payload, content_type = render_metrics()
         return Response(payload, media_type=content_type)
 

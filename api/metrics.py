@@ -57,3 +57,27 @@ class MetricsMiddleware:
 
 def render_metrics() -> tuple[bytes, str]:
     return generate_latest(), CONTENT_TYPE_LATEST
+
+
+PROJECTION_LAG = Gauge(
+    "rezerv_projection_lag_events", "Events the bookings projection has not applied yet (read at scrape time)"
+)
+
+
+async def refresh_log_lags(pool: Any, timeout_s: float = 1.0) -> None:
+    """Read the outbox relay's and the projection's lag from PostgreSQL, where their checkpoints live.
+
+    The relay and the projection run in Ray actors that Prometheus does not scrape; their positions
+    are in the database, so the API's /metrics reports them. A slow or failing read leaves the
+    previous values (and is visible in the API's own request metrics)."""
+    import asyncio
+    import contextlib
+
+    from engine.adapters.pg_bookings import projection_lag
+    from engine.adapters.pg_log import outbox_lag
+    from engine.relay import LAG
+
+    with contextlib.suppress(Exception):
+        outbox, projection = await asyncio.wait_for(asyncio.gather(outbox_lag(pool), projection_lag(pool)), timeout_s)
+        LAG.set(outbox)
+        PROJECTION_LAG.set(projection)

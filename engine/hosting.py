@@ -246,13 +246,16 @@ class EntityHost:
         token = await self.fencing.acquire(stream_id, owner, floor, lease_ms)
         claim = await self.store.claim(stream_id, token, owner)
         agg: Aggregate | None = None
-        snapshot = await self.store.load_snapshot(stream_id)
+        snapshot = None
+        if claim.version:  # a new stream has neither snapshot nor events: two round trips saved
+            snapshot = await self.store.load_snapshot(stream_id)
         if snapshot is not None and snapshot.version <= claim.version:
             agg = decode_snapshot(stream_id, snapshot.version, snapshot.state)
         if agg is None:
             agg = cls(entity_id)
-        for recorded in await self.store.load(stream_id, after_version=agg.version):
-            agg.apply(codec.decode_record(recorded.data))
+        if claim.version > agg.version:
+            for recorded in await self.store.load(stream_id, after_version=agg.version):
+                agg.apply(codec.decode_record(recorded.data))
         if agg.version != claim.version:
             raise StoreUnavailable(f"{stream_id}: loaded version {agg.version}, claimed {claim.version}")
         now = self.clock.now_ms()

@@ -24,24 +24,29 @@ from engine.adapters.pg_migrations import migrate_url
 from engine.config import Settings
 from loadtest.measure import CpuSampler, machine_description
 from stack.processes import free_port
-from stack.servers import EmbeddedPostgres, EmbeddedValkey
+from stack.servers import EmbeddedKafka, EmbeddedPostgres, EmbeddedValkey
 
 
 class BenchStack:
-    def __init__(self, settings: Settings, keep_dir: bool = False) -> None:
+    def __init__(self, settings: Settings, keep_dir: bool = False, with_saga: bool = False) -> None:
         self.settings = settings
         self.keep_dir = keep_dir
+        self.with_saga = with_saga
         self.root: Path | None = None
         self.pg: EmbeddedPostgres | None = None
         self.valkey: EmbeddedValkey | None = None
+        self.kafka: EmbeddedKafka | None = None
         self.handles: list[Any] = []
+        self.services: dict[str, Any] = {}
         self.machine = machine_description()
 
     @classmethod
-    def from_args(cls, args: Any) -> BenchStack:
+    def from_args(cls, args: Any, with_saga: bool = False) -> BenchStack:
         base = Settings.from_env()
+        tag = uuid.uuid4().hex[:6]
         settings = base.replace(
-            namespace=f"bench-{uuid.uuid4().hex[:6]}",
+            namespace=f"bench-{tag}",
+            kafka_topic_prefix=f"bench-{tag}-",
             shard_count=args.shards,
             batch_max=args.batch_max,
             calls_in_flight=args.calls_in_flight,
@@ -49,7 +54,7 @@ class BenchStack:
             commits_in_flight=args.commits_in_flight,
             db_pool_size=args.db_pool,
         )
-        return cls(settings)
+        return cls(settings, with_saga=with_saga)
 
     def describe(self) -> dict[str, Any]:
         s = self.settings
@@ -65,7 +70,7 @@ class BenchStack:
 
     async def start(self) -> None:
         s = self.settings
-        if not s.database_url or not s.redis_url:
+        if not s.database_url or not s.redis_url or (self.with_saga and not s.kafka_bootstrap):
             self.root = Path(tempfile.mkdtemp(prefix="rezerv-bench-"))
             self.root.chmod(0o755)
         if not s.database_url:
@@ -76,6 +81,10 @@ class BenchStack:
             self.valkey = EmbeddedValkey(self.root / "valkey", free_port(), durable=False)  # type: ignore[operator]
             await asyncio.to_thread(self.valkey.start)
             s = s.replace(redis_url=self.valkey.url)
+        if self.with_saga and not s.kafka_bootstrap:
+            self.kafka = EmbeddedKafka(self.root / "logs", free_port())  # type: ignore[operator]
+            await asyncio.to_thread(self.kafka.start)
+            s = s.replace(kafka_bootstrap=self.kafka.bootstrap, kafka_session_timeout_ms=3000)
         self.settings = s
         await migrate_url(s.database_url)
         import ray
@@ -93,6 +102,15 @@ class BenchStack:
             )
         self.handles = [shard_handle(s, i) for i in range(s.shard_count)]
         self.pids = {"shards": [p["pid"] for p in await asyncio.gather(*(h.ping.remote() for h in self.handles))]}
+        if self.with_saga:
+            from actors.factory import service_handle
+            from actors.services import ROLES
+            from engine.adapters.kafka_topics import ensure_topics
+
+            await ensure_topics(s.kafka_bootstrap, prefix=s.kafka_topic_prefix)
+            self.services = {role: service_handle(s, role) for role in ROLES}
+            started = await asyncio.gather(*(self.services[r].start.remote() for r in ROLES))
+            self.pids["saga services"] = [p["pid"] for p in started]
 
     def client(self) -> InventoryClient:
         s = self.settings
@@ -120,6 +138,10 @@ class BenchStack:
 
     def cpu_sampler(self) -> CpuSampler:
         roles: dict[str, list[int]] = {"driver": [os.getpid()], "shards": self.pids["shards"]}
+        if "saga services" in self.pids:
+            roles["saga services"] = self.pids["saga services"]
+        if self.kafka and self.kafka.process and self.kafka.process.pid:
+            roles["kafka"] = [self.kafka.process.pid]
         if self.pg and self.pg.process and self.pg.process.pid:
             roles["postgres"] = [self.pg.process.pid]
         if self.valkey and self.valkey.process and self.valkey.process.pid:
@@ -132,11 +154,16 @@ class BenchStack:
     async def stop(self) -> None:
         import ray
 
-        for handle in self.handles:
+        for service in self.services.values():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(service.stop.remote(), 10)
+        for handle in [*self.services.values(), *self.handles]:
             with contextlib.suppress(Exception):  # already gone
                 ray.kill(handle, no_restart=True)
         if ray.is_initialized():
             ray.shutdown()
+        if self.kafka:
+            await asyncio.to_thread(self.kafka.stop)
         if self.valkey:
             await asyncio.to_thread(self.valkey.stop)
         if self.pg:

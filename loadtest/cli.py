@@ -32,6 +32,18 @@ def main(argv: Sequence[str]) -> int:
     engine.add_argument("--commits-in-flight", type=int, default=1)
     engine.add_argument("--db-pool", type=int, default=4)
     engine.add_argument("--json", default="", help="also write the results to this file")
+    saga = sub.add_parser("saga", help="hold -> confirmed latency of the whole saga under a steady load")
+    saga.add_argument("--rates", type=_ints, default=[200, 1000, 2000], help="holds per second, one run each")
+    saga.add_argument("--window", type=float, default=10.0, help="seconds of load per rate")
+    for name, default in (
+        ("--shards", 2),
+        ("--batch-max", 512),
+        ("--calls-in-flight", 4),
+        ("--commit-max", 4096),
+        ("--commits-in-flight", 1),
+        ("--db-pool", 4),
+    ):
+        saga.add_argument(name, type=int, default=default)
     args = parser.parse_args(list(argv))
 
     if args.which == "engine":
@@ -44,4 +56,11 @@ def main(argv: Sequence[str]) -> int:
 
         results = uvloop.run(run(args))
         return 0 if all(r.audit.get("ok") for r in results) else 1
+    if args.which == "saga":
+        import uvloop
+
+        from loadtest.bench_saga import run as run_saga
+
+        saga_results = uvloop.run(run_saga(args))
+        return 0 if all(r.other_endings == {} for r in saga_results) else 1
     return 2

@@ -243,6 +243,7 @@ class MessageConsumer:
         commit_timeout_s: float = 10.0,
         admin_timeout_s: float = 15.0,
         max_poll_interval_ms: int = 300_000,
+        fetch_max_wait_ms: int = 50,
         handler_backoff: Backoff | None = None,
         reconnect_backoff: Backoff | None = None,
     ) -> None:
@@ -264,6 +265,9 @@ class MessageConsumer:
         # A handler retried longer than this leaves the group (aiokafka's rule); its batch is then
         # not committed and comes again, to this consumer or another, and `processed` drops it.
         self.max_poll_interval_ms = max_poll_interval_ms
+        # How long the broker may hold a fetch open waiting for data. Kafka answers as soon as data
+        # arrives; a broker that waits the whole interval instead adds it to every saga hop.
+        self.fetch_max_wait_ms = fetch_max_wait_ms
         self.handler_backoff = handler_backoff or Backoff(0.2, 5.0)
         self.reconnect_backoff = reconnect_backoff or Backoff(0.2, 5.0)
         self.handled = 0  # messages this instance handed to a handler that returned
@@ -328,6 +332,7 @@ class MessageConsumer:
             session_timeout_ms=self.session_timeout_ms,
             heartbeat_interval_ms=self.heartbeat_interval_ms,
             max_poll_interval_ms=self.max_poll_interval_ms,
+            fetch_max_wait_ms=self.fetch_max_wait_ms,
         )
         try:
             await consumer.start()

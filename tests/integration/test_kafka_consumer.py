@@ -316,12 +316,12 @@ async def test_the_consumer_survives_a_broker_restart_that_loses_everything(
             finally:
                 if not (kafka_server.process and kafka_server.process.alive()):
                     await asyncio.to_thread(kafka_server.start)  # same port, empty
-            await until(lambda: _topic_exists(kafka_bootstrap, topic), 15, "the consumer re-created its topic")
+            await until(lambda: _topic_exists(kafka_bootstrap, topic), 40, "the consumer re-created its topic")
             assert await _partitions(kafka_bootstrap, topic) == PARTITIONS
             sent = await produce(kafka_bootstrap, topic, keyed(after))
             expected = {m.message_id for m in after}
-            await until(lambda: expected <= recorder.done, 15, "messages produced after the restart handled")
-            await until(lambda: _committed_is(kafka_bootstrap, group, topic, ends_of(sent)), 5, "committed again")
+            await until(lambda: expected <= recorder.done, 40, "messages produced after the restart handled")
+            await until(lambda: _committed_is(kafka_bootstrap, group, topic, ends_of(sent)), 20, "committed again")
             assert not task.done(), "the consumer survives the restart"
             assert consumer.restarts >= 1
         versions: dict[str, list[int]] = defaultdict(list)
@@ -362,7 +362,7 @@ async def test_after_a_broker_restart_the_group_starts_over_from_the_earliest_me
             await ensure_topics(kafka_bootstrap, {topic: PARTITIONS})
             await produce(kafka_bootstrap, topic, [(key, codec.encode(outbox(new, v))) for v in range(1, 13)])
             expected = {f"{new}@{v}" for v in range(1, 13)}
-            await until(lambda: expected <= recorder.done, 15, "every message of the new topic handled")
+            await until(lambda: expected <= recorder.done, 40, "every message of the new topic handled")
             assert not task.done()
         handled_new = [i for i in recorder.handled_in_order() if i.startswith(new)]
         assert handled_new == [f"{new}@{v}" for v in range(1, 13)], "from the first, in order, none skipped"

@@ -354,3 +354,19 @@ async def test_the_lag_is_the_unpublished_events_and_falls_to_zero(pool: asyncpg
         await drain(relay)
     assert await outbox_lag(pool) == 0
     assert REGISTRY.get_sample_value("rezerv_outbox_lag_events") == 0
+
+
+async def test_the_api_metrics_report_the_outbox_lag(pool: asyncpg.Pool) -> None:
+    """/metrics reads the relay's lag from PostgreSQL (the relay itself runs where nobody scrapes)."""
+    from api.app import create_app
+    from api.dependencies import Postgres
+    from engine.config import Settings
+    from tests.unit.api.asgi_client import AsgiClient
+
+    ev = uid()
+    await insert(pool, [(f"event/{ev}", i + 1, held(ev, f"h{i}")) for i in range(3)])
+    postgres = Postgres("postgresql://unused", 2, pool=pool)
+    app = create_app(Settings(), dependencies=[postgres])
+    reply = await AsgiClient(app).request("GET", "/metrics")
+    lag = [line for line in reply.body.decode().splitlines() if line.startswith("rezerv_outbox_lag_events ")]
+    assert lag == ["rezerv_outbox_lag_events 3.0"], lag

@@ -44,7 +44,7 @@ class SagaStack:
             await asyncio.sleep(0.1)
         raise AssertionError(f"booking {hold_id} never became {what or 'as expected'}: {row}")
 
-    async def wait_status(self, hold_id: str, status: str, payment: str | None = None, timeout_s: float = 30.0) -> Any:
+    async def wait_status(self, hold_id: str, status: str, payment: str | None = None, timeout_s: float = 45.0) -> Any:
         return await self.wait_for(
             hold_id,
             lambda r: r.status == status and (payment is None or r.payment_status == payment),
