@@ -60,10 +60,10 @@ typecheck: $(VENV)/.dev-installed
 	$(VENV)/bin/mypy
 
 bench-engine: $(VENV)/.dev-installed
-	$(VENV)/bin/rezerv bench engine
+	$(VENV)/bin/rezerv bench engine --json loadtest/results/engine.json
 
 bench-saga: $(VENV)/.dev-installed
-	$(VENV)/bin/rezerv bench saga
+	$(VENV)/bin/rezerv bench saga --json loadtest/results/saga.json
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -141,7 +141,7 @@ class InventoryClient:
         self,
         handle_for: HandleFactory,
         shard_count: int,
-        batch_max: int = 512,
+        batch_max: int = 256,
         calls_in_flight: int = 4,
         retry_for_s: float = 15.0,
     ) -> None:

@@ -57,7 +57,7 @@ class Settings:
     # Hosting and batching.
     namespace: str = field(default="rezerv", metadata={"doc": "Ray namespace of the named actors"})
     shard_count: int = field(default=2, metadata={"doc": "inventory shard actors"})
-    batch_max: int = field(default=512, metadata={"doc": "commands per Ray call, caller side"})
+    batch_max: int = field(default=256, metadata={"doc": "commands per Ray call, caller side"})
     calls_in_flight: int = field(default=4, metadata={"doc": "Ray calls in flight per shard, caller side"})
     commit_max: int = field(default=4096, metadata={"doc": "events per group-commit transaction"})
     commits_in_flight: int = field(default=1, metadata={"doc": "group commits running at once per shard"})

@@ -16,6 +16,7 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from engine.domain import codec
@@ -158,4 +159,9 @@ async def run(args: Any) -> list[SagaRun]:
             print(results[-1].line(), flush=True)
     finally:
         await stack.stop()
+    if args.json:
+        from loadtest.bench_engine import write_json
+
+        report = {"machine": stack.machine, "settings": stack.describe(), "results": [r.__dict__ for r in results]}
+        write_json(Path(args.json), report)
     return results

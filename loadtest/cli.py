@@ -26,7 +26,7 @@ def main(argv: Sequence[str]) -> int:
     engine.add_argument("--sustained-callers", type=int, default=1024)
     engine.add_argument("--window", type=float, default=15.0, help="seconds of the sustained run")
     engine.add_argument("--shards", type=int, default=2)
-    engine.add_argument("--batch-max", type=int, default=512)
+    engine.add_argument("--batch-max", type=int, default=256)
     engine.add_argument("--calls-in-flight", type=int, default=4)
     engine.add_argument("--commit-max", type=int, default=4096)
     engine.add_argument("--commits-in-flight", type=int, default=1)
@@ -35,9 +35,10 @@ def main(argv: Sequence[str]) -> int:
     saga = sub.add_parser("saga", help="hold -> confirmed latency of the whole saga under a steady load")
     saga.add_argument("--rates", type=_ints, default=[200, 1000, 2000], help="holds per second, one run each")
     saga.add_argument("--window", type=float, default=10.0, help="seconds of load per rate")
+    saga.add_argument("--json", default="", help="also write the results to this file")
     for name, default in (
         ("--shards", 2),
-        ("--batch-max", 512),
+        ("--batch-max", 256),
         ("--calls-in-flight", 4),
         ("--commit-max", 4096),
         ("--commits-in-flight", 1),
