@@ -18,12 +18,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Gauge
 
 from engine.domain.errors import StoreUnavailable
-from engine.log import LogCheckpoint, LogReader, LogSubscription
+from engine.following import Backoff, LogFollower
+from engine.log import LogCheckpoint, LogReader
 from engine.outbox import RELAY_NAME, Publisher, PublishFailed, plan_batch
 
 log = logging.getLogger("rezerv.relay")
@@ -35,22 +35,6 @@ LAG = Gauge(
 PUBLISHED = Counter("rezerv_outbox_published_total", "Messages the outbox relay published and the broker acknowledged")
 
 TRANSIENT = (StoreUnavailable, PublishFailed)
-
-
-class Backoff:
-    """Delays for retrying through an outage: `first` doubling up to `cap`."""
-
-    def __init__(self, first: float = 0.2, cap: float = 5.0) -> None:
-        self.first = first
-        self.cap = cap
-        self._next = first
-
-    def next(self) -> float:
-        delay, self._next = self._next, min(self._next * 2, self.cap)
-        return delay
-
-    def reset(self) -> None:
-        self._next = self.first
 
 
 class OutboxRelay:
@@ -76,8 +60,19 @@ class OutboxRelay:
         self.checkpoint: LogCheckpoint | None = None  # the saved one, once loaded
         self.published = 0  # messages acknowledged by this instance
         self._lag_at = float("-inf")
-        self._listen_at = float("-inf")
-        self._outage: _Outage | None = None
+        self.follower = LogFollower(
+            "outbox relay",
+            name,
+            reader,
+            self.run_once,
+            batch,
+            log,
+            TRANSIENT,
+            lambda: self.checkpoint,
+            poll_s,
+            self.backoff,
+            relisten_every_s,
+        )
 
     async def run_once(self) -> int:
         """One batch: read, publish, save the checkpoint. Returns the events handled (0 if none).
@@ -119,87 +114,4 @@ class OutboxRelay:
 
         `stop` is honoured between batches; a publish to an unreachable broker can take up to the
         publisher's timeout, so cancel the task to stop at once (at least once holds either way)."""
-        wake = asyncio.Event()
-        subscription: LogSubscription | None = None
-        try:
-            while not stop.is_set():
-                subscription = await self._keep_listening(subscription, wake)
-                wake.clear()  # before reading: an append notified from now on wakes the next wait
-                try:
-                    handled = await self.run_once()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    self._failed(exc)
-                    await _wait(stop, None, self.backoff.next())
-                    continue
-                self._recovered()
-                if handled < self.batch:
-                    await _wait(stop, wake, self.poll_s)
-        finally:
-            if subscription is not None:
-                with contextlib.suppress(Exception):
-                    await subscription.close()
-
-    async def _keep_listening(
-        self, subscription: LogSubscription | None, wake: asyncio.Event
-    ) -> LogSubscription | None:
-        """(Re)subscribe to append notifications, at most every `relisten_every_s`; polling covers gaps."""
-        if subscription is not None and subscription.is_active():
-            return subscription
-        if time.monotonic() - self._listen_at < self.relisten_every_s:
-            return subscription
-        self._listen_at = time.monotonic()
-        if subscription is not None:
-            with contextlib.suppress(Exception):
-                await subscription.close()
-        try:
-            return await self.reader.listen(wake.set)
-        except Exception as exc:
-            log.debug("outbox relay %s: no append notifications (%r); polling", self.name, exc)
-            return None
-
-    def _failed(self, exc: Exception) -> None:
-        """Log an outage once (and once more per new kind of error in it), not every retry."""
-        if self._outage is None:
-            self._outage = _Outage(time.monotonic())
-        outage = self._outage
-        outage.retries += 1
-        if type(exc) in outage.seen:
-            log.debug("outbox relay %s: still failing: %r", self.name, exc)
-            return
-        outage.seen.add(type(exc))
-        if isinstance(exc, TRANSIENT):
-            log.warning("outbox relay %s: %s; retrying from %s with backoff", self.name, exc, self.checkpoint)
-        else:
-            log.error("outbox relay %s: unexpected error; retrying with backoff", self.name, exc_info=exc)
-
-    def _recovered(self) -> None:
-        if self._outage is None:
-            return
-        log.info(
-            "outbox relay %s: recovered after %d failed attempts in %.1f s",
-            self.name,
-            self._outage.retries,
-            time.monotonic() - self._outage.since,
-        )
-        self._outage = None
-        self.backoff.reset()
-
-
-@dataclass
-class _Outage:
-    since: float
-    retries: int = 0
-    seen: set[type[Exception]] = field(default_factory=set)
-
-
-async def _wait(stop: asyncio.Event, wake: asyncio.Event | None, seconds: float) -> None:
-    """Sleep up to `seconds`, returning early when `stop` (or `wake`) is set."""
-    events = [stop] if wake is None else [stop, wake]
-    waiters = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
+        await self.follower.run(stop)

@@ -45,8 +45,8 @@ from prometheus_client import Counter
 
 from engine.adapters.kafka_topics import TOPICS, ensure_topics
 from engine.domain import codec
+from engine.following import Backoff
 from engine.outbox import OutboxMessage
-from engine.relay import Backoff
 
 log = logging.getLogger("rezerv.consumer")
 

@@ -21,10 +21,8 @@ outage once. It needs a pool of at least 2 connections: listening holds one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,7 +32,8 @@ from engine.adapters.pg_event_store import TRANSIENT_DB_ERRORS
 from engine.adapters.pg_log import PostgresLogReader
 from engine.domain.commands import PAYMENT, stream_id
 from engine.domain.errors import StoreUnavailable
-from engine.log import LogCheckpoint, LogReader, LogSubscription
+from engine.following import Backoff, LogFollower
+from engine.log import LogCheckpoint, LogReader
 from engine.projections.bookings import (
     BOOKING_FIELDS,
     INSERTED_FIELDS,
@@ -46,7 +45,6 @@ from engine.projections.bookings import (
     SetStatus,
     plan,
 )
-from engine.relay import Backoff
 
 log = logging.getLogger("rezerv.projections.bookings")
 
@@ -142,10 +140,19 @@ class BookingsProjection:
         self.relisten_every_s = relisten_every_s
         self.checkpoint: LogCheckpoint | None = None  # the saved one, once loaded
         self.applied = 0  # events this instance applied (its batches that committed)
-        self._listen_at = float("-inf")
-        self._outage_since: float | None = None
-        self._outage_retries = 0
-        self._outage_seen: set[type[Exception]] = set()
+        self.follower = LogFollower(
+            "bookings projection",
+            name,
+            self.reader,
+            lambda: self.run_once(self.batch),
+            batch,
+            log,
+            (StoreUnavailable,),
+            lambda: self.checkpoint,
+            poll_s,
+            self.backoff,
+            relisten_every_s,
+        )
 
     async def run_once(self, limit: int | None = None) -> int:
         """Apply one batch of up to `limit` events; returns how many (0 if none, or if another
@@ -186,87 +193,11 @@ class BookingsProjection:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Project until `stop` is set; survives database outages (see the module docstring)."""
-        wake = asyncio.Event()
-        subscription: LogSubscription | None = None
-        try:
-            while not stop.is_set():
-                subscription = await self._keep_listening(subscription, wake)
-                wake.clear()  # before reading: an append notified from now on wakes the next wait
-                try:
-                    handled = await self.run_once(self.batch)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    self._failed(exc)
-                    await _wait(stop, None, self.backoff.next())
-                    continue
-                self._recovered()
-                if handled < self.batch:
-                    await _wait(stop, wake, self.poll_s)
-        finally:
-            if subscription is not None:
-                with contextlib.suppress(Exception):
-                    await subscription.close()
-
-    async def _keep_listening(
-        self, subscription: LogSubscription | None, wake: asyncio.Event
-    ) -> LogSubscription | None:
-        """(Re)subscribe to append notifications, at most every `relisten_every_s`; polling covers gaps."""
-        if subscription is not None and subscription.is_active():
-            return subscription
-        if time.monotonic() - self._listen_at < self.relisten_every_s:
-            return subscription
-        self._listen_at = time.monotonic()
-        if subscription is not None:
-            with contextlib.suppress(Exception):
-                await subscription.close()
-        try:
-            return await self.reader.listen(wake.set)
-        except Exception as exc:
-            log.debug("bookings projection %s: no append notifications (%r); polling", self.name, exc)
-            return None
-
-    def _failed(self, exc: Exception) -> None:
-        """Log an outage once (and once more per new kind of error in it), not every retry."""
-        if self._outage_since is None:
-            self._outage_since = time.monotonic()
-        self._outage_retries += 1
-        if type(exc) in self._outage_seen:
-            log.debug("bookings projection %s: still failing: %r", self.name, exc)
-            return
-        self._outage_seen.add(type(exc))
-        if isinstance(exc, StoreUnavailable):
-            log.warning("bookings projection %s: %s; retrying from %s with backoff", self.name, exc, self.checkpoint)
-        else:
-            log.error("bookings projection %s: unexpected error; retrying with backoff", self.name, exc_info=exc)
-
-    def _recovered(self) -> None:
-        if self._outage_since is None:
-            return
-        log.info(
-            "bookings projection %s: recovered after %d failed attempts in %.1f s",
-            self.name,
-            self._outage_retries,
-            time.monotonic() - self._outage_since,
-        )
-        self._outage_since = None
-        self._outage_retries = 0
-        self._outage_seen.clear()
-        self.backoff.reset()
+        await self.follower.run(stop)
 
 
 class _CheckpointMoved(Exception):
     """Raised inside the batch's transaction to roll it back: another runner got there first."""
-
-
-async def _wait(stop: asyncio.Event, wake: asyncio.Event | None, seconds: float) -> None:
-    """Sleep up to `seconds`, returning early when `stop` (or `wake`) is set."""
-    waiters = [asyncio.ensure_future(e.wait()) for e in ((stop,) if wake is None else (stop, wake))]
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
 
 
 async def projection_lag(pool: asyncpg.Pool, name: str = PROJECTION_NAME) -> int:

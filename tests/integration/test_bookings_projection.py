@@ -53,10 +53,10 @@ from engine.domain.events import (
     PaymentSucceeded,
     TicketsHeld,
 )
+from engine.following import Backoff
 from engine.log import START, LogCheckpoint, LoggedEvent
 from engine.ports import NewEvent, StreamAppend
 from engine.projections.bookings import PROJECTION_NAME, Booking, Change, fold, plan
-from engine.relay import Backoff
 from tests.contract.log_reader import read_all
 from tests.unit.api.asgi_client import AsgiClient
 

@@ -25,8 +25,8 @@ from prometheus_client import REGISTRY
 from engine.adapters.kafka_consumer import MessageConsumer
 from engine.adapters.kafka_topics import ensure_topics
 from engine.domain import codec
+from engine.following import Backoff
 from engine.outbox import OutboxMessage
-from engine.relay import Backoff
 from stack.servers import EmbeddedKafka
 
 PARTITIONS = 2

@@ -38,9 +38,10 @@ from engine.domain.events import (
     TicketsHeld,
     WalletCharged,
 )
+from engine.following import Backoff
 from engine.log import START, LogCheckpoint
 from engine.outbox import RELAY_NAME, OutboxMessage, PublishFailed, plan_batch
-from engine.relay import Backoff, OutboxRelay
+from engine.relay import OutboxRelay
 from stack.servers import EmbeddedKafka
 
 AT = 1_800_000_000_000

@@ -30,6 +30,7 @@ from engine.domain.events import (
     TicketsHeld,
     WalletCharged,
 )
+from engine.following import Backoff
 from engine.log import START, LoggedEvent
 from engine.outbox import (
     BOOKINGS_TOPIC,
@@ -42,7 +43,7 @@ from engine.outbox import (
     plan_batch,
 )
 from engine.ports import NewEvent, StreamAppend
-from engine.relay import Backoff, OutboxRelay
+from engine.relay import OutboxRelay
 
 AT = 1_800_000_000_000
 
