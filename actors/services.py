@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from actors import gc_tuning
+from engine.cancellation import reraise_if_cancelled
 from engine.config import Settings
 from engine.domain.commands import Command
 
@@ -71,6 +72,15 @@ class ServiceActor:
         client = self.parts.get("client")
         if client is not None:
             out["client"] = client.stats()
+        return out
+
+    async def stacks(self) -> dict[str, str]:
+        """Where each of this actor's asyncio tasks is waiting right now (for a stuck saga)."""
+        out: dict[str, str] = {}
+        for task in asyncio.all_tasks():
+            frames = task.get_stack(limit=12)
+            where = " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in reversed(frames))
+            out[f"{task.get_name()}#{id(task):x}"] = where or "(not started)"
         return out
 
     async def sweep(self) -> dict[str, int]:
@@ -167,7 +177,9 @@ class ServiceActor:
 async def _logged(name: str, work: Awaitable[None]) -> None:
     try:
         await work
-    except asyncio.CancelledError:
+    except asyncio.CancelledError as exc:
+        stray = reraise_if_cancelled(exc)  # a real cancellation (stop) goes on quietly
+        log.error("service loop %s stopped: %s", name, stray)
         raise
     except Exception:
         log.exception("service loop %s stopped", name)

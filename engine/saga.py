@@ -157,6 +157,14 @@ class PaymentWorker:
             payment = state.state if not isinstance(state, RezervError) else {}
             if payment.get("status") == SUCCEEDED:
                 refunds.append((message, event, payment))
+            log.info(
+                "%s: booking %s ended (%s), payment %s: %s",
+                self.name,
+                event.hold_id,
+                message.event_type,
+                payment.get("status", state),
+                "refunding" if payment.get("status") == SUCCEEDED else "nothing to refund",
+            )
         if not refunds:
             return
         reasons = [_ending_reason(event) for _, event, _ in refunds]

@@ -44,6 +44,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from prometheus_client import Counter
 
 from engine.adapters.kafka_topics import TOPICS, ensure_topics
+from engine.cancellation import reraise_if_cancelled
 from engine.domain import codec
 from engine.following import Backoff
 from engine.outbox import OutboxMessage
@@ -186,6 +187,12 @@ def _generation(consumer: AIOKafkaConsumer) -> int | None:
     return generation if isinstance(generation, int) else None
 
 
+def beyond_the_end(positions: dict[TopicPartition, int], ends: dict[TopicPartition, int]) -> list[TopicPartition]:
+    """Partitions whose next offset to read lies past the end of their log (which only a broker
+    that lost its data produces: offsets never move back on a healthy one)."""
+    return [tp for tp, position in positions.items() if tp in ends and position > ends[tp]]
+
+
 @dataclass(frozen=True)
 class _Membership:
     """The assignment (and group generation) a batch was fetched under."""
@@ -244,6 +251,7 @@ class MessageConsumer:
         admin_timeout_s: float = 15.0,
         max_poll_interval_ms: int = 300_000,
         fetch_max_wait_ms: int = 50,
+        fence_patience_s: float = 5.0,
         handler_backoff: Backoff | None = None,
         reconnect_backoff: Backoff | None = None,
     ) -> None:
@@ -272,6 +280,13 @@ class MessageConsumer:
         self.reconnect_backoff = reconnect_backoff or Backoff(0.2, 5.0)
         self.handled = 0  # messages this instance handed to a handler that returned
         self.restarts = 0  # consumers replaced after broker trouble
+        # A fence that keeps refusing while no new assignment comes means aiokafka believes it is in
+        # a group the broker has forgotten (seen on tansu after a restart: heartbeats go on, the
+        # generation is -1, no rejoin). Past this, the consumer is replaced and joins afresh.
+        self.fence_patience_s = fence_patience_s
+        self._refused_since: float | None = None
+        self.end_check_s = 2.0  # how often an idle consumer checks that it is not reading past the log's end
+        self._ends_checked_at = time.monotonic()
         self._stop_requested = asyncio.Event()
         self._finished = asyncio.Event()
         self._finished.set()
@@ -291,8 +306,9 @@ class MessageConsumer:
             while not self._stopping(stop):
                 try:
                     await self._session(stop)
-                except asyncio.CancelledError:
-                    raise
+                except asyncio.CancelledError as exc:
+                    self._broker_trouble(reraise_if_cancelled(exc))
+                    await self._wait(stop, self.reconnect_backoff.next())
                 except Exception as exc:
                     self._broker_trouble(exc)
                     await self._wait(stop, self.reconnect_backoff.next())
@@ -350,6 +366,8 @@ class MessageConsumer:
                 fetched_under = _Membership(assignments.epoch, _generation(consumer))
                 if records:
                     await self._consume(consumer, assignments, fetched_under, decode_batch(records), stop)
+                elif time.monotonic() - self._ends_checked_at > self.end_check_s:
+                    await self._check_positions(consumer)
         finally:
             await self._close(consumer)
 
@@ -366,11 +384,24 @@ class MessageConsumer:
             # Not acted on. Unless a new assignment has set new positions already, seek back so that
             # this consumer cannot skip the batch, and pause: aiokafka is about to rejoin the group.
             if assignments.epoch == fetched_under.epoch:
+                now = time.monotonic()
+                if self._refused_since is None:
+                    self._refused_since = now
+                    log.info("consumer %s: batch fenced off (membership changed); waiting to rejoin", self.name)
+                elif now - self._refused_since > self.fence_patience_s:
+                    self._refused_since = None
+                    raise _RestartConsumer(
+                        f"still fenced off after {self.fence_patience_s:.0f} s with no new assignment: "
+                        "the broker has forgotten this member"
+                    )
                 with contextlib.suppress(IllegalStateError):
                     for tp, offset in batch.starts.items():
                         consumer.seek(tp, offset)
                 await self._wait(stop, 0.1)
+            else:
+                self._refused_since = None
             return
+        self._refused_since = None
         if await self._act(batch, consumer, assignments, fetched_under, stop):
             await self._commit(consumer, assignments, fetched_under, batch.ends, "batch")
 
@@ -470,6 +501,31 @@ class MessageConsumer:
         except Exception as exc:
             raise _RestartConsumer(f"{what} commit failed: {exc!r}") from exc
         return fetched_under.is_current(assignments, consumer)
+
+    async def _check_positions(self, consumer: AIOKafkaConsumer) -> None:
+        """Start a partition over from its beginning if this consumer reads beyond its end.
+
+        Seen with tansu in the saga's chaos test: a batch fetched before a broker restart is
+        committed, after it, to the new broker, which accepts offsets of the old, longer log. From
+        then on every consumer of the group starts past the end of the new log and is answered with
+        no records, forever; the relay recreates the topic at once, so "topic gone" does not fire.
+        Everything in the new log arrived after the restart, so the partition is read again from
+        its beginning; whatever of it was already acted on, `processed` drops."""
+        self._ends_checked_at = time.monotonic()
+        assigned = list(consumer.assignment())
+        if not assigned:
+            return
+        async with asyncio.timeout(self.commit_timeout_s):
+            ends = await consumer.end_offsets(assigned)
+            positions = {tp: await consumer.position(tp) for tp in assigned}
+            past = beyond_the_end(positions, ends)
+            if past:
+                log.warning(
+                    "consumer %s: reading past the end of %s (position, end): the broker lost its log; starting over",
+                    self.name,
+                    {f"{tp.topic}[{tp.partition}]": (positions[tp], ends[tp]) for tp in past},
+                )
+                await consumer.seek_to_beginning(*past)
 
     async def _ensure_topic(self) -> bool:
         """Create the topic if it is missing; True if it had to be created."""

@@ -374,6 +374,38 @@ async def test_after_a_broker_restart_the_group_starts_over_from_the_earliest_me
         await ensure_topics(kafka_bootstrap)
 
 
+@pytest.mark.slow  # stopping tansu takes about 5 s
+async def test_after_a_broker_restart_a_consumer_whose_position_is_past_the_new_end_starts_over(
+    kafka_bootstrap: str, kafka_server: EmbeddedKafka
+) -> None:
+    """Fewer messages after the restart than before it: the consumer's old positions lie beyond
+    the end of the new topic, where tansu answers fetches with nothing at all. It must notice
+    (position past the end offset) and start over, not wait for the log to grow past it."""
+    topic, group = await new_topic(kafka_bootstrap), f"g-{uid()}"
+    key = f"key-{uid()}"
+    old, new = f"hold/{uid()}", f"hold/{uid()}"
+    recorder = Recorder()
+    consumer = consumer_for(kafka_bootstrap, topic, group, recorder)
+    try:
+        async with running(consumer) as task:
+            await produce(kafka_bootstrap, topic, [(key, codec.encode(outbox(old, v))) for v in range(1, 13)])
+            await until(lambda: len(recorder.done) == 12, 10, "messages before the restart handled")
+            try:
+                await asyncio.to_thread(kafka_server.stop)
+            finally:
+                if not (kafka_server.process and kafka_server.process.alive()):
+                    await asyncio.to_thread(kafka_server.start)
+            await ensure_topics(kafka_bootstrap, {topic: PARTITIONS})  # as the relay does, at once
+            await produce(kafka_bootstrap, topic, [(key, codec.encode(outbox(new, v))) for v in range(1, 4)])
+            expected = {f"{new}@{v}" for v in range(1, 4)}
+            await until(lambda: expected <= recorder.done, 15, "the messages of the new, shorter topic handled")
+            assert not task.done()
+    finally:
+        if not (kafka_server.process and kafka_server.process.alive()):
+            kafka_server.start()
+        await ensure_topics(kafka_bootstrap)
+
+
 async def _topic_exists(bootstrap: str, topic: str) -> bool:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
     try:

@@ -113,3 +113,15 @@ def test_a_saga_topic_is_created_with_its_partition_count_with_or_without_a_depl
     assert saga_topic_partitions("ci-7f3a.payments") == TOPICS["payments"]
     with pytest.raises(ValueError, match="pass `partitions`"):
         saga_topic_partitions("audit")
+
+
+def test_positions_past_the_end_of_the_log_are_noticed() -> None:
+    from aiokafka import TopicPartition
+
+    from engine.adapters.kafka_consumer import beyond_the_end
+
+    a, b, c = TopicPartition("t", 0), TopicPartition("t", 1), TopicPartition("t", 2)
+    positions = {a: 12, b: 3, c: 0}
+    ends = {a: 3, b: 3, c: 5}
+    assert beyond_the_end(positions, ends) == [a]
+    assert beyond_the_end({b: 3}, {b: 3}) == []  # at the end: caught up, not lost

@@ -123,8 +123,12 @@ async def test_every_saga_ends_and_the_money_adds_up_through_crashes(
                     to_cancel.remove(hold_id)
                 return len(rows) == len(held) and all(r["status"] in TERMINAL for r in rows)
 
-            await stack.until(all_ended, timeout_s=(TTL_MS + BOUND_MS) / 1000 + 30, what="every saga to end")
-            await stack.until(lambda: _refunds_settled(stack), timeout_s=30, what="refunds of ended bookings")
+            try:
+                await stack.until(all_ended, timeout_s=(TTL_MS + BOUND_MS) / 1000 + 30, what="every saga to end")
+                await stack.until(lambda: _refunds_settled(stack), timeout_s=30, what="refunds of ended bookings")
+            except AssertionError as err:
+                stacks = {role: await a.stacks.remote() for role, a in stack.services.items()}
+                raise AssertionError(f"{err}; stuck: {await _stuck(stack)}; service tasks: {stacks}") from None
 
             rows = await stack.pool.fetch(
                 "SELECT hold_id, status, held_at, coalesce(confirmed_at, released_at, expired_at) AS ended_at "
@@ -142,6 +146,40 @@ async def test_every_saga_ends_and_the_money_adds_up_through_crashes(
         if not kafka_server.process or not kafka_server.process.alive():
             kafka_server.start()
         await pg_server.drop_database(name)
+
+
+async def _stuck(stack: SagaStack) -> list[dict[str, object]]:
+    rows = await stack.pool.fetch(
+        "SELECT hold_id, status, payment_status, reason, held_at, terminal_version FROM bookings "
+        "WHERE status = 'HELD' OR (status IN ('RELEASED', 'EXPIRED', 'CANCELLED') AND payment_status = 'SUCCEEDED') "
+        "LIMIT 5"
+    )
+    details: list[dict[str, object]] = []
+    for r in rows[:2]:
+        hold = r["hold_id"]
+        payment = await stack.pool.fetch(
+            "SELECT version, event_type, recorded_at FROM events WHERE stream_id = $1 ORDER BY version",
+            f"payment/{hold}",
+        )
+        wallet = await stack.pool.fetch(
+            "SELECT stream_id, version, event_type FROM events WHERE stream_id LIKE 'wallet/%' "
+            "AND event_type IN ('WalletCharged', 'WalletRefunded') AND position(convert_to($1, 'UTF8') in data) > 0",
+            hold,
+        )
+        inbox = await stack.pool.fetch(
+            "SELECT consumer, message_id FROM processed_messages WHERE stream_id = $1 OR message_id LIKE $2",
+            f"payment/{hold}",
+            f"%@{r['terminal_version']}",
+        )
+        details.append(
+            {
+                **dict(r),
+                "payment": [tuple(p) for p in payment],
+                "wallet": [tuple(w) for w in wallet],
+                "inbox": [tuple(i) for i in inbox],
+            }
+        )
+    return details
 
 
 async def _refunds_settled(stack: SagaStack) -> bool:
