@@ -311,11 +311,7 @@ async def test_the_consumer_survives_a_broker_restart_that_loses_everything(
         async with running(consumer) as task:
             await produce(kafka_bootstrap, topic, keyed(before))
             await until(lambda: len(recorder.done) == len(before), 10, "messages before the restart handled")
-            try:
-                await asyncio.to_thread(kafka_server.stop)  # topics, messages and offsets die with it
-            finally:
-                if not (kafka_server.process and kafka_server.process.alive()):
-                    await asyncio.to_thread(kafka_server.start)  # same port, empty
+            await _restart_empty(kafka_server)  # topics, messages and offsets die with it
             await until(lambda: _topic_exists(kafka_bootstrap, topic), 40, "the consumer re-created its topic")
             assert await _partitions(kafka_bootstrap, topic) == PARTITIONS
             sent = await produce(kafka_bootstrap, topic, keyed(after))
@@ -354,11 +350,7 @@ async def test_after_a_broker_restart_the_group_starts_over_from_the_earliest_me
         async with running(consumer) as task:
             await produce(kafka_bootstrap, topic, [(key, codec.encode(outbox(old, v))) for v in range(1, 6)])
             await until(lambda: len(recorder.done) == 5, 10, "messages before the restart handled")
-            try:
-                await asyncio.to_thread(kafka_server.stop)
-            finally:
-                if not (kafka_server.process and kafka_server.process.alive()):
-                    await asyncio.to_thread(kafka_server.start)
+            await _restart_empty(kafka_server)  # topics, messages and offsets die with it
             await ensure_topics(kafka_bootstrap, {topic: PARTITIONS})
             await produce(kafka_bootstrap, topic, [(key, codec.encode(outbox(new, v))) for v in range(1, 13)])
             expected = {f"{new}@{v}" for v in range(1, 13)}
@@ -390,11 +382,7 @@ async def test_after_a_broker_restart_a_consumer_whose_position_is_past_the_new_
         async with running(consumer) as task:
             await produce(kafka_bootstrap, topic, [(key, codec.encode(outbox(old, v))) for v in range(1, 13)])
             await until(lambda: len(recorder.done) == 12, 10, "messages before the restart handled")
-            try:
-                await asyncio.to_thread(kafka_server.stop)
-            finally:
-                if not (kafka_server.process and kafka_server.process.alive()):
-                    await asyncio.to_thread(kafka_server.start)
+            await _restart_empty(kafka_server)  # topics, messages and offsets die with it
             await ensure_topics(kafka_bootstrap, {topic: PARTITIONS})  # as the relay does, at once
             await produce(kafka_bootstrap, topic, [(key, codec.encode(outbox(new, v))) for v in range(1, 4)])
             expected = {f"{new}@{v}" for v in range(1, 4)}
@@ -404,6 +392,15 @@ async def test_after_a_broker_restart_a_consumer_whose_position_is_past_the_new_
         if not (kafka_server.process and kafka_server.process.alive()):
             kafka_server.start()
         await ensure_topics(kafka_bootstrap)
+
+
+async def _restart_empty(kafka_server: EmbeddedKafka) -> None:
+    """Stop the broker and start it again, empty, on the same port (even if stopping failed)."""
+    try:
+        await asyncio.to_thread(kafka_server.stop)
+    finally:
+        if not (kafka_server.process and kafka_server.process.alive()):
+            await asyncio.to_thread(kafka_server.start)
 
 
 async def _topic_exists(bootstrap: str, topic: str) -> bool:
