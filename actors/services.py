@@ -130,7 +130,13 @@ class ServiceActor:
         self.closers.append(publisher.close)
         relay = OutboxRelay(PostgresLogReader(pool), publisher)
         projection = BookingsProjection(pool, PostgresLogReader(pool))
-        supervisor = SagaSupervisor(pool, publisher, self._execute(), int(self.settings.saga_retry_after_s * 1000))
+        supervisor = SagaSupervisor(
+            pool,
+            publisher,
+            self._execute(),
+            int(self.settings.saga_retry_after_s * 1000),
+            inbox_retention_s=self.settings.inbox_retention_s,
+        )
         self.parts.update(relay=relay, projection=projection, supervisor=supervisor)
         self._spawn("outbox-relay", relay.run(self.stop_event))
         self._spawn("bookings-projection", projection.run(self.stop_event))

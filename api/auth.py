@@ -66,7 +66,7 @@ def decode_token(settings: Settings, token: str) -> Principal:
 _UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
 
 
-def current_principal(
+async def current_principal(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
     if credentials is None:
@@ -82,7 +82,7 @@ def current_principal(
         raise HTTPException(401, f"the token is not valid: {exc}", headers=_UNAUTHORIZED) from None
 
 
-def require_admin(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+async def require_admin(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
     if not principal.is_admin:
         raise HTTPException(403, "this operation needs the admin role")
     return principal

@@ -74,6 +74,9 @@ class Settings:
     payment_min_amount: int = field(default=0, metadata={"doc": "fail payments below this; 0 = off"})
     saga_retry_after_s: float = field(default=10.0, metadata={"doc": "re-send a pending saga step after"})
     expiry_sweep_s: float = field(default=2.0, metadata={"doc": "how often overdue holds are swept"})
+    inbox_retention_s: float = field(
+        default=7 * 86400.0, metadata={"doc": "how long consumers remember processed message ids"}
+    )
 
     log_level: str = field(default="INFO", metadata={"doc": "log level of rezerv processes"})
 
@@ -111,6 +114,8 @@ class Settings:
         for name in ("shard_count", "batch_max", "calls_in_flight", "commit_max", "commits_in_flight", "db_pool_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be at least 1")
+        if self.inbox_retention_s <= 0:
+            raise ConfigError(f"{PREFIX}INBOX_RETENTION_S must be positive (seconds)")
         if self.database_url and not self.database_url.startswith(("postgres://", "postgresql://")):
             raise ConfigError(f"{PREFIX}DATABASE_URL must start with postgresql:// (got {self.database_url!r})")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):

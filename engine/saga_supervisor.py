@@ -14,6 +14,8 @@ happened by now:
 - a hold past its expiry (plus a grace): an ExpireHold command straight to its entity, for holds
   whose host lost its timer (a restart, or the entity was dropped from memory).
 
+It also forgets inbox rows older than the inbox retention (engine/adapters/pg_inbox.py).
+
 Re-sent messages carry the same message id as the originals, and every step is idempotent, so a
 re-send that crosses a slow original changes nothing.
 """
@@ -29,7 +31,7 @@ from typing import Any
 
 import asyncpg
 
-from engine.adapters import pg_bookings
+from engine.adapters import pg_bookings, pg_inbox
 from engine.domain.commands import Command, ExpireHold
 from engine.log import LoggedEvent
 from engine.outbox import OutgoingMessage, Publisher, plan_message
@@ -53,10 +55,11 @@ class SweepReport:
     resent_decisions: int = 0
     resent_endings: int = 0
     expired: int = 0
+    purged_inbox: int = 0
 
     @property
     def total(self) -> int:
-        return self.resent_holds + self.resent_decisions + self.resent_endings + self.expired
+        return self.resent_holds + self.resent_decisions + self.resent_endings + self.expired + self.purged_inbox
 
 
 class SagaSupervisor:
@@ -69,6 +72,8 @@ class SagaSupervisor:
         expiry_grace_ms: int = 2000,
         batch: int = 500,
         clock: Clock | None = None,
+        inbox_retention_s: float = 7 * 86400.0,
+        purge_batch: int = 10_000,
     ) -> None:
         self.pool = pool
         self.publisher = publisher
@@ -77,6 +82,8 @@ class SagaSupervisor:
         self.expiry_grace_ms = expiry_grace_ms
         self.batch = batch
         self.clock = clock or SystemClock()
+        self.inbox_retention_s = inbox_retention_s
+        self.purge_batch = purge_batch
         self.totals = SweepReport()
 
     async def sweep(self) -> SweepReport:
@@ -93,7 +100,8 @@ class SagaSupervisor:
         if overdue:
             replies = await self.execute([ExpireHold(o.entity_id, o.kind, o.hold_id) for o in overdue])
             report.expired = sum(1 for r in replies if getattr(r, "changed", False))
-        for name in ("resent_holds", "resent_decisions", "resent_endings", "expired"):
+        report.purged_inbox = await pg_inbox.purge_processed(self.pool, self.inbox_retention_s, self.purge_batch)
+        for name in ("resent_holds", "resent_decisions", "resent_endings", "expired", "purged_inbox"):
             setattr(self.totals, name, getattr(self.totals, name) + getattr(report, name))
         if report.total:
             log.info("saga sweep: %s", report)

@@ -12,7 +12,6 @@ import pytest
 from redis.asyncio import Redis
 
 from engine.adapters.pg_event_store import PostgresEventStore
-from engine.adapters.pg_pool import create_pool
 from engine.adapters.redis_client import create_redis
 from engine.adapters.redis_fencing import RedisFencing
 from engine.domain import codec
@@ -20,13 +19,6 @@ from engine.domain.commands import CreateEvent, HoldTickets, TierSpec
 from engine.domain.errors import IdempotencyConflict, InsufficientInventory, OwnershipLost
 from engine.domain.results import HoldGranted
 from engine.hosting import EntityHost, HostConfig
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, 4)
-    yield pool
-    await pool.close()
 
 
 @pytest.fixture

@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
 from engine.adapters.pg_event_store import PostgresEventStore
-from engine.adapters.pg_pool import create_pool
 from engine.ports import NewEvent, StreamAppend
 from tests.contract.event_store import EventStoreContract, InboxContract, sid
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, 4)
-    yield pool
-    await pool.close()
 
 
 class TestPostgresEventStore(EventStoreContract, InboxContract):

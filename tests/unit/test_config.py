@@ -24,6 +24,7 @@ def test_defaults_and_overrides() -> None:
         ({"REZERV_API_PORT": "70000"}, "REZERV_API_PORT=70000 is not a TCP port"),
         ({"REZERV_DATABASE_URL": "mysql://x"}, "REZERV_DATABASE_URL must start with postgresql://"),
         ({"REZERV_SHARD_COUNT": "0"}, "REZERV_SHARD_COUNT must be at least 1"),
+        ({"REZERV_INBOX_RETENTION_S": "0"}, "REZERV_INBOX_RETENTION_S must be positive"),
         ({"REZERV_DEMO_DATA": "maybe"}, "REZERV_DEMO_DATA='maybe' is not a valid bool"),
         ({"REZERV_DATABSE_URL": "postgresql://x"}, "unknown setting REZERV_DATABSE_URL"),
     ],
