@@ -140,9 +140,12 @@ async def test_an_admin_reads_any_booking(client: Client) -> None:
     assert reply.json()["customer_id"] == "alice"
 
 
-async def test_another_customer_gets_403(client: Client) -> None:
+async def test_another_customers_booking_looks_like_no_booking(client: Client) -> None:
     client.bookings.add(held())
-    assert_problem(await client.http.get("/bookings/h1", headers=client.as_("bob")), 403, "not-your-booking")
+    theirs = await client.http.get("/bookings/h1", headers=client.as_("bob"))
+    missing = await client.http.get("/bookings/h2", headers=client.as_("bob"))
+    assert_problem(theirs, 404, "booking-not-found")
+    assert theirs.json()["detail"] == missing.json()["detail"].replace("h2", "h1"), "nothing tells them apart"
 
 
 async def test_an_unknown_booking_is_404(client: Client) -> None:
@@ -209,4 +212,4 @@ async def test_openapi_documents_the_booking_routes(client: Client) -> None:
     assert {"/bookings/{hold_id}", "/customers/{customer_id}/bookings"} <= set(spec["paths"])
     schemas = spec["components"]["schemas"]
     assert {"BookingOut", "BookingPaymentOut", "BookingTransitionOut", "CustomerBookingsOut"} <= set(schemas)
-    assert {"403", "404", "503"} <= set(spec["paths"]["/bookings/{hold_id}"]["get"]["responses"])
+    assert {"401", "404", "503"} <= set(spec["paths"]["/bookings/{hold_id}"]["get"]["responses"])
