@@ -25,3 +25,12 @@ def reraise_if_cancelled(exc: asyncio.CancelledError) -> StrayCancellation:
     if task is None or task.cancelling():
         raise exc
     return StrayCancellation("an operation was cancelled under this task (its connection closed?)")
+
+
+def as_failure(exc: asyncio.CancelledError | Exception) -> Exception:
+    """What a retry loop catching ``(asyncio.CancelledError, Exception)`` should treat as a failure:
+    a real cancellation is re-raised, a stray one becomes StrayCancellation, any other error is
+    returned as it is."""
+    if isinstance(exc, asyncio.CancelledError):
+        return reraise_if_cancelled(exc)
+    return exc

@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from engine.cancellation import reraise_if_cancelled
+from engine.cancellation import as_failure
 from engine.log import LogReader, LogSubscription
 
 
@@ -68,12 +68,8 @@ class LogFollower:
                 wake.clear()  # before reading: an append notified from now on wakes the next wait
                 try:
                     handled = await self.step()
-                except asyncio.CancelledError as exc:
-                    self._failed(reraise_if_cancelled(exc))
-                    await wait_until(stop, None, self.backoff.next())
-                    continue
-                except Exception as exc:
-                    self._failed(exc)
+                except (asyncio.CancelledError, Exception) as exc:
+                    self._failed(as_failure(exc))
                     await wait_until(stop, None, self.backoff.next())
                     continue
                 self._recovered()

@@ -155,7 +155,8 @@ class PaymentWorker:
         refunds: list[tuple[OutboxMessage, Any, dict[str, Any]]] = []
         for (message, event), state in zip(endings, states, strict=True):
             payment = state.state if not isinstance(state, RezervError) else {}
-            if payment.get("status") == SUCCEEDED:
+            paid = payment.get("status") == SUCCEEDED
+            if paid:
                 refunds.append((message, event, payment))
             log.info(
                 "%s: booking %s ended (%s), payment %s: %s",
@@ -163,7 +164,7 @@ class PaymentWorker:
                 event.hold_id,
                 message.event_type,
                 payment.get("status", state),
-                "refunding" if payment.get("status") == SUCCEEDED else "nothing to refund",
+                "refunding" if paid else "nothing to refund",
             )
         if not refunds:
             return

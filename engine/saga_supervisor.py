@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import asyncpg
@@ -59,7 +59,11 @@ class SweepReport:
 
     @property
     def total(self) -> int:
-        return self.resent_holds + self.resent_decisions + self.resent_endings + self.expired + self.purged_inbox
+        return sum(getattr(self, f.name) for f in fields(self))
+
+    def add(self, other: SweepReport) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
 class SagaSupervisor:
@@ -72,7 +76,8 @@ class SagaSupervisor:
         expiry_grace_ms: int = 2000,
         batch: int = 500,
         clock: Clock | None = None,
-        inbox_retention_s: float = 7 * 86400.0,
+        *,
+        inbox_retention_s: float,  # REZERV_INBOX_RETENTION_S: its default lives in engine/config.py
         purge_batch: int = 10_000,
     ) -> None:
         self.pool = pool
@@ -101,8 +106,7 @@ class SagaSupervisor:
             replies = await self.execute([ExpireHold(o.entity_id, o.kind, o.hold_id) for o in overdue])
             report.expired = sum(1 for r in replies if getattr(r, "changed", False))
         report.purged_inbox = await pg_inbox.purge_processed(self.pool, self.inbox_retention_s, self.purge_batch)
-        for name in ("resent_holds", "resent_decisions", "resent_endings", "expired", "purged_inbox"):
-            setattr(self.totals, name, getattr(self.totals, name) + getattr(report, name))
+        self.totals.add(report)
         if report.total:
             log.info("saga sweep: %s", report)
         return report

@@ -44,7 +44,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from prometheus_client import Counter
 
 from engine.adapters.kafka_topics import TOPICS, ensure_topics
-from engine.cancellation import reraise_if_cancelled
+from engine.cancellation import as_failure
 from engine.domain import codec
 from engine.following import Backoff
 from engine.outbox import OutboxMessage
@@ -306,11 +306,8 @@ class MessageConsumer:
             while not self._stopping(stop):
                 try:
                     await self._session(stop)
-                except asyncio.CancelledError as exc:
-                    self._broker_trouble(reraise_if_cancelled(exc))
-                    await self._wait(stop, self.reconnect_backoff.next())
-                except Exception as exc:
-                    self._broker_trouble(exc)
+                except (asyncio.CancelledError, Exception) as exc:
+                    self._broker_trouble(as_failure(exc))
                     await self._wait(stop, self.reconnect_backoff.next())
         finally:
             self._finished.set()

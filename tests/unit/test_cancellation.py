@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from engine.cancellation import StrayCancellation, reraise_if_cancelled
+from engine.cancellation import StrayCancellation, as_failure, reraise_if_cancelled
 from engine.following import Backoff, LogFollower
 
 
@@ -76,3 +76,8 @@ async def test_a_log_follower_survives_a_stray_cancellation_and_still_stops_when
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+def test_any_other_error_is_its_own_failure() -> None:
+    error = ConnectionError("broker gone")
+    assert as_failure(error) is error
