@@ -14,6 +14,7 @@ answer to the retry is the original one. Business refusals are never retried.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -25,16 +26,29 @@ from engine.domain.commands import Command
 from engine.domain.errors import RezervError, ShardUnavailable, TransientError
 
 HandleFactory = Callable[[int], Any]
+log = logging.getLogger("rezerv.client")
 
 
 class Pending:
-    """One command waiting for its answer: the caller's future, and how long it may be retried."""
+    """One command waiting for its answer, and how long it may be retried.
 
-    __slots__ = ("command", "deadline", "delay", "future")
+    The answer goes to `future` (an awaiting caller) or, if it is None, to `callback`. The callback
+    form exists for callers that keep thousands of commands in flight from plain callbacks (the
+    benchmark's load generator): a future per command costs an allocation, a done-callback and a
+    trip through the event loop's ready queue, about a fifth of that generator's CPU."""
 
-    def __init__(self, command: Command, future: asyncio.Future[Any], deadline: float) -> None:
+    __slots__ = ("callback", "command", "deadline", "delay", "future")
+
+    def __init__(
+        self,
+        command: Command,
+        future: asyncio.Future[Any] | None,
+        deadline: float,
+        callback: Callable[[Any], object] | None = None,
+    ) -> None:
         self.command = command
         self.future = future
+        self.callback = callback
         self.deadline = deadline  # monotonic time after which a transient failure is the answer
         self.delay = 0.01
 
@@ -69,6 +83,11 @@ class ShardChannel:
         deadline = time.monotonic() + retry_for_s if retry_for_s > 0 else 0.0
         self._enqueue(Pending(command, future, deadline))
         return future
+
+    def submit_then(self, command: Command, callback: Callable[[Any], object], retry_for_s: float = 0.0) -> None:
+        """Like `submit`, but `callback(reply)` is called with the final reply (from the event loop)."""
+        deadline = time.monotonic() + retry_for_s if retry_for_s > 0 else 0.0
+        self._enqueue(Pending(command, None, deadline, callback))
 
     def _enqueue(self, item: Pending) -> None:
         self.queue.append(item)
@@ -115,7 +134,8 @@ class ShardChannel:
                 asyncio.get_running_loop().call_soon(self._flush)
 
     def _deliver(self, item: Pending, reply: Any) -> None:
-        if item.future.done():
+        future = item.future
+        if future is not None and future.done():  # the caller gave up (cancelled)
             return
         if isinstance(reply, TransientError) and item.deadline and time.monotonic() < item.deadline:
             self.retries += 1
@@ -123,7 +143,13 @@ class ShardChannel:
             item.delay = min(item.delay * 2, 0.5)
             asyncio.get_running_loop().call_later(delay, self._enqueue, item)
             return
-        item.future.set_result(reply)
+        if future is not None:
+            future.set_result(reply)
+            return
+        try:
+            item.callback(reply)  # type: ignore[misc]
+        except Exception:  # one caller's bug must not cost the rest of the batch their answers
+            log.exception("reply callback for %r failed", item.command)
 
 
 def _shard_error(exc: BaseException) -> RezervError:
@@ -157,6 +183,10 @@ class InventoryClient:
         """A future with the final reply: transient failures are retried (same command, same
         idempotency key) until `retry_for_s`; errors are returned, not raised."""
         return self.channels[self.router.shard_of(command.stream_id)].submit(command, self.retry_for_s)
+
+    def request_then(self, command: Command, callback: Callable[[Any], object]) -> None:
+        """`request` with a callback instead of a future: `callback(reply)` gets the final reply."""
+        self.channels[self.router.shard_of(command.stream_id)].submit_then(command, callback, self.retry_for_s)
 
     async def attempt(self, command: Command) -> Any:
         return await self.request(command)

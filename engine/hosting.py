@@ -49,7 +49,7 @@ class HostConfig:
     owner: str
     commit_max: int = 4096
     commits_in_flight: int = 1
-    apply_slice: int = 64  # commands applied between two yields to the event loop
+    apply_slice: int = 256  # commands applied between two yields to the event loop (see execute)
     expiry_tick_ms: int = 250  # how often due holds are expired
     snapshot_every: int = 2000
     snapshot_min_interval_ms: int = 5000
@@ -122,38 +122,41 @@ class EntityHost:
         failures: dict[str, RezervError] = {}
         unclaimed: dict[str, Entity] = {}  # streams that do not exist and that this batch cannot create
         missing: dict[str, bool] = {}  # stream -> may this batch create it?
-        for c in commands:
-            stream = c.stream_id
+        streams = [c.stream_id for c in commands]
+        for c, stream in zip(commands, streams, strict=True):
             if stream not in entities:
                 missing[stream] = missing.get(stream, False) or _creates(c)
         if missing:
-            streams = list(missing)
-            outcomes = await asyncio.gather(*(self._activate(s, missing[s]) for s in streams), return_exceptions=True)
-            for stream, outcome in zip(streams, outcomes, strict=True):
+            wanted = list(missing)
+            outcomes = await asyncio.gather(*(self._activate(s, missing[s]) for s in wanted), return_exceptions=True)
+            for stream, outcome in zip(wanted, outcomes, strict=True):
                 if isinstance(outcome, BaseException):
                     failures[stream] = _as_rezerv_error(outcome)
                 elif outcome.token == 0:
                     unclaimed[stream] = outcome
 
         # Each command is checked and applied with nothing in between (no await inside a command).
-        # Between slices of commands the loop is let go for a moment, so the group commit's
-        # round trips are not stuck behind a long run of applying; that is also why the entity
-        # is looked up again for every command (it may have been dropped meanwhile).
+        # Between slices of `apply_slice` commands the loop is let go for a moment, so the group
+        # commit's round trips are not stuck behind a very long run of applying; that is also why
+        # the entity is looked up again for every command (it may have been dropped meanwhile).
+        # The default slice is one Ray call's batch: yielding every 64 commands measured slower
+        # (the yields cost more than the round trips gained; BENCHMARKS.md).
         started = time.perf_counter()
         now = self.clock.now_ms()
-        answers: list[tuple[Reply, CommitGroup | None, str]] = []
+        results: list[Reply] = []
+        waits: list[CommitGroup | None] = []  # per command: the group its answer depends on
         add = self.committer.add
+        encode = codec.encode_named_record
         slice_size = self.config.apply_slice
         for index, command in enumerate(commands):
             if index and not index % slice_size:
                 await asyncio.sleep(0)
                 now = self.clock.now_ms()
-            stream = command.stream_id
+            stream = streams[index]
             entity = entities.get(stream) or unclaimed.get(stream)
             if entity is None:
-                answers.append(
-                    (failures.get(stream) or StoreUnavailable(f"{stream} could not be activated"), None, stream)
-                )
+                results.append(failures.get(stream) or StoreUnavailable(f"{stream} could not be activated"))
+                waits.append(None)
                 continue
             agg = entity.agg
             version_before = agg.version
@@ -170,7 +173,8 @@ class EntityHost:
             except Exception as exc:  # a bug in a handler: refuse the command, keep the entity honest
                 log.exception("command %r failed", command)
                 self._evict(stream, StoreUnavailable("internal error"))
-                answers.append((InvalidCommand(f"internal error: {type(exc).__name__}"), None, stream))
+                results.append(InvalidCommand(f"internal error: {type(exc).__name__}"))
+                waits.append(None)
                 continue
             entity.last_used = now
             if agg.pending:
@@ -178,30 +182,33 @@ class EntityHost:
                 if entity.token == 0:  # only a creator may write to a stream that does not exist
                     log.error("%r changed unclaimed stream %s; refused", command, stream)
                     unclaimed.pop(stream, None)
-                    answers.append((InvalidCommand("internal error: write to an unclaimed stream"), None, stream))
+                    results.append(InvalidCommand("internal error: write to an unclaimed stream"))
+                    waits.append(None)
                     continue
-                new = [NewEvent(*codec.encode_named_record(e)) for e in events]
-                entity.group = add(stream, version_before, entity.token, new, inbox)
+                entity.group = add(stream, version_before, entity.token, [NewEvent(*encode(e)) for e in events], inbox)
                 for event in events:
                     if type(event) in _HOLD_EVENTS:  # a new hold: arm its expiry timer
                         self._arm(event.expires_at, stream, event.hold_id)  # type: ignore[attr-defined]
-                for listener in self.listeners:
-                    listener(stream, agg, events)
+                if self.listeners:
+                    for listener in self.listeners:
+                        listener(stream, agg, events)
             group = entity.group
-            answers.append((result, group if group is not None and not group.done.is_set() else None, stream))
+            results.append(result)
+            waits.append(group if group is not None and not group.done.is_set() else None)
 
         # Nothing is answered before what it depends on is durable.
         applied = time.perf_counter()
         self.timings["apply_s"] += applied - started
-        waited: set[int] = set()
-        for _, group, _ in answers:
-            if group is not None and group.seq not in waited:
-                waited.add(group.seq)
-                await group.wait()
+        groups = {id(g): g for g in waits if g is not None}
+        for group in sorted(groups.values(), key=_seq):
+            await group.wait()
         self.timings["durability_wait_s"] += time.perf_counter() - applied
-        return [
-            (group.error_for(stream) or result) if group is not None else result for result, group, stream in answers
-        ]
+        if any(g.failure is not None or g.errors for g in groups.values()):
+            for i, group in enumerate(waits):
+                error = group.error_for(streams[i]) if group is not None else None
+                if error is not None:
+                    results[i] = error
+        return results
 
     # ---- activation ---------------------------------------------------------------------------
     async def _activate(self, stream_id: str, may_create: bool = True) -> Entity:
@@ -314,7 +321,11 @@ class EntityHost:
 
     # ---- hold expiry --------------------------------------------------------------------------
     def _arm(self, expires_at: int, stream: str, hold_id: str) -> None:
-        self.timers.setdefault(expires_at // 1000 + 1, []).append((stream, hold_id))
+        second = expires_at // 1000 + 1
+        timers = self.timers.get(second)
+        if timers is None:
+            timers = self.timers[second] = []
+        timers.append((stream, hold_id))
 
     async def expire_due(self) -> int:
         """Expire every hold whose time has come; returns how many were expired now.
@@ -417,6 +428,10 @@ class EntityHost:
 
 
 _HOLD_EVENTS = frozenset({TicketsHeld, CarHeld})
+
+
+def _seq(group: CommitGroup) -> int:
+    return group.seq
 
 
 def _has_live_holds(agg: Aggregate) -> bool:
