@@ -9,16 +9,27 @@ that raises does not cost the other commands of its batch their answers.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from engine.domain.commands import CreateEvent, HoldTickets, TierSpec
 from engine.domain.errors import InsufficientInventory, StoreUnavailable
 from engine.domain.results import HoldGranted
-from tests.unit.api.local_shard import local_inventory
+from tests.unit.api.local_shard import LocalInventory, local_inventory
 
 
-def _create(tickets: int) -> CreateEvent:
-    return CreateEvent("cb", "T", "V", "2027-01-01T20:00:00+00:00", (TierSpec("std", 10, tickets),))
+@asynccontextmanager
+async def _event_on_local_shards(tickets: int, retry_for_s: float) -> AsyncIterator[LocalInventory]:
+    """Local shards and a client whose transient failures are retried for `retry_for_s`, plus
+    the event "cb" with one tier of `tickets`."""
+    inventory = local_inventory(retry_for_s=retry_for_s)
+    try:
+        tiers = (TierSpec("std", 10, tickets),)
+        await inventory.client.execute(CreateEvent("cb", "T", "V", "2027-01-01T20:00:00+00:00", tiers))
+        yield inventory
+    finally:
+        await inventory.stop()
 
 
 def _hold(n: int, quantity: int = 1) -> HoldTickets:
@@ -47,47 +58,33 @@ async def _replies(client: Any, commands: list[HoldTickets]) -> list[Any]:
 
 
 async def test_callbacks_get_results_and_refusals_as_values() -> None:
-    inventory = local_inventory(retry_for_s=1.0)
-    try:
-        await inventory.client.execute(_create(5))
+    async with _event_on_local_shards(5, retry_for_s=1.0) as inventory:
         replies = await _replies(inventory.client, [_hold(n) for n in range(8)])
         granted = [r for r in replies if isinstance(r, HoldGranted)]
         refused = [r for r in replies if isinstance(r, InsufficientInventory)]
         assert len(granted) == 5  # 5 tickets, 8 attempts: nothing oversold
         assert len(refused) == 3
         assert {g.hold_id for g in granted} <= {f"cb-{n}" for n in range(8)}
-    finally:
-        await inventory.stop()
 
 
 async def test_transient_failures_are_retried_before_the_callback_runs() -> None:
-    inventory = local_inventory(retry_for_s=2.0)
-    try:
-        await inventory.client.execute(_create(50))
+    async with _event_on_local_shards(50, retry_for_s=2.0) as inventory:
         inventory.store.fail_next_appends = 2  # the next two group commits fail: a retryable error
         replies = await _replies(inventory.client, [_hold(n) for n in range(4)])
         assert all(isinstance(r, HoldGranted) for r in replies), replies
         assert inventory.client.retries >= 1
-    finally:
-        await inventory.stop()
 
 
 async def test_without_retry_time_the_transient_error_is_the_answer() -> None:
-    inventory = local_inventory(retry_for_s=0.0)
-    try:
-        await inventory.client.execute(_create(50))
+    async with _event_on_local_shards(50, retry_for_s=0.0) as inventory:
         inventory.store.fail_next_appends = 1
         [reply] = await _replies(inventory.client, [_hold(1)])
         assert isinstance(reply, StoreUnavailable)
         assert reply.retryable
-    finally:
-        await inventory.stop()
 
 
 async def test_a_raising_callback_does_not_cost_the_batch_its_answers() -> None:
-    inventory = local_inventory(retry_for_s=1.0)
-    try:
-        await inventory.client.execute(_create(50))
+    async with _event_on_local_shards(50, retry_for_s=1.0) as inventory:
         seen: list[Any] = []
         done = asyncio.get_running_loop().create_future()
 
@@ -105,5 +102,3 @@ async def test_a_raising_callback_does_not_cost_the_batch_its_answers() -> None:
         inventory.client.request_then(_hold(4), good)
         await asyncio.wait_for(done, 5)
         assert [r.hold_id for r in seen] == ["cb-1", "cb-3", "cb-4"]
-    finally:
-        await inventory.stop()
