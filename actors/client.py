@@ -75,19 +75,16 @@ class ShardChannel:
         self.commands = 0
         self.retries = 0
         self.round_trip_s = 0.0  # from sending a batch until its replies are decoded
-        self.resolve_s = 0.0  # handing the replies to the waiting callers
+        self.resolve_s = 0.0  # handing the replies to the callers (with callbacks: running them)
 
     def submit(self, command: Command, retry_for_s: float = 0.0) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        deadline = time.monotonic() + retry_for_s if retry_for_s > 0 else 0.0
-        self._enqueue(Pending(command, future, deadline))
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._enqueue(Pending(command, future, _deadline(retry_for_s)))
         return future
 
     def submit_then(self, command: Command, callback: Callable[[Any], object], retry_for_s: float = 0.0) -> None:
         """Like `submit`, but `callback(reply)` is called with the final reply (from the event loop)."""
-        deadline = time.monotonic() + retry_for_s if retry_for_s > 0 else 0.0
-        self._enqueue(Pending(command, None, deadline, callback))
+        self._enqueue(Pending(command, None, _deadline(retry_for_s), callback))
 
     def _enqueue(self, item: Pending) -> None:
         self.queue.append(item)
@@ -150,6 +147,11 @@ class ShardChannel:
             item.callback(reply)  # type: ignore[misc]
         except Exception:  # one caller's bug must not cost the rest of the batch their answers
             log.exception("reply callback for %r failed", item.command)
+
+
+def _deadline(retry_for_s: float) -> float:
+    """The monotonic time until which a transient failure is retried; 0.0 for no retry."""
+    return time.monotonic() + retry_for_s if retry_for_s > 0 else 0.0
 
 
 def _shard_error(exc: BaseException) -> RezervError:

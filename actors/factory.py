@@ -19,18 +19,24 @@ def shard_name(index: int) -> str:
     return f"shard-{index}"
 
 
-def shard_options(settings: Settings, index: int) -> dict[str, Any]:
+def _restartable_named_actor(settings: Settings, name: str, max_concurrency: int) -> dict[str, Any]:
+    """What shards and services share: named and detached (any process finds them again by name),
+    restarted by Ray after every crash, a call lost with the process never re-run by Ray
+    (`max_task_retries=0`: retrying is the caller's decision), and no CPU reserved."""
     return {
-        "name": shard_name(index),
+        "name": name,
         "namespace": settings.namespace,
         "lifetime": "detached",
         "get_if_exists": True,
         "max_restarts": -1,
         "max_task_retries": 0,
-        "max_concurrency": 10_000,
+        "max_concurrency": max_concurrency,
         "num_cpus": 0,
-        "enable_task_events": False,
     }
+
+
+def shard_options(settings: Settings, index: int) -> dict[str, Any]:
+    return {**_restartable_named_actor(settings, shard_name(index), 10_000), "enable_task_events": False}
 
 
 @cache
@@ -50,16 +56,7 @@ def service_name(role: str) -> str:
 
 
 def service_options(settings: Settings, role: str) -> dict[str, Any]:
-    return {
-        "name": service_name(role),
-        "namespace": settings.namespace,
-        "lifetime": "detached",
-        "get_if_exists": True,
-        "max_restarts": -1,
-        "max_task_retries": 0,
-        "max_concurrency": 100,
-        "num_cpus": 0,
-    }
+    return _restartable_named_actor(settings, service_name(role), 100)
 
 
 @cache

@@ -189,9 +189,8 @@ class EntityHost:
                 for event in events:
                     if type(event) in _HOLD_EVENTS:  # a new hold: arm its expiry timer
                         self._arm(event.expires_at, stream, event.hold_id)  # type: ignore[attr-defined]
-                if self.listeners:
-                    for listener in self.listeners:
-                        listener(stream, agg, events)
+                for listener in self.listeners:
+                    listener(stream, agg, events)
             group = entity.group
             results.append(result)
             waits.append(group if group is not None and not group.done.is_set() else None)
@@ -199,8 +198,8 @@ class EntityHost:
         # Nothing is answered before what it depends on is durable.
         applied = time.perf_counter()
         self.timings["apply_s"] += applied - started
-        groups = {id(g): g for g in waits if g is not None}
-        for group in sorted(groups.values(), key=_seq):
+        groups = {g.seq: g for g in waits if g is not None}
+        for group in groups.values():
             await group.wait()
         self.timings["durability_wait_s"] += time.perf_counter() - applied
         if any(g.failure is not None or g.errors for g in groups.values()):
@@ -321,11 +320,7 @@ class EntityHost:
 
     # ---- hold expiry --------------------------------------------------------------------------
     def _arm(self, expires_at: int, stream: str, hold_id: str) -> None:
-        second = expires_at // 1000 + 1
-        timers = self.timers.get(second)
-        if timers is None:
-            timers = self.timers[second] = []
-        timers.append((stream, hold_id))
+        self.timers.setdefault(expires_at // 1000 + 1, []).append((stream, hold_id))
 
     async def expire_due(self) -> int:
         """Expire every hold whose time has come; returns how many were expired now.
@@ -428,10 +423,6 @@ class EntityHost:
 
 
 _HOLD_EVENTS = frozenset({TicketsHeld, CarHeld})
-
-
-def _seq(group: CommitGroup) -> int:
-    return group.seq
 
 
 def _has_live_holds(agg: Aggregate) -> bool:
