@@ -24,7 +24,7 @@ from engine.adapters.pg_migrations import migrate_url
 from engine.config import Settings
 from loadtest.measure import CpuSampler, machine_description
 from stack.processes import free_port
-from stack.servers import EmbeddedKafka, EmbeddedPostgres, EmbeddedValkey
+from stack.servers import RAY_ENV, EmbeddedKafka, EmbeddedPostgres, EmbeddedValkey
 
 
 class BenchStack:
@@ -93,6 +93,7 @@ class BenchStack:
 
         use_token((self.root or Path(tempfile.mkdtemp(prefix="rezerv-bench-"))) / "ray_auth_token")
         if not ray.is_initialized():
+            os.environ.update(RAY_ENV)  # ray.init starts the raylet, which reads it from here
             ray.init(
                 num_cpus=2,
                 include_dashboard=False,

@@ -304,6 +304,18 @@ def ray_temp_dir(data_dir: Path) -> Path:
     return Path("/tmp") / f"rezerv-ray-{os.getuid()}-{digest}"
 
 
+# Set wherever rezerv starts Ray (`ray start` for `rezerv up`, `ray.init` for the benchmarks).
+RAY_ENV = {
+    # Without this Ray 2.60 "drains" for 30 s on SIGTERM before stopping its processes.
+    "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
+    # Ray starts its worker processes at nice 15, to keep its own daemons responsive. Here the
+    # workers are the shards, which every hold waits for: at nice 15 they lose the CPU to the
+    # caller, PostgreSQL and Ray's own dashboard whenever two of those want one of the two cores
+    # (measured: BENCHMARKS.md, section 1).
+    "RAY_worker_niceness": "0",
+}
+
+
 @dataclass
 class EmbeddedRay:
     data_dir: Path
@@ -347,10 +359,7 @@ class EmbeddedRay:
         ]
         if self.num_cpus > 0:
             argv.append(f"--num-cpus={self.num_cpus}")
-        env = dict(os.environ)
-        # Without this Ray 2.60 "drains" for 30 s on SIGTERM before stopping its processes.
-        env["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"] = "0"
-        env.update(self.extra_env)
+        env = {**os.environ, **RAY_ENV, **self.extra_env}
         self.process = ManagedProcess(name="Ray head", argv=argv, log_path=self.log_path, env=env, stop_timeout_s=20.0)
         started = self.log_path.stat().st_size if self.log_path.exists() else 0
 

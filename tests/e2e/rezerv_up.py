@@ -121,6 +121,18 @@ class UpRun:
                 continue
         return alive
 
+    def niceness_of(self, title: str) -> dict[int, int]:
+        """pid -> nice value of the live descendants whose command line starts with `title`."""
+        found = {}
+        for pid in self.descendants:
+            try:
+                proc = psutil.Process(pid)
+                if " ".join(proc.cmdline()).startswith(title):
+                    found[pid] = proc.nice()
+            except psutil.Error:
+                continue
+        return found
+
     def kill_everything(self) -> None:
         """Test cleanup when an assertion failed half-way: leave nothing behind regardless."""
         if self.proc and self.proc.poll() is None:

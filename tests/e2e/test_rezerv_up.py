@@ -112,6 +112,10 @@ def test_up_is_ready_stops_clean_and_keeps_its_data(data_root: Path) -> None:
                 assert resp.status == 200
         hold_id = book_through_the_whole_system(first.api, env)
         assert len(first.descendants) > 5, "expected servers below rezerv up"
+        first.record_descendants()
+        shards = first.niceness_of("ray::ShardActor")
+        assert shards, "expected shard actor processes below rezerv up"
+        assert set(shards.values()) == {0}, f"shards must not run at Ray's worker niceness: {shards}"
 
         assert first.stop(signal.SIGINT) == 0
         assert first.survivors() == []
