@@ -119,6 +119,10 @@ class BookingRecord:
 
 
 Handler = Callable[[Any, Any, int], Any]
+# A handler for a run of commands of one type, in order: (answers, encoded events as (type name,
+# bytes), new holds as (hold id, expires at)). See TicketedEvent.hold_run.
+RunResult = tuple[list[Any], list[tuple[str, bytes]], list[tuple[str, int]]]
+RunHandler = Callable[[Any, Any, int], RunResult]
 
 
 class Aggregate:
@@ -129,6 +133,9 @@ class Aggregate:
     CREATORS: ClassVar[frozenset[type[Command]]] = frozenset()  # commands that can start a new stream
     appliers: ClassVar[dict[type[Event], Callable[[Any, Any], None]]] = {}
     handlers: ClassVar[dict[type[Command], Handler]] = {}
+    # Optional, for the hottest commands: the host hands a run of consecutive commands of one type
+    # to one call. It must decide, change state and answer exactly as `handle` would, one by one.
+    run_handlers: ClassVar[dict[type[Command], RunHandler]] = {}
 
     def __init__(self, entity_id: str) -> None:
         self.entity_id = entity_id

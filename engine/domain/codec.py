@@ -88,6 +88,13 @@ def upcaster(name: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
     return wrap
 
 
+def record_head(cls: type) -> tuple[str, int]:
+    """(type name, schema version) of a registered class. ``encode(head + values)``, with the
+    field values in order, is what `encode_record` writes for an instance: for a hot path that
+    has the values and need not build the object."""
+    return _BY_CLASS[cls].head
+
+
 def type_name(obj: object) -> str:
     return _BY_CLASS[type(obj)].name
 

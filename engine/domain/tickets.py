@@ -5,13 +5,16 @@ Invariant, for every tier at every moment: 0 <= held + confirmed <= quantity.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from engine.domain import codec
 from engine.domain.aggregate import (
     MAX_HOLD_TTL_MS,
     MAX_ID_LENGTH,
     BookingHost,
     BookingRecord,
+    RunResult,
     require_id,
     require_positive,
     require_ttl,
@@ -20,6 +23,7 @@ from engine.domain.booking import CONFIRMED, HELD, BookingStatus
 from engine.domain.commands import EVENT, AddCapacity, CloseSales, Command, CreateEvent, HoldTickets, TierSpec
 from engine.domain.errors import (
     AlreadyExists,
+    DomainError,
     IdempotencyConflict,
     InsufficientInventory,
     InvalidCommand,
@@ -30,6 +34,7 @@ from engine.domain.events import CapacityAdded, EventCreated, SalesWereClosed, T
 from engine.domain.results import Done, HoldGranted
 
 MAX_TIERS = 32
+_HELD_HEAD = codec.record_head(TicketsHeld)
 
 
 class Tier:
@@ -77,8 +82,56 @@ class TicketedEvent(BookingHost):
         return Done(self.entity_id, self.entity_id, "CREATED")
 
     def hold(self, cmd: HoldTickets, now: int) -> HoldGranted:
-        """Hold tickets. This runs once per hold on the hot path, so the common case (one tier) is
-        spelled out without helper calls; every check of the general case still applies to it."""
+        existing, total, amount = self._check_hold(cmd)
+        if existing is not None:
+            return self._granted(existing)
+        ttl = cmd.ttl_ms
+        hold_id, customer_id, quantities = cmd.hold_id, cmd.customer_id, cmd.quantities
+        self.record(TicketsHeld(self.entity_id, hold_id, customer_id, quantities, amount, ttl, now + ttl, now))
+        return HoldGranted(self.entity_id, hold_id, customer_id, amount, now + ttl, total)
+
+    def hold_run(self, commands: Sequence[HoldTickets], now: int) -> RunResult:
+        """Many holds in a row, on the hot path: per command the same decision, state change,
+        event and answer as `handle`, but no event object is built and dispatched. Each event
+        comes back encoded, `(type name, bytes)` exactly as `codec.encode_named_record` of the
+        TicketsHeld would be, and its state change is `_add_hold`, which replay uses too.
+
+        Returns the answers (a refusal as its DomainError), the events and the new holds'
+        `(hold id, expires at)`, each in order. An exception that is not a DomainError (a bug)
+        propagates; the caller must then drop this entity, whose state may hold changes whose
+        events were not returned."""
+        results: list[Any] = []
+        events: list[tuple[str, bytes]] = []
+        held: list[tuple[str, int]] = []
+        name, version = _HELD_HEAD
+        encode = codec.encode
+        entity_id = self.entity_id
+        for cmd in commands:
+            try:
+                existing, total, amount = self._check_hold(cmd)
+            except DomainError as err:
+                err.__traceback__ = None  # its frames would hold this one: a cycle per refusal
+                results.append(err)
+                continue
+            if existing is not None:
+                results.append(self._granted(existing))
+                continue
+            ttl = cmd.ttl_ms
+            hold_id, customer_id, quantities = cmd.hold_id, cmd.customer_id, cmd.quantities
+            expires_at = now + ttl
+            self._add_hold(hold_id, customer_id, quantities, amount, ttl, expires_at, now)
+            self.version += 1
+            record = (name, version, entity_id, hold_id, customer_id, quantities, amount, ttl, expires_at, now)
+            events.append((name, encode(record)))
+            held.append((hold_id, expires_at))
+            results.append(HoldGranted(entity_id, hold_id, customer_id, amount, expires_at, total))
+        return results, events, held
+
+    def _check_hold(self, cmd: HoldTickets) -> tuple[BookingRecord | None, int, int]:
+        """The decision on a hold: (the existing booking if this is a retry, tickets, amount), or
+        the DomainError that refuses it. It runs once per hold on the hot path, so the common
+        case (one tier) is spelled out without helper calls; every check of the general case
+        still applies to it."""
         if not self.version:
             self.must_exist()
         hold_id = cmd.hold_id
@@ -90,7 +143,7 @@ class TicketedEvent(BookingHost):
                 cmd.ttl_ms,
             ):
                 raise IdempotencyConflict(f"hold {hold_id} was already made with a different request")
-            return self._granted(existing)
+            return existing, 0, 0
         customer_id = cmd.customer_id
         ttl = cmd.ttl_ms
         if not (_is_id(hold_id) and _is_id(customer_id) and type(ttl) is int and 0 < ttl <= MAX_HOLD_TTL_MS):
@@ -112,11 +165,9 @@ class TicketedEvent(BookingHost):
             available = tier.quantity - tier.held - tier.confirmed
             if available < count:
                 raise InsufficientInventory(f"tier {name!r}: {available} left, {count} asked")
-            total, amount = count, tier.price * count
-        else:
-            total, amount = self._check_several_tiers(quantities)
-        self.record(TicketsHeld(self.entity_id, hold_id, customer_id, quantities, amount, ttl, now + ttl, now))
-        return HoldGranted(self.entity_id, hold_id, customer_id, amount, now + ttl, total)
+            return None, count, tier.price * count
+        total, amount = self._check_several_tiers(quantities)
+        return None, total, amount
 
     def _check_several_tiers(self, quantities: tuple[tuple[str, int], ...]) -> tuple[int, int]:
         """(total tickets, amount) of a hold over several tiers, or the DomainError that refuses it."""
@@ -179,12 +230,23 @@ class TicketedEvent(BookingHost):
         self.sales_open = True
 
     def _apply_held(self, e: TicketsHeld) -> None:
+        self._add_hold(e.hold_id, e.customer_id, e.quantities, e.amount, e.ttl_ms, e.expires_at, e.at)
+
+    def _add_hold(
+        self,
+        hold_id: str,
+        customer_id: str,
+        quantities: tuple[tuple[str, int], ...],
+        amount: int,
+        ttl_ms: int,
+        expires_at: int,
+        at: int,
+    ) -> None:
+        """The state change of a TicketsHeld (replayed or live, see `hold_run`)."""
         tiers = self.tiers
-        for name, count in e.quantities:
+        for name, count in quantities:
             tiers[name].held += count
-        self.bookings[e.hold_id] = BookingRecord(
-            e.hold_id, e.customer_id, e.quantities, e.amount, e.ttl_ms, e.expires_at, e.at
-        )
+        self.bookings[hold_id] = BookingRecord(hold_id, customer_id, quantities, amount, ttl_ms, expires_at, at)
 
     def _apply_capacity(self, e: CapacityAdded) -> None:
         self.tiers[e.tier].quantity += e.quantity
@@ -221,6 +283,7 @@ class TicketedEvent(BookingHost):
         CloseSales: close_sales,
         **BookingHost.lifecycle_handlers,
     }
+    run_handlers = {HoldTickets: hold_run}
 
     # ---- invariants, snapshots, views ------------------------------------------------------
     def check_invariants(self) -> None:

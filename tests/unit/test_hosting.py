@@ -376,3 +376,78 @@ async def test_an_entity_with_live_holds_is_not_passivated() -> None:
     clock.advance(2000)
     assert await host.passivate_idle() == []
     await host.stop()
+
+
+# ---- runs: consecutive holds for one entity go to TicketedEvent.hold_run in one call ------------
+async def test_runs_interleaved_across_entities_answer_in_order_and_store_in_order() -> None:
+    store = InMemoryEventStore()
+    clock = ManualClock()
+    host = make_host(store, clock=clock)
+    await host.execute([create("e1", 3), create("e2", 2)])
+    batch = [
+        hold("a1", eid="e1"),
+        hold("a2", eid="e1"),
+        hold("b1", eid="e2"),
+        GetState("e1", "event"),
+        hold("a3", eid="e1"),
+        hold("a4", eid="e1"),  # sold out: e1 has 3
+        hold("b2", 2, eid="e2"),  # sold out: e2 has 1 left
+        hold("a1", eid="e1"),  # a retry: the first answer again
+    ]
+    replies = await host.execute(batch)
+    assert [type(r).__name__ for r in replies] == [
+        "HoldGranted",
+        "HoldGranted",
+        "HoldGranted",
+        "StateView",
+        "HoldGranted",
+        "InsufficientInventory",
+        "InsufficientInventory",
+        "HoldGranted",
+    ]
+    assert replies[3].state["tiers"][0]["held"] == 2, "the read sees the holds before it in the batch"
+    assert replies[7] == replies[0]
+    e1 = [codec.decode_record(r.data) for r in store.streams["event/e1"]]
+    assert [(r.version, getattr(e, "hold_id", None)) for r, e in zip(store.streams["event/e1"], e1, strict=True)] == [
+        (1, None),
+        (2, "a1"),
+        (3, "a2"),
+        (4, "a3"),
+    ]
+    assert held_in_store(store, "event/e2") == 1
+    clock.advance(TTL + 1000)
+    assert await host.expire_due() == 4, "every hold granted in a run has its expiry timer"
+    await host.stop()
+
+
+async def test_a_bug_in_a_run_keeps_nothing_of_it_and_the_entity_is_rebuilt(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.domain.tickets import TicketedEvent
+
+    store = InMemoryEventStore()
+    host = make_host(store)
+    await host.execute([create(quantity=5), hold("h0")])
+    real = TicketedEvent.hold_run
+
+    def broken(self: TicketedEvent, commands: Sequence[HoldTickets], now: int) -> object:
+        real(self, commands[:1], now)  # changes memory, then fails
+        raise RuntimeError("bug")
+
+    monkeypatch.setitem(TicketedEvent.run_handlers, HoldTickets, broken)
+    replies = await host.execute([hold("h1"), hold("h2")])
+    assert [r.code for r in replies] == ["invalid-command", "invalid-command"]
+    assert "event/e1" not in host.entities, "memory that may hold unstored changes is dropped"
+    monkeypatch.setitem(TicketedEvent.run_handlers, HoldTickets, real)
+    [view] = await host.execute([GetState("e1", "event")])
+    assert view.state["tiers"][0]["held"] == 1, "rebuilt from the store: only h0"
+    assert held_in_store(store) == 1
+    await host.stop()
+
+
+async def test_listeners_get_every_event_object_so_holds_take_the_single_path() -> None:
+    store = InMemoryEventStore()
+    host = make_host(store)
+    seen: list[str] = []
+    host.listeners.append(lambda stream, agg, events: seen.extend(type(e).__name__ for e in events))
+    await host.execute([create(quantity=5), hold("h1"), hold("h2"), hold("h3", 9)])
+    assert seen == ["EventCreated", "TicketsHeld", "TicketsHeld"]
+    await host.stop()
