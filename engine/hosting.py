@@ -72,6 +72,11 @@ class Entity:
         self.snapshot_at = now
         self.last_used = now
 
+    def unfinished_group(self) -> CommitGroup | None:
+        """What an answer about this entity waits for: its newest group, unless that one is done."""
+        group = self.group
+        return group if group is not None and not group.done.is_set() else None
+
 
 class EntityHost:
     def __init__(
@@ -229,8 +234,7 @@ class EntityHost:
                     self._arm(event.expires_at, stream, event.hold_id)  # type: ignore[attr-defined]
             for listener in self.listeners:
                 listener(stream, agg, events)
-        group = entity.group
-        return result, group if group is not None and not group.done.is_set() else None
+        return result, entity.unfinished_group()
 
     def _apply_run(
         self,
@@ -259,10 +263,8 @@ class EntityHost:
             entity.group = self.committer.add(stream, version_before, entity.token, new_events)
             for hold_id, expires_at in held:
                 self._arm(expires_at, stream, hold_id)
-        group = entity.group
-        wait = group if group is not None and not group.done.is_set() else None
         results.extend(answers)
-        waits.extend([wait] * len(commands))
+        waits.extend([entity.unfinished_group()] * len(commands))
 
     # ---- activation ---------------------------------------------------------------------------
     async def _activate(self, stream_id: str, may_create: bool = True) -> Entity:
