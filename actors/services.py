@@ -147,15 +147,17 @@ class ServiceActor:
 
         policy = PaymentPolicy(self.settings.payment_max_tickets, self.settings.payment_min_amount)
         worker = PaymentWorker(self._execute(), policy)
-        await self._consume("bookings", PAYMENT_WORKER, worker.handle)
+        await self._consume("bookings", PAYMENT_WORKER, worker.handle, worker.event_types)
 
     async def _start_results(self) -> None:
         from engine.saga import RESULTS_WORKER, BookingResultsWorker
 
         worker = BookingResultsWorker(self._execute())
-        await self._consume("payments", RESULTS_WORKER, worker.handle)
+        await self._consume("payments", RESULTS_WORKER, worker.handle, worker.event_types)
 
-    async def _consume(self, topic: str, name: str, handler: Callable[[Any], Awaitable[None]]) -> None:
+    async def _consume(
+        self, topic: str, name: str, handler: Callable[[Any], Awaitable[None]], event_types: frozenset[str]
+    ) -> None:
         from engine.adapters.kafka_consumer import MessageConsumer
         from engine.adapters.pg_event_store import PostgresEventStore
 
@@ -175,6 +177,7 @@ class ServiceActor:
             processed,
             session_timeout_ms=session,
             heartbeat_interval_ms=max(100, session // 6),
+            event_types=event_types,
         )
         self.parts["consumer"] = consumer
         self._spawn(f"consumer-{name}", consumer.run(self.stop_event))

@@ -94,12 +94,12 @@ async def confirmation_latencies(
     conn = await stack.connect_db()
     try:
         decided_rows = await conn.fetch(
-            "SELECT stream_id, data FROM events WHERE stream_id = ANY($1) AND event_type = 'PaymentSucceeded'",
-            [f"payment/{h}" for h in held],
+            "SELECT data FROM events WHERE stream_id LIKE 'wallet/%' AND event_type = 'PaymentSucceeded'"
         )
     finally:
         await conn.close()
-    decided = {r["stream_id"][len("payment/") :]: codec.decode_record(r["data"]).at for r in decided_rows}
+    decisions = (codec.decode_record(r["data"]) for r in decided_rows)
+    decided = {d.saga_id: d.at for d in decisions if d.saga_id in held}
     stages["to decision"] = [(decided[h] - at) / 1000 for h, at in held.items() if h in decided]
     stages["to confirmed"] = [
         (ended[h][1] - decided[h]) / 1000

@@ -54,7 +54,7 @@ log = logging.getLogger("rezerv.consumer")
 MESSAGES = Counter(
     "rezerv_consumer_messages_total",
     "Messages a saga consumer finished with: handled (the handler returned), duplicate (repeated in its batch "
-    "or already processed), undecodable (skipped)",
+    "or already processed), skipped (a type the consumer does not act on), undecodable (skipped)",
     ["consumer", "outcome"],
 )
 HANDLER_FAILURES = Counter(
@@ -142,6 +142,13 @@ def select_fresh(messages: Iterable[OutboxMessage], already_processed: Collectio
             seen.add(message.message_id)
             fresh.append(message)
     return fresh
+
+
+def wanted_messages(messages: list[OutboxMessage], event_types: frozenset[str] | None) -> list[OutboxMessage]:
+    """The messages of the types a handler acts on (all when `event_types` is None), order kept."""
+    if event_types is None:
+        return messages
+    return [m for m in messages if m.event_type in event_types]
 
 
 def saga_topic_partitions(topic: str) -> int:
@@ -254,7 +261,11 @@ class MessageConsumer:
         fence_patience_s: float = 5.0,
         handler_backoff: Backoff | None = None,
         reconnect_backoff: Backoff | None = None,
+        event_types: Collection[str] | None = None,
     ) -> None:
+        """`event_types`: the message types the handler acts on (None: all). Others are skipped
+        without an inbox lookup and committed with their batch (a topic carries types that only
+        other consumers need)."""
         if partitions is None:
             partitions = saga_topic_partitions(topic)
         self.bootstrap = bootstrap
@@ -263,6 +274,7 @@ class MessageConsumer:
         self.name = name
         self.handler = handler
         self.processed = processed
+        self.event_types = None if event_types is None else frozenset(event_types)
         self.batch_max = batch_max
         self.session_timeout_ms = session_timeout_ms
         self.heartbeat_interval_ms = heartbeat_interval_ms
@@ -280,6 +292,7 @@ class MessageConsumer:
         self.reconnect_backoff = reconnect_backoff or Backoff(0.2, 5.0)
         self.handled = 0  # messages this instance handed to a handler that returned
         self.restarts = 0  # consumers replaced after broker trouble
+        self.started_over = 0  # times partitions were read again from the beginning (_check_positions)
         # A fence that keeps refusing while no new assignment comes means aiokafka believes it is in
         # a group the broker has forgotten (seen on tansu after a restart: heartbeats go on, the
         # generation is -1, no rejoin). Past this, the consumer is replaced and joins afresh.
@@ -416,9 +429,10 @@ class MessageConsumer:
         backoff = Backoff(self.handler_backoff.first, self.handler_backoff.cap)
         while True:
             try:
-                ids = batch.message_ids
+                wanted = wanted_messages(batch.messages, self.event_types)
+                ids = list(dict.fromkeys(m.message_id for m in wanted))
                 done = await self.processed(ids) if ids else set()
-                fresh = select_fresh(batch.messages, done)
+                fresh = select_fresh(wanted, done)
                 if fresh:
                     await self.handler(fresh)
             except asyncio.CancelledError:
@@ -450,10 +464,10 @@ class MessageConsumer:
                     streak.attempts,
                     time.monotonic() - streak.since,
                 )
-            self._count(batch, fresh)
+            self._count(batch, wanted, fresh)
             return True
 
-    def _count(self, batch: Batch, fresh: list[OutboxMessage]) -> None:
+    def _count(self, batch: Batch, wanted: list[OutboxMessage], fresh: list[OutboxMessage]) -> None:
         for bad in batch.undecodable:
             log.warning(
                 "consumer %s: skipped undecodable message %s[%d]@%d: %s",
@@ -466,7 +480,8 @@ class MessageConsumer:
         self.handled += len(fresh)
         for outcome, n in (
             ("handled", len(fresh)),
-            ("duplicate", len(batch.messages) - len(fresh)),
+            ("duplicate", len(wanted) - len(fresh)),
+            ("skipped", len(batch.messages) - len(wanted)),
             ("undecodable", len(batch.undecodable)),
         ):
             if n:
@@ -507,16 +522,22 @@ class MessageConsumer:
         then on every consumer of the group starts past the end of the new log and is answered with
         no records, forever; the relay recreates the topic at once, so "topic gone" does not fire.
         Everything in the new log arrived after the restart, so the partition is read again from
-        its beginning; whatever of it was already acted on, `processed` drops."""
+        its beginning; whatever of it was already acted on, `processed` drops.
+
+        The end is the high watermark of the partition's last fetch response, not a ListOffsets
+        answer: tansu answers ListOffsets(latest) with the first offset of the log's last batch,
+        which a consumer at the true end is past whenever that batch held more than one record
+        (which made every idle consumer read its whole topic again every few seconds)."""
         self._ends_checked_at = time.monotonic()
         assigned = list(consumer.assignment())
         if not assigned:
             return
         async with asyncio.timeout(self.commit_timeout_s):
-            ends = await consumer.end_offsets(assigned)
-            positions = {tp: await consumer.position(tp) for tp in assigned}
+            ends = {tp: end for tp in assigned if (end := consumer.highwater(tp)) is not None}
+            positions = {tp: await consumer.position(tp) for tp in ends}
             past = beyond_the_end(positions, ends)
             if past:
+                self.started_over += 1
                 log.warning(
                     "consumer %s: reading past the end of %s (position, end): the broker lost its log; starting over",
                     self.name,

@@ -234,14 +234,14 @@ class BookingHost(Aggregate):
         rec = self.booking(cmd.hold_id)
         if not check_transition(rec.hold_id, rec.status, CONFIRMED):
             return self._done(rec, changed=False)
-        self.record(BookingConfirmed(self.entity_id, rec.hold_id, cmd.payment_ref, now))
+        self.record(BookingConfirmed(self.entity_id, rec.hold_id, cmd.payment_ref, now, rec.customer_id))
         return self._done(rec, changed=True)
 
     def release(self, cmd: ReleaseHold, now: int) -> Done:
         rec = self.booking(cmd.hold_id)
         if not check_transition(rec.hold_id, rec.status, RELEASED):
             return self._done(rec, changed=False)
-        self.record(HoldReleased(self.entity_id, rec.hold_id, cmd.reason, now))
+        self.record(HoldReleased(self.entity_id, rec.hold_id, cmd.reason, now, rec.customer_id))
         return self._done(rec, changed=True)
 
     def expire(self, cmd: ExpireHold, now: int) -> Done:
@@ -251,14 +251,14 @@ class BookingHost(Aggregate):
         if rec.status is HELD and now < rec.expires_at:
             raise InvalidTransition(f"hold {rec.hold_id} is not due to expire until {rec.expires_at}")
         check_transition(rec.hold_id, rec.status, EXPIRED)
-        self.record(HoldExpired(self.entity_id, rec.hold_id, now))
+        self.record(HoldExpired(self.entity_id, rec.hold_id, now, rec.customer_id))
         return self._done(rec, changed=True)
 
     def cancel(self, cmd: CancelBooking, now: int) -> Done:
         rec = self.booking(cmd.hold_id)
         if not check_transition(rec.hold_id, rec.status, CANCELLED):
             return self._done(rec, changed=False)
-        self.record(BookingCancelled(self.entity_id, rec.hold_id, cmd.reason, now))
+        self.record(BookingCancelled(self.entity_id, rec.hold_id, cmd.reason, now, rec.customer_id))
         return self._done(rec, changed=True)
 
     def _apply_confirmed(self, e: BookingConfirmed) -> None:

@@ -17,8 +17,7 @@ from engine.domain.codec import register
 EVENT = "event"
 CAR = "car"
 WALLET = "wallet"
-PAYMENT = "payment"
-KINDS = (EVENT, CAR, WALLET, PAYMENT)
+KINDS = (EVENT, CAR, WALLET)
 
 
 def stream_id(kind: str, entity_id: str) -> str:
@@ -183,47 +182,32 @@ class Deposit(Command):
 
 @register()
 @dataclass(frozen=True, slots=True)
-class Charge(Command):
+class Pay(Command):
+    """Decide a booking's payment in the customer's wallet (the saga's step; saga id = hold id).
+
+    The wallet charges `amount` and records PaymentSucceeded, or records PaymentFailed: when the
+    balance is short, or when `refusal` is set (a payment policy refused the booking before any
+    money moves; its reason is recorded). The first decision for a saga stands."""
+
     kind: ClassVar[str] = WALLET
     saga_id: str
+    booking_stream: str  # event/<id> or car/<id>: where the booking lives
     amount: int
+    refusal: str = ""
 
 
 @register()
 @dataclass(frozen=True, slots=True)
 class Refund(Command):
+    """Give a succeeded payment back (a no-op for a saga the wallet never charged)."""
+
     kind: ClassVar[str] = WALLET
     saga_id: str
     reason: str = ""
 
 
-# ---- payments (one stream per saga: payment/<saga id>, the saga id being the hold id) ---------
 SUCCEEDED = "SUCCEEDED"
 FAILED = "FAILED"
-
-
-@register()
-@dataclass(frozen=True, slots=True)
-class DecidePayment(Command):
-    """Record how a booking's payment ended. The first decision stands; a later one (a redelivered
-    message that found another balance) is answered with the decision already recorded."""
-
-    kind: ClassVar[str] = PAYMENT
-    booking_stream: str  # event/<id> or car/<id>: where the booking lives
-    customer_id: str
-    amount: int
-    outcome: str  # SUCCEEDED or FAILED
-    reason: str = ""
-
-
-@register()
-@dataclass(frozen=True, slots=True)
-class RecordRefund(Command):
-    """Record that a succeeded payment was paid back (the wallet refund itself is a wallet command)."""
-
-    kind: ClassVar[str] = PAYMENT
-    amount: int
-    reason: str
 
 
 # ---- messages from a consumer ----------------------------------------------------------------

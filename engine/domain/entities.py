@@ -9,11 +9,10 @@ from engine.domain.aggregate import Aggregate
 from engine.domain.cars import RentalCar
 from engine.domain.commands import KINDS, split_stream_id
 from engine.domain.errors import InvalidCommand
-from engine.domain.payment import Payment
 from engine.domain.tickets import TicketedEvent
 from engine.domain.wallet import Wallet
 
-AGGREGATES: dict[str, type[Aggregate]] = {cls.KIND: cls for cls in (TicketedEvent, RentalCar, Wallet, Payment)}
+AGGREGATES: dict[str, type[Aggregate]] = {cls.KIND: cls for cls in (TicketedEvent, RentalCar, Wallet)}
 assert set(AGGREGATES) == set(KINDS)
 
 
@@ -21,7 +20,7 @@ def aggregate_class(stream_id: str) -> tuple[type[Aggregate], str]:
     kind, entity_id = split_stream_id(stream_id)
     cls = AGGREGATES.get(kind)
     if cls is None or not entity_id:
-        raise InvalidCommand(f"{stream_id!r} is not a stream of an event, car, wallet or payment")
+        raise InvalidCommand(f"{stream_id!r} is not a stream of an event, car or wallet")
     return cls, entity_id
 
 

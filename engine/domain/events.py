@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from engine.domain.codec import register
+from engine.domain.codec import register, upcaster
 from engine.domain.commands import TierSpec
 
 
@@ -112,39 +112,53 @@ class CarUnblocked(Event):
 
 
 # ---- booking lifecycle (events and cars) -----------------------------------------------------
-@register()
+# Schema 2 added `customer_id` (last, so that the saga can refund an ended booking in the customer's
+# wallet without a lookup); events of schema 1 are read with an empty one.
+@register(version=2)
 @dataclass(frozen=True, slots=True)
 class BookingConfirmed(Event):
     entity_id: str
     hold_id: str
     payment_ref: str
     at: int
+    customer_id: str = ""
 
 
-@register()
+@register(version=2)
 @dataclass(frozen=True, slots=True)
 class HoldReleased(Event):
     entity_id: str
     hold_id: str
     reason: str
     at: int
+    customer_id: str = ""
 
 
-@register()
+@register(version=2)
 @dataclass(frozen=True, slots=True)
 class HoldExpired(Event):
     entity_id: str
     hold_id: str
     at: int
+    customer_id: str = ""
 
 
-@register()
+@register(version=2)
 @dataclass(frozen=True, slots=True)
 class BookingCancelled(Event):
     entity_id: str
     hold_id: str
     reason: str
     at: int
+    customer_id: str = ""
+
+
+def _with_unknown_customer(fields: list[object]) -> list[object]:
+    return [*fields, ""]
+
+
+for _name in ("BookingConfirmed", "HoldReleased", "HoldExpired", "BookingCancelled"):
+    upcaster(_name, 1)(_with_unknown_customer)
 
 
 # ---- wallets ---------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The bookings read model: one row per hold, from its hold event to its payment's refund.
 
 Why a read model: a booking's story is spread over two streams (the entity's ``event/<id>`` or
-``car/<id>`` for the lifecycle, ``payment/<hold id>`` for the money), and the entities keep only
+``car/<id>`` for the lifecycle, the customer's ``wallet/<id>`` for the money), and the entities keep only
 what they need to decide. Customers asking "what became of my booking" and the saga supervisor
 asking "which bookings are stuck" need that story in one place, queryable by status and time.
 
@@ -49,7 +49,7 @@ from engine.domain.events import (
     PaymentSucceeded,
     TicketsHeld,
 )
-from engine.domain.payment import NONE, REFUNDED
+from engine.domain.wallet import REFUNDED
 from engine.log import LoggedEvent
 
 PROJECTION_NAME = "bookings-projection"
@@ -63,6 +63,8 @@ TIME_FIELD = {
     CANCELLED.value: "cancelled_at",
 }
 """Booking status -> the field holding the time the booking reached it."""
+
+NONE = "NONE"  # a booking's payment before any decision
 
 TERMINAL_STATUSES = (RELEASED.value, EXPIRED.value, CANCELLED.value)
 DECIDED_STATUSES = (SUCCEEDED, FAILED)
@@ -99,6 +101,7 @@ class Booking:
     payment_decided_at: int | None = None
     payment_version: int | None = None
     refunded_at: int | None = None
+    payment_stream: str | None = None
     updated_at: datetime | None = field(default=None, compare=False)
 
 
@@ -133,9 +136,10 @@ class SetStatus:
 class SetPayment:
     """Move the payment of booking `hold_id` from `from_status` to `status` at `at`.
 
-    A decision (SUCCEEDED, FAILED) sets `payment_decided_at` and `payment_version` (the event's
-    version in ``payment/<hold id>``); a refund sets `refunded_at` and keeps both. A `reason` of
-    None leaves `payment_reason` as it is."""
+    A decision (SUCCEEDED, FAILED) sets `payment_decided_at`, `payment_stream` and
+    `payment_version` (where the decision event is: the customer's ``wallet/<id>``, or
+    ``payment/<hold id>`` in logs of the older design); a refund sets `refunded_at` and keeps
+    them. A `reason` of None leaves `payment_reason` as it is."""
 
     hold_id: str
     booking_stream: str
@@ -144,6 +148,7 @@ class SetPayment:
     at: int
     version: int
     reason: str | None = None
+    stream: str = ""
 
 
 Change = InsertHold | SetStatus | SetPayment
@@ -182,16 +187,16 @@ def _cancelled(stream: str, version: int, e: BookingCancelled) -> Change:
     return SetStatus(e.hold_id, stream, CONFIRMED.value, CANCELLED.value, e.at, version, e.reason or None)
 
 
-def _succeeded(_stream: str, version: int, e: PaymentSucceeded) -> Change:
-    return SetPayment(e.saga_id, e.booking_stream, NONE, SUCCEEDED, e.at, version)
+def _succeeded(stream: str, version: int, e: PaymentSucceeded) -> Change:
+    return SetPayment(e.saga_id, e.booking_stream, NONE, SUCCEEDED, e.at, version, None, stream)
 
 
-def _failed(_stream: str, version: int, e: PaymentFailed) -> Change:
-    return SetPayment(e.saga_id, e.booking_stream, NONE, FAILED, e.at, version, e.reason or None)
+def _failed(stream: str, version: int, e: PaymentFailed) -> Change:
+    return SetPayment(e.saga_id, e.booking_stream, NONE, FAILED, e.at, version, e.reason or None, stream)
 
 
-def _refunded(_stream: str, version: int, e: PaymentRefunded) -> Change:
-    return SetPayment(e.saga_id, e.booking_stream, SUCCEEDED, REFUNDED, e.at, version, e.reason or None)
+def _refunded(stream: str, version: int, e: PaymentRefunded) -> Change:
+    return SetPayment(e.saga_id, e.booking_stream, SUCCEEDED, REFUNDED, e.at, version, e.reason or None, stream)
 
 
 _MAPPERS: dict[type[Any], Callable[[str, int, Any], Change]] = {
@@ -261,6 +266,7 @@ def apply(row: Booking | None, change: Change) -> Booking | None:
     else:
         updates["payment_decided_at"] = change.at
         updates["payment_version"] = change.version
+        updates["payment_stream"] = change.stream
     if change.status == FAILED and row.reason is None:
         updates["reason"] = change.reason
     return replace(row, **updates)
@@ -275,3 +281,46 @@ def fold(changes: Iterable[Change], rows: dict[str, Booking] | None = None) -> d
         if after is not None:
             rows[hold_id] = after
     return rows
+
+
+def hold_of(change: Change) -> str:
+    return change.booking.hold_id if isinstance(change, InsertHold) else change.hold_id
+
+
+@dataclass(frozen=True, slots=True)
+class BatchWrites:
+    """A batch's changes as few statements: what `apply_batch` in the adapter sends.
+
+    `rows`: holds whose hold event is in the batch, folded in Python into the row they end the
+    batch as, inserted once (instead of an insert and an update per later change: under load a
+    booking's hold, payment and confirmation often fall into one batch). A hold's row is created
+    by its hold event, which the log holds exactly once, so no row exists before it.
+    `waves`: every other change, as waves in which a hold appears at most once (wave k holds the
+    k-th change of each hold), so each wave can be one set-based statement per kind of change
+    while each hold's changes still apply in log order. Holds are independent rows, so the order
+    between holds inside a wave does not matter."""
+
+    rows: list[Booking]
+    waves: list[list[Change]]
+
+
+def batch_writes(changes: Sequence[Change]) -> BatchWrites:
+    per_hold: dict[str, list[Change]] = {}
+    for change in changes:
+        per_hold.setdefault(hold_of(change), []).append(change)
+    rows: list[Booking] = []
+    waves: list[list[Change]] = []
+    for hold_changes in per_hold.values():
+        first = hold_changes[0]
+        if isinstance(first, InsertHold):
+            row: Booking | None = first.booking
+            for change in hold_changes[1:]:
+                row = apply(row, change)
+            assert row is not None
+            rows.append(row)
+            continue
+        for k, change in enumerate(hold_changes):
+            if k == len(waves):
+                waves.append([])
+            waves[k].append(change)
+    return BatchWrites(rows, waves)

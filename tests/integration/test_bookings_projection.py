@@ -16,6 +16,7 @@ from datetime import date
 
 import asyncpg
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from api.app import create_app
 from api.auth import issue_token
@@ -27,6 +28,7 @@ from engine.adapters.pg_bookings import (
     UndecidedHold,
     UndeliveredDecision,
     Unrefunded,
+    apply_changes,
     customer_bookings,
     get_booking,
     overdue_holds,
@@ -56,8 +58,9 @@ from engine.domain.events import (
 from engine.following import Backoff
 from engine.log import START, LogCheckpoint, LoggedEvent
 from engine.ports import NewEvent, StreamAppend
-from engine.projections.bookings import PROJECTION_NAME, Booking, Change, fold, plan
+from engine.projections.bookings import PROJECTION_NAME, Booking, Change, InsertHold, fold, plan
 from tests.contract.log_reader import read_all
+from tests.projection_changes import changes
 from tests.unit.api.asgi_client import AsgiClient
 
 AT = 1_800_000_000_000
@@ -496,3 +499,29 @@ async def test_the_api_reads_the_projection(pool: asyncpg.Pool, database_url: st
         assert (await http.get("/bookings/h-cancel", headers=carol)).status == 404  # not hers: as if absent
     finally:
         await postgres.close()
+
+
+# ---- the SQL against the Python ------------------------------------------------------------------
+async def _sql_of(database_url: str, before: list[Change], batch: list[Change]) -> dict[str, Booking]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("TRUNCATE bookings")
+        for changes in (before, batch):
+            async with conn.transaction():
+                await apply_changes(conn, changes)
+        rows = await conn.fetch("SELECT * FROM bookings")
+        return {r["hold_id"]: Booking(**dict(r)) for r in rows}
+    finally:
+        await conn.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(before=changes, batch=changes)
+def test_the_sql_of_a_batch_does_what_the_python_does(
+    database_url: str, before: list[Change], batch: list[Change]
+) -> None:
+    """Random changes written in two batches (the second over the rows of the first) by the
+    set-based statements give the rows the pure `fold` gives."""
+    existing = fold(before)
+    batch = [c for c in batch if not (isinstance(c, InsertHold) and c.booking.hold_id in existing)]
+    assert asyncio.run(_sql_of(database_url, before, batch)) == fold(batch, dict(existing))

@@ -366,6 +366,25 @@ async def test_after_a_broker_restart_the_group_starts_over_from_the_earliest_me
         await ensure_topics(kafka_bootstrap)
 
 
+async def test_an_idle_consumer_at_the_end_of_a_healthy_log_does_not_read_it_again(kafka_bootstrap: str) -> None:
+    """Batches of several records (the relay produces with linger) end the log: the consumer's
+    position is then past the broker's ListOffsets answer on tansu (the last batch's first
+    offset), yet nothing was lost, so the idle check must not start the partitions over."""
+    topic, group = await new_topic(kafka_bootstrap), f"g-{uid()}"
+    recorder = Recorder()
+    consumer = consumer_for(kafka_bootstrap, topic, group, recorder)
+    consumer.end_check_s = 0.3
+    async with running(consumer):
+        key = f"key-{uid()}"
+        stream = f"hold/{uid()}"
+        await produce(kafka_bootstrap, topic, [(key, codec.encode(outbox(stream, v))) for v in range(1, 21)])
+        await until(lambda: len(recorder.done) == 20, 10, "the batch handled")
+        asked = len(recorder.asked)
+        await asyncio.sleep(1.5)  # several idle checks
+        assert consumer.started_over == 0
+        assert len(recorder.asked) == asked, "the consumer read the topic again"
+
+
 @pytest.mark.slow  # stopping tansu takes about 5 s
 async def test_after_a_broker_restart_a_consumer_whose_position_is_past_the_new_end_starts_over(
     kafka_bootstrap: str, kafka_server: EmbeddedKafka

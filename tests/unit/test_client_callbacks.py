@@ -1,6 +1,6 @@
 """InventoryClient.request_then: the callback form of `request` (used by the benchmark's load generator).
 
-The shards run in this process (tests/unit/api/local_shard.py): real wire format, host and
+The shards run in this process (tests/unit/local_shard.py): real wire format, host and
 engine, no Ray. What must hold: every command gets exactly one final reply, refusals and results
 arrive as values, transient failures are retried before the callback sees them, and a callback
 that raises does not cost the other commands of its batch their answers.
@@ -16,7 +16,7 @@ from typing import Any
 from engine.domain.commands import CreateEvent, HoldTickets, TierSpec
 from engine.domain.errors import InsufficientInventory, StoreUnavailable
 from engine.domain.results import HoldGranted
-from tests.unit.api.local_shard import LocalInventory, local_inventory
+from tests.unit.local_shard import LocalInventory, local_inventory
 
 
 @asynccontextmanager

@@ -15,11 +15,12 @@ from engine.domain import codec
 from engine.domain.commands import (
     ConfirmBooking,
     CreateEvent,
-    DecidePayment,
+    Deposit,
     FromMessage,
     GetState,
     HoldTickets,
-    RecordRefund,
+    Pay,
+    Refund,
     TierSpec,
 )
 from engine.domain.errors import InsufficientInventory, OwnershipLost, StoreUnavailable, TransientError
@@ -323,16 +324,28 @@ async def test_a_command_from_a_message_records_the_message_with_its_events() ->
     await host.stop()
 
 
-async def test_payment_decisions_are_recorded_once() -> None:
+async def test_payment_decisions_are_recorded_once_in_the_wallet() -> None:
     store = InMemoryEventStore()
     host = make_host(store)
-    decide = DecidePayment("h1", "event/e1", "alice", 500, "SUCCEEDED")
-    [done] = await host.execute([decide])
+    await host.execute([Deposit("alice", "d1", 500)])
+    [done] = await host.execute([Pay("alice", "h1", "event/e1", 500)])
     assert (done.status, done.changed) == ("SUCCEEDED", True)
-    [again] = await host.execute([DecidePayment("h1", "event/e1", "alice", 500, "FAILED", "insufficient funds")])
+    await host.execute([Deposit("alice", "d2", 10)])
+    [again] = await host.execute([Pay("alice", "h1", "event/e1", 500)])
     assert (again.status, again.changed) == ("SUCCEEDED", False), "the first decision stands"
-    [refund] = await host.execute([RecordRefund("h1", 500, "expired")])
+    [refund] = await host.execute([Refund("alice", "h1", "expired")])
     assert refund.status == "REFUNDED"
+    types = [e.event_type for e in store.streams["wallet/alice"]]
+    assert types == ["FundsDeposited", "PaymentSucceeded", "FundsDeposited", "PaymentRefunded"]
+    await host.stop()
+
+
+async def test_a_payment_for_a_customer_without_a_wallet_fails_and_creates_the_wallet() -> None:
+    store = InMemoryEventStore()
+    host = make_host(store)
+    [done] = await host.execute([Pay("nobody", "h1", "event/e1", 500)])
+    assert (done.status, done.changed) == ("FAILED", True)
+    assert [e.event_type for e in store.streams["wallet/nobody"]] == ["PaymentFailed"]
     await host.stop()
 
 

@@ -150,11 +150,11 @@ async def test_the_same_message_delivered_twice_charges_once(stack: SagaStack) -
     await stack.wait_status(h.hold_id, "CONFIRMED", "SUCCEEDED")
     assert await stack.balance(dave) == 5_000 - 2 * PRICE
     charges = await stack.pool.fetchval(
-        "SELECT count(*) FROM events WHERE stream_id = $1 AND event_type = 'WalletCharged'", f"wallet/{dave}"
+        "SELECT count(*) FROM events WHERE stream_id = $1 AND event_type = 'PaymentSucceeded'", f"wallet/{dave}"
     )
     assert charges == 1
     inbox = await stack.pool.fetchval(
         "SELECT count(*) FROM processed_messages WHERE consumer = 'payment-worker' AND stream_id = $1",
-        f"payment/{h.hold_id}",
+        f"wallet/{dave}",
     )
     assert inbox == 1

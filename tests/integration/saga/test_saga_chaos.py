@@ -37,10 +37,10 @@ async def money_audit(stack: SagaStack, customers: list[str], deposits: dict[str
     charges_per_saga: dict[str, int] = defaultdict(int)
     for row in rows:
         event = codec.decode_record(row["data"])
-        if row["event_type"] == "WalletCharged":
+        if row["event_type"] == "PaymentSucceeded":
             charged[event.saga_id] += event.amount
             charges_per_saga[event.saga_id] += 1
-        elif row["event_type"] == "WalletRefunded":
+        elif row["event_type"] == "PaymentRefunded":
             refunded[event.saga_id] += event.amount
     assert all(n == 1 for n in charges_per_saga.values()), "a saga was charged twice"
     bookings = await stack.pool.fetch("SELECT hold_id, status, amount, payment_status FROM bookings")
@@ -157,24 +157,18 @@ async def _stuck(stack: SagaStack) -> list[dict[str, object]]:
     details: list[dict[str, object]] = []
     for r in rows[:2]:
         hold = r["hold_id"]
-        payment = await stack.pool.fetch(
-            "SELECT version, event_type, recorded_at FROM events WHERE stream_id = $1 ORDER BY version",
-            f"payment/{hold}",
-        )
         wallet = await stack.pool.fetch(
             "SELECT stream_id, version, event_type FROM events WHERE stream_id LIKE 'wallet/%' "
-            "AND event_type IN ('WalletCharged', 'WalletRefunded') AND position(convert_to($1, 'UTF8') in data) > 0",
+            "AND event_type LIKE 'Payment%' AND position(convert_to($1, 'UTF8') in data) > 0",
             hold,
         )
         inbox = await stack.pool.fetch(
-            "SELECT consumer, message_id FROM processed_messages WHERE stream_id = $1 OR message_id LIKE $2",
-            f"payment/{hold}",
+            "SELECT consumer, message_id FROM processed_messages WHERE message_id LIKE $1",
             f"%@{r['terminal_version']}",
         )
         details.append(
             {
                 **dict(r),
-                "payment": [tuple(p) for p in payment],
                 "wallet": [tuple(w) for w in wallet],
                 "inbox": [tuple(i) for i in inbox],
             }

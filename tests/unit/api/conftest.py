@@ -13,7 +13,7 @@ from api.app import create_app
 from api.auth import issue_token
 from engine.config import Settings
 from tests.unit.api.asgi_client import AsgiClient, Reply
-from tests.unit.api.local_shard import LocalInventory, local_inventory
+from tests.unit.local_shard import LocalInventory, local_inventory
 
 SECRET = "unit-test-secret-0123456789abcdef"
 

@@ -1,63 +1,168 @@
-"""Wallets: never negative; charges and refunds keyed by saga id."""
+"""Wallets: never negative; each saga's payment decided once, in one event, and refunded at most once."""
 
 from __future__ import annotations
 
-import pytest
+import contextlib
 
-from engine.domain.commands import Charge, Deposit, Refund
-from engine.domain.errors import IdempotencyConflict, InsufficientFunds, InvalidCommand
-from engine.domain.wallet import Wallet
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from engine.domain import codec
+from engine.domain.commands import Deposit, Pay, Refund
+from engine.domain.entities import decode_snapshot, encode_snapshot
+from engine.domain.errors import IdempotencyConflict, InvalidCommand
+from engine.domain.events import (
+    FundsDeposited,
+    PaymentFailed,
+    PaymentRefunded,
+    PaymentSucceeded,
+    WalletCharged,
+    WalletRefunded,
+)
+from engine.domain.wallet import INSUFFICIENT_FUNDS, Wallet
 
 T = 1_800_000_000_000
+STREAM = "event/e1"
 
 
-def test_deposit_charge_refund() -> None:
-    w = Wallet("alice")
-    w.handle(Deposit("alice", "d1", 10_000), T)
-    assert w.handle(Charge("alice", "s1", 3_000), T).status == "CHARGED"
+def funded(amount: int, wallet_id: str = "alice") -> Wallet:
+    w = Wallet(wallet_id)
+    w.handle(Deposit(wallet_id, "d1", amount), T)
+    w.take_pending()
+    return w
+
+
+def test_a_payment_charges_the_balance_and_records_the_decision_in_one_event() -> None:
+    w = funded(10_000)
+    done = w.handle(Pay("alice", "s1", STREAM, 3_000), T)
+    assert (done.status, done.amount, done.changed) == ("SUCCEEDED", 3_000, True)
     assert w.balance == 7_000
-    assert w.handle(Refund("alice", "s1", "cancelled"), T).amount == 3_000
-    assert w.balance == 10_000
+    assert w.take_pending() == [PaymentSucceeded("s1", STREAM, "alice", 3_000, T)]
     w.check_invariants()
 
 
-def test_repeats_change_nothing() -> None:
-    w = Wallet("alice")
-    w.handle(Deposit("alice", "d1", 10_000), T)
-    w.handle(Deposit("alice", "d1", 10_000), T)
-    w.handle(Charge("alice", "s1", 3_000), T)
-    assert w.handle(Charge("alice", "s1", 3_000), T).changed is False
-    w.handle(Refund("alice", "s1"), T)
-    assert w.handle(Refund("alice", "s1"), T).changed is False
-    assert w.handle(Charge("alice", "s1", 3_000), T).status == "REFUNDED"
-    assert w.balance == 10_000
-    assert len(w.take_pending()) == 3
-
-
-def test_never_negative() -> None:
-    w = Wallet("bob")
-    with pytest.raises(InsufficientFunds):
-        w.handle(Charge("bob", "s1", 1), T)
-    w.handle(Deposit("bob", "d1", 500), T)
-    with pytest.raises(InsufficientFunds):
-        w.handle(Charge("bob", "s2", 501), T)
+def test_a_short_balance_fails_the_payment_and_moves_no_money() -> None:
+    w = funded(500)
+    done = w.handle(Pay("alice", "s1", STREAM, 501), T)
+    assert (done.status, done.changed) == ("FAILED", True)
     assert w.balance == 500
+    assert w.take_pending() == [PaymentFailed("s1", STREAM, "alice", 501, INSUFFICIENT_FUNDS, T)]
 
 
-def test_refund_of_an_uncharged_saga_is_a_no_op() -> None:
-    w = Wallet("carol")
-    done = w.handle(Refund("carol", "never"), T)
-    assert (done.status, done.changed, w.balance) == ("NOT_CHARGED", False, 0)
+def test_a_policy_refusal_fails_the_payment_with_its_reason_even_with_money_enough() -> None:
+    w = funded(10_000)
+    done = w.handle(Pay("alice", "s1", STREAM, 100, refusal="policy: too many tickets"), T)
+    assert done.status == "FAILED"
+    assert w.balance == 10_000
+    [event] = w.take_pending()
+    assert isinstance(event, PaymentFailed)
+    assert event.reason == "policy: too many tickets"
 
 
-def test_conflicts_and_bad_amounts() -> None:
-    w = Wallet("dan")
-    w.handle(Deposit("dan", "d1", 100), T)
+def test_a_free_booking_succeeds_without_moving_money() -> None:
+    w = Wallet("alice")
+    assert w.handle(Pay("alice", "s1", STREAM, 0), T).status == "SUCCEEDED"
+    assert w.balance == 0
+
+
+def test_the_first_decision_stands_whatever_the_balance_does_later() -> None:
+    w = funded(100)
+    assert w.handle(Pay("alice", "s1", STREAM, 500), T).status == "FAILED"
+    w.handle(Deposit("alice", "d2", 1_000), T)
+    again = w.handle(Pay("alice", "s1", STREAM, 500), T)
+    assert (again.status, again.changed) == ("FAILED", False)
+    assert w.balance == 1_100
+
+
+def test_repeats_change_nothing() -> None:
+    w = funded(10_000)
+    w.handle(Pay("alice", "s1", STREAM, 3_000), T)
+    assert w.handle(Pay("alice", "s1", STREAM, 3_000), T).changed is False
+    w.handle(Refund("alice", "s1", "cancelled"), T)
+    assert w.handle(Refund("alice", "s1", "cancelled"), T).changed is False
+    assert w.handle(Pay("alice", "s1", STREAM, 3_000), T).status == "REFUNDED"
+    assert w.balance == 10_000
+    assert [type(e) for e in w.take_pending()] == [PaymentSucceeded, PaymentRefunded]
+
+
+def test_a_refund_pays_back_the_charged_amount_once() -> None:
+    w = funded(10_000)
+    w.handle(Pay("alice", "s1", STREAM, 3_000), T)
+    w.take_pending()
+    done = w.handle(Refund("alice", "s1", "the hold expired"), T)
+    assert (done.status, done.amount) == ("REFUNDED", 3_000)
+    assert w.take_pending() == [PaymentRefunded("s1", STREAM, "alice", 3_000, "the hold expired", T)]
+    assert w.balance == 10_000
+
+
+@pytest.mark.parametrize("decided", ["never", "failed"])
+def test_a_refund_of_a_saga_that_was_never_charged_is_a_no_op(decided: str) -> None:
+    w = funded(10)
+    if decided == "failed":
+        w.handle(Pay("alice", "s1", STREAM, 500), T)
+    w.take_pending()
+    done = w.handle(Refund("alice", "s1"), T)
+    assert (done.status, done.changed, w.balance) == ("NOT_CHARGED", False, 10)
+    assert w.take_pending() == []
+
+
+def test_conflicts_and_bad_amounts_are_refused() -> None:
+    w = funded(100, "dan")
     with pytest.raises(IdempotencyConflict):
         w.handle(Deposit("dan", "d1", 200), T)
-    w.handle(Charge("dan", "s1", 50), T)
+    w.handle(Pay("dan", "s1", STREAM, 50), T)
     with pytest.raises(IdempotencyConflict):
-        w.handle(Charge("dan", "s1", 60), T)
+        w.handle(Pay("dan", "s1", STREAM, 60), T)
     for bad in (0, -5):
         with pytest.raises(InvalidCommand):
             w.handle(Deposit("dan", "dx", bad), T)
+    with pytest.raises(InvalidCommand):
+        w.handle(Pay("dan", "s2", STREAM, -1), T)
+    with pytest.raises(InvalidCommand):
+        w.handle(Pay("dan", "s3", "", 1), T)
+
+
+def test_older_logs_with_separate_charge_events_replay_as_payments() -> None:
+    old_log = [
+        FundsDeposited("erin", "d1", 1_000, T),
+        WalletCharged("erin", "s1", 300, T),
+        WalletCharged("erin", "s2", 200, T),
+        WalletRefunded("erin", "s1", 300, "expired", T),
+    ]
+    w = Wallet.replay("erin", [codec.decode_record(codec.encode_record(e)) for e in old_log])
+    assert w.balance == 800
+    assert w.handle(Refund("erin", "s1"), T).changed is False
+    assert w.handle(Refund("erin", "s2"), T).amount == 200
+    assert w.balance == 1_000
+    w.check_invariants()
+
+
+commands = st.lists(
+    st.one_of(
+        st.builds(lambda i, a: Deposit("w", f"d{i}", a), st.integers(0, 5), st.integers(1, 1_000)),
+        st.builds(lambda i, a: Pay("w", f"s{i}", STREAM, a), st.integers(0, 5), st.integers(0, 1_500)),
+        st.builds(lambda i: Refund("w", f"s{i}", "r"), st.integers(0, 5)),
+    ),
+    max_size=40,
+)
+
+
+@given(commands)
+def test_any_sequence_keeps_the_ledger_and_replays_and_snapshots_to_the_same_wallet(cmds: list[object]) -> None:
+    w = Wallet("w")
+    for cmd in cmds:
+        with contextlib.suppress(IdempotencyConflict, InvalidCommand):
+            w.handle(cmd, T)  # type: ignore[arg-type]
+        w.check_invariants()
+    events = w.take_pending()
+    replayed = Wallet.replay("w", [codec.decode_record(codec.encode_record(e)) for e in events])
+    restored = decode_snapshot("wallet/w", w.version, encode_snapshot(w))
+    assert restored is not None
+    for other in (replayed, restored):
+        assert other.to_state() == w.to_state()
+        assert other.version == w.version
+    charged = {e.saga_id for e in events if isinstance(e, PaymentSucceeded)}
+    refunded = [e.saga_id for e in events if isinstance(e, PaymentRefunded)]
+    assert len(refunded) == len(set(refunded)), "a saga is refunded at most once"
+    assert set(refunded) <= charged, "only a charged saga is refunded"
