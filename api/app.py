@@ -2,7 +2,8 @@
 
 `create_app()` is the uvicorn factory (`uvicorn --factory api.app:create_app`). Dependencies
 (PostgreSQL, Redis, Kafka, Ray) are connected lazily and checked by /readyz; routers for the
-domain are mounted from their own modules.
+domain are mounted from their own modules. What uvicorn runs is the edge (api/edge.py: limits,
+authentication before the body, admission, the hot path) in front of the FastAPI application.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ from fastapi import FastAPI
 from starlette.responses import Response
 
 from actors.client import InventoryClient
+from api.auth import TokenVerifier
 from api.dependencies import Dependency, dependencies_from, run_check
+from api.edge import Edge
 from api.errors import install_error_handlers
+from api.hot_routes import HotRoutes
 from api.metrics import MetricsMiddleware, refresh_log_lags, render_metrics
 from api.problems import install_problem_handlers
 from api.responses import OrjsonResponse
@@ -34,11 +38,14 @@ def create_app(
     dependencies: list[Dependency] | None = None,
     inventory: InventoryClient | None = None,
     bookings: BookingsRepository | None = None,
-) -> FastAPI:
+    hot_path: bool = True,
+) -> Edge:
     """`inventory`: the engine client to use (tests pass one on fakes); None builds one over Ray on first use.
 
     `bookings`: the bookings read model to answer from (tests pass an in-memory one); None reads
-    PostgreSQL through the "postgres" dependency's pool."""
+    PostgreSQL through the "postgres" dependency's pool.
+
+    `hot_path=False` leaves the hot requests to FastAPI too (the tests compare the two)."""
     settings = settings or Settings.from_env()
     deps = dependencies if dependencies is not None else dependencies_from(settings)
 
@@ -60,6 +67,7 @@ def create_app(
     app.state.dependencies = {d.name: d for d in deps}
     app.state.inventory = inventory
     app.state.bookings = bookings if bookings is not None else default_bookings(app.state.dependencies)
+    app.state.token_verifier = TokenVerifier(settings)
     install_problem_handlers(app)
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware)
@@ -91,4 +99,4 @@ def create_app(
 
     app.include_router(inventory_router)
     app.include_router(bookings_router)
-    return app
+    return Edge(app, HotRoutes(app) if hot_path else None)

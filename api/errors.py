@@ -107,9 +107,13 @@ async def _rezerv_error(request: Request, exc: Exception) -> Response:
     return problem_for(exc, request.url.path)
 
 
+def api_problem_response(exc: ApiProblem, instance: str | None = None) -> Response:
+    return problem(exc.status, exc.title, exc.detail, kind=exc.code, instance=instance, code=exc.code)
+
+
 async def _api_problem(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiProblem)
-    return problem(exc.status, exc.title, exc.detail, kind=exc.code, instance=request.url.path, code=exc.code)
+    return api_problem_response(exc, request.url.path)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -20,10 +20,15 @@ from engine.domain.errors import ShardUnavailable
 
 
 async def get_inventory(request: Request) -> InventoryClient:
-    inventory: InventoryClient | None = request.app.state.inventory
+    return await inventory_of(request.app)
+
+
+async def inventory_of(app: FastAPI) -> InventoryClient:
+    """The app's client; the first call joins Ray (a ShardUnavailable if Ray does not answer)."""
+    inventory: InventoryClient | None = app.state.inventory
     if inventory is not None:
         return inventory
-    return await _connect(request.app)
+    return await _connect(app)
 
 
 async def _connect(app: FastAPI) -> InventoryClient:

@@ -25,10 +25,24 @@ LATENCY = Histogram(
     ["route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
-IN_FLIGHT = Gauge("rezerv_http_requests_in_flight", "HTTP requests being handled now")
+IN_FLIGHT = Gauge("rezerv_http_requests_in_flight", "HTTP requests being handled now (kept by api/edge.py)")
+
+_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def observe(route: str, method: str, status: int, seconds: float) -> None:
+    """Count one answered request; the metric children are looked up once per label set."""
+    key = (route, method, status)
+    pair = _children.get(key)
+    if pair is None:
+        pair = _children[key] = (REQUESTS.labels(route, method, str(status)), LATENCY.labels(route))
+    pair[0].inc()
+    pair[1].observe(seconds)
 
 
 class MetricsMiddleware:
+    """Counts the requests FastAPI answers, by route template (the hot path counts its own)."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
@@ -44,15 +58,12 @@ class MetricsMiddleware:
                 status_holder[0] = message["status"]
             await send(message)
 
-        IN_FLIGHT.inc()
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            IN_FLIGHT.dec()
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
-            REQUESTS.labels(path, scope["method"], str(status_holder[0])).inc()
-            LATENCY.labels(path).observe(time.perf_counter() - start)
+            observe(path, scope["method"], status_holder[0], time.perf_counter() - start)
 
 
 def render_metrics() -> tuple[bytes, str]:

@@ -14,17 +14,17 @@ document the shapes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.responses import Response
 
-from api.auth import CurrentPrincipal
+from api.auth import CurrentPrincipal, Principal
+from api.batching import Coalescer
 from api.dependencies import Postgres
 from api.errors import ApiProblem
-from api.responses import OrjsonResponse
+from api.responses import OrjsonResponse, iso_utc
 from api.schemas import ID_PATTERN, BookingOut, CustomerBookingsOut, ProblemOut
 from engine.domain.errors import StoreUnavailable
 from engine.projections.bookings import TIME_FIELD, Booking
@@ -48,10 +48,13 @@ class BookingsRepository(Protocol):
 class PostgresBookings:
     """The read model in PostgreSQL, over the API's pool (connected on first use).
 
-    No PostgreSQL configured or reachable is a StoreUnavailable, answered as a 503 problem."""
+    Single-booking reads asked for at the same time leave as one query (api/batching.py): under
+    load every hold is followed by a read of its booking. No PostgreSQL configured or reachable
+    is a StoreUnavailable, answered as a 503 problem."""
 
     def __init__(self, postgres: Postgres | None) -> None:
         self.postgres = postgres
+        self.lookups: Coalescer[str, Booking] = Coalescer(self._get_many)
 
     async def _pool(self) -> Any:
         if self.postgres is None:
@@ -62,9 +65,12 @@ class PostgresBookings:
             raise StoreUnavailable(f"PostgreSQL is not reachable: {type(exc).__name__}: {exc}") from exc
 
     async def get(self, hold_id: str) -> Booking | None:
-        from engine.adapters.pg_bookings import get_booking  # asyncpg only when PostgreSQL is used
+        return await self.lookups.get(hold_id)
 
-        return await get_booking(await self._pool(), hold_id)
+    async def _get_many(self, hold_ids: Sequence[str]) -> dict[str, Booking]:
+        from engine.adapters.pg_bookings import get_bookings  # asyncpg only when PostgreSQL is used
+
+        return await get_bookings(await self._pool(), hold_ids)
 
     async def of_customer(self, customer_id: str, limit: int) -> list[Booking]:
         from engine.adapters.pg_bookings import customer_bookings
@@ -88,10 +94,7 @@ Bookings = Annotated[BookingsRepository, Depends(get_bookings)]
 
 # ---- answers -------------------------------------------------------------------------------
 def _iso_utc(ms: int | None) -> str | None:
-    if ms is None:
-        return None
-    moment = datetime.fromtimestamp(ms // 1000, UTC).replace(microsecond=(ms % 1000) * 1000)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return None if ms is None else iso_utc(ms)
 
 
 def transitions(booking: Booking) -> list[dict[str, Any]]:
@@ -127,6 +130,14 @@ def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ProblemOut, "description": "an RFC 9457 problem"} for status in statuses}
 
 
+def visible(booking: Booking | None, principal: Principal, hold_id: str) -> Booking:
+    """The booking if `principal` may see it; another customer's booking is missing, like one that
+    does not exist (ApiProblem 404)."""
+    if booking is None or not principal.may_act_for(booking.customer_id):
+        raise ApiProblem(404, "booking-not-found", "Booking not found", f"there is no booking {hold_id}")
+    return booking
+
+
 # ---- routes --------------------------------------------------------------------------------
 @router.get(
     "/bookings/{hold_id}",
@@ -138,10 +149,7 @@ async def read_booking(hold_id: PathId, principal: CurrentPrincipal, bookings: B
     """404 when the read model has no such hold (or not yet: it trails the log by a moment), and
     the same 404 for another customer's booking: hold ids are chosen by clients and may be
     guessed, so a different answer would tell a stranger which bookings exist."""
-    booking = await bookings.get(hold_id)
-    if booking is None or not principal.may_act_for(booking.customer_id):
-        raise ApiProblem(404, "booking-not-found", "Booking not found", f"there is no booking {hold_id}")
-    return OrjsonResponse(booking_body(booking))
+    return OrjsonResponse(booking_body(visible(await bookings.get(hold_id), principal, hold_id)))
 
 
 @router.get(

@@ -14,7 +14,6 @@ A hold answers 201 every time, retries included: the retry gets the original hol
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -22,15 +21,8 @@ from fastapi import APIRouter, Header, Path, Request
 from starlette.responses import Response
 
 from api.auth import AdminPrincipal, CurrentPrincipal
-from api.hold_keys import (
-    HOLD_KEY,
-    IDEMPOTENCY_KEY,
-    acting_customer,
-    hold_id_for,
-    require_hold_owner,
-    require_idempotency_key,
-    require_self_or_admin,
-)
+from api.hold_keys import HOLD_KEY, IDEMPOTENCY_KEY, require_hold_owner, require_self_or_admin
+from api.holds import car_hold, granted_body, ticket_hold
 from api.inventory import Inventory
 from api.responses import OrjsonResponse
 from api.schemas import (
@@ -46,7 +38,6 @@ from api.schemas import (
     ProblemOut,
     RegisterCarIn,
 )
-from engine.config import Settings
 from engine.domain.commands import (
     CAR,
     EVENT,
@@ -59,15 +50,13 @@ from engine.domain.commands import (
     CreateEvent,
     Deposit,
     GetState,
-    HoldCar,
-    HoldTickets,
     RegisterCar,
     ReleaseHold,
     TierSpec,
     UnblockCar,
 )
 from engine.domain.errors import EntityNotFound
-from engine.domain.results import Done, HoldGranted, StateView
+from engine.domain.results import Done, StateView
 
 router = APIRouter()
 
@@ -110,37 +99,11 @@ def _done(done: Done, created: bool = False) -> Response:
     return OrjsonResponse(body, status_code=201 if created and done.changed else 200)
 
 
-def _iso_utc(ms: int) -> str:
-    moment = datetime.fromtimestamp(ms // 1000, UTC).replace(microsecond=(ms % 1000) * 1000)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _hold(granted: HoldGranted, id_field: str) -> Response:
-    body = {
-        "hold_id": granted.hold_id,
-        id_field: granted.entity_id,
-        "customer_id": granted.customer_id,
-        "amount": granted.amount,
-        "expires_at": _iso_utc(granted.expires_at),
-        "expires_at_ms": granted.expires_at,
-        "quantity": granted.quantity,
-        "status": "HELD",
-    }
-    return OrjsonResponse(body, status_code=201)
-
-
 def _state(view: StateView, what: str, entity_id: str) -> Response:
     """The entity's view; a GetState on an entity never created answers an empty view at version 0."""
     if view.version == 0:
         raise EntityNotFound(f"{what} {entity_id} does not exist")
     return OrjsonResponse(view.state)
-
-
-def _ttl_ms(request: Request, ttl_seconds: int | None) -> int:
-    if ttl_seconds is not None:
-        return ttl_seconds * 1000
-    settings: Settings = request.app.state.settings
-    return int(settings.hold_ttl_s * 1000)
 
 
 # ---- ticketed events -----------------------------------------------------------------------
@@ -210,16 +173,8 @@ async def hold_tickets(
     the same key gets the original hold back and takes no more stock; the same key with another
     body is a 422. Tiers are sorted so the same body always makes the same command.
     """
-    key = require_idempotency_key(idempotency_key)
-    customer = acting_customer(principal, body.customer_id)
-    command = HoldTickets(
-        event_id,
-        hold_id_for(customer, EVENT, event_id, key),
-        customer,
-        tuple(sorted(body.quantities.items())),
-        _ttl_ms(request, body.ttl_seconds),
-    )
-    return _hold(await inventory.execute(command), "event_id")
+    command = ticket_hold(request.app.state.settings, principal, event_id, body, idempotency_key)
+    return OrjsonResponse(granted_body(await inventory.execute(command), "event_id"), status_code=201)
 
 
 # ---- rental cars ---------------------------------------------------------------------------
@@ -270,17 +225,8 @@ async def hold_car(
 
     Idempotent by key exactly like ticket holds (see hold_tickets).
     """
-    key = require_idempotency_key(idempotency_key)
-    customer = acting_customer(principal, body.customer_id)
-    command = HoldCar(
-        car_id,
-        hold_id_for(customer, CAR, car_id, key),
-        customer,
-        body.start,
-        body.end,
-        _ttl_ms(request, body.ttl_seconds),
-    )
-    return _hold(await inventory.execute(command), "car_id")
+    command = car_hold(request.app.state.settings, principal, car_id, body, idempotency_key)
+    return OrjsonResponse(granted_body(await inventory.execute(command), "car_id"), status_code=201)
 
 
 @router.post(

@@ -275,7 +275,7 @@ class Stack:
             "--loop",
             "uvloop",
             "--http",
-            "httptools",
+            "api.http_protocol:LimitedHttpToolsProtocol",  # httptools, with a limit on header size
             "--no-access-log",
             "--timeout-graceful-shutdown",
             "5",

@@ -313,6 +313,8 @@ SELECT kind, entity_id, hold_id, expires_at FROM bookings
 
 _GET = f"SELECT {_COLUMNS} FROM bookings WHERE hold_id = $1"
 
+_GET_MANY = f"SELECT {_COLUMNS} FROM bookings WHERE hold_id = ANY($1::text[])"
+
 _OF_CUSTOMER = f"SELECT {_COLUMNS} FROM bookings WHERE customer_id = $1 ORDER BY held_at DESC, hold_id LIMIT $2"
 
 
@@ -375,6 +377,12 @@ async def overdue_holds(pool: asyncpg.Pool, now_ms: int, grace_ms: int, limit: i
 async def get_booking(pool: asyncpg.Pool, hold_id: str) -> Booking | None:
     rows = await _fetch(pool, f"booking {hold_id}", _GET, hold_id)
     return Booking(**dict(rows[0])) if rows else None
+
+
+async def get_bookings(pool: asyncpg.Pool, hold_ids: Sequence[str]) -> dict[str, Booking]:
+    """The bookings of `hold_ids` that exist, by hold id, in one query."""
+    rows = await _fetch(pool, f"{len(hold_ids)} bookings", _GET_MANY, list(hold_ids))
+    return {r["hold_id"]: Booking(**dict(r)) for r in rows}
 
 
 async def customer_bookings(pool: asyncpg.Pool, customer_id: str, limit: int) -> list[Booking]:
