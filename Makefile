@@ -6,7 +6,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install -q --disable-pip-version-check -c constraints.txt
 
-.PHONY: up down test unit integration e2e lint format typecheck check bench bench-engine bench-saga loadtest clean help
+.PHONY: up down test unit integration e2e lint format typecheck check bench bench-engine bench-saga loadtest loadtest-compare clean help
+
+SCENARIO ?= flash-sale
 
 help:
 	@echo "make up         start rezerv on embedded servers (Ctrl-C stops it)"
@@ -14,6 +16,8 @@ help:
 	@echo "make unit | integration | e2e   one test folder"
 	@echo "make lint | format | typecheck"
 	@echo "make bench-engine | bench-saga  benchmarks recorded in BENCHMARKS.md"
+	@echo "make loadtest [SCENARIO=flash-sale|rental-storm|browse-and-book]  Locust step load + audit"
+	@echo "make loadtest-compare  the flash sale on rezerv and on the lock-based baselines"
 	@echo "make down       stop a running 'make up'"
 
 $(PY):
@@ -64,6 +68,12 @@ bench-engine: $(VENV)/.dev-installed
 
 bench-saga: $(VENV)/.dev-installed
 	$(VENV)/bin/rezerv bench saga --json loadtest/results/saga.json
+
+loadtest: $(VENV)/.dev-installed
+	$(VENV)/bin/rezerv loadtest run --scenario $(SCENARIO)
+
+loadtest-compare: $(VENV)/.dev-installed
+	$(VENV)/bin/rezerv loadtest compare
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

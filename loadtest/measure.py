@@ -2,11 +2,12 @@
 
 CPU is reported as percent of one core over the measured window, per role (driver, shards,
 PostgreSQL, Valkey, Ray's own processes), because on a 2-core machine the figure that matters
-is which process is the bottleneck (../shared/MEASURING.md).
+is which process is the bottleneck, and whether the load generator itself is the limit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterable
@@ -111,3 +112,84 @@ def pids_of(predicate_names: Iterable[str]) -> list[int]:
         if proc.info["name"] in names:
             out.append(proc.info["pid"])
     return out
+
+
+# ---- CPU per role of whole process trees (the HTTP load tests) ---------------------------------
+def process_role(proc: psutil.Process) -> str:
+    """What a process of a rezerv or baseline stack is, by its name and command line."""
+    name = proc.name()
+    cmdline = " ".join(proc.cmdline()[:6])
+    if name == "postgres" or name.startswith("postgres:"):
+        return "postgres"
+    if name.startswith("valkey"):
+        return "valkey"
+    if name == "tansu":
+        return "kafka"
+    if name.startswith("ray::ShardActor"):
+        return "shards"
+    if name.startswith("ray::ServiceActor"):
+        return "saga services"
+    if "locust" in cmdline:
+        return "load generator"
+    if "loadtest.baselines" in cmdline:
+        return "baseline api"
+    if "uvicorn" in cmdline:
+        return "api"
+    if _is_ray(proc) or "bin/ray " in cmdline:
+        return "ray internals"
+    if "stack.cli" in cmdline or "rezerv" in cmdline:
+        return "rezerv up"
+    return "other"
+
+
+def _busy_seconds() -> float:
+    t = psutil.cpu_times()
+    return float(t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0))
+
+
+@dataclass
+class TreeCpuSampler:
+    """CPU of every process below `roots` (by `process_role`), of `singles` (role -> pids, the
+    process alone), and of the whole machine, between `start()` and `stop()`, in percent of one
+    core. "outside this run" is the machine's busy time not spent in any of them: other work on a
+    shared machine, visible next to every figure."""
+
+    roots: list[int] = field(default_factory=list)
+    singles: dict[str, list[int]] = field(default_factory=dict)
+    _procs: dict[int, tuple[str, psutil.Process]] = field(default_factory=dict)
+    _before: dict[int, float] = field(default_factory=dict)
+    _busy0: float = 0.0
+    _t0: float = 0.0
+    per_process: dict[str, list[float]] = field(default_factory=dict)  # role -> each process's share
+
+    def _collect(self) -> None:
+        for role, pids in self.singles.items():
+            for pid in pids:
+                with contextlib.suppress(psutil.Error):
+                    self._procs.setdefault(pid, (role, psutil.Process(pid)))
+        for root in self.roots:
+            for proc in _tree(root):
+                if proc.pid not in self._procs:
+                    with contextlib.suppress(psutil.Error):
+                        self._procs[proc.pid] = (process_role(proc), proc)
+
+    def start(self) -> None:
+        self._procs.clear()
+        self._collect()
+        self._before = {pid: _cpu(proc) for pid, (_, proc) in self._procs.items()}
+        self._busy0 = _busy_seconds()
+        self._t0 = time.perf_counter()
+
+    def stop(self) -> dict[str, float]:
+        wall = time.perf_counter() - self._t0
+        busy = _busy_seconds() - self._busy0
+        used: dict[str, float] = {}
+        self.per_process = {}
+        for pid, (role, proc) in self._procs.items():
+            seconds = max(0.0, _cpu(proc) - self._before.get(pid, 0.0))
+            used[role] = used.get(role, 0.0) + seconds
+            self.per_process.setdefault(role, []).append(round(100 * seconds / wall, 1))
+        out = {role: round(100 * seconds / wall, 1) for role, seconds in sorted(used.items())}
+        out["outside this run"] = round(max(0.0, 100 * (busy - sum(used.values())) / wall), 1)
+        out["machine total"] = round(100 * busy / wall, 1)
+        return out

@@ -1,4 +1,4 @@
-"""The `rezerv` command: up, down, migrate, token, env (and bench, from loadtest/)."""
+"""The `rezerv` command: up, down, migrate, token, env (and bench and loadtest, from loadtest/)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
     bench = sub.add_parser("bench", help="benchmarks (see BENCHMARKS.md)")
     bench.add_argument("rest", nargs=argparse.REMAINDER)
+    loadtest = sub.add_parser("loadtest", help="Locust through the REST API, lock-based baselines, the audit")
+    loadtest.add_argument("rest", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
 
     try:
@@ -62,6 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from loadtest.cli import main as bench_main
 
             return int(bench_main(args.rest))
+        if args.command == "loadtest":
+            from loadtest.http_cli import main as loadtest_main
+
+            return int(loadtest_main(args.rest))
     except ConfigError as exc:
         print(f"rezerv {args.command}: bad configuration: {exc}", file=sys.stderr)
         return 2

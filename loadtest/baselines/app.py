@@ -66,6 +66,19 @@ class InFlight:
             self.count -= 1
 
 
+async def principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    """rezerv's check: a bearer JWT, HS256, with the audience, decoded on every request."""
+    if not authorization or not authorization.startswith("Bearer "):
+        raise Refused(401, "unauthorized", "a bearer token is required")
+    try:
+        return decode_token(request.app.state.settings, authorization[7:])
+    except jwt.InvalidTokenError as exc:
+        raise Refused(401, "unauthorized", f"the token is not valid: {exc}") from None
+
+
+Caller = Annotated[Principal, Depends(principal)]
+
+
 def create_app(environ: dict[str, str] | None = None) -> FastAPI:
     env = os.environ if environ is None else environ
     strategy_name = env.get("BASELINE_STRATEGY", "")
@@ -95,6 +108,7 @@ def create_app(environ: dict[str, str] | None = None) -> FastAPI:
             await redis.aclose()
 
     app = FastAPI(title=f"lock-based baseline ({strategy_name})", lifespan=lifespan)
+    app.state.settings = settings
 
     app.add_middleware(InFlight, holder=in_flight)
 
@@ -106,16 +120,6 @@ def create_app(environ: dict[str, str] | None = None) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: Exception) -> Response:
         return _problem(422, "invalid-request", str(exc)[:300])
-
-    async def principal(authorization: Annotated[str | None, Header()] = None) -> Principal:
-        if not authorization or not authorization.startswith("Bearer "):
-            raise Refused(401, "unauthorized", "a bearer token is required")
-        try:
-            return decode_token(settings, authorization[7:])
-        except jwt.InvalidTokenError as exc:
-            raise Refused(401, "unauthorized", f"the token is not valid: {exc}") from None
-
-    Caller = Annotated[Principal, Depends(principal)]
 
     def admin(who: Principal) -> None:
         if not who.is_admin:

@@ -1,0 +1,140 @@
+"""`rezerv loadtest run|compare`: Locust through the REST API, the lock-based baselines, the audit.
+
+    rezerv loadtest run [--scenario flash-sale|rental-storm|browse-and-book] [--users 16,64,256,1024]
+    rezerv loadtest run --web                 # Locust's web UI instead of the step load
+    rezerv loadtest compare                   # the flash sale on rezerv, then on each baseline
+
+Exit status 1 when an audit fails (or a target does not start), 0 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from loadtest.baselines.strategies import STRATEGIES
+from loadtest.http_run import RunOptions, run_target, write_run
+from loadtest.population import FLASH_SALE, SCENARIOS
+from loadtest.targets import BaselineServers, BaselineTarget, RezervTarget, Target
+from stack.processes import StartupError
+
+DEFAULT_RESULTS = Path("loadtest/results")
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",") if x)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--users", type=_ints, default=(16, 64, 256, 1024), help="the step load: users per step")
+    parser.add_argument("--window", type=float, default=20.0, help="measured seconds per step")
+    parser.add_argument("--customers", type=int, default=1_000, help="distinct customers, each funded, own token")
+    parser.add_argument("--read-after", type=float, default=1.0, help="seconds between a hold and reading it")
+    parser.add_argument(
+        "--locust-processes", type=int, default=1, help="Locust processes (-1: one per core); see README"
+    )
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="a run's folder goes under it")
+    parser.add_argument("--drain-timeout", type=float, default=180.0, help="longest wait for nothing HELD")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rezerv loadtest", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="which", required=True)
+    run = sub.add_parser("run", help="one scenario on rezerv (started for the run, or --base-url)")
+    run.add_argument("--scenario", choices=SCENARIOS, default=FLASH_SALE)
+    run.add_argument("--events", type=int, default=50, help="browse-and-book: events in the catalog")
+    run.add_argument("--cars", type=int, default=20, help="rental-storm and browse-and-book: cars in the fleet")
+    run.add_argument("--base-url", default="", help="a running rezerv API instead of starting `rezerv up`")
+    run.add_argument("--database-url", default="", help="with --base-url: its PostgreSQL, for the audit")
+    run.add_argument("--jwt-secret", default="", help="with --base-url: its JWT secret (or --data-dir)")
+    run.add_argument("--data-dir", type=Path, default=None, help="with --base-url: its data directory")
+    run.add_argument("--web", action="store_true", help="Locust's web UI instead of the step load")
+    run.add_argument("--web-port", type=int, default=8089)
+    _common(run)
+    compare = sub.add_parser("compare", help="the flash sale on rezerv and on each lock-based baseline, back to back")
+    compare.add_argument(
+        "--targets",
+        type=lambda s: tuple(x for x in s.split(",") if x),
+        default=("rezerv", *STRATEGIES),
+        help=f"comma-separated, from rezerv,{','.join(STRATEGIES)}",
+    )
+    _common(compare)
+    return parser
+
+
+def _options(args: argparse.Namespace, scenario: str) -> RunOptions:
+    return RunOptions(
+        scenario=scenario,
+        users=args.users,
+        window_s=args.window,
+        read_after_s=args.read_after,
+        customers=args.customers,
+        events=getattr(args, "events", 50),
+        cars=getattr(args, "cars", 20),
+        locust_processes=args.locust_processes,
+        drain_timeout_s=args.drain_timeout,
+        web=getattr(args, "web", False),
+        web_port=getattr(args, "web_port", 8089),
+    )
+
+
+def _rezerv_target(args: argparse.Namespace) -> RezervTarget:
+    secret = getattr(args, "jwt_secret", "")
+    data_dir = getattr(args, "data_dir", None)
+    if not secret and data_dir is not None:
+        secret = (data_dir / "jwt_secret").read_text().strip()
+    return RezervTarget(
+        base_url=getattr(args, "base_url", ""), database_url=getattr(args, "database_url", ""), jwt_secret=secret
+    )
+
+
+async def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    scenario = FLASH_SALE if args.which == "compare" else args.scenario
+    options = _options(args, scenario)
+    tag = uuid.uuid4().hex[:6]
+    run_dir = args.results / time.strftime("%Y%m%d-%H%M%S")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    results: list[dict[str, Any]] = []
+    if args.which == "run":
+        results.append(await run_target(_rezerv_target(args), options, run_dir, tag))
+        return 0 if write_run(run_dir, options, results, list(argv)) else 1
+    unknown = set(args.targets) - {"rezerv", *STRATEGIES}
+    if unknown:
+        raise SystemExit(f"rezerv loadtest compare: unknown target {', '.join(sorted(unknown))}")
+    secret = ""
+    if "rezerv" in args.targets:
+        rezerv = RezervTarget()
+        results.append(await run_target(rezerv, options, run_dir, tag))
+        secret = rezerv.jwt_secret
+    baselines = [name for name in STRATEGIES if name in args.targets]
+    if baselines:
+        import secrets
+
+        servers = BaselineServers()
+        await asyncio.to_thread(servers.start)
+        try:
+            for name in baselines:
+                target: Target = BaselineTarget(name, servers, secret or secrets.token_urlsafe(32))
+                results.append(await run_target(target, options, run_dir, tag))
+        finally:
+            await asyncio.to_thread(servers.stop)
+    return 0 if write_run(run_dir, options, results, list(argv)) else 1
+
+
+def main(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(list(argv))
+    try:
+        import uvloop
+
+        return uvloop.run(_run(args, argv))
+    except StartupError as exc:
+        print(f"rezerv loadtest: a target did not start.\n{exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,294 @@
+"""`rezerv loadtest`: Locust through the REST API, step by step, then the audit.
+
+For each target (rezerv, then each baseline when comparing), in order:
+1. start it (loadtest/targets.py) and create the population through its API (customers with
+   funded wallets and tokens, the scenario's events and cars): outside any measured window;
+2. for each step (a number of users): top up the hot tier, run Locust headless (its own
+   process, several with --locust-processes) until the window ends, sampling CPU per process
+   over the window (the load generator's own included), then wait until no request is in flight
+   and nothing is HELD (the saga drained), and count what the store says happened in the window;
+3. audit the whole run from the store (rezerv: event store and read model; baselines: their
+   tables) and stop the target.
+
+Everything is written under the run's directory: per step Locust's CSV and HTML report, its log,
+the client records and `summary.json`; per target `summary.json` with the audit; for the run
+`summary.json`, `comparison.md` (when comparing) and `chart.png`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loadtest.locust_results import errors_by_status, read_routes, requests_in_window
+from loadtest.measure import TreeCpuSampler, machine_description
+from loadtest.population import FLASH_SALE, HOT_TIER, HOT_TIER_SIZE, Population, create
+from loadtest.records import read_acknowledgements, read_client_holds, read_outcome_counts
+from loadtest.scenarios.paths import SCENARIO_FILES, WINDOW_FILE
+from loadtest.targets import Target, get_json
+
+GENERATOR_SATURATED = 90.0  # percent of a core: above it, a Locust process is the limit, not the target
+READ_ROUTE = "GET /bookings/{id}"
+HOLD_ROUTES = ("POST /events/{id}/holds", "POST /cars/{id}/holds")
+
+
+@dataclass
+class RunOptions:
+    scenario: str = FLASH_SALE
+    users: tuple[int, ...] = (16, 64, 256, 1024)
+    window_s: float = 20.0
+    read_after_s: float = 1.0
+    customers: int = 1_000
+    events: int = 50
+    cars: int = 20
+    locust_processes: int = 1
+    spawn_rate: float = 0.0  # users per second; 0: all of a step's users within about a second
+    drain_timeout_s: float = 180.0
+    web: bool = False
+    web_port: int = 8089
+
+
+def _log(text: str) -> None:
+    print(text, flush=True)
+
+
+def locust_argv(options: RunOptions, target: Target, users: int, population_file: Path, step_dir: Path) -> list[str]:
+    argv = [sys.executable, "-m", "locust", "-f", str(SCENARIO_FILES[options.scenario]), "--host", target.base_url]
+    argv += ["--population", str(population_file), "--records-dir", str(step_dir)]
+    argv += ["--read-after", str(options.read_after_s), "--stop-timeout", "30", "--loglevel", "WARNING"]
+    if options.locust_processes != 1:
+        argv += ["--processes", str(options.locust_processes)]
+    rate = options.spawn_rate or float(users)
+    argv += ["-u", str(users), "-r", str(rate)]
+    if options.web:
+        return [*argv, "--web-host", "127.0.0.1", "--web-port", str(options.web_port), "--window", "0"]
+    bound = options.window_s + users / rate + 120
+    argv += ["--headless", "--only-summary", "--reset-stats", "--window", str(options.window_s)]
+    argv += ["--run-time", f"{int(bound)}s", "--csv", str(step_dir / "locust"), "--html", str(step_dir / "locust.html")]
+    return argv
+
+
+async def _wait_for_window(step_dir: Path, proc: subprocess.Popen[bytes], timeout_s: float) -> dict[str, float]:
+    deadline = time.monotonic() + timeout_s
+    path = step_dir / WINDOW_FILE
+    while not path.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"Locust did not start the window (exit {proc.poll()}); see {step_dir / 'locust.log'}")
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.01)
+    return dict(json.loads(path.read_text()))
+
+
+def _top_up(population: Population) -> None:
+    """The flash sale's hot tier back to HOT_TIER_SIZE available, so no step sells out."""
+    if population.scenario != FLASH_SALE:
+        return
+    event_id = population.events[0]["event_id"]
+    status, body = get_json(f"{population.base_url}/events/{event_id}", population.admin_token)
+    if status != 200:
+        raise RuntimeError(f"GET /events/{event_id} answered {status}")
+    available = next(t["available"] for t in body["tiers"] if t["name"] == HOT_TIER)
+    if available >= HOT_TIER_SIZE // 2:
+        return
+    from stack.demo import DemoRequest, send_requests
+
+    change = {"change_id": f"top-up-{uuid.uuid4().hex[:8]}", "tier": HOT_TIER, "quantity": HOT_TIER_SIZE - available}
+    send_requests(
+        population.base_url, population.admin_token, [DemoRequest("POST", f"/events/{event_id}/capacity", change)]
+    )
+
+
+def _start_locust(argv: list[str], log_path: Path | None) -> subprocess.Popen[bytes]:
+    """Locust in its own process (its output to `log_path`, or to this terminal for the web UI)."""
+    if log_path is None:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log:
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+async def run_step(
+    target: Target, population: Population, population_file: Path, users: int, options: RunOptions, step_dir: Path
+) -> dict[str, Any]:
+    await asyncio.to_thread(_top_up, population)
+    argv = locust_argv(options, target, users, population_file, step_dir)
+    proc = await asyncio.to_thread(_start_locust, argv, step_dir / "locust.log")
+    try:
+        window = await _wait_for_window(step_dir, proc, 60 + users / 50)
+        sampler = TreeCpuSampler(roots=[*target.cpu_roots(), proc.pid], singles={"loadtest driver": [os.getpid()]})
+        sampler.start()
+        await asyncio.sleep(max(0.0, window["end"] - time.time()))
+        cpu = sampler.stop()
+        generator = sampler.per_process.get("load generator", [])
+        code = await asyncio.to_thread(proc.wait, options.window_s + 180)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            await asyncio.to_thread(proc.wait, 30)
+    quiet = await target.quiet(population, options.drain_timeout_s)
+    figures = await target.window(population, window["start"], window["end"])
+    return step_summary(target, users, options, step_dir, window, cpu, generator, quiet, figures, code)
+
+
+def step_summary(
+    target: Target,
+    users: int,
+    options: RunOptions,
+    step_dir: Path,
+    window: dict[str, float],
+    cpu: dict[str, float],
+    generator: list[float],
+    quiet: Any,
+    figures: Any,
+    locust_exit: int,
+) -> dict[str, Any]:
+    start, end = window["start"], window["end"]
+    length = end - start
+    routes = read_routes(step_dir)
+    counted = requests_in_window(step_dir, start, end)
+    total = routes.get("Aggregated")
+    requests_per_s = (
+        counted[0] / counted[1] if counted and counted[1] > 0 else (total.requests / length if total else 0)
+    )
+    acks = {a.hold_id for a in read_acknowledgements(step_dir) if start <= a.at <= end}
+    reads = routes.get(READ_ROUTE)
+    hold = next((routes[r] for r in HOLD_ROUTES if r in routes), None)
+    summary = {
+        "target": target.name,
+        "scenario": options.scenario,
+        "users": users,
+        "window_s": round(length, 2),
+        "requests_per_s": round(requests_per_s, 1),
+        "holds_per_s": round(len(acks) / length, 1),
+        "confirmed_per_s": round(figures.confirmed / length, 1),
+        "hold_p50_ms": hold.p50_ms if hold else None,
+        "hold_p99_ms": hold.p99_ms if hold else None,
+        "held_at_end": figures.held_at_end,
+        "drain_s": round(figures.drain_s, 2),
+        "quiet_after_s": round(quiet.waited_s, 2),
+        "left_in_flight": quiet.in_flight,
+        "left_held": quiet.held,
+        "booking_reads_404": reads.statuses.get("404", 0) if reads else 0,
+        "errors_by_status": errors_by_status(routes),
+        "keys": read_outcome_counts(step_dir),
+        "routes": {name: r.as_json() for name, r in routes.items()},
+        "cpu_percent": cpu,
+        "generator_processes_percent": generator,
+        "generator_saturated": any(p >= GENERATOR_SATURATED for p in generator),
+        "locust_processes": options.locust_processes,
+        "locust_exit": locust_exit,
+    }
+    (step_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def describe_step(s: dict[str, Any]) -> str:
+    cpu = ", ".join(f"{k} {v:.0f}%" for k, v in s["cpu_percent"].items())
+    warn = "  [LOAD GENERATOR SATURATED]" if s["generator_saturated"] else ""
+    return (
+        f"  {s['target']:>18} {s['users']:>5} users: {s['requests_per_s']:>8.0f} req/s, "
+        f"{s['holds_per_s']:>7.0f} holds/s, "
+        f"{s['confirmed_per_s']:>7.0f} confirmed/s, hold p50 {s['hold_p50_ms']} ms p99 {s['hold_p99_ms']} ms, "
+        f"HELD at end {s['held_at_end']} (drained in {s['drain_s']} s), errors {s['errors_by_status']}, "
+        f"404 reads {s['booking_reads_404']}{warn}\n      CPU: {cpu}"
+    )
+
+
+async def run_target(target: Target, options: RunOptions, run_dir: Path, tag: str) -> dict[str, Any]:
+    """Start `target`, populate it, run every step, audit, stop. Returns the target's summary."""
+    target_dir = run_dir / target.name
+    target_dir.mkdir(parents=True, exist_ok=True)
+    _log(f"{target.name}: starting")
+    await asyncio.to_thread(target.start)
+    try:
+        t0 = time.monotonic()
+        population = await asyncio.to_thread(
+            create,
+            options.scenario,
+            target.base_url,
+            target.jwt_secret,
+            tag,
+            options.customers,
+            options.events,
+            options.cars,
+        )
+        population_file = target_dir / "population.json"
+        population.save(population_file)
+        took = time.monotonic() - t0
+        _log(f"{target.name}: {len(population.customers)} customers funded, catalog created ({took:.1f} s)")
+        steps = []
+        if options.web:
+            await _web_session(target, population, population_file, options, target_dir / "web")
+        else:
+            for users in options.users:
+                step = await run_step(
+                    target, population, population_file, users, options, target_dir / f"users-{users:05d}"
+                )
+                steps.append(step)
+                _log(describe_step(step))
+        verdict = await target.audit(population, read_client_holds(target_dir))
+        _log(verdict.table())
+        summary = {"target": target.name, "scenario": options.scenario, "steps": steps, "audit": verdict.as_json()}
+        (target_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        return summary
+    finally:
+        close = getattr(target, "close", None)
+        if close is not None:
+            await close()
+        await asyncio.to_thread(target.stop)
+        _log(f"{target.name}: stopped")
+
+
+async def _web_session(
+    target: Target, population: Population, population_file: Path, options: RunOptions, step_dir: Path
+) -> None:
+    """Locust's web UI against the target until the user stops it (Ctrl-C here), then quiet."""
+    argv = locust_argv(options, target, options.users[0], population_file, step_dir)
+    _log(
+        f"Locust's web UI: http://127.0.0.1:{options.web_port} (host {target.base_url}). Start and stop "
+        f"the load there; press Ctrl-C here to end the session, audit it and stop {target.name}."
+    )
+    proc = await asyncio.to_thread(_start_locust, argv, None)
+    try:
+        await asyncio.to_thread(proc.wait)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        pass
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(60)
+    await target.quiet(population, options.drain_timeout_s)
+
+
+def write_run(run_dir: Path, options: RunOptions, results: list[dict[str, Any]], argv: list[str]) -> bool:
+    """The run's summary, comparison table and chart; True when every audit passed."""
+    from loadtest.report import comparison_markdown, draw_chart
+
+    summary = {
+        "command": "rezerv loadtest " + " ".join(argv),
+        "machine": machine_description(),
+        "scenario": options.scenario,
+        "window_s": options.window_s,
+        "users": list(options.users),
+        "customers": options.customers,
+        "targets": results,
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    if len(results) > 1:
+        table = comparison_markdown(results)
+        (run_dir / "comparison.md").write_text(table + "\n")
+        _log(table)
+    if any(r["steps"] for r in results):
+        draw_chart(results, run_dir / "chart.png", title=f"{options.scenario}, {options.window_s:.0f} s per step")
+    ok = all(r["audit"]["ok"] for r in results)
+    _log(f"results in {run_dir}; audit {'passed' if ok else 'FAILED'}")
+    return ok

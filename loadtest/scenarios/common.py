@@ -1,0 +1,229 @@
+"""What every scenario's customers do the same way: hold with an Idempotency-Key and retries, read
+the booking once a moment later, record what they were told, stop at the end of the window.
+
+The window: when Locust has spawned every user, the master (or the only process) starts the
+window and tells the workers when it ends; `window.json` in `--records-dir` says when it began
+and ends, for `rezerv loadtest`. After the end a user starts no new request, finishes the one it
+is in, and stops; the master quits a moment later. With `--window 0` (the web UI) users run
+until they are stopped.
+
+Reading the booking: a hold's answer comes before the bookings read model has it (the projection
+follows the log a moment behind), so a customer reads its booking once, `--read-after` seconds
+after the 201, in between its next bookings (a queue per user, never a sleep). A 404 then is a
+booking the read model still does not show: it is counted, as a failed read named so in Locust's
+statistics and in the run's summary, never retried away.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+import uuid
+from collections import Counter, deque
+from pathlib import Path
+from typing import Any
+
+import gevent
+from locust import FastHttpUser, constant, events
+from locust.exception import StopUser
+from locust.runners import MasterRunner, WorkerRunner
+
+from api.hold_keys import hold_id_for
+from loadtest.population import Population
+from loadtest.records import RecordWriter
+from loadtest.retry import NETWORK_ERROR, RetryPolicy
+from loadtest.scenarios.paths import WINDOW_FILE
+
+HOLD_ROUTES = {"event": "POST /events/{id}/holds", "car": "POST /cars/{id}/holds"}
+READ_ROUTE = "GET /bookings/{id}"
+SETTLE_S = 1.0  # after the window, how long the master waits before quitting
+STATUS_FILE = "statuses-{pid}.json"
+
+POLICY = RetryPolicy()
+_state: dict[str, Any] = {"window_end": None, "population": None, "records": None}
+_ENVIRONMENT: dict[str, Any] = {}  # the process's Locust environment (spawning_complete does not pass it)
+_statuses: Counter[tuple[str, int]] = Counter()
+
+
+def _arguments(parser: Any) -> None:
+    parser.add_argument("--population", default="", help="the population file `rezerv loadtest` wrote")
+    parser.add_argument("--records-dir", default="", help="where each process writes what its users were told")
+    parser.add_argument("--window", type=float, default=0.0, help="seconds after spawning; 0: until stopped")
+    parser.add_argument("--read-after", type=float, default=1.0, help="seconds between a hold and its read")
+
+
+def _options(environment: Any) -> Any:
+    return environment.parsed_options
+
+
+def _init(environment: Any, **_kwargs: Any) -> None:
+    _ENVIRONMENT["env"] = environment
+    if isinstance(environment.runner, WorkerRunner):
+        environment.runner.register_message("window", lambda message, **_kw: _state.update(window_end=message.data))
+
+
+def _start_window(user_count: int, **_kwargs: Any) -> None:
+    environment = _ENVIRONMENT.get("env")
+    if environment is None or isinstance(environment.runner, WorkerRunner):
+        return
+    window = _options(environment).window
+    if window <= 0:
+        return
+    start = time.time()
+    end = start + window
+    _state["window_end"] = end
+    if isinstance(environment.runner, MasterRunner):
+        environment.runner.send_message("window", end)
+    directory = Path(_options(environment).records_dir or ".")
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / WINDOW_FILE).write_text(json.dumps({"start": start, "end": end, "users": user_count}))
+    gevent.spawn_later(window + SETTLE_S, environment.runner.quit)
+
+
+def _count(name: str, response: Any, **_kwargs: Any) -> None:
+    _statuses[(name, int(getattr(response, "status_code", 0) or 0))] += 1
+
+
+def _dump_statuses(environment: Any) -> None:
+    if not _statuses:
+        return
+    directory = Path(_options(environment).records_dir or ".")
+    directory.mkdir(parents=True, exist_ok=True)
+    counts: dict[str, dict[str, int]] = {}
+    for (name, status), count in _statuses.items():
+        counts.setdefault(name, {})[str(status)] = count
+    path = directory / STATUS_FILE.format(pid=os.getpid())
+    path.with_suffix(".tmp").write_text(json.dumps(counts))
+    path.with_suffix(".tmp").replace(path)
+
+
+def _start_dumping(environment: Any, **_kwargs: Any) -> None:
+    def loop() -> None:
+        while True:
+            gevent.sleep(2.0)
+            _dump_statuses(environment)
+
+    if not isinstance(environment.runner, MasterRunner):
+        gevent.spawn(loop)
+
+
+def _final_dump(environment: Any, **_kwargs: Any) -> None:
+    _dump_statuses(environment)
+    if _state["records"] is not None:
+        _state["records"].close()
+
+
+_LISTENERS: dict[str, Any] = {
+    "init_command_line_parser": _arguments,
+    "init": _init,
+    "spawning_complete": _start_window,
+    "request": _count,
+    "test_start": _start_dumping,
+    "test_stop": _final_dump,
+}
+for _hook, _listener in _LISTENERS.items():
+    getattr(events, _hook).add_listener(_listener)
+
+
+def population(environment: Any) -> Population:
+    if _state["population"] is None:
+        _state["population"] = Population.load(Path(_options(environment).population))
+        _state["records"] = RecordWriter(Path(_options(environment).records_dir or "."))
+    return _state["population"]  # type: ignore[no-any-return]
+
+
+class Customer(FastHttpUser):  # type: ignore[misc]
+    """A client acting for one customer per booking, drawn at random from the population."""
+
+    abstract = True
+    wait_time = constant(0)
+    network_timeout = 30.0
+    connection_timeout = 10.0
+
+    def on_start(self) -> None:
+        self.population = population(self.environment)
+        self.records: RecordWriter = _state["records"]
+        self.rng = random.Random()
+        self.reads: deque[tuple[float, str, str]] = deque()  # (due, hold id, token)
+        self.read_after = float(_options(self.environment).read_after)
+
+    # ---- the window ------------------------------------------------------------------------
+    def stop_after_window(self) -> None:
+        end = _state["window_end"]
+        if end is not None and time.time() >= end:
+            raise StopUser
+
+    # ---- reading a booking ----------------------------------------------------------------
+    def read_due(self) -> bool:
+        """Read the oldest acknowledged booking whose time has come; False if none is due."""
+        if not self.reads or self.reads[0][0] > time.time():
+            return False
+        _due, hold_id, token = self.reads.popleft()
+        with self.client.get(
+            f"/bookings/{hold_id}", headers=_auth(token), name=READ_ROUTE, catch_response=True
+        ) as response:
+            if response.status_code == 200:
+                response.success()
+            elif response.status_code == 404:
+                response.failure("HTTP 404: the booking is not in the read model yet")
+            else:
+                response.failure(_failure(response))
+        return True
+
+    # ---- holding --------------------------------------------------------------------------
+    def customer(self) -> tuple[str, str]:
+        c = self.rng.choice(self.population.customers)
+        return c.customer_id, c.token
+
+    def hold(self, kind: str, entity_id: str, body: dict[str, Any]) -> None:
+        """One booking: a new key, retried on network errors, 503 and 429 (as RetryPolicy says)."""
+        customer, token = self.customer()
+        key = uuid.uuid4().hex
+        entity = f"{kind}/{entity_id}"
+        self.records.intent(customer, entity, key, hold_id_for(customer, kind, entity_id, key))
+        headers = _auth(token) | {"Idempotency-Key": key}
+        acked: list[str] = []
+        amount = expires_at = None
+        acked_at: float | None = None
+        attempt = 0
+        while True:
+            attempt += 1
+            with self.client.post(
+                f"/{kind}s/{entity_id}/holds", json=body, headers=headers, name=HOLD_ROUTES[kind], catch_response=True
+            ) as response:
+                status = response.status_code or NETWORK_ERROR
+                retry_after = response.headers.get("Retry-After") if response.headers else None
+                if status == 201:
+                    answer = response.json()
+                    acked.append(answer["hold_id"])
+                    amount, expires_at = answer["amount"], answer.get("expires_at_ms")
+                    acked_at = time.time()
+                    response.success()
+                else:
+                    response.failure(_failure(response))
+            pause = POLICY.pause(status, retry_after, attempt)
+            if status == 201 or pause is None:
+                break
+            gevent.sleep(pause)
+        self.records.outcome(customer, entity, key, status, acked, amount, expires_at, acked_at, attempt)
+        if acked:
+            self.reads.append((time.time() + self.read_after, acked[0], token))
+
+    def get(self, path: str, name: str, token: str) -> None:
+        with self.client.get(path, headers=_auth(token), name=name, catch_response=True) as response:
+            if response.status_code == 200:
+                response.success()
+            else:
+                response.failure(_failure(response))
+
+
+def _auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _failure(response: Any) -> str:
+    if not response.status_code:
+        return f"network error: {type(response.error).__name__}"
+    return f"HTTP {response.status_code}"
