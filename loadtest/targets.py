@@ -344,7 +344,11 @@ class BaselineTarget:
 
     async def pool(self) -> asyncpg.Pool:
         if self._pool is None:
-            self._pool = await asyncpg.create_pool(self._database_url, min_size=1, max_size=2)
+            from loadtest.baselines.app import SERVER_SETTINGS
+
+            self._pool = await asyncpg.create_pool(
+                self._database_url, min_size=1, max_size=2, server_settings=SERVER_SETTINGS
+            )
         return self._pool
 
     async def close(self) -> None:

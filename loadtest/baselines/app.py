@@ -38,6 +38,7 @@ from engine.domain.commands import EVENT
 from loadtest.baselines.strategies import HoldRequest, Refused, Strategy, build
 
 SCHEMA = Path(__file__).with_name("schema.sql")
+SERVER_SETTINGS = {"search_path": "baseline"}  # the schema of the tables (schema.sql)
 DEFAULT_TTL_MS = 600_000
 
 
@@ -89,7 +90,11 @@ def create_app(environ: dict[str, str] | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         pool = await asyncpg.create_pool(
-            env["BASELINE_DATABASE_URL"], min_size=1, max_size=int(env.get("BASELINE_DB_POOL", "16")), reset=_no_reset
+            env["BASELINE_DATABASE_URL"],
+            min_size=1,
+            max_size=int(env.get("BASELINE_DB_POOL", "16")),
+            reset=_no_reset,
+            server_settings=SERVER_SETTINGS,
         )
         async with pool.acquire() as conn:
             await conn.execute("SELECT pg_advisory_lock(15)")  # several workers create the tables once

@@ -1,5 +1,7 @@
--- The tables of a lock-based baseline (loadtest/baselines/). One database per strategy.
--- Money is integer minor units; times are epoch milliseconds.
+-- The tables of a lock-based baseline (loadtest/baselines/), in their own schema `baseline` (the
+-- app's connections set search_path to it), so they never meet rezerv's tables of the same names.
+-- One database per strategy. Money is integer minor units; times are epoch milliseconds.
+CREATE SCHEMA IF NOT EXISTS baseline;
 CREATE TABLE IF NOT EXISTS events (
     event_id        text PRIMARY KEY,
     title           text   NOT NULL,

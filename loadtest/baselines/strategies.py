@@ -4,10 +4,10 @@ reserve the tickets, charge the customer's wallet if the balance allows, record 
 - `ConditionalUpdate`: no read-check-write at all. The hot tier row is changed by a single
   ``UPDATE tiers SET remaining = remaining - n WHERE ... AND remaining >= n``, issued as the
   transaction's last statement, so the hot row's lock is held only from it to the COMMIT (the
-  best case of this design: the wallet charge and the booking row come first).
+  best case of this design: the booking row and the wallet charge come first).
 - `SelectForUpdate`: the classic pessimistic lock. ``SELECT ... FROM events ... FOR UPDATE`` on
-  the event row first, then read the tiers, check, charge, write, record, COMMIT: the event is
-  locked for all of it.
+  the event row first, then read the tiers, check, record, charge, write the tiers, COMMIT: the
+  event is locked for all of it.
 - `RedisLock`: a per-event lock in Redis (``SET lock:event:<id> <token> NX PX <ttl>``, waited
   for by polling with a short backoff), around a read-check-write of the tiers in PostgreSQL;
   released by a compare-and-delete script, so only its owner can release it.
@@ -157,11 +157,9 @@ def _amount(request: HoldRequest, prices: dict[str, tuple[int, int]]) -> int:
 
 
 async def _charge_and_record(conn: asyncpg.Connection, request: HoldRequest, amount: int) -> BookingRow | None:
-    """Charge the wallet and record the booking; None when a concurrent retry of the same key
-    recorded it first (the caller rolls back and answers with that one)."""
-    if await conn.fetchval(_CHARGE, request.customer_id, amount) is None:
-        raise Refused(409, "insufficient-funds", f"wallet {request.customer_id} cannot pay {amount}")
-    await conn.execute(_LEDGER, request.customer_id, request.hold_id, amount)
+    """Record the booking and charge the wallet; None when a concurrent request with the same key
+    recorded it first (the booking row is inserted first, so the second request waits on it and
+    then finds it: the caller rolls back and answers with that one)."""
     now = int(time.time() * 1000)
     recorded = await conn.fetchval(
         _RECORD,
@@ -177,6 +175,9 @@ async def _charge_and_record(conn: asyncpg.Connection, request: HoldRequest, amo
     )
     if recorded is None:
         return None
+    if await conn.fetchval(_CHARGE, request.customer_id, amount) is None:
+        raise Refused(409, "insufficient-funds", f"wallet {request.customer_id} cannot pay {amount}")
+    await conn.execute(_LEDGER, request.customer_id, request.hold_id, amount)
     return BookingRow(
         request.hold_id,
         request.customer_id,
