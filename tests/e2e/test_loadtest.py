@@ -1,0 +1,53 @@
+"""`rezerv loadtest` for real: a few seconds of the flash sale, a few users, against the `rezerv up`
+it starts for the run (fresh data directory, free ports), with the audit passing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from tests.e2e.rezerv_up import REZERV, processes_mentioning, up_environment
+from tests.servers import remove_tree, session_root
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_short_flash_sale_runs_end_to_end_and_its_audit_passes() -> None:
+    root = session_root()
+    try:
+        env = up_environment(root / "unused")  # the command picks its own data directory and ports
+        argv = [REZERV, "loadtest", "run", "--users", "4", "--window", "3", "--customers", "20"]
+        argv += ["--read-after", "0.5", "--results", str(root / "results")]
+        result = subprocess.run(
+            argv,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert "audit of rezerv: OK" in result.stdout
+        (run_dir,) = (root / "results").iterdir()
+        summary = json.loads((run_dir / "summary.json").read_text())
+        (target,) = summary["targets"]
+        (step,) = target["steps"]
+        assert target["audit"]["ok"]
+        assert {c["check"] for c in target["audit"]["checks"] if c["checked"] > 0} >= {
+            "acknowledged holds stored exactly once",
+            "balance = deposits - charges + refunds",
+            "the bookings read model equals a replay of the log",
+        }
+        assert step["holds_per_s"] > 0
+        assert step["confirmed_per_s"] > 0
+        assert step["routes"]["POST /events/{id}/holds"]["statuses"].get("201", 0) > 0
+        assert step["cpu_percent"]["load generator"] > 0
+        assert step["left_in_flight"] == 0
+        assert step["left_held"] == 0
+        for name in ("locust_stats.csv", "locust.html", "summary.json"):
+            assert (run_dir / "rezerv" / "users-00004" / name).exists()
+        assert (run_dir / "chart.png").stat().st_size > 10_000
+        assert processes_mentioning("rezerv-loadtest-") == []
+    finally:
+        remove_tree(root)
