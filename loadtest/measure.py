@@ -135,9 +135,9 @@ def process_role(proc: psutil.Process) -> str:
         return "baseline api"
     if "uvicorn" in cmdline:
         return "api"
-    if _is_ray(proc) or "bin/ray " in cmdline:
+    if _is_ray(proc) or name.startswith("ray") or any(s in cmdline for s in ("bin/ray ", "ray.dashboard", "ray/")):
         return "ray internals"
-    if "stack.cli" in cmdline or "rezerv" in cmdline:
+    if "stack.cli" in cmdline:
         return "rezerv up"
     return "other"
 
