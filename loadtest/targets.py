@@ -141,6 +141,22 @@ def reported_tiers(population: Population) -> dict[tuple[str, str], tuple[int, i
     return out
 
 
+class _LazyPool:
+    """The orchestrator's own small pool on a target's database, opened on first use."""
+
+    _pool: asyncpg.Pool | None = None
+
+    async def _open(self, url: str, **settings: Any) -> asyncpg.Pool:
+        if self._pool is None:
+            self._pool = await asyncpg.create_pool(url, min_size=1, max_size=2, **settings)
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
 # ---- rezerv ----------------------------------------------------------------------------------
 _HELD = "SELECT count(*) FROM bookings WHERE status = 'HELD' AND booking_stream = ANY($1::text[])"
 
@@ -157,7 +173,7 @@ SELECT count(*) FILTER (WHERE confirmed_at BETWEEN $2 AND $3) AS confirmed,
 
 
 @dataclass
-class RezervTarget:
+class RezervTarget(_LazyPool):
     base_url: str = ""
     database_url: str = ""
     jwt_secret: str = ""
@@ -166,7 +182,6 @@ class RezervTarget:
     name: str = "rezerv"
     root: Path | None = None
     up: ManagedProcess | None = None
-    _pool: asyncpg.Pool | None = None
 
     def start(self) -> None:
         if self.base_url:
@@ -215,14 +230,7 @@ class RezervTarget:
         return [pid] if pid else []
 
     async def pool(self) -> asyncpg.Pool:
-        if self._pool is None:
-            self._pool = await asyncpg.create_pool(self.database_url, min_size=1, max_size=2)
-        return self._pool
-
-    async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        return await self._open(self.database_url)
 
     async def quiet(self, population: Population, timeout_s: float) -> Quiet:
         """No request in flight, the projection caught up, and none of the run's bookings HELD."""
@@ -302,14 +310,13 @@ class BaselineServers:
 
 
 @dataclass
-class BaselineTarget:
+class BaselineTarget(_LazyPool):
     strategy: str
     servers: BaselineServers
     jwt_secret: str
     workers: int = field(default_factory=lambda: Settings.from_env().api_workers)
     base_url: str = ""
     app: ManagedProcess | None = None
-    _pool: asyncpg.Pool | None = None
     _database_url: str = ""
 
     @property
@@ -343,18 +350,9 @@ class BaselineTarget:
         return ([self.app.pid] if self.app and self.app.pid else []) + self.servers.pids()
 
     async def pool(self) -> asyncpg.Pool:
-        if self._pool is None:
-            from loadtest.baselines.app import SERVER_SETTINGS
+        from loadtest.baselines.app import SERVER_SETTINGS
 
-            self._pool = await asyncpg.create_pool(
-                self._database_url, min_size=1, max_size=2, server_settings=SERVER_SETTINGS
-            )
-        return self._pool
-
-    async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        return await self._open(self._database_url, server_settings=SERVER_SETTINGS)
 
     async def quiet(self, population: Population, timeout_s: float) -> Quiet:
         t0 = time.monotonic()

@@ -26,6 +26,7 @@ import asyncio
 import random
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -156,10 +157,10 @@ def _amount(request: HoldRequest, prices: dict[str, tuple[int, int]]) -> int:
     return sum(prices[tier][0] * count for tier, count in request.quantities)
 
 
-async def _charge_and_record(conn: asyncpg.Connection, request: HoldRequest, amount: int) -> BookingRow | None:
-    """Record the booking and charge the wallet; None when a concurrent request with the same key
-    recorded it first (the booking row is inserted first, so the second request waits on it and
-    then finds it: the caller rolls back and answers with that one)."""
+async def _charge_and_record(conn: asyncpg.Connection, request: HoldRequest, amount: int) -> BookingRow:
+    """Record the booking and charge the wallet. _RetryLost when a concurrent request with the same
+    key recorded it first (the booking row is inserted first, so the second request waits on it
+    and then finds it: the transaction rolls back and the answer is that booking)."""
     now = int(time.time() * 1000)
     recorded = await conn.fetchval(
         _RECORD,
@@ -174,7 +175,7 @@ async def _charge_and_record(conn: asyncpg.Connection, request: HoldRequest, amo
         now + request.ttl_ms,
     )
     if recorded is None:
-        return None
+        raise _RetryLost
     if await conn.fetchval(_CHARGE, request.customer_id, amount) is None:
         raise Refused(409, "insufficient-funds", f"wallet {request.customer_id} cannot pay {amount}")
     await conn.execute(_LEDGER, request.customer_id, request.hold_id, amount)
@@ -202,6 +203,20 @@ async def _winner(pool: asyncpg.Pool, request: HoldRequest) -> BookingRow:
     return found
 
 
+Take = Callable[[asyncpg.Connection, HoldRequest], Awaitable[BookingRow]]
+
+
+async def _in_one_transaction(pool: asyncpg.Pool, request: HoldRequest, take: Take) -> BookingRow:
+    """The idempotency check, then `take`, in one transaction; a retry that lost the race to its
+    original answers with the original's booking."""
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            found = await existing_booking(conn, request)
+            return found if found is not None else await take(conn, request)
+    except _RetryLost:
+        return await _winner(pool, request)
+
+
 def _tiers_args(request: HoldRequest) -> tuple[list[str], list[int]]:
     return [tier for tier, _ in request.quantities], [count for _, count in request.quantities]
 
@@ -213,22 +228,17 @@ class ConditionalUpdate:
     name: str = CONDITIONAL_UPDATE
 
     async def hold(self, request: HoldRequest) -> BookingRow:
-        try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                found = await existing_booking(conn, request)
-                if found is not None:
-                    return found
-                amount = _amount(request, await _prices(conn, request))
-                booking = await _charge_and_record(conn, request, amount)
-                if booking is None:
-                    raise _RetryLost
-                tiers, counts = _tiers_args(request)
-                taken = await conn.fetch(_TAKE_IF_LEFT, request.event_id, tiers, counts)
-                if len(taken) != len(tiers):
-                    raise Refused(409, "sold-out", "not enough tickets left")
-                return booking
-        except _RetryLost:
-            return await _winner(self.pool, request)
+        return await _in_one_transaction(self.pool, request, self._take)
+
+    @staticmethod
+    async def _take(conn: asyncpg.Connection, request: HoldRequest) -> BookingRow:
+        amount = _amount(request, await _prices(conn, request))
+        booking = await _charge_and_record(conn, request, amount)
+        tiers, counts = _tiers_args(request)
+        taken = await conn.fetch(_TAKE_IF_LEFT, request.event_id, tiers, counts)
+        if len(taken) != len(tiers):
+            raise Refused(409, "sold-out", "not enough tickets left")
+        return booking
 
 
 @dataclass
@@ -237,25 +247,20 @@ class SelectForUpdate:
     name: str = SELECT_FOR_UPDATE
 
     async def hold(self, request: HoldRequest) -> BookingRow:
-        try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                found = await existing_booking(conn, request)
-                if found is not None:
-                    return found
-                locked = await conn.fetchval("SELECT 1 FROM events WHERE event_id = $1 FOR UPDATE", request.event_id)
-                if locked is None:
-                    raise Refused(404, "event-not-found", f"event {request.event_id} does not exist")
-                prices = await _prices(conn, request)
-                if any(prices[tier][1] < count for tier, count in request.quantities):
-                    raise Refused(409, "sold-out", "not enough tickets left")
-                booking = await _charge_and_record(conn, request, _amount(request, prices))
-                if booking is None:
-                    raise _RetryLost
-                tiers, counts = _tiers_args(request)
-                await conn.execute(_TAKE, request.event_id, tiers, counts)
-                return booking
-        except _RetryLost:
-            return await _winner(self.pool, request)
+        return await _in_one_transaction(self.pool, request, self._take)
+
+    @staticmethod
+    async def _take(conn: asyncpg.Connection, request: HoldRequest) -> BookingRow:
+        locked = await conn.fetchval("SELECT 1 FROM events WHERE event_id = $1 FOR UPDATE", request.event_id)
+        if locked is None:
+            raise Refused(404, "event-not-found", f"event {request.event_id} does not exist")
+        prices = await _prices(conn, request)
+        if any(prices[tier][1] < count for tier, count in request.quantities):
+            raise Refused(409, "sold-out", "not enough tickets left")
+        booking = await _charge_and_record(conn, request, _amount(request, prices))
+        tiers, counts = _tiers_args(request)
+        await conn.execute(_TAKE, request.event_id, tiers, counts)
+        return booking
 
 
 _RELEASE = """
@@ -309,8 +314,6 @@ class RedisLock:
             raise Refused(409, "sold-out", "not enough tickets left")
         async with conn.transaction():
             booking = await _charge_and_record(conn, request, _amount(request, prices))
-            if booking is None:
-                raise _RetryLost
             tiers, counts = _tiers_args(request)
             await conn.execute(_TAKE, request.event_id, tiers, counts)
             return booking

@@ -8,16 +8,11 @@ read model is brought up to date by the real projection before each audit.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import date
 
 import asyncpg
-import pytest
 
 from engine.adapters.pg_bookings import BookingsProjection
-from engine.adapters.pg_event_store import PostgresEventStore
-from engine.adapters.pg_pool import create_pool
-from engine.domain import codec
 from engine.domain.commands import TierSpec
 from engine.domain.events import (
     BookingConfirmed,
@@ -29,7 +24,6 @@ from engine.domain.events import (
     TicketsHeld,
     WalletCharged,
 )
-from engine.ports import NewEvent, StreamAppend
 from loadtest.audit_rules import (
     ACKNOWLEDGED,
     CHARGES,
@@ -41,27 +35,12 @@ from loadtest.audit_rules import (
     Verdict,
 )
 from loadtest.store_audit import audit_store
+from tests.integration.test_bookings_projection import pool, write
+
+__all__ = ["pool"]  # the fixture: a fresh database with autovacuum off (log readers see commits at once)
 
 SHOW, CAR = "event/show", "car/van"
 EXPIRES = 2_000_000_000_000  # far in the future: nothing is overdue
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, 4)
-    # Autovacuum's ANALYZE holds log readers back while it runs (see test_bookings_projection.py).
-    await pool.execute("ALTER TABLE events SET (autovacuum_enabled = off, toast.autovacuum_enabled = off)")
-    yield pool
-    await pool.close()
-
-
-async def write(pool: asyncpg.Pool, stream: str, *events: object) -> None:
-    es = PostgresEventStore(pool)
-    version = (await es.claim(stream, 1, "test")).version
-    appended = await es.append(
-        [StreamAppend(stream, version, 1, [NewEvent(*codec.encode_named_record(e)) for e in events])]
-    )
-    assert appended.failed == frozenset()
 
 
 def held(hold_id: str, tickets: int, customer: str = "ann") -> TicketsHeld:
@@ -94,56 +73,56 @@ def failed(verdict: Verdict) -> set[str]:
     return {c.name for c in verdict.checks if not c.ok}
 
 
-async def test_a_consistent_history_passes_every_check(store: asyncpg.Pool) -> None:
-    clients = await a_paid_booking(store)
-    verdict = await audit(store, clients, balances={"ann": 9_800})
+async def test_a_consistent_history_passes_every_check(pool: asyncpg.Pool) -> None:
+    clients = await a_paid_booking(pool)
+    verdict = await audit(pool, clients, balances={"ann": 9_800})
     assert verdict.ok, verdict.table()
     assert verdict.figures["holds stored"] == 1
 
 
-async def test_a_hold_stored_that_nobody_acknowledged_is_reported(store: asyncpg.Pool) -> None:
-    clients = await a_paid_booking(store)
-    await write(store, SHOW, held("phantom", 1, customer="bo"))
-    verdict = await audit(store, clients)
+async def test_a_hold_stored_that_nobody_acknowledged_is_reported(pool: asyncpg.Pool) -> None:
+    clients = await a_paid_booking(pool)
+    await write(pool, SHOW, held("phantom", 1, customer="bo"))
+    verdict = await audit(pool, clients)
     assert failed(verdict) == {UNACKNOWLEDGED}
     assert "phantom" in verdict.check(UNACKNOWLEDGED).problems[0]
 
 
-async def test_an_acknowledged_hold_missing_from_the_store_is_reported(store: asyncpg.Pool) -> None:
-    clients = await a_paid_booking(store)
-    verdict = await audit(store, [*clients, acked("lost", 100)])
+async def test_an_acknowledged_hold_missing_from_the_store_is_reported(pool: asyncpg.Pool) -> None:
+    clients = await a_paid_booking(pool)
+    verdict = await audit(pool, [*clients, acked("lost", 100)])
     assert failed(verdict) == {ACKNOWLEDGED}
 
 
-async def test_a_tier_over_its_quantity_is_reported(store: asyncpg.Pool) -> None:
-    clients = await a_paid_booking(store)
-    await write(store, SHOW, held("h2", 4))  # 2 + 4 of 5
-    verdict = await audit(store, [*clients, acked("h2", 400)])
+async def test_a_tier_over_its_quantity_is_reported(pool: asyncpg.Pool) -> None:
+    clients = await a_paid_booking(pool)
+    await write(pool, SHOW, held("h2", 4))  # 2 + 4 of 5
+    verdict = await audit(pool, [*clients, acked("h2", 400)])
     assert failed(verdict) == {TIERS}
     assert verdict.figures["oversold tickets"] == 1
 
 
-async def test_a_double_charge_is_reported(store: asyncpg.Pool) -> None:
-    clients = await a_paid_booking(store)
-    await write(store, "wallet/ann", PaymentSucceeded("h1", SHOW, "ann", 200, 5))  # the newer layout's charge, again
-    verdict = await audit(store, clients, balances={"ann": 9_800})
+async def test_a_double_charge_is_reported(pool: asyncpg.Pool) -> None:
+    clients = await a_paid_booking(pool)
+    await write(pool, "wallet/ann", PaymentSucceeded("h1", SHOW, "ann", 200, 5))  # the newer layout's charge, again
+    verdict = await audit(pool, clients, balances={"ann": 9_800})
     assert CHARGES in failed(verdict)
     assert verdict.check(CHARGES).problems == ("wallet ann: saga h1 charged twice",)
 
 
-async def test_an_overlapping_rental_is_reported(store: asyncpg.Pool) -> None:
-    clients = await a_paid_booking(store)
-    await write(store, CAR, CarRegistered("van", "VW", "T6", "Oslo", 100, 1, 0, 0, 0))
-    await write(store, CAR, CarHeld("van", "r1", "ann", date(2027, 6, 1), date(2027, 6, 5), 400, 9, EXPIRES, 1))
-    await write(store, CAR, CarHeld("van", "r2", "bo", date(2027, 6, 4), date(2027, 6, 8), 400, 9, EXPIRES, 2))
-    verdict = await audit(store, [*clients, acked("r1", 400, "ann", CAR), acked("r2", 400, "bo", CAR)])
+async def test_an_overlapping_rental_is_reported(pool: asyncpg.Pool) -> None:
+    clients = await a_paid_booking(pool)
+    await write(pool, CAR, CarRegistered("van", "VW", "T6", "Oslo", 100, 1, 0, 0, 0))
+    await write(pool, CAR, CarHeld("van", "r1", "ann", date(2027, 6, 1), date(2027, 6, 5), 400, 9, EXPIRES, 1))
+    await write(pool, CAR, CarHeld("van", "r2", "bo", date(2027, 6, 4), date(2027, 6, 8), 400, 9, EXPIRES, 2))
+    verdict = await audit(pool, [*clients, acked("r1", 400, "ann", CAR), acked("r2", 400, "bo", CAR)])
     assert RENTALS in failed(verdict)
     assert verdict.check(RENTALS).problems == ("car/van: r2 overlaps r1",)
 
 
-async def test_a_read_model_that_differs_from_the_log_is_reported(store: asyncpg.Pool) -> None:
-    clients = await a_paid_booking(store)
-    await audit(store, clients)
-    await store.execute("UPDATE bookings SET status = 'CANCELLED' WHERE hold_id = 'h1'")
-    verdict = await audit(store, clients)
+async def test_a_read_model_that_differs_from_the_log_is_reported(pool: asyncpg.Pool) -> None:
+    clients = await a_paid_booking(pool)
+    await audit(pool, clients)
+    await pool.execute("UPDATE bookings SET status = 'CANCELLED' WHERE hold_id = 'h1'")
+    verdict = await audit(pool, clients)
     assert failed(verdict) == {READ_MODEL}
