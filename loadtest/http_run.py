@@ -132,8 +132,8 @@ async def run_step(
         code = await asyncio.to_thread(proc.wait, options.window_s + 180)
     finally:
         if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            await asyncio.to_thread(proc.wait, 30)
+            proc.send_signal(signal.SIGTERM)  # Locust's graceful shutdown (SIGINT may be ignored in the background)
+            await asyncio.to_thread(proc.wait, 60)
     quiet = await target.quiet(population, options.drain_timeout_s)
     figures = await target.window(population, window["start"], window["end"])
     return step_summary(target, users, options, step_dir, window, cpu, generator, quiet, figures, code)
@@ -251,21 +251,28 @@ async def run_target(target: Target, options: RunOptions, run_dir: Path, tag: st
 async def _web_session(
     target: Target, population: Population, population_file: Path, options: RunOptions, step_dir: Path
 ) -> None:
-    """Locust's web UI against the target until the user stops it (Ctrl-C here), then quiet."""
+    """Locust's web UI against the target until the user ends the session (Ctrl-C or SIGTERM here,
+    or Locust exits), then wait until the target is quiet."""
     argv = locust_argv(options, target, options.users[0], population_file, step_dir)
     _log(
         f"Locust's web UI: http://127.0.0.1:{options.web_port} (host {target.base_url}). Start and stop "
         f"the load there; press Ctrl-C here to end the session, audit it and stop {target.name}."
     )
     proc = await asyncio.to_thread(_start_locust, argv, None)
+    ended = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored (in the background)
+        loop.add_signal_handler(sig, ended.set)
     try:
-        await asyncio.to_thread(proc.wait)
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        pass
+        exited = asyncio.create_task(asyncio.to_thread(proc.wait))
+        await asyncio.wait({exited, asyncio.create_task(ended.wait())}, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
         if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(60)
+            proc.send_signal(signal.SIGTERM)  # Locust's graceful shutdown (SIGINT may be ignored in the background)
+        await asyncio.to_thread(proc.wait, 60)
+    _log("web session ended; waiting for the system to be quiet, then the audit")
     await target.quiet(population, options.drain_timeout_s)
 
 
