@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from engine.domain.commands import PAYMENT, WALLET, split_stream_id
+from engine.domain.commands import WALLET, split_stream_id
 from engine.domain.events import (
     FundsDeposited,
     PaymentFailed,
@@ -39,6 +39,7 @@ from engine.domain.events import (
     WalletRefunded,
 )
 
+PAYMENT = "payment"  # the older layout's stream kind, payment/<hold id>: decisions only
 DEPOSIT = "deposit"
 CHARGE = "charge"
 REFUND = "refund"
