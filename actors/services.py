@@ -129,7 +129,9 @@ class ServiceActor:
         publisher = KafkaPublisher(self.settings.kafka_bootstrap, topic_prefix=self.settings.kafka_topic_prefix)
         self.closers.append(publisher.close)
         relay = OutboxRelay(PostgresLogReader(pool), publisher)
-        projection = BookingsProjection(pool, PostgresLogReader(pool))
+        projection = BookingsProjection(
+            pool, PostgresLogReader(pool), min_interval_s=self.settings.projection_interval_s
+        )
         supervisor = SagaSupervisor(
             pool,
             publisher,

@@ -79,6 +79,9 @@ class Settings:
     payment_min_amount: int = field(default=0, metadata={"doc": "fail payments below this; 0 = off"})
     saga_retry_after_s: float = field(default=10.0, metadata={"doc": "re-send a pending saga step after"})
     expiry_sweep_s: float = field(default=2.0, metadata={"doc": "how often overdue holds are swept"})
+    projection_interval_s: float = field(
+        default=1.0, metadata={"doc": "bookings projection: at least this long between batches (fold more)"}
+    )
     inbox_retention_s: float = field(
         default=7 * 86400.0, metadata={"doc": "how long consumers remember processed message ids"}
     )

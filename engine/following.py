@@ -56,6 +56,11 @@ class LogFollower:
     poll_s: float = 0.5
     backoff: Backoff = field(default_factory=Backoff)
     relisten_every_s: float = 5.0
+    # Once caught up, at least this long from the start of one batch to the start of the next
+    # (0: no pause; a follower that is behind never pauses). A follower whose cost is per batch
+    # more than per event (a projection writing set-based statements, folding the changes a
+    # booking made within one batch into one row) trades that much lag for fewer, larger batches.
+    min_interval_s: float = 0.0
     _listen_at: float = float("-inf")
     _outage: _Outage | None = None
 
@@ -66,6 +71,7 @@ class LogFollower:
             while not stop.is_set():
                 subscription = await self._keep_listening(subscription, wake)
                 wake.clear()  # before reading: an append notified from now on wakes the next wait
+                started = time.monotonic()
                 try:
                     handled = await self.step()
                 except (asyncio.CancelledError, Exception) as exc:
@@ -73,7 +79,10 @@ class LogFollower:
                     await wait_until(stop, None, self.backoff.next())
                     continue
                 self._recovered()
-                if handled < self.batch:
+                if handled < self.batch:  # caught up: wait for more, and at least the interval
+                    pause = self.min_interval_s - (time.monotonic() - started)
+                    if pause > 0:
+                        await wait_until(stop, None, pause)
                     await wait_until(stop, wake, self.poll_s)
         finally:
             if subscription is not None:

@@ -157,11 +157,13 @@ class BookingsProjection:
         pool: asyncpg.Pool,
         reader: LogReader | None = None,
         name: str = PROJECTION_NAME,
-        batch: int = 1000,
+        batch: int = 10_000,
         poll_s: float = 0.5,
         backoff: Backoff | None = None,
         relisten_every_s: float = 5.0,
+        min_interval_s: float = 0.0,
     ) -> None:
+        """`min_interval_s`: see LogFollower; the service runs it with REZERV_PROJECTION_INTERVAL_S."""
         self.pool = pool
         self.reader: LogReader = reader or PostgresLogReader(pool)
         self.name = name
@@ -183,6 +185,7 @@ class BookingsProjection:
             poll_s,
             self.backoff,
             relisten_every_s,
+            min_interval_s,
         )
 
     async def run_once(self, limit: int | None = None) -> int:
