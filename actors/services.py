@@ -122,6 +122,7 @@ class ServiceActor:
         from engine.adapters.kafka_bus import KafkaPublisher
         from engine.adapters.pg_bookings import BookingsProjection
         from engine.adapters.pg_log import PostgresLogReader
+        from engine.adapters.pg_sagas import PostgresPendingSagas
         from engine.relay import OutboxRelay
         from engine.saga_supervisor import SagaSupervisor
 
@@ -131,7 +132,7 @@ class ServiceActor:
         relay = OutboxRelay(PostgresLogReader(pool), publisher)
         projection = BookingsProjection(pool, PostgresLogReader(pool))
         supervisor = SagaSupervisor(
-            pool,
+            PostgresPendingSagas(pool),
             publisher,
             self._execute(),
             int(self.settings.saga_retry_after_s * 1000),

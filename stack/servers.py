@@ -86,7 +86,10 @@ class EmbeddedPostgres:
 
     @property
     def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{self.database}"
+        return self.url_of(self.database)
+
+    def url_of(self, database: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
     @property
     def log_path(self) -> Path:
@@ -204,15 +207,9 @@ class EmbeddedPostgres:
             raise StartupError(f"initdb failed (exit {result.returncode}).{hint} Read its log: {self.log_path}")
 
     async def _ensure_database(self) -> None:
-        import asyncpg
+        from engine.adapters.pg_pool import ensure_database
 
-        conn = await asyncpg.connect(host="127.0.0.1", port=self.port, user="postgres", database="postgres")
-        try:
-            exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", self.database)
-            if not exists:
-                await conn.execute(f'CREATE DATABASE "{self.database}"')
-        finally:
-            await conn.close()
+        await ensure_database(self.url_of("postgres"), self.database)
 
     def stop(self) -> None:
         if self.process:

@@ -371,32 +371,21 @@ def _reachable(setting: str, value: str, probe: Callable[[], object]) -> None:
 
 
 async def _pg_ping(url: str) -> None:
-    import asyncpg
+    from engine.adapters.pg_pool import ping
 
-    conn = await asyncio.wait_for(asyncpg.connect(url, timeout=5), 6)
-    await conn.close()
+    await ping(url)
 
 
 async def _redis_ping(url: str) -> None:
-    from redis.asyncio import Redis
+    from engine.adapters.redis_client import ping
 
-    client = Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
-    try:
-        await client.ping()
-    finally:
-        await client.aclose()
+    await ping(url)
 
 
 async def _kafka_ping(bootstrap: str) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
+    from engine.adapters.kafka_topics import ping
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
-    try:
-        await asyncio.wait_for(admin.start(), 8)
-        await admin.list_topics()
-    finally:
-        with contextlib.suppress(Exception):
-            await admin.close()
+    await ping(bootstrap)
 
 
 async def _migrate(url: str) -> None:
