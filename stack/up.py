@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -31,6 +30,7 @@ import psutil
 from engine.config import ConfigError, Settings
 from stack.processes import ManagedProcess, StartupError, require_free_port, tail, tcp_accepts
 from stack.ray_auth import TOKEN_FILE, use_token
+from stack.secrets import private_secret
 from stack.servers import EmbeddedKafka, EmbeddedPostgres, EmbeddedRay, EmbeddedValkey
 
 
@@ -67,6 +67,35 @@ class RunFiles:
     @property
     def ray_token_file(self) -> Path:
         return self.data_dir / TOKEN_FILE
+
+    @property
+    def postgres_password_file(self) -> Path:
+        return self.data_dir / "postgres_password"
+
+    @property
+    def valkey_password_file(self) -> Path:
+        return self.data_dir / "valkey_password"
+
+
+def embedded_database_url(settings: Settings) -> str:
+    """REZERV_DATABASE_URL, or else the URL of the embedded PostgreSQL of the data directory
+    (whose password `rezerv up` keeps there); "" if neither exists."""
+    if settings.database_url:
+        return settings.database_url
+    password_file = RunFiles(settings.data_dir).postgres_password_file
+    if not password_file.exists():
+        return ""
+    password = password_file.read_text().strip()
+    return f"postgresql://postgres:{password}@127.0.0.1:{settings.postgres_port}/rezerv"
+
+
+def redacted(url: str) -> str:
+    """`url` with its password replaced by ***, for printing."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
 
 
 def running_pid(files: RunFiles) -> int | None:
@@ -112,7 +141,12 @@ class Stack:
         timeout = s.startup_timeout_s
 
         if not s.database_url:
-            pg = EmbeddedPostgres(data_dir=s.data_dir / "pg", port=s.postgres_port, durable=True)
+            pg = EmbeddedPostgres(
+                data_dir=s.data_dir / "pg",
+                port=s.postgres_port,
+                durable=True,
+                password=private_secret(self.files.postgres_password_file),
+            )
             self._step("PostgreSQL", lambda: pg.start(timeout))
             self.started.append(("PostgreSQL", pg))
             if pg.cluster_dir is not None and pg.cluster_dir != pg.data_dir:
@@ -122,7 +156,12 @@ class Stack:
         self._step("migrations", lambda: asyncio.run(_migrate(s.database_url)))
 
         if not s.redis_url:
-            valkey = EmbeddedValkey(data_dir=s.data_dir / "valkey", port=s.redis_port, durable=True)
+            valkey = EmbeddedValkey(
+                data_dir=s.data_dir / "valkey",
+                port=s.redis_port,
+                durable=True,
+                password=private_secret(self.files.valkey_password_file),
+            )
             self._step("Valkey", lambda: valkey.start(timeout))
             self.started.append(("Valkey", valkey))
             self.settings = s = s.replace(redis_url=valkey.url)
@@ -190,10 +229,7 @@ class Stack:
             )
         files.pid_file.write_text(f"{os.getpid()}\n")
         if not self.settings.jwt_secret:
-            if not files.secret_file.exists():
-                files.secret_file.write_text(secrets.token_urlsafe(32))
-                files.secret_file.chmod(0o600)
-            self.settings = self.settings.replace(jwt_secret=files.secret_file.read_text().strip())
+            self.settings = self.settings.replace(jwt_secret=private_secret(files.secret_file))
 
     def _check_ports(self) -> None:
         s = self.settings
@@ -314,13 +350,19 @@ class Stack:
             f"  Metrics         {self.urls['Metrics']}",
             f"  Ray dashboard   {self.urls['Ray dashboard']}  ({token_note})",
             f"  Data directory  {s.data_dir.resolve()}  (logs in {self.files.log_dir.resolve()})",
-            f"  PostgreSQL      {s.database_url}",
-            f"  Redis           {s.redis_url}",
+            f"  PostgreSQL      {redacted(s.database_url)}",
+            f"  Redis           {redacted(s.redis_url)}",
             f"  Kafka           {s.kafka_bootstrap}",
+            f"  Secrets         {self._secret_files()}",
             f"  Admin token     {admin_token(s)}",
             "",
         ]
         self.out("\n".join(lines))
+
+    def _secret_files(self) -> str:
+        f = self.files
+        kept = [p.name for p in (f.secret_file, f.postgres_password_file, f.valkey_password_file) if p.exists()]
+        return f"{', '.join(kept)} in {self.settings.data_dir.resolve()} (mode 600)" if kept else "none kept here"
 
     # ---- running and stopping -----------------------------------------------------------
     def supervise(self, stop_check: Callable[[], bool] | None = None) -> int:
@@ -357,7 +399,7 @@ class Stack:
 def admin_token(settings: Settings) -> str:
     from api.auth import issue_token
 
-    return issue_token(settings, subject="admin", roles=("admin",), ttl_s=24 * 3600)
+    return issue_token(settings, subject="admin", roles=("admin",), ttl_s=int(min(24 * 3600, settings.token_max_ttl_s)))
 
 
 def _reachable(setting: str, value: str, probe: Callable[[], object]) -> None:

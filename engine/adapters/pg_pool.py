@@ -64,3 +64,12 @@ async def ensure_database(url: str, database: str) -> bool:
         return True
     finally:
         await conn.close()
+
+
+async def execute(url: str, statement: str) -> None:
+    """Run one statement on a connection of its own (administration at start-up)."""
+    conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT_S)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
