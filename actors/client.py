@@ -220,8 +220,12 @@ class InventoryClient:
         }
 
 
-def ray_client(settings: Any) -> InventoryClient:
-    """A client whose shards are the named Ray actors of `settings` (created on first use)."""
+def ray_client(settings: Any, retry_for_s: float = 15.0) -> InventoryClient:
+    """A client whose shards are the named Ray actors of `settings` (created on first use).
+
+    `retry_for_s`: how long a transient failure is retried before it is the answer. The saga's
+    workers wait out an outage (their batch is retried anyway); the API answers its client
+    sooner (REZERV_REQUEST_RETRY_S), with a 503 and Retry-After."""
     from actors.factory import shard_handle
 
     return InventoryClient(
@@ -229,4 +233,5 @@ def ray_client(settings: Any) -> InventoryClient:
         settings.shard_count,
         batch_max=settings.batch_max,
         calls_in_flight=settings.calls_in_flight,
+        retry_for_s=retry_for_s,
     )

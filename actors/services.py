@@ -108,7 +108,7 @@ class ServiceActor:
     async def _pool(self, size: int = 3) -> Any:
         from engine.adapters.pg_pool import create_pool
 
-        pool = await create_pool(self.settings.database_url, size)
+        pool = await create_pool(self.settings.database_url, size, self.settings.db_command_timeout_s)
         self.closers.append(pool.close)
         return pool
 

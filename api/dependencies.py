@@ -60,6 +60,7 @@ async def run_check(dep: Dependency) -> CheckResult:
 class Postgres:
     url: str
     pool_size: int
+    command_timeout_s: float = 10.0
     name: str = "postgres"
     pool: Any = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -72,7 +73,7 @@ class Postgres:
                         raise RuntimeError("REZERV_DATABASE_URL is not set")
                     from engine.adapters.pg_pool import create_pool
 
-                    self.pool = await create_pool(self.url, self.pool_size)
+                    self.pool = await create_pool(self.url, self.pool_size, self.command_timeout_s)
         return self.pool
 
     async def check(self) -> None:
@@ -161,7 +162,7 @@ class Ray:
 
 def dependencies_from(settings: Settings) -> list[Dependency]:
     return [
-        Postgres(settings.database_url, settings.db_pool_size),
+        Postgres(settings.database_url, settings.db_pool_size, settings.db_command_timeout_s),
         Redis(settings.redis_url),
         Kafka(settings.kafka_bootstrap),
         Ray(settings.ray_address, settings.namespace),

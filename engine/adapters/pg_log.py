@@ -142,7 +142,12 @@ class PostgresSubscription:
             self._on_append()
 
     def is_active(self) -> bool:
-        return not self._closed and not self._conn.is_closed()
+        if self._closed:
+            return False
+        try:
+            return not self._conn.is_closed()
+        except asyncpg.InterfaceError:  # the pool took the connection back when it broke
+            return False
 
     async def close(self) -> None:
         if self._closed:
