@@ -461,7 +461,9 @@ class Stack:
         """A new Ray head has none of the old one's actors, and the API is a driver of the old one."""
         _restart(ray_head, self.settings.startup_timeout_s)
         self._deploy_services()
-        self._restart_api()
+        if self.api is not None:
+            self.api.stop()
+        self._start_api(until="/readyz")  # back means serving: joined the new cluster
 
     def _restart_api(self) -> None:
         if self.api is not None:
@@ -505,7 +507,7 @@ def _reachable(setting: str, value: str, probe: Callable[[], object]) -> None:
         probe()
     except Exception as exc:
         raise StartupError(
-            f"{setting}={value} is not reachable ({type(exc).__name__}: {exc}). Check the address and "
+            f"{setting}={redacted(value)} is not reachable ({type(exc).__name__}: {exc}). Check the address and "
             f"that the service is running, or unset {setting} to let `rezerv up` start an embedded one."
         ) from None
 
