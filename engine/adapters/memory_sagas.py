@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from engine.adapters.memory_store import InMemoryEventStore
 from engine.domain.booking import HELD
-from engine.domain.commands import FAILED, PAYMENT, SUCCEEDED, stream_id
+from engine.domain.commands import FAILED, SUCCEEDED
 from engine.log import LoggedEvent
 from engine.ports import OverdueHold, UndecidedHold, UndeliveredDecision, Unrefunded
 from engine.projections.bookings import Booking, fold, plan
@@ -54,7 +54,7 @@ class InMemoryPendingSagas:
         return [
             UndeliveredDecision(
                 b.hold_id,
-                stream_id(PAYMENT, b.hold_id),
+                b.payment_stream or f"payment/{b.hold_id}",  # NULL: decided before wallets decided
                 b.payment_version or 0,
                 b.payment_status,
                 b.payment_decided_at or 0,

@@ -57,15 +57,17 @@ class PendingSagasContract:
     async def test_an_undelivered_decision_points_at_the_decision_event(self, given: Given) -> None:
         sagas = await given(
             ("event/e1", [tickets("paid"), tickets("refused"), tickets("done")]),
-            ("payment/paid", [paid("paid", AT + 100)]),
-            ("payment/refused", [refused("refused", AT + 300)]),
-            ("payment/done", [paid("done", AT + 100)]),
+            ("wallet/alice", [paid("paid", AT + 100), refused("refused", AT + 300), paid("done", AT + 100)]),
             ("event/e1", [BookingConfirmed("e1", "done", "pay", AT + 200)]),
         )
         decisions = await sagas.undelivered_decisions(AT + 301, 10)
         assert [(d.hold_id, d.payment_status, d.payment_decided_at) for d in decisions] == [
             ("paid", "SUCCEEDED", AT + 100),
             ("refused", "FAILED", AT + 300),
+        ]
+        assert [(d.decision_stream, d.decision_version) for d in decisions] == [
+            ("wallet/alice", 1),
+            ("wallet/alice", 2),
         ]
         events = await sagas.events_at([(d.decision_stream, d.decision_version) for d in decisions])
         assert sorted(e.event_type for e in events) == ["PaymentFailed", "PaymentSucceeded"]
@@ -78,10 +80,9 @@ class PendingSagasContract:
     async def test_an_ended_paid_booking_is_unrefunded_until_refunded(self, given: Given) -> None:
         sagas = await given(
             ("event/e1", [tickets("expired"), tickets("refunded")]),
-            ("payment/expired", [paid("expired", AT + 100)]),
-            ("payment/refunded", [paid("refunded", AT + 100)]),
+            ("wallet/alice", [paid("expired", AT + 100), paid("refunded", AT + 100)]),
             ("event/e1", [HoldExpired("e1", "expired", AT + TTL), HoldReleased("e1", "refunded", "bye", AT + 500)]),
-            ("payment/refunded", [PaymentRefunded("refunded", "event/e1", "alice", 10_000, "released", AT + 600)]),
+            ("wallet/alice", [PaymentRefunded("refunded", "event/e1", "alice", 10_000, "released", AT + 600)]),
         )
         assert await sagas.unrefunded(AT + TTL + 1, 10) == [Unrefunded("expired", "event/e1", 3, "EXPIRED", AT + TTL)]
         assert await sagas.unrefunded(AT + TTL, 10) == []

@@ -72,21 +72,21 @@ async def test_a_hold_nobody_decided_is_sent_again_only_after_the_retry_delay() 
     assert publisher.sent[0].topic == "bookings"
 
 
-async def test_an_undelivered_decision_is_sent_again_from_its_own_stream() -> None:
+async def test_an_undelivered_decision_is_sent_again_from_the_wallet_stream_it_was_recorded_in() -> None:
     sweeper, publisher, _, clock = await supervisor(
-        ("event/e1", [tickets("h1")]), ("payment/h1", [paid("h1", AT + 100)])
+        ("event/e1", [tickets("h1")]), ("wallet/alice", [paid("h1", AT + 100)])
     )
     clock.now = AT + 100 + RETRY_MS + 1
     report = await sweeper.sweep()
     assert (report.resent_holds, report.resent_decisions) == (0, 1)
-    assert publisher.ids() == ["payment/h1@1"]
+    assert publisher.ids() == ["wallet/alice@1"]
     assert publisher.sent[0].topic == "payments"
 
 
 async def test_a_confirmed_booking_needs_nothing() -> None:
     sweeper, publisher, entities, clock = await supervisor(
         ("event/e1", [tickets("h1")]),
-        ("payment/h1", [paid("h1", AT + 100)]),
+        ("wallet/alice", [paid("h1", AT + 100)]),
         ("event/e1", [BookingConfirmed("e1", "h1", "pay", AT + 200)]),
     )
     clock.now = AT + 10 * TTL
@@ -98,7 +98,7 @@ async def test_a_confirmed_booking_needs_nothing() -> None:
 async def test_a_paid_booking_that_expired_has_its_ending_sent_again_for_the_refund() -> None:
     sweeper, publisher, _, clock = await supervisor(
         ("event/e1", [tickets("h1")]),
-        ("payment/h1", [paid("h1", AT + 100)]),
+        ("wallet/alice", [paid("h1", AT + 100)]),
         ("event/e1", [HoldExpired("e1", "h1", AT + TTL)]),
     )
     clock.now = AT + TTL + RETRY_MS + 1

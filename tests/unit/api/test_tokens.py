@@ -15,8 +15,8 @@ from api.revocation import InMemoryRevocations
 from engine.config import Settings
 from tests.unit.api.asgi_client import AsgiClient
 from tests.unit.api.conftest import Api, bearer
-from tests.unit.api.local_shard import local_inventory
 from tests.unit.api.test_auth_and_validation import assert_problem
+from tests.unit.local_shard import local_inventory
 
 
 @pytest.fixture
