@@ -10,6 +10,7 @@ import asyncpg
 
 from engine.adapters import pg_bookings, pg_inbox
 from engine.adapters.pg_event_store import TRANSIENT_DB_ERRORS
+from engine.adapters.pg_log import logged_event
 from engine.domain.errors import StoreUnavailable
 from engine.log import LoggedEvent
 from engine.ports import OverdueHold, UndecidedHold, UndeliveredDecision, Unrefunded
@@ -45,12 +46,7 @@ class PostgresPendingSagas:
             rows = await self.pool.fetch(_EVENTS_AT, [k[0] for k in keys], [k[1] for k in keys])
         except TRANSIENT_DB_ERRORS as exc:
             raise StoreUnavailable(f"reading {len(keys)} events to re-send: {exc}") from exc
-        return [
-            LoggedEvent(
-                r["stream_id"], r["version"], r["event_type"], r["data"], r["position"], r["txid"], r["recorded_at_ms"]
-            )
-            for r in rows
-        ]
+        return [logged_event(r) for r in rows]
 
     async def purge_inbox(self, older_than_s: float, limit: int) -> int:
         try:

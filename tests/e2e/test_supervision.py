@@ -6,7 +6,6 @@ last, a server that keeps dying stops the whole stack with a message that names 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -17,11 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import psutil
 import pytest
-import redis.asyncio as aioredis
-from redis.exceptions import AuthenticationError, ResponseError
 
 from api.auth import issue_token
 from engine.config import Settings
@@ -29,7 +25,7 @@ from stack.secrets import is_private
 from tests.e2e.load import Answer, HoldLoad
 from tests.e2e.rezerv_up import REZERV, UpRun, up_environment
 from tests.e2e.test_rezerv_up import api_call
-from tests.servers import remove_tree, session_root
+from tests.servers import postgres_lets_in, remove_tree, session_root, valkey_answers
 
 pytestmark = pytest.mark.slow
 
@@ -143,27 +139,10 @@ def test_postgresql_and_valkey_refuse_clients_without_the_password(running: Runn
     pg = f"127.0.0.1:{env['REZERV_POSTGRES_PORT']}/rezerv"
     redis_url = f"127.0.0.1:{env['REZERV_REDIS_PORT']}/0"
 
-    async def postgres_lets_in(url: str) -> bool:
-        try:
-            conn = await asyncpg.connect(url, timeout=5)
-        except (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError):
-            return False
-        await conn.close()
-        return True
-
-    async def valkey_answers(url: str) -> bool:
-        client = aioredis.Redis.from_url(url)
-        try:
-            return bool(await client.ping())
-        except (AuthenticationError, ResponseError):
-            return False
-        finally:
-            await client.aclose()
-
-    assert asyncio.run(postgres_lets_in(f"postgresql://postgres:{pg_password}@{pg}"))
-    assert not asyncio.run(postgres_lets_in(f"postgresql://postgres@{pg}"))
-    assert asyncio.run(valkey_answers(f"redis://:{valkey_password}@{redis_url}"))
-    assert not asyncio.run(valkey_answers(f"redis://{redis_url}"))
+    assert postgres_lets_in(f"postgresql://postgres:{pg_password}@{pg}")
+    assert not postgres_lets_in(f"postgresql://postgres@{pg}")
+    assert valkey_answers(f"redis://:{valkey_password}@{redis_url}")
+    assert not valkey_answers(f"redis://{redis_url}")
 
 
 def test_a_revoked_token_is_refused_within_about_a_second(running: Running) -> None:

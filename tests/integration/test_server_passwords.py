@@ -4,20 +4,16 @@ refuses commands before AUTH, and no password shows on a command line or in a re
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import psutil
 import pytest
-import redis.asyncio as aioredis
-from redis.exceptions import AuthenticationError, ResponseError
 
 from stack.processes import free_port
 from stack.secrets import is_private, new_password
 from stack.servers import EmbeddedPostgres, EmbeddedValkey
-from tests.servers import remove_tree, session_root
+from tests.servers import postgres_lets_in, remove_tree, session_root, valkey_answers
 
 pytestmark = pytest.mark.slow
 
@@ -34,15 +30,6 @@ def command_lines(pid: int) -> str:
     return " ".join(" ".join(p.cmdline()) for p in [proc, *proc.children(recursive=True)])
 
 
-async def connects(url: str) -> bool:
-    try:
-        conn = await asyncpg.connect(url, timeout=5)
-    except (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError):
-        return False
-    await conn.close()
-    return True
-
-
 def test_postgres_needs_the_password_also_for_a_cluster_made_without_one(root: Path) -> None:
     port = free_port()
     old = EmbeddedPostgres(data_dir=root / "pg", port=port, durable=False)  # trust, as before passwords
@@ -57,9 +44,9 @@ def test_postgres_needs_the_password_also_for_a_cluster_made_without_one(root: P
         assert password not in command_lines(server.process.pid)
         without = f"postgresql://postgres@127.0.0.1:{port}/rezerv"
         wrong = f"postgresql://postgres:{new_password()}@127.0.0.1:{port}/rezerv"
-        assert asyncio.run(connects(server.url))
-        assert not asyncio.run(connects(without))
-        assert not asyncio.run(connects(wrong))
+        assert postgres_lets_in(server.url)
+        assert not postgres_lets_in(without)
+        assert not postgres_lets_in(wrong)
         assert (server.cluster_dir or server.data_dir).joinpath("pg_hba.conf").read_text().count("trust") == 0
     finally:
         server.stop()
@@ -70,8 +57,8 @@ def test_a_new_postgres_cluster_is_made_with_the_password(root: Path) -> None:
     server = EmbeddedPostgres(data_dir=root / "pg", port=free_port(), durable=False, password=password)
     server.start()
     try:
-        assert asyncio.run(connects(server.url))
-        assert not asyncio.run(connects(f"postgresql://postgres@127.0.0.1:{server.port}/rezerv"))
+        assert postgres_lets_in(server.url)
+        assert not postgres_lets_in(f"postgresql://postgres@127.0.0.1:{server.port}/rezerv")
     finally:
         server.stop()
 
@@ -81,21 +68,12 @@ def test_valkey_refuses_commands_before_auth_and_keeps_its_password_in_a_private
     server = EmbeddedValkey(data_dir=root / "valkey", port=free_port(), durable=False, password=password)
     server.start()
 
-    async def ping(url: str) -> bool:
-        client = aioredis.Redis.from_url(url)
-        try:
-            return bool(await client.ping())
-        except (AuthenticationError, ResponseError):
-            return False
-        finally:
-            await client.aclose()
-
     try:
         assert server.process is not None
         assert server.process.pid is not None
         assert password not in command_lines(server.process.pid)
         assert is_private(server.config_path)
-        assert asyncio.run(ping(server.url))
-        assert not asyncio.run(ping(f"redis://127.0.0.1:{server.port}/0"))
+        assert valkey_answers(server.url)
+        assert not valkey_answers(f"redis://127.0.0.1:{server.port}/0")
     finally:
         server.stop()
