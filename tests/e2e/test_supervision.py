@@ -251,6 +251,8 @@ def wait_for_exact_money(running: Running, timeout_s: float = 60) -> None:
 def check_the_answers(answers: list[Answer], killed_at: float, back_at: float, server: str) -> list[str]:
     statuses = Counter(a.status for a in answers)
     allowed = {201, 503} | ({0} if server == "Ray head" else set())  # the API itself restarts with Ray
+    if server == "Kafka broker":
+        allowed = {201}  # a hold never needs the broker
     assert set(statuses) <= allowed, f"unexpected answers: {statuses}"
     assert all(a.retry_after for a in answers if a.status == 503), "a 503 without Retry-After"
     slowest = max(a.seconds for a in answers)
