@@ -68,7 +68,7 @@ class Settings:
     startup_timeout_s: float = field(default=60.0, metadata={"doc": "how long `up` waits per server"})
     demo_data: bool = field(default=True, metadata={"doc": "`up` loads demo events, cars, wallets"})
     restart_limit: int = field(
-        default=5, metadata={"doc": "`up` gives up on a server that died this often within the window"}
+        default=5, metadata={"doc": "restarts of a dying server allowed within the window; one more stops `up`"}
     )
     restart_window_s: float = field(default=300.0, metadata={"doc": "the window of REZERV_RESTART_LIMIT"})
 
