@@ -14,7 +14,7 @@ help:
 	@echo "make up         start rezerv on embedded servers (Ctrl-C stops it)"
 	@echo "make test       lint, type check and the whole test suite (what CI runs)"
 	@echo "make unit | integration | e2e   one test folder"
-	@echo "make lint | format | typecheck"
+	@echo "make lint | format | typecheck   (lint: ruff and the import contracts of pyproject.toml)"
 	@echo "make bench-engine | bench-saga  benchmarks recorded in BENCHMARKS.md"
 	@echo "make loadtest [SCENARIO=flash-sale|rental-storm|browse-and-book]  Locust step load + audit"
 	@echo "make loadtest-compare  the flash sale on rezerv and on the lock-based baselines"
@@ -55,6 +55,7 @@ e2e: $(VENV)/.dev-installed
 lint: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check --fix .

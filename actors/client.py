@@ -2,8 +2,10 @@
 
 Commands submitted in the same event-loop tick for the same shard leave as one Ray call (up to
 `batch_max` commands). While `calls_in_flight` calls are out, new commands queue and go with
-the next call, so batches grow with load and the Ray hop (about 1 ms of CPU per call, see
-../shared/RAY.md) is paid once per batch, not once per command.
+the next call, so batches grow with load and the Ray hop is paid once per batch, not once per
+command: one Ray call costs about 1 ms of CPU (half in the caller, half in the actor; Ray 2.60
+on a 2-core machine), a ceiling near 1,000-1,500 calls/s however the actor is written, while
+calls carrying batches of 100 commands reached 100-130k commands/s.
 
 Retries: a command answered with a TransientError (store down, entity re-owned) or lost with
 its shard (the actor died mid-call: "may or may not have been executed") is sent again, with
@@ -243,8 +245,12 @@ class InventoryClient:
         }
 
 
-def ray_client(settings: Any) -> InventoryClient:
-    """A client whose shards are the named Ray actors of `settings` (created on first use)."""
+def ray_client(settings: Any, retry_for_s: float = 15.0) -> InventoryClient:
+    """A client whose shards are the named Ray actors of `settings` (created on first use).
+
+    `retry_for_s`: how long a transient failure is retried before it is the answer. The saga's
+    workers wait out an outage (their batch is retried anyway); the API answers its client
+    sooner (REZERV_REQUEST_RETRY_S), with a 503 and Retry-After."""
     from actors.factory import shard_handle
 
     return InventoryClient(
@@ -252,4 +258,5 @@ def ray_client(settings: Any) -> InventoryClient:
         settings.shard_count,
         batch_max=settings.batch_max,
         calls_in_flight=settings.calls_in_flight,
+        retry_for_s=retry_for_s,
     )

@@ -108,7 +108,7 @@ class ServiceActor:
     async def _pool(self, size: int = 3) -> Any:
         from engine.adapters.pg_pool import create_pool
 
-        pool = await create_pool(self.settings.database_url, size)
+        pool = await create_pool(self.settings.database_url, size, self.settings.db_command_timeout_s)
         self.closers.append(pool.close)
         return pool
 
@@ -122,6 +122,7 @@ class ServiceActor:
         from engine.adapters.kafka_bus import KafkaPublisher
         from engine.adapters.pg_bookings import BookingsProjection
         from engine.adapters.pg_log import PostgresLogReader
+        from engine.adapters.pg_sagas import PostgresPendingSagas
         from engine.relay import OutboxRelay
         from engine.saga_supervisor import SagaSupervisor
 
@@ -133,7 +134,7 @@ class ServiceActor:
             pool, PostgresLogReader(pool), min_interval_s=self.settings.projection_interval_s
         )
         supervisor = SagaSupervisor(
-            pool,
+            PostgresPendingSagas(pool),
             publisher,
             self._execute(),
             int(self.settings.saga_retry_after_s * 1000),

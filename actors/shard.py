@@ -63,8 +63,9 @@ class ShardActor:
                 from engine.adapters.redis_client import create_redis
                 from engine.adapters.redis_fencing import RedisFencing
 
-                pool = await create_entity_pool(self.settings.database_url, self.settings.db_pool_size)
-                writers = await create_writer_pool(self.settings.database_url, self.settings.commits_in_flight)
+                s = self.settings
+                pool = await create_entity_pool(s.database_url, s.db_pool_size, s.db_command_timeout_s)
+                writers = await create_writer_pool(s.database_url, s.commits_in_flight, s.db_command_timeout_s)
                 redis = create_redis(self.settings.redis_url)
                 self._resources = [pool, writers, redis]
                 store = PostgresEventStore(pool, writers)

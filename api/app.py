@@ -18,16 +18,18 @@ from starlette.responses import Response
 
 from actors.client import InventoryClient
 from api.auth import TokenVerifier
-from api.dependencies import Dependency, dependencies_from, run_check
+from api.dependencies import Dependency, Postgres, dependencies_from, run_check
 from api.edge import Edge
 from api.errors import install_error_handlers
 from api.hot_routes import HotRoutes
 from api.metrics import MetricsMiddleware, refresh_log_lags, render_metrics
 from api.problems import install_problem_handlers
 from api.responses import OrjsonResponse
+from api.revocation import PostgresOverApiPool, RevocationStore, RevokedTokens
 from api.routes_bookings import BookingsRepository, default_bookings
 from api.routes_bookings import router as bookings_router
 from api.routes_inventory import router as inventory_router
+from api.routes_tokens import router as tokens_router
 from engine.config import Settings
 
 log = logging.getLogger("rezerv.api")
@@ -39,21 +41,36 @@ def create_app(
     inventory: InventoryClient | None = None,
     bookings: BookingsRepository | None = None,
     hot_path: bool = True,
+    revocations: RevocationStore | None = None,
 ) -> Edge:
     """`inventory`: the engine client to use (tests pass one on fakes); None builds one over Ray on first use.
 
     `bookings`: the bookings read model to answer from (tests pass an in-memory one); None reads
-    PostgreSQL through the "postgres" dependency's pool.
+    PostgreSQL through the "postgres" dependency's pool. `revocations`: where revoked token ids
+    are kept (tests pass an in-memory store); None uses PostgreSQL likewise (none without it).
 
     `hot_path=False` leaves the hot requests to FastAPI too (the tests compare the two)."""
     settings = settings or Settings.from_env()
     deps = dependencies if dependencies is not None else dependencies_from(settings)
+    if revocations is None:
+        postgres = next((d for d in deps if isinstance(d, Postgres)), None)
+        revocations = PostgresOverApiPool(postgres.get_pool) if postgres is not None else None
+    revoked = RevokedTokens(revocations.active if revocations else None, settings.revocation_refresh_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Try every dependency once so the first real request does not pay for connecting.
+        # Try every dependency once so the first real request does not pay for connecting, and
+        # load the revoked tokens before the first request is let in.
         await asyncio.gather(*(run_check(d) for d in deps))
+        try:
+            await asyncio.wait_for(revoked.refresh(), 5.0)
+        except Exception as exc:
+            log.warning("revoked tokens not loaded at start (%s); retrying in the background", type(exc).__name__)
+        stop = asyncio.Event()
+        refresher = asyncio.create_task(revoked.run(stop), name="revoked-tokens")
         yield
+        stop.set()
+        await refresher
         await asyncio.gather(*(d.close() for d in deps), return_exceptions=True)
 
     app = FastAPI(
@@ -67,7 +84,9 @@ def create_app(
     app.state.dependencies = {d.name: d for d in deps}
     app.state.inventory = inventory
     app.state.bookings = bookings if bookings is not None else default_bookings(app.state.dependencies)
-    app.state.token_verifier = TokenVerifier(settings)
+    app.state.revocations = revocations
+    app.state.revoked_tokens = revoked
+    app.state.token_verifier = TokenVerifier(settings, revoked)
     install_problem_handlers(app)
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware)
@@ -99,4 +118,5 @@ def create_app(
 
     app.include_router(inventory_router)
     app.include_router(bookings_router)
+    app.include_router(tokens_router)
     return Edge(app, HotRoutes(app) if hot_path else None)

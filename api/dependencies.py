@@ -8,7 +8,6 @@ connect again, so the API becomes ready as soon as the service is back.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import Any, Protocol
 from engine.config import Settings
 
 CHECK_TIMEOUT_S = 2.0
+log = logging.getLogger("rezerv.api.dependencies")
 
 
 @dataclass(frozen=True)
@@ -42,14 +42,17 @@ class Dependency(Protocol):
 
 
 async def run_check(dep: Dependency) -> CheckResult:
+    """The dependency's state for /readyz: a plain phrase for the client (anyone may read /readyz),
+    the exception itself in the log."""
     start = time.perf_counter()
     try:
         await asyncio.wait_for(dep.check(), CHECK_TIMEOUT_S)
     except TimeoutError:
-        return CheckResult(False, (time.perf_counter() - start) * 1000, f"no answer in {CHECK_TIMEOUT_S:.0f} s")
+        log.warning("readiness: %s gave no answer within %.0f s", dep.name, CHECK_TIMEOUT_S)
+        return CheckResult(False, (time.perf_counter() - start) * 1000, f"no answer within {CHECK_TIMEOUT_S:.0f} s")
     except Exception as exc:
-        detail = f"{type(exc).__name__}: {exc}"
-        return CheckResult(False, (time.perf_counter() - start) * 1000, detail[:300])
+        log.warning("readiness: %s failed: %s: %s", dep.name, type(exc).__name__, exc)
+        return CheckResult(False, (time.perf_counter() - start) * 1000, "not reachable")
     return CheckResult(True, (time.perf_counter() - start) * 1000)
 
 
@@ -57,6 +60,7 @@ async def run_check(dep: Dependency) -> CheckResult:
 class Postgres:
     url: str
     pool_size: int
+    command_timeout_s: float = 10.0
     name: str = "postgres"
     pool: Any = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -69,7 +73,7 @@ class Postgres:
                         raise RuntimeError("REZERV_DATABASE_URL is not set")
                     from engine.adapters.pg_pool import create_pool
 
-                    self.pool = await create_pool(self.url, self.pool_size)
+                    self.pool = await create_pool(self.url, self.pool_size, self.command_timeout_s)
         return self.pool
 
     async def check(self) -> None:
@@ -108,23 +112,25 @@ class Redis:
 class Kafka:
     bootstrap: str
     name: str = "kafka"
-    admin: Any = None
+    probe: Any = None
 
     async def check(self) -> None:
         if not self.bootstrap:
             raise RuntimeError("REZERV_KAFKA_BOOTSTRAP is not set")
-        if self.admin is None:
-            from aiokafka.admin import AIOKafkaAdminClient
+        if self.probe is None:
+            from engine.adapters.kafka_topics import BrokerProbe
 
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=2000)
-            await admin.start()
-            self.admin = admin
-        await self.admin.list_topics()
+            self.probe = BrokerProbe(self.bootstrap)
+        try:
+            await self.probe.check()
+        except BaseException:
+            await self.probe.close()  # a broker that restarted needs a new connection
+            self.probe = None
+            raise
 
     async def close(self) -> None:
-        if self.admin is not None:
-            with contextlib.suppress(Exception):
-                await self.admin.close()
+        if self.probe is not None:
+            await self.probe.close()
 
 
 @dataclass
@@ -156,7 +162,7 @@ class Ray:
 
 def dependencies_from(settings: Settings) -> list[Dependency]:
     return [
-        Postgres(settings.database_url, settings.db_pool_size),
+        Postgres(settings.database_url, settings.db_pool_size, settings.db_command_timeout_s),
         Redis(settings.redis_url),
         Kafka(settings.kafka_bootstrap),
         Ray(settings.ray_address, settings.namespace),

@@ -30,6 +30,7 @@ from fastapi.routing import APIRoute
 from starlette.responses import Response
 
 from api.auth import SCOPE_PRINCIPAL, Unauthorized, current_principal, verifier_of
+from api.errors import api_problem_response
 from api.hot_routes import Answer, HotRoutes, Request
 from api.metrics import IN_FLIGHT, Message, Receive, Scope, Send, observe
 from api.problems import problem
@@ -84,7 +85,7 @@ class Edge:
         try:
             principal = verifier_of(self.app.state).verify(_header(headers, b"authorization"))
         except Unauthorized as exc:
-            response = problem(401, "Unauthorized", exc.reason, instance=path, headers={"WWW-Authenticate": "Bearer"})
+            response = api_problem_response(exc.problem(), path)
             await _send(send, response)
             return
         scope.setdefault("state", {})[SCOPE_PRINCIPAL] = principal

@@ -94,12 +94,13 @@ def problem_for(error: RezervError, instance: str | None = None) -> Response:
 class ApiProblem(Exception):
     """A refusal decided by the API itself (a missing header, another customer's hold)."""
 
-    def __init__(self, status: int, code: str, title: str, detail: str) -> None:
+    def __init__(self, status: int, code: str, title: str, detail: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.status = status
         self.code = code
         self.title = title
         self.detail = detail
+        self.headers = headers
 
 
 async def _rezerv_error(request: Request, exc: Exception) -> Response:
@@ -108,7 +109,9 @@ async def _rezerv_error(request: Request, exc: Exception) -> Response:
 
 
 def api_problem_response(exc: ApiProblem, instance: str | None = None) -> Response:
-    return problem(exc.status, exc.title, exc.detail, kind=exc.code, instance=instance, code=exc.code)
+    return problem(
+        exc.status, exc.title, exc.detail, kind=exc.code, instance=instance, headers=exc.headers, code=exc.code
+    )
 
 
 async def _api_problem(request: Request, exc: Exception) -> Response:

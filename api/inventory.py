@@ -46,7 +46,7 @@ async def _connect(app: FastAPI) -> InventoryClient:
                 await asyncio.to_thread(ray._connect)
             except Exception as exc:  # answered as 503: the client may retry later
                 raise ShardUnavailable(f"Ray is not reachable: {type(exc).__name__}: {exc}") from exc
-            app.state.inventory = ray_client(settings)
+            app.state.inventory = ray_client(settings, retry_for_s=settings.request_retry_s)
     client: InventoryClient = app.state.inventory
     return client
 

@@ -190,3 +190,15 @@ class BookingOut(BaseModel):
 class CustomerBookingsOut(BaseModel):
     customer_id: str
     bookings: list[BookingOut] = Field(description="most recently held first")
+
+
+# ---- tokens --------------------------------------------------------------------------------
+class RevokeTokenIn(Body):
+    token_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,128}$", description="the token's `jti` claim")]
+    reason: Annotated[str, Field(max_length=200)] = ""
+
+
+class RevokedTokenOut(BaseModel):
+    token_id: str
+    revoked: bool = Field(description="always true: the token is refused from now on")
+    changed: bool = Field(description="false when the token was revoked already")

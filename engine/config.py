@@ -46,6 +46,15 @@ class Settings:
     api_max_in_flight: int = field(
         default=1024, metadata={"doc": "holds in progress per API worker; past it 429 with Retry-After"}
     )
+    token_max_ttl_s: float = field(
+        default=86400.0, metadata={"doc": "longest token lifetime issued or accepted (exp - iat)"}
+    )
+    revocation_refresh_s: float = field(
+        default=0.5, metadata={"doc": "how often each API worker reloads the revoked token ids"}
+    )
+    request_retry_s: float = field(
+        default=3.0, metadata={"doc": "how long the API retries a transient failure before its 503"}
+    )
 
     # Embedded servers (used only when the matching URL above is empty).
     data_dir: Path = field(default=Path(".rezerv"), metadata={"doc": "data directory of `rezerv up`"})
@@ -58,6 +67,10 @@ class Settings:
     ray_num_cpus: int = field(default=0, metadata={"doc": "CPUs Ray advertises; 0 = detect"})
     startup_timeout_s: float = field(default=60.0, metadata={"doc": "how long `up` waits per server"})
     demo_data: bool = field(default=True, metadata={"doc": "`up` loads demo events, cars, wallets"})
+    restart_limit: int = field(
+        default=5, metadata={"doc": "restarts of a dying server allowed within the window; one more stops `up`"}
+    )
+    restart_window_s: float = field(default=300.0, metadata={"doc": "the window of REZERV_RESTART_LIMIT"})
 
     # Hosting and batching.
     namespace: str = field(default="rezerv", metadata={"doc": "Ray namespace of the named actors"})
@@ -67,6 +80,9 @@ class Settings:
     commit_max: int = field(default=4096, metadata={"doc": "events per group-commit transaction"})
     commits_in_flight: int = field(default=1, metadata={"doc": "group commits running at once per shard"})
     db_pool_size: int = field(default=4, metadata={"doc": "PostgreSQL connections per process"})
+    db_command_timeout_s: float = field(
+        default=10.0, metadata={"doc": "a PostgreSQL statement that takes longer fails (transient)"}
+    )
     snapshot_every: int = field(default=2000, metadata={"doc": "snapshot after this many events"})
     snapshot_min_interval_s: float = field(default=5.0, metadata={"doc": "and not more often than this"})
     passivate_after_s: float = field(default=300.0, metadata={"doc": "drop idle entities after this"})
@@ -132,6 +148,13 @@ class Settings:
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be at least 1")
+        for name in ("token_max_ttl_s", "revocation_refresh_s", "restart_window_s", "db_command_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{PREFIX}{name.upper()} must be positive (seconds)")
+        if self.request_retry_s < 0:
+            raise ConfigError(f"{PREFIX}REQUEST_RETRY_S must not be negative (seconds)")
+        if self.restart_limit < 1:
+            raise ConfigError(f"{PREFIX}RESTART_LIMIT must be at least 1")
         if self.inbox_retention_s <= 0:
             raise ConfigError(f"{PREFIX}INBOX_RETENTION_S must be positive (seconds)")
         if self.database_url and not self.database_url.startswith(("postgres://", "postgresql://")):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from engine.domain.fast_init import speed_up_init
+from engine.log import LoggedEvent
 
 
 @speed_up_init
@@ -167,3 +168,75 @@ class ManualClock:
 
     def advance(self, ms: int) -> None:
         self.now += ms
+
+
+# ---- what the saga supervisor reads (engine/saga_supervisor.py) ------------------------------
+@dataclass(frozen=True, slots=True)
+class UndecidedHold:
+    """A HELD booking with no payment decision: re-send its hold event, `booking_stream` at `hold_version`."""
+
+    hold_id: str
+    booking_stream: str
+    hold_version: int
+    held_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class UndeliveredDecision:
+    """A payment decided while its booking is still HELD: re-send the decision event, the event at
+    `decision_version` of `decision_stream` (the stream the payment decision was recorded in)."""
+
+    hold_id: str
+    decision_stream: str
+    decision_version: int
+    payment_status: str  # SUCCEEDED or FAILED
+    payment_decided_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Unrefunded:
+    """A paid booking that ended (RELEASED, EXPIRED, CANCELLED) unrefunded: re-send its ending,
+    `booking_stream` at `terminal_version`; `ended_at` is the time of that event."""
+
+    hold_id: str
+    booking_stream: str
+    terminal_version: int
+    status: str
+    ended_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class OverdueHold:
+    """A booking still HELD after its expiry (plus grace): expire it with ExpireHold."""
+
+    kind: str
+    entity_id: str
+    hold_id: str
+    expires_at: int
+
+
+class PendingSagas(Protocol):
+    """The bookings read model's view of unfinished sagas, the log's events by (stream, version),
+    and the consumers' inbox: everything the saga supervisor reads or trims.
+
+    Every query returns at most `limit` rows, oldest first, and raises StoreUnavailable when the
+    store cannot be reached. Adapters: engine/adapters/pg_sagas.py and the in-memory fake
+    engine/adapters/memory_sagas.py, held to one contract (tests/contract/pending_sagas.py)."""
+
+    async def undecided_holds(self, older_than_ms: int, limit: int) -> list[UndecidedHold]:
+        """HELD bookings with no payment decision, held before `older_than_ms` (epoch ms)."""
+
+    async def undelivered_decisions(self, older_than_ms: int, limit: int) -> list[UndeliveredDecision]:
+        """Bookings still HELD although their payment SUCCEEDED or FAILED before `older_than_ms`."""
+
+    async def unrefunded(self, older_than_ms: int, limit: int) -> list[Unrefunded]:
+        """Bookings that ended before `older_than_ms` while their payment stands SUCCEEDED."""
+
+    async def overdue_holds(self, now_ms: int, grace_ms: int, limit: int) -> list[OverdueHold]:
+        """HELD bookings with ``expires_at + grace_ms < now_ms``, most overdue first."""
+
+    async def events_at(self, keys: Sequence[tuple[str, int]]) -> list[LoggedEvent]:
+        """The stored events at these (stream, version) pairs; pairs with no event are left out."""
+
+    async def purge_inbox(self, older_than_s: float, limit: int) -> int:
+        """Forget up to `limit` processed-message rows older than `older_than_s`; returns how many."""

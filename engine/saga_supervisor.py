@@ -16,6 +16,9 @@ happened by now:
 
 It also forgets inbox rows older than the inbox retention (engine/adapters/pg_inbox.py).
 
+What it reads comes through the `PendingSagas` port (engine/ports.py): PostgreSQL in production
+(engine/adapters/pg_sagas.py), an in-memory fake in unit tests.
+
 Re-sent messages carry the same message id as the originals, and every step is idempotent, so a
 re-send that crosses a slow original changes nothing.
 """
@@ -29,24 +32,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-import asyncpg
-
-from engine.adapters import pg_bookings, pg_inbox
 from engine.domain.commands import Command, ExpireHold
-from engine.log import LoggedEvent
 from engine.outbox import OutgoingMessage, Publisher, plan_message
-from engine.ports import Clock, SystemClock
+from engine.ports import Clock, PendingSagas, SystemClock
 
 log = logging.getLogger("rezerv.supervisor")
 
 Execute = Callable[[Sequence[Command]], Awaitable[list[Any]]]
-
-_EVENT_AT = """
-SELECT e.stream_id, e.version, e.event_type, e.data, e.position, e.txid::text::bigint AS txid,
-       (extract(epoch FROM e.recorded_at) * 1000)::bigint AS recorded_at_ms
-  FROM events AS e
-  JOIN unnest($1::text[], $2::int[]) AS k(stream_id, version) USING (stream_id, version)
-"""
 
 
 @dataclass
@@ -69,7 +61,7 @@ class SweepReport:
 class SagaSupervisor:
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        sagas: PendingSagas,
         publisher: Publisher,
         execute: Execute,
         retry_after_ms: int,
@@ -80,7 +72,7 @@ class SagaSupervisor:
         inbox_retention_s: float,  # REZERV_INBOX_RETENTION_S: its default lives in engine/config.py
         purge_batch: int = 10_000,
     ) -> None:
-        self.pool = pool
+        self.sagas = sagas
         self.publisher = publisher
         self.execute = execute
         self.retry_after_ms = retry_after_ms
@@ -95,17 +87,18 @@ class SagaSupervisor:
         now = self.clock.now_ms()
         cutoff = now - self.retry_after_ms
         report = SweepReport()
-        holds = await pg_bookings.undecided_holds(self.pool, cutoff, self.batch)
+        sagas = self.sagas
+        holds = await sagas.undecided_holds(cutoff, self.batch)
         report.resent_holds = await self._resend([(h.booking_stream, h.hold_version) for h in holds])
-        decisions = await pg_bookings.undelivered_decisions(self.pool, cutoff, self.batch)
-        report.resent_decisions = await self._resend([(d.payment_stream, d.payment_version) for d in decisions])
-        endings = await pg_bookings.unrefunded(self.pool, cutoff, self.batch)
+        decisions = await sagas.undelivered_decisions(cutoff, self.batch)
+        report.resent_decisions = await self._resend([(d.decision_stream, d.decision_version) for d in decisions])
+        endings = await sagas.unrefunded(cutoff, self.batch)
         report.resent_endings = await self._resend([(e.booking_stream, e.terminal_version) for e in endings])
-        overdue = await pg_bookings.overdue_holds(self.pool, now, self.expiry_grace_ms, self.batch)
+        overdue = await sagas.overdue_holds(now, self.expiry_grace_ms, self.batch)
         if overdue:
             replies = await self.execute([ExpireHold(o.entity_id, o.kind, o.hold_id) for o in overdue])
             report.expired = sum(1 for r in replies if getattr(r, "changed", False))
-        report.purged_inbox = await pg_inbox.purge_processed(self.pool, self.inbox_retention_s, self.purge_batch)
+        report.purged_inbox = await sagas.purge_inbox(self.inbox_retention_s, self.purge_batch)
         self.totals.add(report)
         if report.total:
             log.info("saga sweep: %s", report)
@@ -115,11 +108,8 @@ class SagaSupervisor:
         keys = [(stream, version) for stream, version in keys if version]
         if not keys:
             return 0
-        rows = await self.pool.fetch(_EVENT_AT, [k[0] for k in keys], [k[1] for k in keys])
         messages: list[OutgoingMessage] = []
-        for row in rows:
-            event = LoggedEvent(row["stream_id"], row["version"], row["event_type"], row["data"], row["position"],
-                                row["txid"], row["recorded_at_ms"])  # fmt: skip
+        for event in await self.sagas.events_at(keys):
             planned = plan_message(event)
             if planned is not None:
                 messages.append(planned)

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
-
-import asyncpg
+from typing import Any, Protocol
 
 from engine.domain import codec
 from engine.domain.entities import aggregate_class
 from engine.domain.events import CarHeld, TicketsHeld
 from engine.domain.results import HoldGranted
+from engine.ports import RecordedEvent
 
 
 @dataclass
@@ -61,25 +60,24 @@ class AuditReport:
         }
 
 
-async def audit_streams(
-    conn: asyncpg.Connection, streams: Iterable[str], granted: dict[str, HoldGranted]
-) -> AuditReport:
+class StreamLoader(Protocol):
+    async def load(self, stream_id: str, after_version: int = 0) -> list[RecordedEvent]: ...
+
+
+async def audit_streams(store: StreamLoader, streams: Iterable[str], granted: dict[str, HoldGranted]) -> AuditReport:
     """Replay `streams` from the store and compare with `granted` (hold id -> what the caller saw)."""
     report = AuditReport(acknowledged=len(granted))
     stored: dict[str, TicketsHeld | CarHeld] = {}
     for stream in sorted(set(streams)):
         cls, entity_id = aggregate_class(stream)
         agg = cls(entity_id)
-        async with conn.transaction():
-            async for row in conn.cursor(
-                "SELECT event_type, data FROM events WHERE stream_id = $1 ORDER BY version", stream, prefetch=5000
-            ):
-                event = codec.decode_record(row["data"])
-                agg.apply(event)
-                if isinstance(event, TicketsHeld | CarHeld):
-                    if event.hold_id in stored:
-                        report.violations.append(f"hold {event.hold_id} stored twice")
-                    stored[event.hold_id] = event
+        for recorded in await store.load(stream):
+            event = codec.decode_record(recorded.data)
+            agg.apply(event)
+            if isinstance(event, TicketsHeld | CarHeld):
+                if event.hold_id in stored:
+                    report.violations.append(f"hold {event.hold_id} stored twice")
+                stored[event.hold_id] = event
         report.streams += 1
         try:
             agg.check_invariants()  # type: ignore[attr-defined]

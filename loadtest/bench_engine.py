@@ -182,11 +182,8 @@ class EngineBench:
         return result
 
     async def audit(self, streams: list[str], granted: dict[str, HoldGranted]) -> AuditReport:
-        conn = await self.stack.connect_db()
-        try:
-            return await audit_streams(conn, streams, granted)
-        finally:
-            await conn.close()
+        async with self.stack.event_store() as store:
+            return await audit_streams(store, streams, granted)
 
     # ---- scenarios ----------------------------------------------------------------------------
     async def hot_sellout(self, callers: int, tickets: int = 10_000, attempts: int = 100_000) -> RunResult:

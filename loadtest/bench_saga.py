@@ -75,30 +75,23 @@ async def confirmation_latencies(
     stack: BenchStack, stream: str, stages: dict[str, list[float]]
 ) -> tuple[list[float], dict[str, int]]:
     """Hold -> confirmed latencies (s) and the count of other endings; `stages` gets the two halves."""
-    conn = await stack.connect_db()
-    try:
-        rows = await conn.fetch(
-            "SELECT event_type, data FROM events WHERE stream_id = $1 AND event_type <> 'EventCreated'", stream
-        )
-    finally:
-        await conn.close()
-    held: dict[str, int] = {}
-    ended: dict[str, tuple[str, int]] = {}
-    for row in rows:
-        event = codec.decode_record(row["data"])
-        if row["event_type"] == "TicketsHeld":
-            held[event.hold_id] = event.at
-        else:
-            ended[event.hold_id] = (row["event_type"], event.at)
-    latencies = [(ended[h][1] - at) / 1000 for h, at in held.items() if ended.get(h, ("", 0))[0] == "BookingConfirmed"]
-    conn = await stack.connect_db()
-    try:
-        decided_rows = await conn.fetch(
-            "SELECT data FROM events WHERE stream_id LIKE 'wallet/%' AND event_type = 'PaymentSucceeded'"
-        )
-    finally:
-        await conn.close()
-    decisions = (codec.decode_record(r["data"]) for r in decided_rows)
+    async with stack.event_store() as store:
+        events = [e for e in await store.load_streams([stream]) if e.event_type != "EventCreated"]
+        held: dict[str, int] = {}
+        ended: dict[str, tuple[str, int]] = {}
+        customers: set[str] = set()
+        for e in events:
+            event = codec.decode_record(e.data)
+            if e.event_type == "TicketsHeld":
+                held[event.hold_id] = event.at
+                customers.add(event.customer_id)
+            else:
+                ended[event.hold_id] = (e.event_type, event.at)
+        latencies = [
+            (ended[h][1] - at) / 1000 for h, at in held.items() if ended.get(h, ("", 0))[0] == "BookingConfirmed"
+        ]
+        wallet_events = await store.load_streams([f"wallet/{c}" for c in customers])
+    decisions = (codec.decode_record(e.data) for e in wallet_events if e.event_type == "PaymentSucceeded")
     decided = {d.saga_id: d.at for d in decisions if d.saga_id in held}
     stages["to decision"] = [(decided[h] - at) / 1000 for h, at in held.items() if h in decided]
     stages["to confirmed"] = [

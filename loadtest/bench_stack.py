@@ -13,14 +13,15 @@ import logging
 import os
 import tempfile
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-
 from actors.client import InventoryClient
 from actors.factory import shard_handle
+from engine.adapters.pg_event_store import PostgresEventStore
 from engine.adapters.pg_migrations import migrate_url
+from engine.adapters.pg_pool import create_pool
 from engine.config import Settings
 from loadtest.measure import CpuSampler, machine_description
 from stack.processes import free_port
@@ -149,8 +150,14 @@ class BenchStack:
             roles["valkey"] = [self.valkey.process.pid]
         return CpuSampler(roles)
 
-    async def connect_db(self) -> asyncpg.Connection:
-        return await asyncpg.connect(self.settings.database_url)
+    @contextlib.asynccontextmanager
+    async def event_store(self) -> AsyncIterator[PostgresEventStore]:
+        """The run's event store over a small pool of its own, closed on exit (for audits)."""
+        pool = await create_pool(self.settings.database_url, 2)
+        try:
+            yield PostgresEventStore(pool)
+        finally:
+            await pool.close()
 
     async def stop(self) -> None:
         import ray

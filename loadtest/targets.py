@@ -37,6 +37,7 @@ from engine.config import Settings
 from loadtest.audit_rules import ClientHold, Verdict
 from loadtest.population import Population
 from stack.processes import ManagedProcess, StartupError, free_port, tail
+from stack.up import embedded_database_url
 
 PORT_SETTINGS = (
     "REZERV_API_PORT",
@@ -207,8 +208,9 @@ class RezervTarget(_LazyPool):
         self.up.wait_ready(lambda: READY_LINE in log.read_text(errors="replace"), self.startup_timeout_s)
         self.base_url = f"http://127.0.0.1:{ports['REZERV_API_PORT']}"
         self.jwt_secret = (data / "jwt_secret").read_text().strip()
-        self.database_url = os.environ.get("REZERV_DATABASE_URL") or (
-            f"postgresql://postgres@127.0.0.1:{ports['REZERV_POSTGRES_PORT']}/rezerv"
+        # The embedded PostgreSQL wants the password `rezerv up` keeps in the data directory.
+        self.database_url = os.environ.get("REZERV_DATABASE_URL") or embedded_database_url(
+            Settings(data_dir=data, postgres_port=ports["REZERV_POSTGRES_PORT"])
         )
 
     def stop(self) -> None:

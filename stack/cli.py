@@ -1,4 +1,5 @@
-"""The `rezerv` command: up, down, migrate, token, env (and bench and loadtest, from loadtest/)."""
+"""The `rezerv` command: up, down, migrate, deploy, token, revoke, env (and bench and loadtest, from
+loadtest/)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     token = sub.add_parser("token", help="print an API token (needs REZERV_JWT_SECRET or a data dir)")
     token.add_argument("subject", help="customer id, or any name for an admin")
     token.add_argument("--admin", action="store_true", help="grant the admin role")
-    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (at most REZERV_TOKEN_MAX_TTL_S)")
+    revoke = sub.add_parser("revoke", help="revoke an API token: every API worker refuses it within about a second")
+    revoke.add_argument("token", help="the token itself, or its id (the `jti` claim)")
+    revoke.add_argument("--reason", default="", help="kept with the revocation")
     bench = sub.add_parser("bench", help="benchmarks (see BENCHMARKS.md)")
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     loadtest = sub.add_parser("loadtest", help="Locust through the REST API, lock-based baselines, the audit")
@@ -60,6 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return deploy_all(Settings.from_env())
         if args.command == "token":
             return _token(args.subject, args.admin, args.ttl)
+        if args.command == "revoke":
+            return _revoke(args.token, args.reason)
         if args.command == "bench":
             from loadtest.cli import main as bench_main
 
@@ -74,19 +80,73 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
-def _token(subject: str, admin: bool, ttl: int) -> int:
-    from api.auth import issue_token
+def _with_secret(settings: Settings) -> Settings | None:
+    """`settings` with the JWT secret (REZERV_JWT_SECRET, or the data directory's); None if neither."""
     from stack.up import RunFiles
 
-    settings = Settings.from_env()
-    if not settings.jwt_secret:
-        secret_file = RunFiles(settings.data_dir).secret_file
-        if not secret_file.exists():
-            print("rezerv token: set REZERV_JWT_SECRET or run `rezerv up` once to create one", file=sys.stderr)
-            return 2
-        settings = settings.replace(jwt_secret=secret_file.read_text().strip())
+    if settings.jwt_secret:
+        return settings
+    secret_file = RunFiles(settings.data_dir).secret_file
+    if not secret_file.exists():
+        return None
+    return settings.replace(jwt_secret=secret_file.read_text().strip())
+
+
+def _token(subject: str, admin: bool, ttl: int) -> int:
+    from api.auth import issue_token
+
+    settings = _with_secret(Settings.from_env())
+    if settings is None:
+        print("rezerv token: set REZERV_JWT_SECRET or run `rezerv up` once to create one", file=sys.stderr)
+        return 2
+    if not 0 < ttl <= settings.token_max_ttl_s:
+        print(
+            f"rezerv token: --ttl must be from 1 to {settings.token_max_ttl_s:.0f} seconds "
+            f"(REZERV_TOKEN_MAX_TTL_S), not {ttl}",
+            file=sys.stderr,
+        )
+        return 2
     roles = ("admin",) if admin else ("customer",)
     print(issue_token(settings, subject, roles, ttl))
+    return 0
+
+
+def _revoke(token: str, reason: str) -> int:
+    import time
+
+    from engine.adapters.pg_pool import create_pool
+    from engine.adapters.pg_revocations import PostgresRevocations
+    from stack.up import embedded_database_url
+
+    settings = Settings.from_env()
+    url = embedded_database_url(settings)
+    if not url:
+        print("rezerv revoke: set REZERV_DATABASE_URL or run it where `rezerv up` keeps its data", file=sys.stderr)
+        return 2
+    token_id, expires_at_ms = token, time.time_ns() // 1_000_000 + int(settings.token_max_ttl_s * 1000)
+    if token.count(".") == 2:  # a whole token: revoke its id until its own expiry
+        import jwt
+
+        try:
+            claims = jwt.decode(token, options={"verify_signature": False})
+            token_id, expires_at_ms = str(claims["jti"]), int(claims["exp"]) * 1000
+        except (jwt.InvalidTokenError, KeyError, TypeError, ValueError):
+            print("rezerv revoke: that is not a token with an id (`jti`) and an expiry", file=sys.stderr)
+            return 2
+
+    async def revoke() -> bool:
+        pool = await create_pool(url, 1)
+        try:
+            return await PostgresRevocations(pool).revoke(token_id, expires_at_ms, reason)
+        finally:
+            await pool.close()
+
+    try:
+        changed = asyncio.run(revoke())
+    except Exception as exc:
+        print(f"rezerv revoke: the database did not take the revocation ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return 1
+    print(f"revoked token {token_id}" if changed else f"token {token_id} was revoked already")
     return 0
 
 

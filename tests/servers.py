@@ -99,3 +99,34 @@ def start_kafka(root: Path) -> EmbeddedKafka:
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def postgres_lets_in(url: str) -> bool:
+    """True if PostgreSQL accepts a connection to `url`, False if it refuses its credentials."""
+
+    async def attempt() -> bool:
+        try:
+            conn = await asyncpg.connect(url, timeout=5)
+        except (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError):
+            return False
+        await conn.close()
+        return True
+
+    return asyncio.run(attempt())
+
+
+def valkey_answers(url: str) -> bool:
+    """True if Valkey answers PING at `url`, False if it wants (other) credentials first."""
+    import redis.asyncio as aioredis
+    from redis.exceptions import AuthenticationError, ResponseError
+
+    async def attempt() -> bool:
+        client = aioredis.Redis.from_url(url)
+        try:
+            return bool(await client.ping())
+        except (AuthenticationError, ResponseError):
+            return False
+        finally:
+            await client.aclose()
+
+    return asyncio.run(attempt())

@@ -1,8 +1,9 @@
 """Publishing to Kafka (aiokafka) for the outbox relay: a batch is done when the broker acked all of it.
 
 At least once, not exactly once: no idempotent or transactional producer (the tansu broker used
-in development rejects both, see ../shared/INFRA.md), so a batch that fails part-way is sent
-again whole and consumers remove duplicates by message id. `acks="all"` so an acknowledged
+in development rejects both: aiokafka 0.14 speaks only the oldest InitProducerId version, which
+tansu refuses), so a batch that fails part-way is sent again whole and consumers remove
+duplicates by message id. `acks="all"` so an acknowledged
 message is on every in-sync replica before the relay moves its checkpoint past it.
 
 The broker may lose its topics (tansu keeps them in memory; a restart empties it), and a broker

@@ -9,7 +9,8 @@ repeats inside the batch (the pure `select_fresh`, apart from the I/O as in aiok
 transactional example). A failing handler gets the same batch again with a backoff (0.2 s
 doubling to 5 s) until it succeeds or the consumer stops, logged once per failure streak.
 
-The broker is not trusted to keep anything (tansu keeps it in memory, see ../shared/INFRA.md):
+The broker is not trusted to keep anything (the embedded tansu broker keeps topics, messages and
+committed offsets in memory only, so its restart loses all of them):
 - A broker restart loses topics, messages and committed offsets. aiokafka notices it lazily and
   may first fetch from the new, empty-then-refilled topic at its old positions, which would skip
   the new topic's first messages. So, before a batch is handed over, the consumer commits the

@@ -1,7 +1,9 @@
-"""Topic creation for the saga's topics; safe to run when they already exist."""
+"""The saga's topics on the broker: creating them (safe to run when they exist), and probing
+that the broker answers (for `rezerv up` and the API's readiness check)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -25,3 +27,35 @@ async def ensure_topics(bootstrap: str, topics: dict[str, int] | None = None, pr
         return [t.name for t in missing]
     finally:
         await admin.close()
+
+
+class BrokerProbe:
+    """Lists the broker's topics over one admin connection, opened on the first check and kept."""
+
+    def __init__(self, bootstrap: str, request_timeout_ms: int = 2000) -> None:
+        self.bootstrap = bootstrap
+        self.request_timeout_ms = request_timeout_ms
+        self._admin: AIOKafkaAdminClient | None = None
+
+    async def check(self) -> None:
+        """Raise unless the broker answers a metadata request."""
+        if self._admin is None:
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=self.request_timeout_ms)
+            await admin.start()
+            self._admin = admin
+        await self._admin.list_topics()
+
+    async def close(self) -> None:
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            with contextlib.suppress(Exception):
+                await admin.close()
+
+
+async def ping(bootstrap: str, timeout_s: float = 8.0) -> None:
+    """Raise unless the broker at `bootstrap` answers within `timeout_s`."""
+    probe = BrokerProbe(bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    try:
+        await asyncio.wait_for(probe.check(), timeout_s)
+    finally:
+        await probe.close()

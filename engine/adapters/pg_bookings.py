@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import asyncpg
 
@@ -33,6 +32,7 @@ from engine.adapters.pg_log import PostgresLogReader
 from engine.domain.errors import StoreUnavailable
 from engine.following import Backoff, LogFollower
 from engine.log import LogCheckpoint, LogReader
+from engine.ports import OverdueHold, UndecidedHold, UndeliveredDecision, Unrefunded
 from engine.projections.bookings import (
     BOOKING_FIELDS,
     INSERTED_FIELDS,
@@ -240,51 +240,7 @@ async def projection_lag(pool: asyncpg.Pool, name: str = PROJECTION_NAME) -> int
     return await reader.lag(await reader.load_checkpoint(name))
 
 
-# ---- queries ---------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class UndecidedHold:
-    """A HELD booking with no payment decision: re-send its hold event, `booking_stream` at `hold_version`."""
-
-    hold_id: str
-    booking_stream: str
-    hold_version: int
-    held_at: int
-
-
-@dataclass(frozen=True, slots=True)
-class UndeliveredDecision:
-    """A payment decided while its booking is still HELD: re-send the decision, `payment_stream`
-    (the customer's ``wallet/<id>``; ``payment/<hold id>`` in older logs) at `payment_version`."""
-
-    hold_id: str
-    payment_stream: str
-    payment_version: int
-    payment_status: str  # SUCCEEDED or FAILED
-    payment_decided_at: int
-
-
-@dataclass(frozen=True, slots=True)
-class Unrefunded:
-    """A paid booking that ended (RELEASED, EXPIRED, CANCELLED) unrefunded: re-send its ending,
-    `booking_stream` at `terminal_version`; `ended_at` is the time of that event."""
-
-    hold_id: str
-    booking_stream: str
-    terminal_version: int
-    status: str
-    ended_at: int
-
-
-@dataclass(frozen=True, slots=True)
-class OverdueHold:
-    """A booking still HELD after its expiry (plus grace): expire it with ExpireHold."""
-
-    kind: str
-    entity_id: str
-    hold_id: str
-    expires_at: int
-
-
+# ---- queries (the supervisor's ones return the row types of engine/ports.py) ---------------------
 _COLUMNS = ", ".join(BOOKING_FIELDS)
 
 # Each WHERE repeats its partial index's predicate (engine/migrations/0004_bookings.sql) verbatim.
@@ -294,8 +250,12 @@ SELECT hold_id, booking_stream, hold_version, held_at FROM bookings
  ORDER BY held_at, hold_id LIMIT $2
 """
 
+# The decision's stream: the customer's wallet stream, or for rows decided before the wallet
+# decided payments (payment_stream NULL), the booking's own `payment/<hold id>`.
 _UNDELIVERED = """
-SELECT hold_id, payment_stream, payment_version, payment_status, payment_decided_at FROM bookings
+SELECT hold_id, coalesce(payment_stream, 'payment/' || hold_id) AS decision_stream, payment_version,
+       payment_status, payment_decided_at
+  FROM bookings
  WHERE status = 'HELD' AND payment_status IN ('SUCCEEDED', 'FAILED') AND payment_decided_at < $1
  ORDER BY payment_decided_at, hold_id LIMIT $2
 """
@@ -352,7 +312,7 @@ async def undelivered_decisions(pool: asyncpg.Pool, older_than_ms: int, limit: i
     return [
         UndeliveredDecision(
             r["hold_id"],
-            r["payment_stream"] or f"payment/{r['hold_id']}",  # NULL: decided before wallets decided
+            r["decision_stream"],
             r["payment_version"],
             r["payment_status"],
             r["payment_decided_at"],

@@ -62,6 +62,13 @@ SELECT (SELECT count(*) FROM (SELECT 1 FROM events
 """
 
 
+def logged_event(r: asyncpg.Record) -> LoggedEvent:
+    """A row with the columns of `events` (recorded_at as `recorded_at_ms`) as a LoggedEvent."""
+    return LoggedEvent(
+        r["stream_id"], r["version"], r["event_type"], r["data"], r["position"], r["txid"], r["recorded_at_ms"]
+    )
+
+
 class PostgresLogReader:
     """Reads `events` for log readers; see the module docstring for why the order is safe.
 
@@ -76,12 +83,7 @@ class PostgresLogReader:
             rows = await self.pool.fetch(_READ_AFTER, checkpoint.txid, checkpoint.position, limit)
         except TRANSIENT_DB_ERRORS as exc:
             raise StoreUnavailable(f"reading the log after {checkpoint}: {exc}") from exc
-        return [
-            LoggedEvent(
-                r["stream_id"], r["version"], r["event_type"], r["data"], r["position"], r["txid"], r["recorded_at_ms"]
-            )
-            for r in rows
-        ]
+        return [logged_event(r) for r in rows]
 
     async def load_checkpoint(self, name: str) -> LogCheckpoint:
         try:
@@ -142,7 +144,12 @@ class PostgresSubscription:
             self._on_append()
 
     def is_active(self) -> bool:
-        return not self._closed and not self._conn.is_closed()
+        if self._closed:
+            return False
+        try:
+            return not self._conn.is_closed()
+        except asyncpg.InterfaceError:  # the pool took the connection back when it broke
+            return False
 
     async def close(self) -> None:
         if self._closed:

@@ -24,10 +24,6 @@ from api.dependencies import Postgres
 from engine.adapters.pg_bookings import (
     MAX_LIMIT,
     BookingsProjection,
-    OverdueHold,
-    UndecidedHold,
-    UndeliveredDecision,
-    Unrefunded,
     apply_changes,
     customer_bookings,
     get_booking,
@@ -57,7 +53,7 @@ from engine.domain.events import (
 )
 from engine.following import Backoff
 from engine.log import START, LogCheckpoint, LoggedEvent
-from engine.ports import NewEvent, StreamAppend
+from engine.ports import NewEvent, OverdueHold, StreamAppend, UndecidedHold, UndeliveredDecision, Unrefunded
 from engine.projections.bookings import PROJECTION_NAME, Booking, Change, InsertHold, fold, plan
 from tests.contract.log_reader import read_all
 from tests.projection_changes import changes

@@ -7,6 +7,7 @@ from typing import Any
 import asyncpg
 
 from engine.adapters.pg_inbox import purge_processed
+from engine.adapters.pg_sagas import PostgresPendingSagas
 from engine.saga_supervisor import SagaSupervisor
 
 DAY_S = 86400.0
@@ -45,7 +46,7 @@ async def _nothing_to_execute(commands: Any) -> list[Any]:
 async def test_the_supervisor_sweep_purges_the_inbox(pool: asyncpg.Pool) -> None:
     await _inbox(pool, [("old", 2.0), ("new", 0.5)])
     supervisor = SagaSupervisor(
-        pool,
+        PostgresPendingSagas(pool),
         _NoPublisher(),  # type: ignore[arg-type]
         _nothing_to_execute,
         retry_after_ms=10_000,

@@ -165,3 +165,23 @@ async def test_checkpoints_hold_full_64_bit_transaction_ids(pool: asyncpg.Pool) 
     await reader.save_checkpoint("big", big)
     assert await reader.load_checkpoint("big") == big
     assert await reader.read_after(big, 10) == []
+
+
+async def test_a_subscription_whose_connection_broke_is_inactive_not_an_error(pool: asyncpg.Pool) -> None:
+    """What a PostgreSQL restart does to the listening connection: the follower must see an
+    inactive subscription (and listen again), not an exception that ends its loop."""
+    reader = PostgresLogReader(pool)
+    subscription = await reader.listen(lambda: None)
+    listener_pid = await pool.fetchval(
+        "SELECT pid FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND datname = current_database()"
+    )
+    await pool.execute("SELECT pg_terminate_backend($1)", listener_pid)
+    for _ in range(100):
+        if not subscription.is_active():
+            break
+        await asyncio.sleep(0.02)
+    assert not subscription.is_active()
+    await subscription.close()
+    again = await reader.listen(lambda: None)
+    assert again.is_active()
+    await again.close()
