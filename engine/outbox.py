@@ -20,6 +20,7 @@ Message format (for consumers):
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
@@ -117,6 +118,26 @@ def plan_message(event: LoggedEvent) -> OutgoingMessage | None:
     value = OutboxMessage(mid, event.stream_id, event.version, event.event_type, event.data, event.recorded_at_ms)
     headers = (("type", event.event_type.encode()), ("message_id", mid.encode()))
     return OutgoingMessage(route.topic, routing_key(event, route.key_field).encode(), codec.encode(value), headers)
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition a key's messages go to: the same for one key always (per-key order), spread
+    over all of them. CRC-32 (C speed, zlib) rather than Kafka's murmur2, which aiokafka computes
+    in Python per message: every producer of these topics (the relay, the saga supervisor) uses
+    this function, which is all that per-key order needs."""
+    return zlib.crc32(key) % partitions
+
+
+def by_partition(
+    messages: Sequence[OutgoingMessage], partitions: Mapping[str, int]
+) -> dict[tuple[str, int], list[OutgoingMessage]]:
+    """The messages grouped by (topic, partition), each group in the order given (so per key in
+    log order); `partitions` is each topic's partition count."""
+    groups: dict[tuple[str, int], list[OutgoingMessage]] = {}
+    for message in messages:
+        target = (message.topic, partition_of(message.key, partitions[message.topic]))
+        groups.setdefault(target, []).append(message)
+    return groups
 
 
 def plan_batch(events: Sequence[LoggedEvent]) -> list[OutgoingMessage]:

@@ -87,6 +87,7 @@ class Batch:
     undecodable: list[Undecodable]
     starts: dict[TopicPartition, int]  # per partition, the offset of the batch's first record
     ends: dict[TopicPartition, int]  # per partition, the offset after its last record (what to commit)
+    skipped: int = 0  # records whose "type" header names a type the consumer does not act on
 
     @property
     def message_ids(self) -> list[str]:
@@ -106,13 +107,23 @@ def decode_message(value: bytes | None) -> OutboxMessage | str:
     return decoded
 
 
-def decode_batch(records: Mapping[TopicPartition, Sequence[Any]]) -> Batch:
-    """Decode a `getmany` result (records with topic, partition, offset and value).
+def record_type(record: Any) -> str | None:
+    """The event type a record's "type" header names (engine/outbox.py sets it), if any."""
+    for name, value in record.headers or ():
+        if name == "type":
+            return bytes(value).decode("utf-8", "replace")
+    return None
+
+
+def decode_batch(records: Mapping[TopicPartition, Sequence[Any]], event_types: frozenset[str] | None = None) -> Batch:
+    """Decode a `getmany` result (records with topic, partition, offset, headers and value).
 
     Messages come out by partition, then offset: the handler may rely on one key's messages
     (one key lives on one partition) being in order. A record that does not decode is set aside,
-    so it never holds up its partition: its offset is committed with the rest of the batch."""
+    so it never holds up its partition: its offset is committed with the rest of the batch. A
+    record whose "type" header is not one of `event_types` (when given) is skipped undecoded."""
     messages: list[OutboxMessage] = []
+    skipped = 0
     undecodable: list[Undecodable] = []
     starts: dict[TopicPartition, int] = {}
     ends: dict[TopicPartition, int] = {}
@@ -123,12 +134,17 @@ def decode_batch(records: Mapping[TopicPartition, Sequence[Any]]) -> Batch:
         starts[tp] = int(in_order[0].offset)
         ends[tp] = int(in_order[-1].offset) + 1
         for record in in_order:
+            if event_types is not None:
+                kind = record_type(record)
+                if kind is not None and kind not in event_types:
+                    skipped += 1
+                    continue
             decoded = decode_message(record.value)
             if isinstance(decoded, OutboxMessage):
                 messages.append(decoded)
             else:
                 undecodable.append(Undecodable(tp.topic, tp.partition, int(record.offset), decoded))
-    return Batch(messages, undecodable, starts, ends)
+    return Batch(messages, undecodable, starts, ends, skipped)
 
 
 def select_fresh(messages: Iterable[OutboxMessage], already_processed: Collection[str]) -> list[OutboxMessage]:
@@ -376,7 +392,9 @@ class MessageConsumer:
                 # No await since getmany returned: this is the membership that fetched `records`.
                 fetched_under = _Membership(assignments.epoch, _generation(consumer))
                 if records:
-                    await self._consume(consumer, assignments, fetched_under, decode_batch(records), stop)
+                    await self._consume(
+                        consumer, assignments, fetched_under, decode_batch(records, self.event_types), stop
+                    )
                 elif time.monotonic() - self._ends_checked_at > self.end_check_s:
                     await self._check_positions(consumer)
         finally:
@@ -482,7 +500,7 @@ class MessageConsumer:
         for outcome, n in (
             ("handled", len(fresh)),
             ("duplicate", len(wanted) - len(fresh)),
-            ("skipped", len(batch.messages) - len(wanted)),
+            ("skipped", batch.skipped + len(batch.messages) - len(wanted)),
             ("undecodable", len(batch.undecodable)),
         ):
             if n:

@@ -40,7 +40,7 @@ from engine.domain.events import (
 )
 from engine.following import Backoff
 from engine.log import START, LogCheckpoint
-from engine.outbox import RELAY_NAME, OutboxMessage, PublishFailed, plan_batch
+from engine.outbox import RELAY_NAME, OutboxMessage, OutgoingMessage, PublishFailed, plan_batch
 from engine.relay import OutboxRelay
 from stack.servers import EmbeddedKafka
 
@@ -371,3 +371,24 @@ async def test_the_api_metrics_report_the_outbox_lag(pool: asyncpg.Pool) -> None
     reply = await AsgiClient(app).request("GET", "/metrics")
     lag = [line for line in reply.body.decode().splitlines() if line.startswith("rezerv_outbox_lag_events ")]
     assert lag == ["rezerv_outbox_lag_events 3.0"], lag
+
+
+async def test_many_messages_over_several_record_batches_keep_each_keys_order(bootstrap: str) -> None:
+    """Large messages for a few keys fill several record batches per partition: every message
+    arrives once, on its key's partition, in the order published."""
+    stream = f"event/{uid()}"
+    messages = []
+    for version in range(1, 301):
+        key = f"{stream}-key-{version % 6}".encode()
+        value = codec.encode(OutboxMessage(f"{stream}@{version}", stream, version, "TicketsHeld", b"x" * 4000, AT))
+        messages.append(OutgoingMessage("bookings", key, value, (("type", b"TicketsHeld"),)))
+    async with KafkaPublisher(bootstrap) as publisher:
+        await publisher.publish_many(messages)
+    received = await consume(bootstrap, {stream}, lambda got: len(got) >= 300)
+    assert sorted(ids_of(received)) == sorted(f"{stream}@{v}" for v in range(1, 301))
+    partitions_per_key: dict[bytes, set[int]] = defaultdict(set)
+    for r in received:
+        partitions_per_key[r.key].add(r.partition)
+    assert all(len(p) == 1 for p in partitions_per_key.values())
+    for key, versions in versions_per_key(received).items():
+        assert versions == sorted(versions), key

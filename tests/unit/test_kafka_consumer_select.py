@@ -125,3 +125,27 @@ def test_positions_past_the_end_of_the_log_are_noticed() -> None:
     ends = {a: 3, b: 3, c: 5}
     assert beyond_the_end(positions, ends) == [a]
     assert beyond_the_end({b: 3}, {b: 3}) == []  # at the end: caught up, not lost
+
+
+def typed(partition: int, offset: int, value: bytes, kind: str | None) -> ConsumerRecord[bytes, bytes]:
+    headers = () if kind is None else (("type", kind.encode()),)
+    return ConsumerRecord("t", partition, offset, 0, 0, b"key", value, None, 3, len(value), headers)
+
+
+def test_records_of_types_the_consumer_does_not_act_on_are_skipped_undecoded_but_committed() -> None:
+    p0 = TopicPartition("t", 0)
+    records = {
+        p0: [
+            typed(0, 10, codec.encode(msg("a", 1)), "HoldExpired"),
+            typed(0, 11, b"not even decodable", "BookingConfirmed"),
+            typed(0, 12, codec.encode(msg("a", 2)), None),  # no header: decoded, filtered later by type
+        ]
+    }
+    batch = decode_batch(records, frozenset({"HoldExpired"}))
+    assert ids(batch.messages) == ["a@1", "a@2"]
+    assert batch.undecodable == []
+    assert batch.skipped == 1
+    assert batch.ends == {p0: 13}
+    everything = decode_batch(records)
+    assert everything.skipped == 0
+    assert len(everything.undecodable) == 1

@@ -40,6 +40,8 @@ from engine.outbox import (
     OutboxMessage,
     OutgoingMessage,
     PublishFailed,
+    by_partition,
+    partition_of,
     plan_batch,
 )
 from engine.ports import NewEvent, StreamAppend
@@ -328,3 +330,28 @@ def test_backoff_doubles_up_to_its_cap_and_resets() -> None:
     assert [backoff.next() for _ in range(7)] == [0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0]
     backoff.reset()
     assert backoff.next() == 0.2
+
+
+def test_a_key_always_goes_to_one_partition_and_keys_spread_over_all() -> None:
+    keys = [f"hold-{i}".encode() for i in range(400)]
+    assert all(partition_of(k, 4) == partition_of(k, 4) for k in keys)
+    used = {partition_of(k, 4) for k in keys}
+    assert used == {0, 1, 2, 3}
+    assert all(0 <= partition_of(k, 7) < 7 for k in keys)
+
+
+def test_grouping_by_partition_keeps_each_keys_messages_in_order() -> None:
+    messages = [
+        OutgoingMessage(topic, f"k{i % 5}".encode(), f"{topic}-{i}".encode(), ())
+        for i in range(50)
+        for topic in ("bookings", "payments")
+    ]
+    groups = by_partition(messages, {"bookings": 4, "payments": 3})
+    assert sum(len(g) for g in groups.values()) == len(messages)
+    for (topic, partition), group in groups.items():
+        assert all(
+            m.topic == topic and partition_of(m.key, 4 if topic == "bookings" else 3) == partition for m in group
+        )
+        for key in {m.key for m in group}:
+            mine = [m.value for m in group if m.key == key]
+            assert mine == [m.value for m in messages if m.topic == topic and m.key == key]
