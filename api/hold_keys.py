@@ -17,6 +17,7 @@ proof, depends on it.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 
 from api.auth import Principal
@@ -29,8 +30,19 @@ HOLD_KEY = "X-Hold-Key"
 MAX_KEY_LENGTH = 128
 
 
+_NAMESPACE_BYTES = NAMESPACE.bytes
+
+
 def hold_id_for(customer_id: str, kind: str, entity_id: str, key: str) -> str:
-    return str(uuid.uuid5(NAMESPACE, f"{customer_id}/{kind}/{entity_id}/{key}"))
+    """``str(uuid.uuid5(NAMESPACE, name))``, computed without building a UUID object (a quarter of
+    the time, on every hold request); tests/unit/api/test_hold_keys.py holds the two equal."""
+    digest = bytearray(
+        hashlib.sha1(_NAMESPACE_BYTES + f"{customer_id}/{kind}/{entity_id}/{key}".encode()).digest()[:16]
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _valid_key(key: str | None) -> bool:
