@@ -4,6 +4,9 @@
 PostgreSQL has recorded, so a Redis that lost its data can never hand out an old token), and
 set the lease `owner|token` with a TTL. The lease is advisory: safety comes from PostgreSQL
 refusing appends with older tokens; the lease lets a host notice early that it lost an entity.
+The counter itself expires too (`token_ttl_ms`, renewed by every acquire): because every acquire
+lifts it above PostgreSQL's floor, a counter that is gone is as safe as one that is there, and
+Redis then holds keys only for entities activated recently, not one per entity ever seen.
 Per-key scripts (pipelined for renewals) keep every call on one key, so Redis Cluster works.
 """
 
@@ -20,6 +23,7 @@ if t <= floor then
   t = floor + 1
   redis.call('SET', KEYS[1], t)
 end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('SET', KEYS[2], ARGV[2] .. '|' .. t, 'PX', ARGV[3])
 return t
 """
@@ -42,10 +46,14 @@ return 0
 """
 
 
+TOKEN_TTL_MS = 7 * 24 * 3600 * 1000
+
+
 class RedisFencing:
-    def __init__(self, client: Redis, prefix: str = "rezerv") -> None:
+    def __init__(self, client: Redis, prefix: str = "rezerv", token_ttl_ms: int = TOKEN_TTL_MS) -> None:
         self.client = client
         self.prefix = prefix
+        self.token_ttl_ms = token_ttl_ms
         self._acquire = client.register_script(_ACQUIRE)
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
@@ -58,7 +66,7 @@ class RedisFencing:
 
     async def acquire(self, stream_id: str, owner: str, floor: int, lease_ms: int) -> int:
         keys = [self._token_key(stream_id), self._lease_key(stream_id)]
-        return int(await self._acquire(keys=keys, args=[floor, owner, lease_ms]))
+        return int(await self._acquire(keys=keys, args=[floor, owner, lease_ms, self.token_ttl_ms]))
 
     async def renew(self, leases: Sequence[tuple[str, int]], owner: str, lease_ms: int) -> list[str]:
         if not leases:
