@@ -458,6 +458,15 @@ class EntityHost:
         await self.fencing.release(leases, self.config.owner)
         return idle
 
+    def forget_settled(self) -> int:
+        """Drop from memory what no decision needs any more: bookings that ended, and payments that
+        failed or were refunded, longer ago than the idempotency lifetime (a retry of those is
+        answered as new after that; see Aggregate.compact). Snapshots compact too, but an entity
+        that is not snapshotted (few events, or all of them long ago) would otherwise keep them
+        for as long as it stays in memory. Returns how many were dropped."""
+        forget_before = self.clock.now_ms() - self.config.idempotency_ttl_ms
+        return sum(entity.agg.compact(forget_before) for entity in list(self.entities.values()))
+
     async def run_housekeeping(
         self, stop: asyncio.Event, period_s: float | None = None, on_idle: Callable[[], object] | None = None
     ) -> None:
@@ -472,6 +481,7 @@ class EntityHost:
             try:
                 await self.renew_leases()
                 await self.passivate_idle()
+                self.forget_settled()
             except Exception:
                 log.exception("housekeeping failed; retrying in %.1f s", period)
             if on_idle is not None and self.stats["batches"] == batches:

@@ -43,20 +43,21 @@ INSUFFICIENT_FUNDS = "insufficient funds"
 class PaymentRecord:
     """What the wallet remembers of one saga's payment: enough to answer a repeat and to refund."""
 
-    __slots__ = ("amount", "booking_stream", "status")
+    __slots__ = ("amount", "at", "booking_stream", "status")
 
-    def __init__(self, status: str, amount: int, booking_stream: str) -> None:
+    def __init__(self, status: str, amount: int, booking_stream: str, at: int) -> None:
         self.status = status  # SUCCEEDED, FAILED or REFUNDED
         self.amount = amount
         self.booking_stream = booking_stream
+        self.at = at  # when it reached its status
 
-    def as_tuple(self) -> tuple[str, int, str]:
-        return (self.status, self.amount, self.booking_stream)
+    def as_tuple(self) -> tuple[str, int, str, int]:
+        return (self.status, self.amount, self.booking_stream, self.at)
 
 
 class Wallet(Aggregate):
     KIND: ClassVar[str] = WALLET
-    SNAPSHOT_SCHEMA: ClassVar[int] = 2  # 1: (balance, deposits, charges, refunds)
+    SNAPSHOT_SCHEMA: ClassVar[int] = 3  # 1: (balance, deposits, charges, refunds); 2: payments without time
     CREATORS: ClassVar[frozenset[type[Command]]] = frozenset({Deposit, Pay})
 
     def __init__(self, entity_id: str) -> None:
@@ -119,25 +120,26 @@ class Wallet(Aggregate):
 
     def _apply_succeeded(self, e: PaymentSucceeded) -> None:
         self.balance -= e.amount
-        self.payments[e.saga_id] = PaymentRecord(SUCCEEDED, e.amount, e.booking_stream)
+        self.payments[e.saga_id] = PaymentRecord(SUCCEEDED, e.amount, e.booking_stream, e.at)
 
     def _apply_failed(self, e: PaymentFailed) -> None:
-        self.payments[e.saga_id] = PaymentRecord(FAILED, e.amount, e.booking_stream)
+        self.payments[e.saga_id] = PaymentRecord(FAILED, e.amount, e.booking_stream, e.at)
 
     def _apply_refunded(self, e: PaymentRefunded) -> None:
-        self._refunded(e.saga_id)
+        self._refunded(e.saga_id, e.at)
 
-    def _refunded(self, saga_id: str) -> None:
+    def _refunded(self, saga_id: str, at: int) -> None:
         record = self.payments[saga_id]
         self.balance += record.amount
         record.status = REFUNDED
+        record.at = at
 
     def _apply_legacy_charged(self, e: WalletCharged) -> None:
         self.balance -= e.amount
-        self.payments[e.saga_id] = PaymentRecord(SUCCEEDED, e.amount, "")
+        self.payments[e.saga_id] = PaymentRecord(SUCCEEDED, e.amount, "", e.at)
 
     def _apply_legacy_refunded(self, e: WalletRefunded) -> None:
-        self._refunded(e.saga_id)
+        self._refunded(e.saga_id, e.at)
 
     appliers = {
         FundsDeposited: _apply_deposited,
@@ -151,6 +153,7 @@ class Wallet(Aggregate):
 
     # ---- checks, snapshots, views ------------------------------------------------------------
     def check_invariants(self) -> None:
+        """Holds until `compact` forgets refunded payments (whose net effect on the balance is nil)."""
         assert self.balance >= 0, f"wallet {self.entity_id} is negative"
         charged = sum(p.amount for p in self.payments.values() if p.status == SUCCEEDED)
         assert self.balance == sum(self.deposits.values()) - charged, "balance drifted from the ledger"
@@ -169,8 +172,18 @@ class Wallet(Aggregate):
         agg.version = version
         agg.balance = balance
         agg.deposits = dict(deposits)
-        agg.payments = {saga: PaymentRecord(status, amount, stream) for saga, status, amount, stream in payments}
+        agg.payments = {saga: PaymentRecord(*payment) for saga, *payment in payments}
         return agg
+
+    def compact(self, forget_before: int) -> int:
+        """Forget payments that failed or were refunded before `forget_before` (the idempotency
+        lifetime ago): no later step needs them, and a repeat that old is answered as new (a Pay
+        would be decided again; the saga then refunds whatever cannot be confirmed). Succeeded
+        payments stay: a confirmed booking may still be cancelled and refunded."""
+        settled = [saga for saga, p in self.payments.items() if p.status != SUCCEEDED and p.at < forget_before]
+        for saga in settled:
+            del self.payments[saga]
+        return len(settled)
 
     def view(self) -> dict[str, Any]:
         statuses = [p.status for p in self.payments.values()]

@@ -21,6 +21,7 @@ from engine.domain.commands import (
     HoldTickets,
     Pay,
     Refund,
+    ReleaseHold,
     TierSpec,
 )
 from engine.domain.errors import InsufficientInventory, OwnershipLost, StoreUnavailable, TransientError
@@ -463,4 +464,24 @@ async def test_listeners_get_every_event_object_so_holds_take_the_single_path() 
     host.listeners.append(lambda stream, agg, events: seen.extend(type(e).__name__ for e in events))
     await host.execute([create(quantity=5), hold("h1"), hold("h2"), hold("h3", 9)])
     assert seen == ["EventCreated", "TicketsHeld", "TicketsHeld"]
+    await host.stop()
+
+
+async def test_what_no_decision_needs_leaves_memory_after_the_idempotency_lifetime() -> None:
+    store = InMemoryEventStore()
+    clock = ManualClock()
+    host = make_host(store, clock=clock, idempotency_ttl_ms=60_000)
+    await host.execute([create(quantity=10), hold("ended", 1), hold("kept", 1)])
+    await host.execute([ReleaseHold("e1", "event", "ended", "released by customer")])
+    await host.execute([ConfirmBooking("e1", "event", "kept", payment_ref="p")])
+    await host.execute([Deposit("alice", "d1", 100), Pay("alice", "too-dear", "event/e1", 5_000)])
+    clock.advance(30_000)
+    assert host.forget_settled() == 0, "within the lifetime a retry must still find them"
+    clock.advance(31_000)
+    assert host.forget_settled() == 2
+    bookings = host.entities["event/e1"].agg.bookings  # type: ignore[attr-defined]
+    assert set(bookings) == {"kept"}, "a confirmed booking may still be cancelled"
+    assert host.entities["wallet/alice"].agg.payments == {}  # type: ignore[attr-defined]
+    [again] = await host.execute([hold("ended", 1)])
+    assert isinstance(again, HoldGranted), "past its lifetime a key is answered as new"
     await host.stop()

@@ -166,3 +166,19 @@ def test_any_sequence_keeps_the_ledger_and_replays_and_snapshots_to_the_same_wal
     refunded = [e.saga_id for e in events if isinstance(e, PaymentRefunded)]
     assert len(refunded) == len(set(refunded)), "a saga is refunded at most once"
     assert set(refunded) <= charged, "only a charged saga is refunded"
+
+
+def test_compacting_forgets_settled_payments_but_keeps_succeeded_ones() -> None:
+    w = funded(10_000)
+    w.handle(Pay("alice", "failed", STREAM, 50_000), T)  # FAILED at T
+    w.handle(Pay("alice", "refunded", STREAM, 100), T)
+    w.handle(Refund("alice", "refunded", "r"), T + 10)  # REFUNDED at T + 10
+    w.handle(Pay("alice", "kept", STREAM, 200), T)  # SUCCEEDED
+    w.handle(Pay("alice", "recent", STREAM, 70_000), T + 1_000)  # FAILED, later
+    assert w.compact(forget_before=T + 500) == 2
+    assert set(w.payments) == {"kept", "recent"}
+    assert w.balance == 10_000 - 200
+    assert w.handle(Refund("alice", "kept", "cancelled"), T + 2_000).amount == 200, "a confirmed one stays refundable"
+    restored = decode_snapshot("wallet/alice", w.version, encode_snapshot(w))
+    assert restored is not None
+    assert restored.to_state() == w.to_state()
