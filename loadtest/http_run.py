@@ -182,6 +182,7 @@ def step_summary(
         "keys": read_outcome_counts(step_dir),
         "routes": {name: r.as_json() for name, r in routes.items()},
         "cpu_percent": cpu,
+        **cost_per_booking(cpu, length, len(acks), figures.confirmed),
         "generator_processes_percent": generator,
         "generator_saturated": any(p >= GENERATOR_SATURATED for p in generator),
         "locust_processes": options.locust_processes,
@@ -189,6 +190,28 @@ def step_summary(
     }
     (step_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+SAGA_ROLES = ("saga services", "kafka")
+
+
+def cost_per_booking(cpu: dict[str, float], window_s: float, holds: int, confirmed: int) -> dict[str, Any]:
+    """CPU per unit of work in the window, from the CPU per role (percent of one core).
+
+    `cpu_us_per_booking`: each role's CPU divided by the bookings confirmed in the window.
+    `api_us_per_hold`: the API process's CPU divided by the holds it granted (its booking reads
+    included, so an upper bound). `saga_us_per_booking`: the saga's own processes (the services:
+    relay, projection, supervisor, payment and results workers; and the broker) per confirmed
+    booking; the shards' and PostgreSQL's shares of a booking are in `cpu_us_per_booking`."""
+
+    def per(role_cpu: float, units: int) -> float | None:
+        return round(role_cpu / 100 * window_s / units * 1e6, 1) if units else None
+
+    return {
+        "cpu_us_per_booking": {role: per(value, confirmed) for role, value in cpu.items()},
+        "api_us_per_hold": per(cpu.get("api", 0.0), holds),
+        "saga_us_per_booking": per(sum(cpu.get(role, 0.0) for role in SAGA_ROLES), confirmed),
+    }
 
 
 def describe_step(s: dict[str, Any]) -> str:
@@ -199,7 +222,9 @@ def describe_step(s: dict[str, Any]) -> str:
         f"{s['holds_per_s']:>7.0f} holds/s, "
         f"{s['confirmed_per_s']:>7.0f} confirmed/s, hold p50 {s['hold_p50_ms']} ms p99 {s['hold_p99_ms']} ms, "
         f"HELD at end {s['held_at_end']} (drained in {s['drain_s']} s), errors {s['errors_by_status']}, "
-        f"404 reads {s['booking_reads_404']}{warn}\n      CPU: {cpu}"
+        f"404 reads {s['booking_reads_404']}{warn}\n      CPU: {cpu}\n"
+        f"      CPU per booking: API {s['api_us_per_hold']} us per hold, saga {s['saga_us_per_booking']} us; "
+        + ", ".join(f"{k} {v}" for k, v in s["cpu_us_per_booking"].items() if v is not None and k != "machine total")
     )
 
 
