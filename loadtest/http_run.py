@@ -172,6 +172,8 @@ def step_summary(
         "confirmed_per_s": round(figures.confirmed / length, 1),
         "hold_p50_ms": hold.p50_ms if hold else None,
         "hold_p99_ms": hold.p99_ms if hold else None,
+        "hold_to_confirmed_p50_ms": figures.confirm_p50_ms,
+        "hold_to_confirmed_p99_ms": figures.confirm_p99_ms,
         "held_at_end": figures.held_at_end,
         "drain_s": round(figures.drain_s, 2),
         "quiet_after_s": round(quiet.waited_s, 2),
@@ -221,6 +223,7 @@ def describe_step(s: dict[str, Any]) -> str:
         f"  {s['target']:>18} {s['users']:>5} users: {s['requests_per_s']:>8.0f} req/s, "
         f"{s['holds_per_s']:>7.0f} holds/s, "
         f"{s['confirmed_per_s']:>7.0f} confirmed/s, hold p50 {s['hold_p50_ms']} ms p99 {s['hold_p99_ms']} ms, "
+        f"hold->confirmed p50 {s['hold_to_confirmed_p50_ms']} ms p99 {s['hold_to_confirmed_p99_ms']} ms, "
         f"HELD at end {s['held_at_end']} (drained in {s['drain_s']} s), errors {s['errors_by_status']}, "
         f"404 reads {s['booking_reads_404']}{warn}\n      CPU: {cpu}\n"
         f"      CPU per booking: API {s['api_us_per_hold']} us per hold, saga {s['saga_us_per_booking']} us; "

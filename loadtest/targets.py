@@ -65,6 +65,8 @@ class WindowFigures:
     confirmed: int  # bookings confirmed inside the window (by the store's own timestamps)
     held_at_end: int  # bookings HELD at the end of the window
     drain_s: float  # from the end of the window until the last of those was confirmed or ended
+    confirm_p50_ms: float | None = None  # hold -> confirmed, for the bookings held in the window
+    confirm_p99_ms: float | None = None
 
 
 class Target(Protocol):
@@ -168,7 +170,11 @@ WITH b AS (
 )
 SELECT count(*) FILTER (WHERE confirmed_at BETWEEN $2 AND $3) AS confirmed,
        count(*) FILTER (WHERE held_at <= $3 AND (left_held IS NULL OR left_held > $3)) AS held_at_end,
-       max(left_held) FILTER (WHERE held_at <= $3 AND left_held > $3) AS last_exit
+       max(left_held) FILTER (WHERE held_at <= $3 AND left_held > $3) AS last_exit,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY confirmed_at - held_at)
+           FILTER (WHERE held_at BETWEEN $2 AND $3 AND confirmed_at IS NOT NULL) AS confirm_p50,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY confirmed_at - held_at)
+           FILTER (WHERE held_at BETWEEN $2 AND $3 AND confirmed_at IS NOT NULL) AS confirm_p99
   FROM b
 """
 
@@ -254,7 +260,14 @@ class RezervTarget(_LazyPool):
         row = await pool.fetchrow(_WINDOW, sorted(population.entities), start_ms, end_ms)
         last = row["last_exit"]
         drain = max(0.0, (last - end_ms) / 1000) if row["held_at_end"] and last is not None else 0.0
-        return WindowFigures(int(row["confirmed"]), int(row["held_at_end"]), drain)
+        p50, p99 = row["confirm_p50"], row["confirm_p99"]
+        return WindowFigures(
+            int(row["confirmed"]),
+            int(row["held_at_end"]),
+            drain,
+            None if p50 is None else round(float(p50), 1),
+            None if p99 is None else round(float(p99), 1),
+        )
 
     async def audit(self, population: Population, clients: Sequence[ClientHold]) -> Verdict:
         from loadtest.store_audit import audit_store, wait_for_projection
