@@ -2,11 +2,13 @@
 
 The status says what the client can do about it:
 - 422: the request is well-formed JSON but the engine cannot act on it (an unknown tier, an
-  empty interval, a rental shorter than the minimum), or its Idempotency-Key was used before
-  with another body (the IETF idempotency-key draft answers that with 422);
+  empty interval, a rental shorter than the minimum, a date in the past or beyond the booking
+  horizon), or its Idempotency-Key was used before with another body (the IETF
+  idempotency-key draft answers that with 422);
 - 404: the event, car or booking does not exist;
 - 409: the request conflicts with the entity's current state (sold out, dates taken, sales
-  closed, a transition the booking cannot make); retrying the same request changes nothing;
+  closed, the event started, too late to cancel, a transition the booking cannot make);
+  retrying the same request changes nothing;
 - 503 with ``Retry-After``: a transient failure (store down, entity moving between hosts);
   retrying with the same Idempotency-Key is safe and returns the original answer.
 
@@ -26,8 +28,12 @@ from engine.domain.errors import (
     AlreadyExists,
     BelowMinimumRental,
     BookingNotFound,
+    CancellationClosed,
+    DateBeyondHorizon,
+    DateInThePast,
     DomainError,
     EntityNotFound,
+    EventStarted,
     IdempotencyConflict,
     InsufficientFunds,
     InsufficientInventory,
@@ -48,6 +54,8 @@ RETRY_AFTER_S = "1"
 STATUS: dict[type[RezervError], tuple[int, str]] = {
     InvalidCommand: (422, "Invalid command"),
     BelowMinimumRental: (422, "Below the minimum rental"),
+    DateInThePast: (422, "Date in the past"),
+    DateBeyondHorizon: (422, "Date beyond the booking horizon"),
     IdempotencyConflict: (422, "Idempotency key reused with another request"),
     EntityNotFound: (404, "Not found"),
     BookingNotFound: (404, "Booking not found"),
@@ -55,6 +63,8 @@ STATUS: dict[type[RezervError], tuple[int, str]] = {
     InsufficientInventory: (409, "Sold out"),
     OverBookingLimit: (409, "Over the per-booking limit"),
     SalesClosed: (409, "Sales closed"),
+    EventStarted: (409, "Event started"),
+    CancellationClosed: (409, "Cancellation closed"),
     IntervalUnavailable: (409, "Dates unavailable"),
     InvalidTransition: (409, "Invalid transition"),
     InsufficientFunds: (409, "Insufficient funds"),

@@ -50,14 +50,23 @@ def _valid_key(key: str | None) -> bool:
 
 
 def require_idempotency_key(key: str | None) -> str:
-    """The request's Idempotency-Key; a hold without one would be unsafe to retry, so 400."""
-    if key is None or not _valid_key(key):
-        what = "is required" if not key else f"must be 1 to {MAX_KEY_LENGTH} printable ASCII characters"
+    """The request's Idempotency-Key. A hold without one would be unsafe to retry: 400. One that
+    is there but unusable (too long, a control character such as NUL, not ASCII): 422, like any
+    other malformed field."""
+    if not key:
         raise ApiProblem(
             400,
             "idempotency-key-required",
             "Idempotency-Key required",
-            f"a hold needs an {IDEMPOTENCY_KEY} header; it {what}",
+            f"a hold needs an {IDEMPOTENCY_KEY} header; it is required",
+        )
+    if not _valid_key(key):
+        raise ApiProblem(
+            422,
+            "invalid-idempotency-key",
+            "Invalid Idempotency-Key",
+            f"the {IDEMPOTENCY_KEY} header must be 1 to {MAX_KEY_LENGTH} printable ASCII characters"
+            " (no control characters)",
         )
     return key
 

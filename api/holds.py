@@ -2,14 +2,17 @@
 
 Shared by the FastAPI routes (api/routes_inventory.py) and the hot path (api/hot_routes.py), so
 the rules of a hold are written once: who the hold is for, the Idempotency-Key and the hold id
-derived from it, the default time-to-live, and the body of a granted hold.
+derived from it, the default time-to-live, the booking horizon of a rental, and the body of a
+granted hold.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from api.auth import Principal
+from api.dates import check_rental
 from api.hold_keys import acting_customer, hold_id_for, require_idempotency_key
 from api.responses import iso_utc
 from api.schemas import HoldCarIn, HoldTicketsIn
@@ -43,9 +46,11 @@ def ticket_hold(
 
 
 def car_hold(settings: Settings, principal: Principal, car_id: str, body: HoldCarIn, key: str | None) -> HoldCar:
-    """The command of `POST /cars/{car_id}/holds`; raises ApiProblem as `ticket_hold` does."""
+    """The command of `POST /cars/{car_id}/holds`; raises ApiProblem as `ticket_hold` does, and 422
+    for a rental that starts before today or ends beyond the booking horizon (api/dates.py)."""
     key = require_idempotency_key(key)
     customer = acting_customer(principal, body.customer_id)
+    check_rental(settings, body.start, body.end, datetime.now(UTC).date())
     return HoldCar(
         car_id,
         hold_id_for(customer, CAR, car_id, key),
@@ -57,7 +62,8 @@ def car_hold(settings: Settings, principal: Principal, car_id: str, body: HoldCa
 
 
 def granted_body(granted: HoldGranted, id_field: str) -> dict[str, Any]:
-    """The 201 body of a hold (and of every retry of it); `id_field` is "event_id" or "car_id"."""
+    """The 201 body of a hold (and of every retry of it, with the booking's status now); `id_field`
+    is "event_id" or "car_id"."""
     return {
         "hold_id": granted.hold_id,
         id_field: granted.entity_id,
@@ -66,5 +72,5 @@ def granted_body(granted: HoldGranted, id_field: str) -> dict[str, Any]:
         "expires_at": iso_utc(granted.expires_at),
         "expires_at_ms": granted.expires_at,
         "quantity": granted.quantity,
-        "status": "HELD",
+        "status": granted.status,
     }

@@ -61,6 +61,7 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
         "; ".join(f"{e['location']}: {e['message']}" for e in errors),
         kind="invalid-request",
         instance=request.url.path,
+        code="invalid-request",
         errors=errors,
     )
 

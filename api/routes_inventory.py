@@ -9,11 +9,16 @@ api/schemas.py document the shapes in OpenAPI.
 Status codes: creating an event, a car, a block or a deposit answers 201 when it changed
 something and 200 with ``changed: false`` when it repeated an identical earlier request (the
 same id with another definition is a 409, or 422 for a deposit or a block, per the engine).
-A hold answers 201 every time, retries included: the retry gets the original hold back.
+A hold answers 201 every time, retries included: the retry gets the original hold back, with
+the booking's status now (CONFIRMED once paid, CANCELLED once cancelled, ...).
+
+Events and cars are created with their cancellation cutoff: the request's `cancel_cutoff_s`, or
+REZERV_CANCEL_CUTOFF_S. The engine records it with the entity (why: engine/domain/tickets.py).
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -21,6 +26,7 @@ from fastapi import APIRouter, Header, Path, Request
 from starlette.responses import Response
 
 from api.auth import AdminPrincipal, CurrentPrincipal
+from api.dates import check_event_start
 from api.hold_keys import HOLD_KEY, IDEMPOTENCY_KEY, require_hold_owner, require_self_or_admin
 from api.holds import car_hold, granted_body, ticket_hold
 from api.inventory import Inventory
@@ -29,15 +35,19 @@ from api.schemas import (
     ID_PATTERN,
     AddCapacityIn,
     BlockCarIn,
+    CarOut,
     CreateEventIn,
     DepositIn,
     DoneOut,
+    EventOut,
     HoldCarIn,
     HoldOut,
     HoldTicketsIn,
     ProblemOut,
     RegisterCarIn,
+    WalletOut,
 )
+from engine.config import Settings
 from engine.domain.commands import (
     CAR,
     EVENT,
@@ -99,6 +109,11 @@ def _done(done: Done, created: bool = False) -> Response:
     return OrjsonResponse(body, status_code=201 if created and done.changed else 200)
 
 
+def _cutoff_ms(settings: Settings, requested_s: int | None) -> int:
+    """The cancellation cutoff a new event or car is created with, in the engine's milliseconds."""
+    return (settings.cancel_cutoff_s if requested_s is None else requested_s) * 1000
+
+
 def _state(view: StateView, what: str, entity_id: str) -> Response:
     """The entity's view; a GetState on an entity never created answers an empty view at version 0."""
     if view.version == 0:
@@ -114,10 +129,21 @@ def _state(view: StateView, what: str, entity_id: str) -> Response:
     status_code=201,
     responses={**_CREATED, **_problems(401, 403, 409, 422, 503)},
 )
-async def create_event(body: CreateEventIn, _admin: AdminPrincipal, inventory: Inventory) -> Response:
+async def create_event(body: CreateEventIn, _admin: AdminPrincipal, inventory: Inventory, request: Request) -> Response:
+    """`starts_at` must lie in the future and within REZERV_BOOKING_HORIZON_DAYS (422
+    `date-in-the-past`, `date-beyond-horizon`). Ticket sales stop at the start; confirmed bookings
+    can be cancelled until `cancel_cutoff_s` before it."""
+    settings: Settings = request.app.state.settings
+    check_event_start(settings, body.starts_at, datetime.now(UTC))
     tiers = tuple(TierSpec(t.name, t.price, t.quantity) for t in body.tiers)
     command = CreateEvent(
-        body.event_id, body.title, body.venue, body.starts_at.isoformat(), tiers, body.max_tickets_per_booking
+        body.event_id,
+        body.title,
+        body.venue,
+        body.starts_at.isoformat(),
+        tiers,
+        body.max_tickets_per_booking,
+        _cutoff_ms(settings, body.cancel_cutoff_s),
     )
     return _done(await inventory.execute(command), created=True)
 
@@ -126,7 +152,7 @@ async def create_event(body: CreateEventIn, _admin: AdminPrincipal, inventory: I
     "/events/{event_id}",
     tags=["events"],
     summary="An event's tiers and availability",
-    responses=_problems(401, 404, 503),
+    responses={200: {"model": EventOut, "description": "the event"}, **_problems(401, 404, 422, 503)},
 )
 async def get_event(event_id: PathId, _principal: CurrentPrincipal, inventory: Inventory) -> Response:
     return _state(await inventory.execute(GetState(event_id, EVENT)), "event", event_id)
@@ -185,7 +211,8 @@ async def hold_tickets(
     status_code=201,
     responses={**_CREATED, **_problems(401, 403, 409, 422, 503)},
 )
-async def register_car(body: RegisterCarIn, _admin: AdminPrincipal, inventory: Inventory) -> Response:
+async def register_car(body: RegisterCarIn, _admin: AdminPrincipal, inventory: Inventory, request: Request) -> Response:
+    """Confirmed rentals of this car can be cancelled until `cancel_cutoff_s` before their first day."""
     command = RegisterCar(
         body.car_id,
         body.brand,
@@ -195,12 +222,16 @@ async def register_car(body: RegisterCarIn, _admin: AdminPrincipal, inventory: I
         body.min_days,
         body.discount_from_days,
         body.discount_per_day,
+        _cutoff_ms(request.app.state.settings, body.cancel_cutoff_s),
     )
     return _done(await inventory.execute(command), created=True)
 
 
 @router.get(
-    "/cars/{car_id}", tags=["cars"], summary="A car's rates and taken intervals", responses=_problems(401, 404, 503)
+    "/cars/{car_id}",
+    tags=["cars"],
+    summary="A car's rates and taken intervals",
+    responses={200: {"model": CarOut, "description": "the car"}, **_problems(401, 404, 422, 503)},
 )
 async def get_car(car_id: PathId, _principal: CurrentPrincipal, inventory: Inventory) -> Response:
     return _state(await inventory.execute(GetState(car_id, CAR)), "car", car_id)
@@ -293,7 +324,10 @@ async def cancel_booking(
     inventory: Inventory,
     hold_key: HoldKey = None,
 ) -> Response:
-    """Cancel a CONFIRMED booking (a HELD one is released instead: 409 here). Who may: as for release."""
+    """Cancel a CONFIRMED booking (a HELD one is released instead: 409 here); its payment is
+    refunded by the saga. Allowed until the entity's cancellation cutoff before the start (the
+    event's, or 00:00 UTC of the rental's first day); after that 409 `cancellation-closed`.
+    Who may: as for release."""
     booking_kind = _KIND[kind]
     require_hold_owner(principal, booking_kind, entity_id, hold_id, hold_key)
     reason = "cancelled by admin" if principal.is_admin else "cancelled by customer"
@@ -334,7 +368,7 @@ async def deposit(customer_id: PathId, body: DepositIn, principal: CurrentPrinci
     "/wallets/{customer_id}",
     tags=["wallets"],
     summary="A wallet's balance (admin or its owner)",
-    responses=_problems(401, 403, 503),
+    responses={200: {"model": WalletOut, "description": "the wallet"}, **_problems(401, 403, 422, 503)},
 )
 async def get_wallet(customer_id: PathId, principal: CurrentPrincipal, inventory: Inventory) -> Response:
     """Every customer has a wallet, empty until the first deposit, so this never answers 404."""

@@ -12,6 +12,11 @@ strings, and ISO strings (not numbers) required for dates and timestamps by a sm
 
 The bounds keep every amount far inside a 64-bit integer after multiplication (price x count,
 rate x days), which is what msgpack and PostgreSQL can carry.
+
+Free text (titles, venues, brands, models, locations, reasons) refuses control characters (NUL,
+line breaks, DEL, C1) and lone surrogates with a 422 that says so: they break logs, terminals and
+encoders downstream. The rule is `engine.domain.aggregate.has_control_characters`, which the
+engine applies too; the OpenAPI document shows it as a pattern.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ import re
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+
+from engine.domain.aggregate import MAX_HORIZON_DAYS, has_control_characters
 
 ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 ID_RE = re.compile(ID_PATTERN)
@@ -30,6 +37,8 @@ MAX_DEPOSIT = 10**12  # the wallet's own limit (engine/domain/wallet.py)
 MAX_TTL_S = 7 * 24 * 3600  # the engine's limit on a hold (engine/domain/aggregate.py)
 MAX_TIERS = 32  # the engine's limit on tiers per event (engine/domain/tickets.py)
 MAX_RENTAL_DAYS = 366  # the engine's limit on one interval (engine/domain/cars.py)
+MAX_CANCEL_CUTOFF_S = MAX_HORIZON_DAYS * 86_400  # the engine's limit on a cutoff
+TEXT_PATTERN = r"^[^\u0000-\u001f\u007f-\u009f]+$"  # documents the rule; the validator below enforces it
 _ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -42,6 +51,12 @@ def _iso_day(value: Any) -> Any:
     return value
 
 
+def _printable(value: str) -> str:
+    if has_control_characters(value):
+        raise ValueError("control characters (such as NUL, a line break or DEL) are not allowed")
+    return value
+
+
 def _iso_timestamp(value: Any) -> Any:
     """Accept only ISO 8601 strings (with an offset); lax mode would take a number as Unix time."""
     if not isinstance(value, str | datetime):
@@ -50,7 +65,16 @@ def _iso_timestamp(value: Any) -> Any:
 
 
 Id = Annotated[str, Field(strict=True, pattern=ID_PATTERN)]
-Text = Annotated[str, Field(strict=True, min_length=1, max_length=128)]
+Text = Annotated[
+    str,
+    Field(strict=True, min_length=1, max_length=128, json_schema_extra={"pattern": TEXT_PATTERN}),
+    AfterValidator(_printable),
+]
+CancelCutoff = Annotated[int, Field(strict=True, ge=0, le=MAX_CANCEL_CUTOFF_S)]
+_CUTOFF_DOC = (
+    "confirmed bookings may be cancelled (and refunded) until this many seconds before the start;"
+    " default REZERV_CANCEL_CUTOFF_S; recorded with the entity: later changes of the setting do not apply to it"
+)
 Price = Annotated[int, Field(strict=True, ge=0, le=MAX_PRICE)]
 PositivePrice = Annotated[int, Field(strict=True, ge=1, le=MAX_PRICE)]
 Quantity = Annotated[int, Field(strict=True, ge=1, le=MAX_QUANTITY)]
@@ -75,11 +99,14 @@ class CreateEventIn(Body):
     event_id: Id
     title: Text
     venue: Text
-    starts_at: Timestamp
+    starts_at: Timestamp = Field(
+        description="in the future and within REZERV_BOOKING_HORIZON_DAYS; no ticket is sold from then on"
+    )
     tiers: list[TierIn] = Field(min_length=1, max_length=MAX_TIERS)
     max_tickets_per_booking: Annotated[int, Field(strict=True, ge=0, le=MAX_QUANTITY)] = Field(
         0, description="0 means no limit"
     )
+    cancel_cutoff_s: CancelCutoff | None = Field(None, description=_CUTOFF_DOC)
 
 
 class AddCapacityIn(Body):
@@ -106,11 +133,14 @@ class RegisterCarIn(Body):
         0, description="rentals of at least this many days get the discount; 0 means no discount"
     )
     discount_per_day: Price = 0
+    cancel_cutoff_s: CancelCutoff | None = Field(
+        None, description=_CUTOFF_DOC + " (a rental starts at 00:00 UTC of its first day)"
+    )
 
 
 class HoldCarIn(Body):
-    start: IsoDate = Field(description="first day of the rental, inclusive")
-    end: IsoDate = Field(description="day of return, exclusive")
+    start: IsoDate = Field(description="first day of the rental, inclusive; today (UTC) or later")
+    end: IsoDate = Field(description="day of return, exclusive; within REZERV_BOOKING_HORIZON_DAYS of today")
     customer_id: Id | None = Field(None, description="admins only; a customer always holds for itself")
     ttl_seconds: TtlSeconds | None = None
 
@@ -138,7 +168,10 @@ class HoldOut(BaseModel):
     expires_at: str = Field(description="ISO 8601, UTC")
     expires_at_ms: int = Field(description="Unix time in milliseconds")
     quantity: int = Field(description="tickets, or rental days")
-    status: str
+    status: str = Field(
+        description="the booking's status now: HELD for a new hold; a retry answers CONFIRMED, RELEASED, EXPIRED"
+        " or CANCELLED once the booking has moved on"
+    )
 
 
 class DoneOut(BaseModel):
@@ -147,6 +180,62 @@ class DoneOut(BaseModel):
     status: str
     amount: int
     changed: bool = Field(description="false when the request repeated one already applied")
+
+
+class TierOut(BaseModel):
+    name: str
+    price: int
+    quantity: int
+    held: int
+    confirmed: int
+    available: int
+
+
+class EventOut(BaseModel):
+    """An event as its entity shows it (engine/domain/tickets.py `view`)."""
+
+    event_id: str
+    title: str
+    venue: str
+    starts_at: str = Field(description="ISO 8601 with an offset, as created; no ticket is sold from then on")
+    cancel_cutoff_s: int = Field(description="no cancellation this many seconds before the start")
+    sales_open: bool = Field(description="false once an admin closed sales")
+    max_tickets_per_booking: int = Field(description="0 means no limit")
+    tiers: list[TierOut]
+    version: int = Field(description="the entity's event count")
+
+
+class TakenOut(BaseModel):
+    start: str = Field(description="YYYY-MM-DD, inclusive")
+    end: str = Field(description="YYYY-MM-DD, exclusive")
+    kind: str = Field(description="booking or maintenance")
+
+
+class CarOut(BaseModel):
+    """A car as its entity shows it (engine/domain/cars.py `view`)."""
+
+    car_id: str
+    brand: str
+    model: str
+    location: str
+    daily_rate: int
+    min_days: int
+    discount_from_days: int
+    discount_per_day: int
+    cancel_cutoff_s: int = Field(description="no cancellation this many seconds before a rental's first day")
+    taken: list[TakenOut]
+    version: int
+
+
+class WalletOut(BaseModel):
+    """A wallet as its entity shows it (engine/domain/wallet.py `view`)."""
+
+    wallet_id: str
+    balance: int
+    deposits: int = Field(description="how many deposits")
+    charges: int = Field(description="how many payments succeeded (refunded ones included)")
+    refunds: int
+    version: int
 
 
 class ProblemOut(BaseModel):

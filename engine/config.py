@@ -18,6 +18,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from engine.domain.aggregate import MAX_HORIZON_DAYS
+
 PREFIX = "REZERV_"
 
 
@@ -90,6 +92,15 @@ class Settings:
     lease_ttl_s: float = field(default=30.0, metadata={"doc": "ownership lease of an active entity"})
     hold_ttl_s: float = field(default=600.0, metadata={"doc": "default hold time-to-live"})
 
+    # Business rules the API applies (the engine records the cutoff with each event and car).
+    booking_horizon_days: int = field(
+        default=730, metadata={"doc": "event starts and car rentals must lie within this many days from now"}
+    )
+    cancel_cutoff_s: int = field(
+        default=86_400,
+        metadata={"doc": "default for new events and cars: no cancellation this long before the start"},
+    )
+
     # Saga.
     payment_max_tickets: int = field(default=0, metadata={"doc": "fail bookings above this; 0 = off"})
     payment_min_amount: int = field(default=0, metadata={"doc": "fail payments below this; 0 = off"})
@@ -155,6 +166,10 @@ class Settings:
             raise ConfigError(f"{PREFIX}REQUEST_RETRY_S must not be negative (seconds)")
         if self.restart_limit < 1:
             raise ConfigError(f"{PREFIX}RESTART_LIMIT must be at least 1")
+        if not 1 <= self.booking_horizon_days <= MAX_HORIZON_DAYS:
+            raise ConfigError(f"{PREFIX}BOOKING_HORIZON_DAYS must be from 1 to {MAX_HORIZON_DAYS} (the engine's limit)")
+        if not 0 <= self.cancel_cutoff_s <= self.booking_horizon_days * 86_400:
+            raise ConfigError(f"{PREFIX}CANCEL_CUTOFF_S must be from 0 to the booking horizon, in seconds")
         if self.inbox_retention_s <= 0:
             raise ConfigError(f"{PREFIX}INBOX_RETENTION_S must be positive (seconds)")
         if self.database_url and not self.database_url.startswith(("postgres://", "postgresql://")):

@@ -11,7 +11,9 @@ check and the change.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Self
 
 from engine.domain.booking import CANCELLED, CONFIRMED, EXPIRED, HELD, RELEASED, BookingStatus, check_transition
@@ -23,18 +25,68 @@ from engine.domain.commands import (
     GetState,
     ReleaseHold,
 )
-from engine.domain.errors import BookingNotFound, EntityNotFound, InvalidCommand, InvalidTransition
+from engine.domain.errors import (
+    BookingNotFound,
+    CancellationClosed,
+    DateBeyondHorizon,
+    DateInThePast,
+    EntityNotFound,
+    InvalidCommand,
+    InvalidTransition,
+)
 from engine.domain.events import BookingCancelled, BookingConfirmed, Event, HoldExpired, HoldReleased
 from engine.domain.results import Done, StateView
 
 MAX_HOLD_TTL_MS = 7 * 24 * 3600 * 1000
 MAX_ID_LENGTH = 128
+DAY_MS = 24 * 3600 * 1000
+# The furthest ahead an event may start or a rental may end, whoever sends the command: a calendar
+# cannot be squatted for centuries. The API applies a tighter, configurable horizon
+# (REZERV_BOOKING_HORIZON_DAYS, at most this).
+MAX_HORIZON_DAYS = 3660
 
 
 def require_id(value: object, what: str) -> str:
     if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
         raise InvalidCommand(f"{what} must be a non-empty string of at most {MAX_ID_LENGTH} characters")
     return value
+
+
+def has_control_characters(text: str) -> bool:
+    """True if `text` holds a control character (NUL, a line break, DEL, C1) or a lone surrogate:
+    they break logs, terminals and encoders downstream and are never part of a name."""
+    return not text.isprintable() and any(unicodedata.category(c) in ("Cc", "Cs") for c in text)
+
+
+def require_text(value: object, what: str) -> str:
+    """A human-readable name (a title, a venue, a brand, a reason): 1 to 128 characters, no control characters."""
+    text = require_id(value, what)
+    if has_control_characters(text):
+        raise InvalidCommand(f"{what} must not contain control characters")
+    return text
+
+
+def parse_start(text: object) -> int | None:
+    """An ISO 8601 timestamp with an offset as epoch milliseconds; None if it is not one.
+
+    Entities parse a start once, when they are created, replayed or restored, never per command."""
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        return None
+    return int(moment.timestamp() * 1000)
+
+
+def require_within_horizon(starts_at: int, now: int, what: str) -> None:
+    """Refuse a start (epoch ms) that is not after `now`, or more than MAX_HORIZON_DAYS ahead."""
+    if starts_at <= now:
+        raise DateInThePast(f"{what} is in the past")
+    if starts_at > now + MAX_HORIZON_DAYS * DAY_MS:
+        raise DateBeyondHorizon(f"{what} is more than {MAX_HORIZON_DAYS} days ahead")
 
 
 def require_positive(value: object, what: str) -> int:
@@ -254,10 +306,19 @@ class BookingHost(Aggregate):
         self.record(HoldExpired(self.entity_id, rec.hold_id, now, rec.customer_id))
         return self._done(rec, changed=True)
 
+    def cancellable_until(self, booking: BookingRecord) -> int | None:
+        """Epoch ms from which this confirmed booking can no longer be cancelled; None: any time."""
+        return None
+
     def cancel(self, cmd: CancelBooking, now: int) -> Done:
         rec = self.booking(cmd.hold_id)
         if not check_transition(rec.hold_id, rec.status, CANCELLED):
             return self._done(rec, changed=False)
+        until = self.cancellable_until(rec)
+        if until is not None and now >= until:
+            raise CancellationClosed(
+                f"booking {rec.hold_id} could be cancelled until {_iso(until)}; cancellations are closed"
+            )
         self.record(BookingCancelled(self.entity_id, rec.hold_id, cmd.reason, now, rec.customer_id))
         return self._done(rec, changed=True)
 
@@ -308,3 +369,7 @@ class BookingHost(Aggregate):
     def active_holds(self) -> list[tuple[str, int]]:
         """(hold id, expires_at) of every booking still HELD: the timers to arm on activation."""
         return [(r.hold_id, r.expires_at) for r in self.bookings.values() if r.status is HELD]
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

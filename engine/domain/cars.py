@@ -3,6 +3,12 @@
 Invariant: no two active intervals (held or confirmed bookings, maintenance blocks) overlap;
 intervals that only touch (one ends the day the next starts) are allowed. Active intervals are
 kept sorted by start, so checking a new one looks only at its two neighbours.
+
+Time rules: a rental cannot start before today (UTC) nor end more than MAX_HORIZON_DAYS ahead (the
+API applies a tighter, configurable horizon). A confirmed rental can be cancelled until
+`cancel_cutoff_ms` before its first day begins (00:00 UTC); the cutoff is recorded with the car
+when it is registered, for the reason given for events in engine/domain/tickets.py: it is part of
+the terms the rental was sold under.
 """
 
 from __future__ import annotations
@@ -12,13 +18,24 @@ import itertools
 from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
-from engine.domain.aggregate import BookingHost, BookingRecord, require_id, require_positive, require_ttl
+from engine.domain.aggregate import (
+    DAY_MS,
+    MAX_HORIZON_DAYS,
+    BookingHost,
+    BookingRecord,
+    require_id,
+    require_positive,
+    require_text,
+    require_ttl,
+)
 from engine.domain.booking import ACTIVE, BookingStatus
 from engine.domain.commands import CAR, BlockCar, Command, HoldCar, RegisterCar, UnblockCar
 from engine.domain.errors import (
     AlreadyExists,
     BelowMinimumRental,
     BookingNotFound,
+    DateBeyondHorizon,
+    DateInThePast,
     IdempotencyConflict,
     IntervalUnavailable,
     InvalidCommand,
@@ -27,10 +44,16 @@ from engine.domain.events import CarBlocked, CarHeld, CarRegistered, CarUnblocke
 from engine.domain.results import Done, HoldGranted
 
 MAX_RENTAL_DAYS = 366
+_EPOCH_DAY = date(1970, 1, 1).toordinal()
 
 
 def day_of(ms: int) -> date:
     return datetime.fromtimestamp(ms / 1000, UTC).date()
+
+
+def start_of_day_ms(day: date) -> int:
+    """00:00 UTC of `day`, in epoch milliseconds."""
+    return (day.toordinal() - _EPOCH_DAY) * DAY_MS
 
 
 def rental_price(days: int, daily_rate: int, discount_from_days: int, discount_per_day: int) -> int:
@@ -81,6 +104,7 @@ class Calendar:
 
 class RentalCar(BookingHost):
     KIND: ClassVar[str] = CAR
+    SNAPSHOT_SCHEMA: ClassVar[int] = 2  # 1: without the cancellation cutoff
     CREATORS: ClassVar[frozenset[type[Command]]] = frozenset({RegisterCar})
 
     def __init__(self, entity_id: str) -> None:
@@ -92,19 +116,23 @@ class RentalCar(BookingHost):
         self.min_days = 1
         self.discount_from_days = 0
         self.discount_per_day = 0
+        self.cancel_cutoff_ms = 0
         self.calendar = Calendar()
         self.blocks: dict[str, tuple[date, date, str]] = {}
 
     # ---- commands --------------------------------------------------------------------------
     def register(self, cmd: RegisterCar, now: int) -> Done:
         for what in ("brand", "model", "location"):
-            require_id(getattr(cmd, what), what)
+            require_text(getattr(cmd, what), what)
         require_positive(cmd.daily_rate, "daily_rate")
         require_positive(cmd.min_days, "min_days")
         for what in ("discount_from_days", "discount_per_day"):
             value = getattr(cmd, what)
             if type(value) is not int or value < 0:
                 raise InvalidCommand(f"{what} must be a non-negative integer")
+        cutoff = cmd.cancel_cutoff_ms
+        if type(cutoff) is not int or not 0 <= cutoff <= MAX_HORIZON_DAYS * DAY_MS:
+            raise InvalidCommand(f"cancel_cutoff_ms must be an integer from 0 to {MAX_HORIZON_DAYS} days")
         definition = (
             cmd.brand,
             cmd.model,
@@ -113,12 +141,26 @@ class RentalCar(BookingHost):
             cmd.min_days,
             cmd.discount_from_days,
             cmd.discount_per_day,
+            cutoff,
         )
         if self.exists:
             if definition == self._definition():
                 return Done(self.entity_id, self.entity_id, "REGISTERED", changed=False)
             raise AlreadyExists(f"car {self.entity_id} already exists with another definition")
-        self.record(CarRegistered(self.entity_id, *definition, now))
+        self.record(
+            CarRegistered(
+                self.entity_id,
+                cmd.brand,
+                cmd.model,
+                cmd.location,
+                cmd.daily_rate,
+                cmd.min_days,
+                cmd.discount_from_days,
+                cmd.discount_per_day,
+                now,
+                cutoff,
+            )
+        )
         return Done(self.entity_id, self.entity_id, "REGISTERED")
 
     def hold(self, cmd: HoldCar, now: int) -> HoldGranted:
@@ -136,8 +178,11 @@ class RentalCar(BookingHost):
         require_id(cmd.customer_id, "customer_id")
         ttl = require_ttl(cmd.ttl_ms)
         days = _check_interval(cmd.start, cmd.end)
-        if cmd.start < day_of(now):
-            raise InvalidCommand(f"a rental cannot start in the past ({cmd.start.isoformat()})")
+        today = day_of(now)
+        if cmd.start < today:
+            raise DateInThePast(f"a rental cannot start in the past ({cmd.start.isoformat()})")
+        if (cmd.end - today).days > MAX_HORIZON_DAYS:
+            raise DateBeyondHorizon(f"a rental must end within {MAX_HORIZON_DAYS} days ({cmd.end.isoformat()})")
         if days < self.min_days:
             raise BelowMinimumRental(f"car {self.entity_id} is rented for at least {self.min_days} days; {days} asked")
         taken_by = self.calendar.conflict(cmd.start.toordinal(), cmd.end.toordinal())
@@ -161,6 +206,7 @@ class RentalCar(BookingHost):
             return Done(self.entity_id, cmd.block_id, "BLOCKED", changed=False)
         if cmd.block_id in self.bookings:
             raise InvalidCommand(f"{cmd.block_id} is already the id of a booking")
+        require_text(cmd.reason, "reason")
         _check_interval(cmd.start, cmd.end)
         if self.calendar.conflict(cmd.start.toordinal(), cmd.end.toordinal()) is not None:
             raise IntervalUnavailable(
@@ -177,8 +223,13 @@ class RentalCar(BookingHost):
         return Done(self.entity_id, cmd.block_id, "UNBLOCKED")
 
     def _granted(self, rec: BookingRecord) -> HoldGranted:
+        """The answer to a hold and to its retries: the booking, with its status now."""
         start, end = rec.detail
-        return HoldGranted(self.entity_id, rec.hold_id, rec.customer_id, rec.amount, rec.expires_at, (end - start).days)
+        days = (end - start).days
+        return HoldGranted(self.entity_id, rec.hold_id, rec.customer_id, rec.amount, rec.expires_at, days, rec.status)
+
+    def cancellable_until(self, booking: BookingRecord) -> int | None:
+        return start_of_day_ms(booking.detail[0]) - self.cancel_cutoff_ms
 
     def _definition(self) -> tuple[Any, ...]:
         return (
@@ -189,6 +240,7 @@ class RentalCar(BookingHost):
             self.min_days,
             self.discount_from_days,
             self.discount_per_day,
+            self.cancel_cutoff_ms,
         )
 
     # ---- events ----------------------------------------------------------------------------
@@ -196,6 +248,7 @@ class RentalCar(BookingHost):
         self.brand, self.model, self.location = e.brand, e.model, e.location
         self.daily_rate, self.min_days = e.daily_rate, e.min_days
         self.discount_from_days, self.discount_per_day = e.discount_from_days, e.discount_per_day
+        self.cancel_cutoff_ms = e.cancel_cutoff_ms
 
     def _apply_held(self, e: CarHeld) -> None:
         self.calendar.add(e.start.toordinal(), e.end.toordinal(), e.hold_id)
@@ -260,6 +313,7 @@ class RentalCar(BookingHost):
             agg.min_days,
             agg.discount_from_days,
             agg.discount_per_day,
+            agg.cancel_cutoff_ms,
         ) = definition
         for block_id, start, end, reason in blocks:
             agg.blocks[block_id] = (start, end, reason)
@@ -289,6 +343,7 @@ class RentalCar(BookingHost):
             "min_days": self.min_days,
             "discount_from_days": self.discount_from_days,
             "discount_per_day": self.discount_per_day,
+            "cancel_cutoff_s": self.cancel_cutoff_ms // 1000,
             "taken": taken,
             "version": self.version,
         }

@@ -58,9 +58,10 @@ class CreateEvent(Command):
     kind: ClassVar[str] = EVENT
     title: str
     venue: str
-    starts_at: str  # ISO 8601 with offset; the engine never computes with it
+    starts_at: str  # ISO 8601 with an offset; no sales from then on (engine/domain/tickets.py)
     tiers: tuple[TierSpec, ...]
     max_tickets_per_booking: int = 0  # 0 = no limit
+    cancel_cutoff_ms: int = 0  # confirmed bookings may be cancelled until this long before the start
 
 
 @register()
@@ -100,6 +101,7 @@ class RegisterCar(Command):
     min_days: int = 1
     discount_from_days: int = 0  # 0 = no long-rental discount
     discount_per_day: int = 0
+    cancel_cutoff_ms: int = 0  # confirmed rentals may be cancelled until this long before their first day
 
 
 @register()

@@ -56,6 +56,31 @@ class SalesClosed(DomainError):
     code = "sales-closed"
 
 
+class EventStarted(SalesClosed):
+    """The event has started: its tickets are no longer sold (a kind of closed sales)."""
+
+    code = "event-started"
+
+
+class CancellationClosed(DomainError):
+    """A confirmed booking whose start (the event's, or the rental's first day) is nearer than the
+    entity's cancellation cutoff can no longer be cancelled."""
+
+    code = "cancellation-closed"
+
+
+class DateInThePast(InvalidCommand):
+    """An event that starts, or a rental that begins, before now."""
+
+    code = "date-in-the-past"
+
+
+class DateBeyondHorizon(InvalidCommand):
+    """An event start or a rental further ahead than the booking horizon allows."""
+
+    code = "date-beyond-horizon"
+
+
 class IntervalUnavailable(DomainError):
     code = "interval-unavailable"
 

@@ -21,7 +21,9 @@ class Event:
 
 
 # ---- ticketed events -------------------------------------------------------------------------
-@register()
+# Schema 2 of EventCreated and CarRegistered added `cancel_cutoff_ms` (last); events of schema 1
+# are read with 0: cancellable until the start, which was the rule when they were recorded.
+@register(version=2)
 @dataclass(frozen=True, slots=True)
 class EventCreated(Event):
     event_id: str
@@ -31,6 +33,7 @@ class EventCreated(Event):
     tiers: tuple[TierSpec, ...]
     max_tickets_per_booking: int
     at: int
+    cancel_cutoff_ms: int = 0
 
 
 @register()
@@ -64,7 +67,7 @@ class SalesWereClosed(Event):
 
 
 # ---- rental cars -----------------------------------------------------------------------------
-@register()
+@register(version=2)
 @dataclass(frozen=True, slots=True)
 class CarRegistered(Event):
     car_id: str
@@ -76,6 +79,15 @@ class CarRegistered(Event):
     discount_from_days: int
     discount_per_day: int
     at: int
+    cancel_cutoff_ms: int = 0
+
+
+def _cancellable_until_the_start(fields: list[object]) -> list[object]:
+    return [*fields, 0]
+
+
+upcaster("EventCreated", 1)(_cancellable_until_the_start)
+upcaster("CarRegistered", 1)(_cancellable_until_the_start)
 
 
 @register()

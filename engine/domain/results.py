@@ -11,7 +11,9 @@ from engine.domain.codec import register
 @register()
 @dataclass(frozen=True, slots=True)
 class HoldGranted:
-    """The answer to a hold, and the same answer to every retry of it (same key, same body)."""
+    """The answer to a hold, and to every retry of it (same key, same body): the same booking, with
+    its status at the time of the answer (HELD for a new hold; a retry sees CONFIRMED, RELEASED,
+    EXPIRED or CANCELLED once the booking has moved on)."""
 
     entity_id: str
     hold_id: str
@@ -19,6 +21,7 @@ class HoldGranted:
     amount: int
     expires_at: int
     quantity: int  # tickets, or rental days
+    status: str = "HELD"
 
 
 @register()

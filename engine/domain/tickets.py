@@ -1,6 +1,19 @@
 """A ticketed event: tiers of tickets, holds against them, and the invariant that keeps them honest.
 
 Invariant, for every tier at every moment: 0 <= held + confirmed <= quantity.
+
+Time rules. An event is created with its start (ISO 8601 with an offset, parsed once into epoch
+milliseconds when the event is created, replayed or restored) and its cancellation cutoff. No
+ticket is sold from the start on (EventStarted), and a confirmed booking can be cancelled only
+until `cutoff` before the start (CancellationClosed).
+
+Why the cutoff is recorded with the event, not read from a setting or sent with each cancel: it is
+part of the terms the tickets were sold under. A setting changed later (or one API process
+configured differently from another) must not change the terms of bookings already sold, and
+every caller of the engine, not only the API, meets the same rule. The API fills it in at
+creation from REZERV_CANCEL_CUTOFF_S unless the request names one. Events recorded before the
+cutoff existed replay with 0 (cancellable until the start); an event whose start cannot be
+parsed (also only from before) has no time rules at all.
 """
 
 from __future__ import annotations
@@ -10,20 +23,26 @@ from typing import Any, ClassVar
 
 from engine.domain import codec
 from engine.domain.aggregate import (
+    DAY_MS,
     MAX_HOLD_TTL_MS,
+    MAX_HORIZON_DAYS,
     MAX_ID_LENGTH,
     BookingHost,
     BookingRecord,
     RunResult,
+    parse_start,
     require_id,
     require_positive,
+    require_text,
     require_ttl,
+    require_within_horizon,
 )
 from engine.domain.booking import CONFIRMED, HELD, BookingStatus
 from engine.domain.commands import EVENT, AddCapacity, CloseSales, Command, CreateEvent, HoldTickets, TierSpec
 from engine.domain.errors import (
     AlreadyExists,
     DomainError,
+    EventStarted,
     IdempotencyConflict,
     InsufficientInventory,
     InvalidCommand,
@@ -34,6 +53,7 @@ from engine.domain.events import CapacityAdded, EventCreated, SalesWereClosed, T
 from engine.domain.results import Done, HoldGranted
 
 MAX_TIERS = 32
+NEVER = 2**62  # epoch ms that no clock reaches: the sales end of an event without a known start
 _HELD_HEAD = codec.record_head(TicketsHeld)
 
 
@@ -54,6 +74,7 @@ class Tier:
 
 class TicketedEvent(BookingHost):
     KIND: ClassVar[str] = EVENT
+    SNAPSHOT_SCHEMA: ClassVar[int] = 2  # 1: without the cancellation cutoff
     CREATORS: ClassVar[frozenset[type[Command]]] = frozenset({CreateEvent})
 
     def __init__(self, entity_id: str) -> None:
@@ -61,6 +82,9 @@ class TicketedEvent(BookingHost):
         self.title = ""
         self.venue = ""
         self.starts_at = ""
+        self.starts_at_ms: int | None = None  # `starts_at` parsed; None for an unparseable legacy value
+        self.sales_end_ms = NEVER  # no hold from this moment on: the start
+        self.cancel_cutoff_ms = 0
         self.tiers: dict[str, Tier] = {}
         self.max_per_booking = 0
         self.sales_open = False
@@ -69,20 +93,31 @@ class TicketedEvent(BookingHost):
     # ---- commands --------------------------------------------------------------------------
     def create(self, cmd: CreateEvent, now: int) -> Done:
         tiers = _validate_tiers(cmd.tiers)
-        require_id(cmd.title, "title")
+        require_text(cmd.title, "title")
+        require_text(cmd.venue, "venue")
         if type(cmd.max_tickets_per_booking) is not int or cmd.max_tickets_per_booking < 0:
             raise InvalidCommand("max_tickets_per_booking must be 0 (no limit) or a positive integer")
+        starts_at = parse_start(cmd.starts_at)
+        if starts_at is None:
+            raise InvalidCommand("starts_at must be an ISO 8601 timestamp with an offset")
+        cutoff = cmd.cancel_cutoff_ms
+        if type(cutoff) is not int or not 0 <= cutoff <= MAX_HORIZON_DAYS * DAY_MS:
+            raise InvalidCommand(f"cancel_cutoff_ms must be an integer from 0 to {MAX_HORIZON_DAYS} days")
+        definition = (cmd.title, cmd.venue, cmd.starts_at, tiers, cmd.max_tickets_per_booking, cutoff)
         if self.exists:
-            if self._definition() == (cmd.title, cmd.venue, cmd.starts_at, tiers, cmd.max_tickets_per_booking):
+            if self._definition() == definition:
                 return Done(self.entity_id, self.entity_id, "CREATED", changed=False)
             raise AlreadyExists(f"event {self.entity_id} already exists with another definition")
+        require_within_horizon(starts_at, now, f"the start of event {self.entity_id} ({cmd.starts_at})")
         self.record(
-            EventCreated(self.entity_id, cmd.title, cmd.venue, cmd.starts_at, tiers, cmd.max_tickets_per_booking, now)
+            EventCreated(
+                self.entity_id, cmd.title, cmd.venue, cmd.starts_at, tiers, cmd.max_tickets_per_booking, now, cutoff
+            )
         )
         return Done(self.entity_id, self.entity_id, "CREATED")
 
     def hold(self, cmd: HoldTickets, now: int) -> HoldGranted:
-        existing, total, amount = self._check_hold(cmd)
+        existing, total, amount = self._check_hold(cmd, now)
         if existing is not None:
             return self._granted(existing)
         ttl = cmd.ttl_ms
@@ -108,7 +143,7 @@ class TicketedEvent(BookingHost):
         entity_id = self.entity_id
         for cmd in commands:
             try:
-                existing, total, amount = self._check_hold(cmd)
+                existing, total, amount = self._check_hold(cmd, now)
             except DomainError as err:
                 err.__traceback__ = None  # its frames would hold this one: a cycle per refusal
                 results.append(err)
@@ -127,11 +162,12 @@ class TicketedEvent(BookingHost):
             results.append(HoldGranted(entity_id, hold_id, customer_id, amount, expires_at, total))
         return results, events, held
 
-    def _check_hold(self, cmd: HoldTickets) -> tuple[BookingRecord | None, int, int]:
-        """The decision on a hold: (the existing booking if this is a retry, tickets, amount), or
-        the DomainError that refuses it. It runs once per hold on the hot path, so the common
-        case (one tier) is spelled out without helper calls; every check of the general case
-        still applies to it."""
+    def _check_hold(self, cmd: HoldTickets, now: int) -> tuple[BookingRecord | None, int, int]:
+        """The decision on a hold at `now`: (the existing booking if this is a retry, tickets,
+        amount), or the DomainError that refuses it. It runs once per hold on the hot path, so the
+        common case (one tier) is spelled out without helper calls; every check of the general
+        case still applies to it. A retry is answered before the sales checks: its booking exists,
+        whatever happened to sales since."""
         if not self.version:
             self.must_exist()
         hold_id = cmd.hold_id
@@ -150,8 +186,10 @@ class TicketedEvent(BookingHost):
             require_id(hold_id, "hold_id")
             require_id(customer_id, "customer_id")
             require_ttl(ttl)
-        if not self.sales_open:
-            raise SalesClosed(f"sales for event {self.entity_id} are closed")
+        if not self.sales_open or now >= self.sales_end_ms:
+            if not self.sales_open:
+                raise SalesClosed(f"sales for event {self.entity_id} are closed")
+            raise EventStarted(f"event {self.entity_id} started at {self.starts_at}; its tickets are no longer sold")
         quantities = cmd.quantities
         if len(quantities) == 1 and len(quantities[0]) == 2:
             name, count = quantities[0]
@@ -215,16 +253,31 @@ class TicketedEvent(BookingHost):
         return Done(self.entity_id, self.entity_id, "CLOSED")
 
     def _granted(self, rec: BookingRecord) -> HoldGranted:
+        """The answer to a retried hold: the booking, with its status now (it may have moved on)."""
         quantity = sum(count for _, count in rec.detail)
-        return HoldGranted(self.entity_id, rec.hold_id, rec.customer_id, rec.amount, rec.expires_at, quantity)
+        return HoldGranted(
+            self.entity_id, rec.hold_id, rec.customer_id, rec.amount, rec.expires_at, quantity, rec.status
+        )
+
+    def cancellable_until(self, booking: BookingRecord) -> int | None:
+        if self.starts_at_ms is None:
+            return None
+        return self.starts_at_ms - self.cancel_cutoff_ms
 
     def _definition(self) -> tuple[Any, ...]:
         tiers = tuple(TierSpec(t.name, t.price, t.quantity) for t in self.tiers.values())
-        return (self.title, self.venue, self.starts_at, tiers, self.max_per_booking)
+        return (self.title, self.venue, self.starts_at, tiers, self.max_per_booking, self.cancel_cutoff_ms)
+
+    def _set_start(self, starts_at: str, cancel_cutoff_ms: int) -> None:
+        self.starts_at = starts_at
+        self.starts_at_ms = parse_start(starts_at)
+        self.sales_end_ms = NEVER if self.starts_at_ms is None else self.starts_at_ms
+        self.cancel_cutoff_ms = cancel_cutoff_ms
 
     # ---- events ----------------------------------------------------------------------------
     def _apply_created(self, e: EventCreated) -> None:
-        self.title, self.venue, self.starts_at = e.title, e.venue, e.starts_at
+        self.title, self.venue = e.title, e.venue
+        self._set_start(e.starts_at, e.cancel_cutoff_ms)
         self.tiers = {t.name: Tier(t.name, t.price, t.quantity) for t in e.tiers}
         self.max_per_booking = e.max_tickets_per_booking
         self.sales_open = True
@@ -314,14 +367,16 @@ class TicketedEvent(BookingHost):
             self.sales_open,
             tuple(sorted(self.changes)),
             bookings,
+            self.cancel_cutoff_ms,
         )
 
     @classmethod
     def from_state(cls, entity_id: str, version: int, state: tuple[Any, ...]) -> TicketedEvent:
-        title, venue, starts_at, tiers, max_per_booking, sales_open, changes, bookings = state
+        title, venue, starts_at, tiers, max_per_booking, sales_open, changes, bookings, cancel_cutoff_ms = state
         agg = cls(entity_id)
         agg.version = version
-        agg.title, agg.venue, agg.starts_at = title, venue, starts_at
+        agg.title, agg.venue = title, venue
+        agg._set_start(starts_at, cancel_cutoff_ms)
         for name, price, quantity, held, confirmed in tiers:
             tier = Tier(name, price, quantity)
             tier.held, tier.confirmed = held, confirmed
@@ -337,6 +392,7 @@ class TicketedEvent(BookingHost):
             "title": self.title,
             "venue": self.venue,
             "starts_at": self.starts_at,
+            "cancel_cutoff_s": self.cancel_cutoff_ms // 1000,
             "sales_open": self.sales_open,
             "max_tickets_per_booking": self.max_per_booking,
             "tiers": [

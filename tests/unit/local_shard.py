@@ -9,6 +9,7 @@ fails here too.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -18,6 +19,18 @@ from engine.adapters.memory_fencing import InMemoryFencing
 from engine.adapters.memory_store import InMemoryEventStore
 from engine.domain.errors import InvalidCommand
 from engine.hosting import EntityHost, HostConfig
+from engine.ports import Clock
+
+
+@dataclass
+class ShiftedClock:
+    """The system clock moved by `offset_ms`: a test travels in time (past an event's start, say)
+    without waiting, while the API's own clock stays where it is."""
+
+    offset_ms: int = 0
+
+    def now_ms(self) -> int:
+        return time.time_ns() // 1_000_000 + self.offset_ms
 
 
 class _RemoteMethod:
@@ -58,16 +71,17 @@ class LocalInventory:
             await shard.host.stop()
 
 
-def local_inventory(shard_count: int = 2, retry_for_s: float = 0.0) -> LocalInventory:
+def local_inventory(shard_count: int = 2, retry_for_s: float = 0.0, clock: Clock | None = None) -> LocalInventory:
     """Shards sharing one store, as shard actors share PostgreSQL. Call inside a running loop.
 
     `retry_for_s=0` makes a transient failure reach the API at once instead of being retried.
+    `clock`: the shards' clock (the system clock when None).
     """
     store = InMemoryEventStore()
     fencing = InMemoryFencing()
     shards = []
     for index in range(shard_count):
-        host = EntityHost(store, fencing, HostConfig(owner=f"local-shard-{index}"))
+        host = EntityHost(store, fencing, HostConfig(owner=f"local-shard-{index}"), clock)
         host.start()
         shards.append(LocalShard(host))
     client = InventoryClient(lambda index: shards[index], shard_count, retry_for_s=retry_for_s)

@@ -59,7 +59,9 @@ def make_host(
 
 
 def create(eid: str = "e1", quantity: int = 10) -> CreateEvent:
-    return CreateEvent(eid, "Show", "Hall", "2027-01-01T20:00:00+00:00", (TierSpec("std", 100, quantity),))
+    return CreateEvent(
+        eid, "Show", "Hall", "2027-06-01T20:00:00+00:00", (TierSpec("std", 100, quantity),)
+    )  # after ManualClock's now
 
 
 def hold(hold_id: str, n: int = 1, eid: str = "e1") -> HoldTickets:

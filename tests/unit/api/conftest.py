@@ -12,10 +12,12 @@ import pytest
 from api.app import create_app
 from api.auth import issue_token
 from engine.config import Settings
+from tests.dates import starts_in
 from tests.unit.api.asgi_client import AsgiClient, Reply
 from tests.unit.local_shard import LocalInventory, local_inventory
 
 SECRET = "unit-test-secret-0123456789abcdef"
+STARTS_AT = starts_in(60, at="19:30:00+01:00")  # when the tests' events start
 
 
 def bearer(settings: Settings, subject: str, *roles: str) -> dict[str, str]:
@@ -36,7 +38,7 @@ def event_body(event_id: str = "e1", *, tiers: list[dict[str, Any]] | None = Non
         "event_id": event_id,
         "title": "Nordic Lights",
         "venue": "Oslo Spektrum",
-        "starts_at": "2027-02-12T19:30:00+01:00",
+        "starts_at": STARTS_AT,
         "tiers": tiers
         or [{"name": "standard", "price": 5900, "quantity": 10}, {"name": "vip", "price": 14900, "quantity": 2}],
         "max_tickets_per_booking": limit,

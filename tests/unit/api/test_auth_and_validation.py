@@ -77,11 +77,19 @@ async def test_missing_idempotency_key_is_400(api: Api) -> None:
     assert (await api.tier("e1", "standard"))["held"] == 0
 
 
-@pytest.mark.parametrize("key", ["", "x" * 129])
-async def test_idempotency_key_length_is_checked(api: Api, key: str) -> None:
+async def test_an_empty_idempotency_key_is_a_missing_one(api: Api) -> None:
+    await api.create_event()
+    reply = await api.hold_tickets("e1", {"standard": 1}, key="")
+    assert_problem(reply, 400, "idempotency-key-required")
+
+
+@pytest.mark.parametrize("key", ["x" * 129, "k\x00ey", "tab\tkey", "del\x7f", "clé"])
+async def test_an_unusable_idempotency_key_is_422(api: Api, key: str) -> None:
     await api.create_event()
     reply = await api.hold_tickets("e1", {"standard": 1}, key=key)
-    assert_problem(reply, 400, "idempotency-key-required")
+    problem = assert_problem(reply, 422, "invalid-idempotency-key")
+    assert "control characters" in problem["detail"]
+    assert (await api.tier("e1", "standard"))["held"] == 0
 
 
 async def test_idempotency_key_of_128_characters_is_accepted(api: Api) -> None:

@@ -62,7 +62,7 @@ async def test_empty_reversed_or_past_intervals_are_422(api: Api) -> None:
     await api.register_car()
     assert_problem(await api.hold_car("c1", in_days(5), in_days(5), "k1"), 422, "invalid-command")
     assert_problem(await api.hold_car("c1", in_days(6), in_days(5), "k2"), 422, "invalid-command")
-    assert_problem(await api.hold_car("c1", in_days(-3), in_days(2), "k3"), 422, "invalid-command")
+    assert_problem(await api.hold_car("c1", in_days(-3), in_days(2), "k3"), 422, "date-in-the-past")
 
 
 async def test_car_hold_retry_and_conflict(api: Api) -> None:

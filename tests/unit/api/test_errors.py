@@ -15,6 +15,8 @@ from tests.unit.api.test_auth_and_validation import assert_problem
 EXPECTED: dict[type[e.RezervError], int] = {
     e.InvalidCommand: 422,
     e.BelowMinimumRental: 422,
+    e.DateInThePast: 422,
+    e.DateBeyondHorizon: 422,
     e.IdempotencyConflict: 422,
     e.EntityNotFound: 404,
     e.BookingNotFound: 404,
@@ -22,6 +24,8 @@ EXPECTED: dict[type[e.RezervError], int] = {
     e.InsufficientInventory: 409,
     e.OverBookingLimit: 409,
     e.SalesClosed: 409,
+    e.EventStarted: 409,
+    e.CancellationClosed: 409,
     e.IntervalUnavailable: 409,
     e.InvalidTransition: 409,
     e.InsufficientFunds: 409,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from api.hold_keys import hold_id_for
-from tests.unit.api.conftest import Api, event_body
+from tests.unit.api.conftest import STARTS_AT, Api, event_body
 from tests.unit.api.test_auth_and_validation import assert_problem
 
 
@@ -16,7 +16,8 @@ async def test_create_then_get(api: Api) -> None:
     assert view.status == 200
     body = view.json()
     assert body["title"] == "Nordic Lights"
-    assert body["starts_at"] == "2027-02-12T19:30:00+01:00"
+    assert body["starts_at"] == STARTS_AT
+    assert body["cancel_cutoff_s"] == api.settings.cancel_cutoff_s
     assert body["sales_open"] is True
     assert body["tiers"] == [
         {"name": "standard", "price": 5900, "quantity": 10, "held": 0, "confirmed": 0, "available": 10},

@@ -5,6 +5,7 @@ body and headers. This is what holds the shortcut (api/hot_routes.py) to the rou
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,10 +16,11 @@ from api.app import create_app
 from api.auth import issue_token
 from api.edge import Edge
 from engine.config import Settings
+from tests.dates import starts_in
 from tests.unit.api.asgi_client import AsgiClient, Reply
 from tests.unit.api.conftest import SECRET, car_body, event_body, in_days
 from tests.unit.api.test_bookings import FakeBookings, held
-from tests.unit.local_shard import LocalInventory, local_inventory
+from tests.unit.local_shard import LocalInventory, ShiftedClock, local_inventory
 
 TIME_DEPENDENT = ("expires_at", "expires_at_ms")
 COMPARED_HEADERS = ("content-type", "retry-after", "www-authenticate")
@@ -60,27 +62,43 @@ def comparable(reply: Reply) -> tuple[int, Any, dict[str, str]]:
     return reply.status, body, headers
 
 
-@pytest.fixture(scope="module")
-async def twins() -> AsyncIterator[Twins]:
-    """One pair for the module (every request uses its own Idempotency-Key)."""
+@asynccontextmanager
+async def twin_apps(clock: ShiftedClock | None = None) -> AsyncIterator[Twins]:
+    """Two APIs, with and without the hot path, each over its own shards (on `clock`), prepared
+    alike: events e1, tiny (one ticket), free (a tier priced 0), soon (starts tomorrow), car c1."""
     settings = Settings(jwt_secret=SECRET, hold_ttl_s=600.0)
     bookings = FakeBookings()
     bookings.add(held("alices", customer="alice"))
     bookings.add(held("bobs", customer="bob"))
     apps = []
     for hot_path in (True, False):
-        inventory = local_inventory()
+        inventory = local_inventory(clock=clock)
         app = create_app(settings, dependencies=[], inventory=inventory.client, bookings=bookings, hot_path=hot_path)
         apps.append(Twin(AsgiClient(app), inventory))
     pair = Twins(apps[0], apps[1], settings)
     admin = pair.token("root", "admin")
+    events = (
+        event_body("e1"),
+        event_body("tiny", tiers=[{"name": "std", "price": 100, "quantity": 1}]),
+        event_body("free", tiers=[{"name": "std", "price": 0, "quantity": 10}]),
+        {**event_body("soon"), "starts_at": starts_in(1)},
+    )
     for twin in apps:
-        for event in (event_body("e1"), event_body("tiny", tiers=[{"name": "std", "price": 100, "quantity": 1}])):
+        for event in events:
             assert (await twin.http.post("/events", json=event, headers=admin)).status == 201
         assert (await twin.http.post("/cars", json=car_body("c1"), headers=admin)).status == 201
-    yield pair
-    for twin in apps:
-        await twin.inventory.stop()
+    try:
+        yield pair
+    finally:
+        for twin in apps:
+            await twin.inventory.stop()
+
+
+@pytest.fixture(scope="module")
+async def twins() -> AsyncIterator[Twins]:
+    """One pair for the module (every request uses its own Idempotency-Key)."""
+    async with twin_apps() as pair:
+        yield pair
 
 
 def alice_with(twins: Twins, key: str | None = "k1", **extra: str) -> dict[str, str]:
@@ -159,6 +177,10 @@ async def test_malformed_and_refused_holds_are_answered_the_same_both_ways(
         ("no Idempotency-Key", {}),
         ("an empty key", {"Idempotency-Key": ""}),
         ("a key too long", {"Idempotency-Key": "k" * 129}),
+        ("a key with NUL", {"Idempotency-Key": "k\x00"}),
+        ("a key with a line break", {"Idempotency-Key": "k\nk"}),
+        ("a key with DEL", {"Idempotency-Key": "k\x7f"}),
+        ("a non-ASCII key", {"Idempotency-Key": "clé"}),
         ("no token", {"Authorization": "", "Idempotency-Key": "k"}),
         ("a bad token", {"Authorization": "Bearer nonsense", "Idempotency-Key": "k"}),
     ],
@@ -192,6 +214,9 @@ CAR_BODIES: list[tuple[str, Any]] = [
     ("an empty interval", {"start": in_days(20), "end": in_days(20)}),
     ("a timestamp for a date", {"start": f"{in_days(30)}T10:00:00", "end": in_days(31)}),
     ("in the past", {"start": in_days(-3), "end": in_days(2)}),
+    ("ending beyond the horizon", {"start": in_days(729), "end": in_days(731)}),
+    ("far beyond the horizon", {"start": "9999-01-01", "end": "9999-01-03"}),
+    ("starting today", {"start": in_days(0), "end": in_days(1)}),
 ]
 
 
@@ -228,3 +253,61 @@ async def test_the_hot_path_really_answers_the_plain_case(twins: Twins) -> None:
     before_fallbacks = edge.fallbacks
     await twins.hot.http.post("/events/e1/holds", content=b"{", headers=alice_with(twins, "broken"))
     assert edge.fallbacks == before_fallbacks + 1
+
+
+@pytest.mark.parametrize(
+    ("what", "path", "body"),
+    [
+        ("a free ticket", "/events/free/holds", {"quantities": {"std": 2}}),
+        ("closed sales", "/events/closed/holds", {"quantities": {"std": 1}}),
+    ],
+)
+async def test_free_tickets_and_closed_sales_are_answered_the_same_both_ways(
+    twins: Twins, what: str, path: str, body: Any
+) -> None:
+    admin = twins.token("root", "admin")
+    for twin in (twins.hot, twins.plain):
+        closed = {**event_body("closed"), "tiers": [{"name": "std", "price": 100, "quantity": 5}]}
+        assert (await twin.http.post("/events", json=closed, headers=admin)).status in (200, 201)
+        assert (await twin.http.post("/events/closed/close", headers=admin)).status == 200
+    hot, plain = await twins.both("POST", path, json=body, headers=alice_with(twins, f"rules-{what}"))
+    assert hot.status in (201, 409)
+    assert comparable(hot) == comparable(plain)
+
+
+@pytest.mark.parametrize("action", ["confirm", "release", "confirm+cancel"])
+async def test_a_retry_after_the_booking_moved_on_is_answered_the_same_both_ways(twins: Twins, action: str) -> None:
+    """Each twin holds, moves the booking on (as admin), then the hold is retried: both answer 201
+    with the booking's current status."""
+    body = {"quantities": {"standard": 1}}
+    headers = alice_with(twins, f"moved-{action}")
+    first = await twins.both("POST", "/events/e1/holds", json=body, headers=headers)
+    admin = twins.token("root", "admin")
+    for twin, reply in zip((twins.hot, twins.plain), first, strict=True):
+        hold_id = reply.json()["hold_id"]
+        for step in action.split("+"):
+            moved = await twin.http.post(f"/events/e1/holds/{hold_id}/{step}", headers=admin)
+            assert moved.status == 200, moved.body
+    hot, plain = await twins.both("POST", "/events/e1/holds", json=body, headers=headers)
+    expected = {"confirm": "CONFIRMED", "release": "RELEASED", "confirm+cancel": "CANCELLED"}[action]
+    assert (hot.status, hot.json()["status"]) == (201, expected)
+    assert comparable(hot) == comparable(plain)
+
+
+async def test_holds_after_the_start_are_answered_the_same_both_ways() -> None:
+    clock = ShiftedClock()
+    async with twin_apps(clock) as pair:
+        body = {"quantities": {"standard": 1}}
+        early = alice_with(pair, "before-the-start")
+        assert (await pair.both("POST", "/events/soon/holds", json=body, headers=early))[0].status == 201
+        clock.offset_ms = 3 * 24 * 3600 * 1000  # past "soon"'s start
+        late = await pair.both("POST", "/events/soon/holds", json=body, headers=alice_with(pair, "after-the-start"))
+        assert late[0].status == 409
+        assert late[0].json()["code"] == "event-started"
+        assert comparable(late[0]) == comparable(late[1])
+        for twin in (pair.hot, pair.plain):  # the hold's time ran out too: expire it now on both, not by the sweep
+            for shard in twin.inventory.shards:
+                await shard.host.expire_due()
+        retry = await pair.both("POST", "/events/soon/holds", json=body, headers=early)
+        assert (retry[0].status, retry[0].json()["status"]) == (201, "EXPIRED")
+        assert comparable(retry[0]) == comparable(retry[1]), "a retry after the start"

@@ -8,17 +8,23 @@ from engine.domain.cars import RentalCar
 from engine.domain.commands import CreateEvent, HoldCar, HoldTickets, RegisterCar, TierSpec
 from engine.domain.tickets import TicketedEvent
 
-T0 = 1_800_000_000_000  # a fixed "now" in ms (2027-01-15)
+T0 = 1_800_000_000_000  # a fixed "now" in ms (2027-01-15T08:00Z)
 DAY0 = date(2027, 1, 20)
 TTL = 60_000
+STARTS_AT = "2027-02-01T20:00:00+00:00"  # when the builders' events start
+STARTS_AT_MS = 1_801_512_000_000
+HOUR = 3_600_000
 
 
 def ticketed_event(
-    entity_id: str = "e1", tiers: tuple[tuple[str, int, int], ...] = (("std", 5000, 10),), limit: int = 0
+    entity_id: str = "e1",
+    tiers: tuple[tuple[str, int, int], ...] = (("std", 5000, 10),),
+    limit: int = 0,
+    cancel_cutoff_ms: int = 0,
 ) -> TicketedEvent:
     agg = TicketedEvent(entity_id)
     specs = tuple(TierSpec(n, p, q) for n, p, q in tiers)
-    agg.handle(CreateEvent(entity_id, "Concert", "Arena", "2027-02-01T20:00:00+00:00", specs, limit), T0)
+    agg.handle(CreateEvent(entity_id, "Concert", "Arena", STARTS_AT, specs, limit, cancel_cutoff_ms), T0)
     agg.take_pending()
     return agg
 
@@ -30,10 +36,16 @@ def hold(
 
 
 def rental_car(
-    entity_id: str = "c1", rate: int = 10_000, min_days: int = 1, discount_from: int = 0, discount: int = 0
+    entity_id: str = "c1",
+    rate: int = 10_000,
+    min_days: int = 1,
+    discount_from: int = 0,
+    discount: int = 0,
+    cancel_cutoff_ms: int = 0,
 ) -> RentalCar:
     agg = RentalCar(entity_id)
-    agg.handle(RegisterCar(entity_id, "Volvo", "V60", "Oslo", rate, min_days, discount_from, discount), T0)
+    command = RegisterCar(entity_id, "Volvo", "V60", "Oslo", rate, min_days, discount_from, discount, cancel_cutoff_ms)
+    agg.handle(command, T0)
     agg.take_pending()
     return agg
 

@@ -3,23 +3,25 @@ events byte for byte, the same state, and a replay of its events that rebuilds t
 
 The run handler exists only to make the hot path cheaper, so it is tested as an equivalence:
 random runs of holds (granted, sold out, retried with the same or another body, malformed, over
-the per-booking limit, on closed sales, over several tiers) on two copies of one event.
+the per-booking limit, on closed sales, after the event's start, over several tiers, retries of
+bookings since confirmed, released or cancelled) on two copies of one event.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.domain import codec
-from engine.domain.commands import CloseSales, HoldTickets
+from engine.domain.commands import CancelBooking, CloseSales, Command, ConfirmBooking, HoldTickets, ReleaseHold
 from engine.domain.errors import DomainError
 from engine.domain.events import TicketsHeld
 from engine.domain.results import HoldGranted
 from engine.domain.tickets import TicketedEvent
-from tests.unit.domain.builders import T0, hold, ticketed_event
+from tests.unit.domain.builders import STARTS_AT_MS, T0, hold, ticketed_event
 
 TIERS = (("std", 5000, 12), ("vip", 9000, 3))
 HOLD_IDS = [f"h{i}" for i in range(10)]
@@ -38,6 +40,21 @@ holds = st.builds(
     quantities,
     st.sampled_from([60_000, 5_000, 0, 10**12]),
 )
+
+
+moves = st.lists(
+    st.tuples(st.sampled_from(HOLD_IDS), st.sampled_from([ConfirmBooking, ReleaseHold, CancelBooking])), max_size=6
+)
+# When the run happens: long before the start, just before it, at it, after it.
+run_times = st.sampled_from([T0 + 1_000, STARTS_AT_MS - 1, STARTS_AT_MS, STARTS_AT_MS + 60_000])
+
+
+def lifecycle(agg: TicketedEvent, steps: list[tuple[str, type[Command]]], now: int) -> None:
+    """Move earlier bookings on (confirm, release, cancel), so that retries meet every status."""
+    for hold_id, kind in steps:
+        with contextlib.suppress(DomainError):
+            agg.handle(kind("e1", "event", hold_id), now)  # type: ignore[call-arg]
+        agg.take_pending()
 
 
 def one_by_one(agg: TicketedEvent, commands: list[HoldTickets], now: int) -> tuple[list[Any], list[tuple[str, bytes]]]:
@@ -72,17 +89,27 @@ def two_copies(limit: int, closed: bool) -> tuple[TicketedEvent, TicketedEvent]:
 @settings(max_examples=300, deadline=None)
 @given(
     earlier=st.lists(holds, max_size=6),
-    run=st.lists(holds, min_size=1, max_size=25),
+    steps=moves,
     limit=st.sampled_from([0, 3]),
     closed=st.booleans(),
+    now=run_times,
+    data=st.data(),
 )
 def test_a_run_answers_records_and_changes_exactly_what_single_holds_do(
-    earlier: list[HoldTickets], run: list[HoldTickets], limit: int, closed: bool
+    earlier: list[HoldTickets],
+    steps: list[tuple[str, type[Command]]],
+    limit: int,
+    closed: bool,
+    now: int,
+    data: st.DataObject,
 ) -> None:
+    # Exact repeats of earlier holds make the run meet retries as often as new holds.
+    command = st.one_of(holds, st.sampled_from(earlier)) if earlier else holds
+    run = data.draw(st.lists(command, min_size=1, max_size=25), label="run")
     single, batched = two_copies(limit, closed)
-    one_by_one(single, earlier, T0)
-    one_by_one(batched, earlier, T0)
-    now = T0 + 1_000
+    for agg in (single, batched):
+        one_by_one(agg, earlier, T0)
+        lifecycle(agg, steps, T0 + 500)
 
     expected_answers, expected_events = one_by_one(single, run, now)
     answers, events, held = batched.hold_run(run, now)
@@ -110,3 +137,18 @@ def test_replaying_a_runs_events_rebuilds_its_state() -> None:
         rebuilt.apply(codec.decode_record(data))
     assert rebuilt.version == agg.version
     assert rebuilt.to_state() == agg.to_state()
+
+
+def test_a_run_after_the_start_refuses_new_holds_and_answers_retries_with_their_status() -> None:
+    agg = ticketed_event(tiers=TIERS)
+    agg.hold_run([hold("e1", "h0", ("std", 1)), hold("e1", "h1", ("std", 1))], T0)
+    agg.handle(ConfirmBooking("e1", "event", "h1"), T0)
+    answers, events, held = agg.hold_run(
+        [hold("e1", "h0", ("std", 1)), hold("e1", "h1", ("std", 1)), hold("e1", "h2", ("std", 1))], STARTS_AT_MS
+    )
+    assert [a.status if isinstance(a, HoldGranted) else type(a).__name__ for a in answers] == [
+        "HELD",
+        "CONFIRMED",
+        "EventStarted",
+    ]
+    assert (events, held) == ([], [])

@@ -1,6 +1,11 @@
 """Stateful property tests: random interleavings of holds, confirms, releases, expiries, cancels,
 capacity changes and replays, checked against a small independent model after every step.
 
+Time is part of the model: the event starts a minute or so after the machine begins and time
+advances up to 15 s a step, so sales end (EventStarted) and cancellations close (CancellationClosed,
+`cutoff` before the start) inside many runs; for cars, rentals starting on DAY0 stop being
+cancellable half a minute in.
+
 Each machine asserts three things throughout: the aggregate's invariants hold (no oversell, no
 overlap, counters agree with bookings); every command succeeds or fails exactly as the model
 predicts (so a wrong refusal fails the test as surely as an oversell); and rebuilding from the
@@ -11,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 from hypothesis import settings
@@ -20,7 +25,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from engine.domain import codec
 from engine.domain.aggregate import Aggregate
-from engine.domain.cars import RentalCar, rental_price
+from engine.domain.cars import RentalCar, rental_price, start_of_day_ms
 from engine.domain.commands import (
     AddCapacity,
     BlockCar,
@@ -39,7 +44,9 @@ from engine.domain.entities import decode_snapshot, encode_snapshot
 from engine.domain.errors import (
     BelowMinimumRental,
     BookingNotFound,
+    CancellationClosed,
     DomainError,
+    EventStarted,
     IdempotencyConflict,
     InsufficientInventory,
     IntervalUnavailable,
@@ -53,6 +60,9 @@ T0 = 1_800_000_000_000
 DAY0 = date(2027, 2, 1)
 HOLD_IDS = st.sampled_from([f"h{i}" for i in range(12)])
 TTLS = st.sampled_from([1_000, 5_000, 20_000])
+
+# A car cutoff under which rentals starting on DAY0 stop being cancellable 30 s after T0.
+CLOSES_DAY0_AFTER_30_S = start_of_day_ms(DAY0) - T0 - 30_000
 
 ALLOWED = {
     "HELD": {"CONFIRMED", "RELEASED", "EXPIRED"},
@@ -77,7 +87,9 @@ class Model:
     now: int = T0
     bookings: dict[str, ModelBooking] = field(default_factory=dict)
 
-    def expect_transition(self, hold_id: str, target: str) -> type[DomainError] | None:
+    def expect_transition(
+        self, hold_id: str, target: str, cancellable_until: int | None = None
+    ) -> type[DomainError] | None:
         """The error the aggregate must raise for this transition, or None if it must succeed."""
         booking = self.bookings.get(hold_id)
         if booking is None:
@@ -88,6 +100,8 @@ class Model:
             return InvalidTransition
         if target == "EXPIRED" and self.now < booking.expires_at:
             return InvalidTransition
+        if target == "CANCELLED" and cancellable_until is not None and self.now >= cancellable_until:
+            return CancellationClosed
         return None
 
 
@@ -110,8 +124,8 @@ class EntityMachine(RuleBasedStateMachine):
         self.log.extend(codec.encode_record(e) for e in self.agg.take_pending())
         return result
 
-    def transition(self, command: Any, hold_id: str, target: str) -> None:
-        expected = self.model.expect_transition(hold_id, target)
+    def transition(self, command: Any, hold_id: str, target: str, cancellable_until: int | None = None) -> None:
+        expected = self.model.expect_transition(hold_id, target, cancellable_until)
         if self.run(command, expected) is not None and expected is None:
             self.model.bookings[hold_id].status = target
 
@@ -141,8 +155,10 @@ class TicketsMachine(EntityMachine):
     @initialize(
         tiers=st.lists(st.integers(min_value=0, max_value=12), min_size=1, max_size=3),
         limit=st.sampled_from([0, 0, 3, 6]),
+        starts_in_s=st.integers(min_value=1, max_value=400),
+        cutoff_s=st.sampled_from([0, 0, 20, 90]),
     )
-    def create(self, tiers: list[int], limit: int) -> None:
+    def create(self, tiers: list[int], limit: int, starts_in_s: int, cutoff_s: int) -> None:
         self.model = Model()
         self.log = []
         self.agg = TicketedEvent("e")
@@ -151,8 +167,11 @@ class TicketsMachine(EntityMachine):
         self.limit = limit
         self.sales_open = True
         self.changes: set[str] = set()
+        self.starts_at = T0 + starts_in_s * 1000
+        self.cutoff = cutoff_s * 1000
         specs = tuple(TierSpec(name, self.price[name], q) for name, q in self.quantity.items())
-        self.run(CreateEvent("e", "T", "V", "2027-01-01T00:00:00+00:00", specs, limit), None)
+        start = datetime.fromtimestamp(self.starts_at / 1000, UTC).isoformat()
+        self.run(CreateEvent("e", "T", "V", start, specs, limit, self.cutoff), None)
 
     def used(self, tier: str) -> int:
         return sum(
@@ -178,6 +197,8 @@ class TicketsMachine(EntityMachine):
                 expected = IdempotencyConflict
         elif not self.sales_open:
             expected = SalesClosed
+        elif self.model.now >= self.starts_at:
+            expected = EventStarted
         elif self.limit and sum(n for _, n in quantities) > self.limit:
             expected = OverBookingLimit
         elif any(self.quantity[t] - self.used(t) < n for t, n in quantities):
@@ -201,7 +222,7 @@ class TicketsMachine(EntityMachine):
 
     @rule(hold_id=HOLD_IDS)
     def cancel(self, hold_id: str) -> None:
-        self.transition(CancelBooking("e", "event", hold_id, "c"), hold_id, "CANCELLED")
+        self.transition(CancelBooking("e", "event", hold_id, "c"), hold_id, "CANCELLED", self.starts_at - self.cutoff)
 
     @rule(change=st.sampled_from(["c1", "c2", "c3"]), tier=st.integers(0, 2), quantity=st.integers(1, 4))
     def add_capacity(self, change: str, tier: int, quantity: int) -> None:
@@ -231,15 +252,20 @@ class TicketsMachine(EntityMachine):
 
 
 class CarsMachine(EntityMachine):
-    @initialize(min_days=st.sampled_from([1, 2]), discount_from=st.sampled_from([0, 4]))
-    def register(self, min_days: int, discount_from: int) -> None:
+    @initialize(
+        min_days=st.sampled_from([1, 2]),
+        discount_from=st.sampled_from([0, 4]),
+        cutoff=st.sampled_from([0, CLOSES_DAY0_AFTER_30_S]),
+    )
+    def register(self, min_days: int, discount_from: int, cutoff: int) -> None:
         self.model = Model()
         self.log = []
         self.agg = RentalCar("c")
         self.min_days = min_days
         self.discount_from = discount_from
+        self.cutoff = cutoff
         self.blocks: dict[str, tuple[int, int]] = {}
-        self.run(RegisterCar("c", "B", "M", "L", 1_000, min_days, discount_from, 100), None)
+        self.run(RegisterCar("c", "B", "M", "L", 1_000, min_days, discount_from, 100, cutoff), None)
 
     def active(self) -> list[tuple[int, int]]:
         spans = [b.detail for b in self.model.bookings.values() if b.status in ("HELD", "CONFIRMED")]
@@ -290,7 +316,9 @@ class CarsMachine(EntityMachine):
 
     @rule(hold_id=HOLD_IDS)
     def cancel(self, hold_id: str) -> None:
-        self.transition(CancelBooking("c", "car", hold_id), hold_id, "CANCELLED")
+        booking = self.model.bookings.get(hold_id)
+        until = None if booking is None else start_of_day_ms(booking.detail[0]) - self.cutoff
+        self.transition(CancelBooking("c", "car", hold_id), hold_id, "CANCELLED", until)
 
     @invariant()
     def no_two_active_intervals_overlap(self) -> None:

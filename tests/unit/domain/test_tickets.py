@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from engine.domain import codec
 from engine.domain.commands import (
     AddCapacity,
     CancelBooking,
@@ -17,7 +18,11 @@ from engine.domain.commands import (
 from engine.domain.errors import (
     AlreadyExists,
     BookingNotFound,
+    CancellationClosed,
+    DateBeyondHorizon,
+    DateInThePast,
     EntityNotFound,
+    EventStarted,
     IdempotencyConflict,
     InsufficientInventory,
     InvalidCommand,
@@ -25,10 +30,10 @@ from engine.domain.errors import (
     OverBookingLimit,
     SalesClosed,
 )
-from engine.domain.events import BookingConfirmed, HoldExpired, TicketsHeld
+from engine.domain.events import BookingConfirmed, EventCreated, HoldExpired, TicketsHeld
 from engine.domain.results import HoldGranted
 from engine.domain.tickets import TicketedEvent
-from tests.unit.domain.builders import T0, TTL, hold, ticketed_event
+from tests.unit.domain.builders import HOUR, STARTS_AT, STARTS_AT_MS, T0, TTL, hold, ticketed_event
 
 
 def test_a_hold_takes_stock_and_prices_it() -> None:
@@ -172,10 +177,10 @@ def test_closed_sales_refuse_holds_but_not_confirms() -> None:
 
 def test_create_is_idempotent_but_not_redefinable() -> None:
     ev = ticketed_event()
-    same = CreateEvent("e1", "Concert", "Arena", "2027-02-01T20:00:00+00:00", (TierSpec("std", 5000, 10),), 0)
+    same = CreateEvent("e1", "Concert", "Arena", STARTS_AT, (TierSpec("std", 5000, 10),), 0)
     assert ev.handle(same, T0).changed is False
     with pytest.raises(AlreadyExists):
-        ev.handle(CreateEvent("e1", "Other", "Arena", "x", (TierSpec("std", 1, 1),)), T0)
+        ev.handle(CreateEvent("e1", "Other", "Arena", STARTS_AT, (TierSpec("std", 1, 1),)), T0)
 
 
 @pytest.mark.parametrize(
@@ -198,3 +203,174 @@ def test_snapshot_round_trip_and_compaction() -> None:
     assert ev.compact(forget_before=T0 + 11) == 1
     assert "h0" not in ev.bookings
     ev.check_invariants()
+
+
+# ---- time rules: the start ends sales, the cutoff ends cancellations -------------------------------
+def test_the_start_is_parsed_once_when_the_event_is_created() -> None:
+    ev = ticketed_event()
+    assert ev.starts_at_ms == STARTS_AT_MS
+    assert ev.sales_end_ms == STARTS_AT_MS
+
+
+def test_no_ticket_is_sold_from_the_start_on() -> None:
+    ev = ticketed_event()
+    ev.handle(hold("e1", "h1", ("std", 1)), STARTS_AT_MS - 1)
+    with pytest.raises(EventStarted, match="started"):
+        ev.handle(hold("e1", "h2", ("std", 1)), STARTS_AT_MS)
+    [refusal], events, _ = ev.hold_run([hold("e1", "h3", ("std", 1))], STARTS_AT_MS + 1)
+    assert isinstance(refusal, EventStarted)
+    assert events == []
+    assert ev.tiers["std"].held == 1
+    assert EventStarted.code == "event-started"
+
+
+def test_closed_sales_are_reported_as_closed_even_after_the_start() -> None:
+    ev = ticketed_event()
+    ev.handle(CloseSales("e1"), T0)
+    with pytest.raises(SalesClosed) as refused:
+        ev.handle(hold("e1", "h1", ("std", 1)), STARTS_AT_MS + 1)
+    assert type(refused.value) is SalesClosed
+
+
+def test_a_retried_hold_is_answered_after_the_start_with_the_bookings_current_status() -> None:
+    ev = ticketed_event()
+    first = ev.handle(hold("e1", "h1", ("std", 2)), T0)
+    assert first.status == "HELD"
+    ev.handle(ConfirmBooking("e1", "event", "h1"), T0 + 1)
+    again = ev.handle(hold("e1", "h1", ("std", 2)), STARTS_AT_MS + 1)
+    assert again.status == "CONFIRMED"
+    assert (again.hold_id, again.amount, again.expires_at, again.quantity) == (
+        first.hold_id,
+        first.amount,
+        first.expires_at,
+        first.quantity,
+    )
+
+
+@pytest.mark.parametrize(
+    ("end", "status"),
+    [
+        (ReleaseHold("e1", "event", "h1"), "RELEASED"),
+        (ExpireHold("e1", "event", "h1"), "EXPIRED"),
+        (ConfirmBooking("e1", "event", "h1"), "CONFIRMED"),
+    ],
+)
+def test_a_retry_sees_each_status_the_booking_reached(end: object, status: str) -> None:
+    ev = ticketed_event()
+    ev.handle(hold("e1", "h1", ("std", 1)), T0)
+    ev.handle(end, T0 + TTL)  # type: ignore[arg-type]
+    assert ev.handle(hold("e1", "h1", ("std", 1)), T0 + TTL + 1).status == status
+    [answer], _, _ = ev.hold_run([hold("e1", "h1", ("std", 1))], T0 + TTL + 1)
+    assert answer.status == status
+
+
+def test_a_cancelled_booking_is_answered_cancelled_to_a_retry() -> None:
+    ev = ticketed_event()
+    ev.handle(hold("e1", "h1", ("std", 1)), T0)
+    ev.handle(ConfirmBooking("e1", "event", "h1"), T0)
+    ev.handle(CancelBooking("e1", "event", "h1"), T0)
+    assert ev.handle(hold("e1", "h1", ("std", 1)), T0).status == "CANCELLED"
+
+
+def test_a_confirmed_booking_can_be_cancelled_until_the_cutoff_before_the_start() -> None:
+    ev = ticketed_event(cancel_cutoff_ms=24 * HOUR)
+    for hold_id in ("early", "late"):
+        ev.handle(hold("e1", hold_id, ("std", 1)), T0)
+        ev.handle(ConfirmBooking("e1", "event", hold_id), T0)
+    deadline = STARTS_AT_MS - 24 * HOUR
+    assert ev.handle(CancelBooking("e1", "event", "early"), deadline - 1).status == "CANCELLED"
+    with pytest.raises(CancellationClosed, match="cancellations are closed"):
+        ev.handle(CancelBooking("e1", "event", "late"), deadline)
+    assert ev.bookings["late"].status.value == "CONFIRMED"
+    assert ev.tiers["std"].confirmed == 1
+    assert ev.handle(CancelBooking("e1", "event", "early"), deadline + 1).changed is False, "a repeat is no refusal"
+
+
+def test_without_a_cutoff_a_booking_can_be_cancelled_until_the_start_and_not_after() -> None:
+    ev = ticketed_event()
+    ev.handle(hold("e1", "h1", ("std", 1)), T0)
+    ev.handle(ConfirmBooking("e1", "event", "h1"), T0)
+    with pytest.raises(CancellationClosed):
+        ev.handle(CancelBooking("e1", "event", "h1"), STARTS_AT_MS)
+    ev.handle(CancelBooking("e1", "event", "h1"), STARTS_AT_MS - 1)
+
+
+def test_a_held_booking_can_still_be_released_after_the_start() -> None:
+    ev = ticketed_event(cancel_cutoff_ms=HOUR)
+    ev.handle(hold("e1", "h1", ("std", 1)), T0)
+    assert ev.handle(ReleaseHold("e1", "event", "h1"), STARTS_AT_MS + 1).status == "RELEASED"
+
+
+@pytest.mark.parametrize(
+    ("starts_at", "error"),
+    [
+        ("2027-01-15T07:59:59+00:00", DateInThePast),  # a second before T0
+        ("2027-01-15T08:00:00+00:00", DateInThePast),  # T0 itself: it has started
+        ("2037-02-01T00:00:00+00:00", DateBeyondHorizon),  # more than MAX_HORIZON_DAYS ahead
+        ("2027-02-01T20:00:00", InvalidCommand),  # no offset
+        ("next friday", InvalidCommand),
+    ],
+)
+def test_an_event_must_start_in_the_future_within_the_horizon(starts_at: str, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        TicketedEvent("e9").handle(CreateEvent("e9", "T", "V", starts_at, (TierSpec("std", 1, 1),)), T0)
+
+
+def test_recreating_an_event_that_has_started_is_still_an_idempotent_repeat() -> None:
+    ev = ticketed_event()
+    same = CreateEvent("e1", "Concert", "Arena", STARTS_AT, (TierSpec("std", 5000, 10),), 0)
+    assert ev.handle(same, STARTS_AT_MS + HOUR).changed is False
+    with pytest.raises(AlreadyExists):
+        ev.handle(CreateEvent("e1", "Concert", "Arena", STARTS_AT, (TierSpec("std", 5000, 10),), 0, HOUR), T0)
+
+
+@pytest.mark.parametrize(
+    ("title", "venue"),
+    [("A\x00B", "Arena"), ("Concert", "Are\nna"), ("Con\x7fcert", "Arena"), ("T", "\x85"), ("", "V")],
+)
+def test_titles_and_venues_refuse_control_characters(title: str, venue: str) -> None:
+    with pytest.raises(InvalidCommand):
+        TicketedEvent("e9").handle(CreateEvent("e9", title, venue, STARTS_AT, (TierSpec("std", 1, 1),)), T0)
+
+
+def test_names_may_hold_any_printable_text() -> None:
+    ev = TicketedEvent("e9")
+    ev.handle(CreateEvent("e9", "Blå Time — «Live» 🎷", "Bla\u00a0Oslo", STARTS_AT, (TierSpec("std", 1, 1),)), T0)
+    assert ev.title == "Blå Time — «Live» 🎷"
+
+
+@pytest.mark.parametrize("cutoff", [-1, 1.5, 10**15])
+def test_a_cutoff_must_be_a_whole_number_of_ms_within_the_horizon(cutoff: object) -> None:
+    with pytest.raises(InvalidCommand, match="cancel_cutoff_ms"):
+        TicketedEvent("e9").handle(
+            CreateEvent("e9", "T", "V", STARTS_AT, (TierSpec("std", 1, 1),), 0, cutoff),  # type: ignore[arg-type]
+            T0,
+        )
+
+
+def test_the_start_and_the_cutoff_survive_a_snapshot_and_a_replay() -> None:
+    ev = ticketed_event(cancel_cutoff_ms=2 * HOUR)
+    restored = TicketedEvent.from_state("e1", ev.version, ev.to_state())
+    assert (restored.starts_at_ms, restored.sales_end_ms, restored.cancel_cutoff_ms) == (
+        STARTS_AT_MS,
+        STARTS_AT_MS,
+        2 * HOUR,
+    )
+    created = EventCreated("e1", "Concert", "Arena", STARTS_AT, (TierSpec("std", 5000, 10),), 0, T0, 2 * HOUR)
+    replayed = TicketedEvent.replay("e1", [codec.decode_record(codec.encode_record(created))])
+    assert replayed.to_state() == ev.to_state()
+
+
+def test_an_event_recorded_before_the_cutoff_existed_replays_as_cancellable_until_the_start() -> None:
+    old = codec.encode(("EventCreated", 1, "e1", "Concert", "Arena", STARTS_AT, (TierSpec("std", 5000, 10),), 0, T0))
+    ev = TicketedEvent.replay("e1", [codec.decode_record(old)])
+    assert (ev.cancel_cutoff_ms, ev.starts_at_ms) == (0, STARTS_AT_MS)
+
+
+def test_an_event_whose_recorded_start_does_not_parse_has_no_time_rules() -> None:
+    legacy = EventCreated("e1", "Concert", "Arena", "x", (TierSpec("std", 5000, 10),), 0, T0)
+    ev = TicketedEvent.replay("e1", [legacy])
+    far = T0 + 10**13
+    ev.handle(hold("e1", "h1", ("std", 1)), far)
+    ev.handle(ConfirmBooking("e1", "event", "h1"), far)
+    assert ev.handle(CancelBooking("e1", "event", "h1"), far).status == "CANCELLED"
