@@ -30,6 +30,7 @@ from engine.domain.commands import Command, CreateEvent, HoldCar, HoldTickets, R
 from engine.domain.results import HoldGranted
 from loadtest.audit import AuditReport, audit_streams
 from loadtest.bench_stack import BenchStack
+from loadtest.dates import starts_in
 from loadtest.measure import latency_summary
 
 HOLD_TTL_MS = 3_600_000
@@ -189,7 +190,7 @@ class EngineBench:
     async def hot_sellout(self, callers: int, tickets: int = 10_000, attempts: int = 100_000) -> RunResult:
         event_id = f"sellout-{self.run_id}-{callers}"
         await self.client.execute(
-            CreateEvent(event_id, "Hot", "Arena", "2027-06-01T20:00:00+00:00", (TierSpec("std", 5000, tickets),))
+            CreateEvent(event_id, "Hot", "Arena", starts_in(90), (TierSpec("std", 5000, tickets),))
         )
 
         def make(i: int) -> Command:
@@ -201,9 +202,7 @@ class EngineBench:
 
     async def hot_sustained(self, callers: int, window_s: float, warmup_s: float = 2.0) -> RunResult:
         event_id = f"sustained-{self.run_id}-{callers}"
-        await self.client.execute(
-            CreateEvent(event_id, "Huge", "Field", "2027-06-01T20:00:00+00:00", (TierSpec("std", 100, 10**9),))
-        )
+        await self.client.execute(CreateEvent(event_id, "Huge", "Field", starts_in(90), (TierSpec("std", 100, 10**9),)))
         counter = iter(range(1 << 62))
 
         def make(_: int) -> Command:
@@ -222,9 +221,7 @@ class EngineBench:
         ids = [f"many-{self.run_id}-{i}" for i in range(events)]
         await self.client.execute_many(
             [
-                CreateEvent(
-                    e, "E", "V", "2027-06-01T20:00:00+00:00", (TierSpec("a", 3000, seats), TierSpec("b", 9000, 10))
-                )
+                CreateEvent(e, "E", "V", starts_in(90), (TierSpec("a", 3000, seats), TierSpec("b", 9000, 10)))
                 for e in ids
             ]
         )

@@ -23,6 +23,7 @@ from engine.domain import codec
 from engine.domain.commands import CreateEvent, Deposit, HoldTickets, TierSpec
 from engine.domain.results import HoldGranted
 from loadtest.bench_stack import BenchStack
+from loadtest.dates import starts_in
 from loadtest.measure import latency_summary
 
 TICKET_PRICE = 1_000
@@ -113,9 +114,7 @@ async def run_rate(stack: BenchStack, rate: int, seconds: float, drain_timeout_s
     customers = [f"bench-{tag}-{i}" for i in range(200)]
     await client.execute_many([Deposit(c, "seed", 10**9) for c in customers])
     event_id = f"saga-{tag}-{rate}"
-    await client.execute(
-        CreateEvent(event_id, "Saga", "Bench", "2027-06-01T20:00:00+00:00", (TierSpec("std", TICKET_PRICE, 10**8),))
-    )
+    await client.execute(CreateEvent(event_id, "Saga", "Bench", starts_in(90), (TierSpec("std", TICKET_PRICE, 10**8),)))
     sampler = stack.cpu_sampler()
     sampler.start()
     granted = await steady_holds(stack, event_id, customers, rate, seconds)

@@ -19,6 +19,7 @@ from typing import Any
 
 from api.auth import issue_token
 from engine.config import Settings
+from loadtest.dates import days_ahead, starts_in
 from stack.demo import DemoRequest, send_requests
 
 FLASH_SALE = "flash-sale"
@@ -31,8 +32,9 @@ DEPOSIT = 10**10  # per customer: far more than any run spends
 HOT_TIER = "standard"
 HOT_TIER_SIZE = 1_000_000  # the most one request may create; topped up before every step
 CAR_RATE = 7_500
-RENTAL_FIRST_DAY = "2027-06-01"
+RENTAL_LEAD_DAYS = 30  # the rental season starts this many days after the day of the run
 RENTAL_SPAN_DAYS = 60
+EVENT_LEAD_DAYS = 90  # the load tests' events start this many days after the day of the run
 TOKEN_TTL_S = 6 * 3600
 
 
@@ -51,7 +53,7 @@ class Population:
     customers: list[Customer] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)  # {"event_id", "tiers": [names]}
     cars: list[str] = field(default_factory=list)
-    rental_first_day: str = RENTAL_FIRST_DAY
+    rental_first_day: str = field(default_factory=lambda: days_ahead(RENTAL_LEAD_DAYS).isoformat())
     rental_span_days: int = RENTAL_SPAN_DAYS
 
     @property
@@ -77,7 +79,7 @@ def _event(event_id: str, tiers: Sequence[tuple[str, int]]) -> DemoRequest:
             "event_id": event_id,
             "title": f"Load test {event_id}",
             "venue": "127.0.0.1",
-            "starts_at": "2027-09-01T20:00:00+00:00",
+            "starts_at": starts_in(EVENT_LEAD_DAYS),
             "tiers": [{"name": name, "price": TICKET_PRICE, "quantity": size} for name, size in tiers],
         },
     )

@@ -6,8 +6,11 @@ is pure (the unit tests check its ids and validate its bodies against api/schema
 `send_requests` does the I/O.
 
 Running it twice changes nothing: every id is fixed and the engine answers a repeated create or
-deposit with ``changed: false`` (HTTP 200 instead of 201). A repeat with a *different* body (the
-demo changed under an existing data directory) is refused with 409/422 and reported.
+deposit with ``changed: false`` (HTTP 200 instead of 201). The events start a fixed number of days
+after the day the demo is loaded (an event may not start in the past, nor beyond the booking
+horizon), so on a later day an existing data directory already holds the demo's events with other
+dates: for the demo's events and cars, 409 `already-exists` means "loaded before" and the entity
+is left as it is. Any other refusal (a deposit repeated with another amount, say) is reported.
 """
 
 from __future__ import annotations
@@ -18,12 +21,15 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from engine.config import Settings
 from stack.processes import StartupError
 
 ACCEPTED = (200, 201)
+ALREADY_EXISTS = 409  # with the problem code below: accepted for requests marked `exists_ok`
+ALREADY_EXISTS_CODE = "already-exists"
 ATTEMPTS = 5  # a 503 (shards still starting) or a refused connection is retried this many times
 TIMEOUT_S = 30.0
 
@@ -33,6 +39,7 @@ class DemoRequest:
     method: str
     path: str
     body: dict[str, Any]
+    exists_ok: bool = False  # a 409 `already-exists` answer counts as done (see the module docstring)
 
 
 def _event(
@@ -49,7 +56,13 @@ def _event(
             "tiers": [{"name": n, "price": p, "quantity": q} for n, p, q in tiers],
             "max_tickets_per_booking": max_per_booking,
         },
+        exists_ok=True,
     )
+
+
+def _starts(today: date, days: int, at: str) -> str:
+    """ISO 8601: `days` after `today`, at the local time and offset `at` (e.g. "19:30:00+01:00")."""
+    return f"{(today + timedelta(days=days)).isoformat()}T{at}"
 
 
 def _car(
@@ -75,6 +88,7 @@ def _car(
             "discount_from_days": discount_from_days,
             "discount_per_day": discount_per_day,
         },
+        exists_ok=True,
     )
 
 
@@ -82,14 +96,16 @@ def _deposit(customer_id: str, amount: int) -> DemoRequest:
     return DemoRequest("POST", f"/wallets/{customer_id}/deposits", {"deposit_id": "demo-initial", "amount": amount})
 
 
-def demo_requests() -> list[DemoRequest]:
-    """Every request of the demo, in order; amounts in minor units (cents)."""
+def demo_requests(today: date | None = None) -> list[DemoRequest]:
+    """Every request of the demo, in order; amounts in minor units (cents). The events start 75,
+    96 and 206 days after `today` (UTC today when None)."""
+    today = today or datetime.now(UTC).date()
     return [
         _event(
             "nordic-lights-2027",
             "Nordic Lights",
             "Oslo Spektrum",
-            "2027-02-12T19:30:00+01:00",
+            _starts(today, 75, "19:30:00+01:00"),
             [("standard", 5_900, 500), ("vip", 14_900, 40)],
             max_per_booking=8,
         ),
@@ -97,7 +113,7 @@ def demo_requests() -> list[DemoRequest]:
             "jazz-cellar-2027",
             "Jazz in the Cellar",
             "Bla, Oslo",
-            "2027-03-05T21:00:00+01:00",
+            _starts(today, 96, "21:00:00+01:00"),
             [("seat", 3_500, 20)],
             max_per_booking=4,
         ),
@@ -105,7 +121,7 @@ def demo_requests() -> list[DemoRequest]:
             "midsummer-fest-2027",
             "Midsummer Festival",
             "Bergenhus, Bergen",
-            "2027-06-24T16:00:00+02:00",
+            _starts(today, 206, "16:00:00+02:00"),
             [("day", 4_500, 2_000), ("weekend", 7_900, 1_000)],
         ),
         _car("osl-tesla-m3-01", "Tesla", "Model 3", "Oslo", 8_900),
@@ -152,8 +168,11 @@ def _send(base_url: str, token: str, request: DemoRequest, urlopen: Opener, slee
             with urlopen(http_request, timeout=TIMEOUT_S) as response:
                 status = int(response.status)
         except urllib.error.HTTPError as err:
-            status, detail = err.code, _problem_detail(err)
+            status, problem = err.code, _problem(err)
+            if status == ALREADY_EXISTS and request.exists_ok and problem.get("code") == ALREADY_EXISTS_CODE:
+                return status
             if status != 503 or attempt == ATTEMPTS:
+                detail = _detail(problem, err)
                 raise StartupError(f"Loading demo data failed: {what} answered {status}: {detail}") from None
         except OSError as exc:
             if attempt == ATTEMPTS:
@@ -166,12 +185,17 @@ def _send(base_url: str, token: str, request: DemoRequest, urlopen: Opener, slee
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _problem_detail(err: urllib.error.HTTPError) -> str:
+def _problem(err: urllib.error.HTTPError) -> dict[str, Any]:
+    """The refusal's problem body ({} if it has none)."""
     try:
         body = json.loads(err.read() or b"{}")
     except (OSError, ValueError):
         body = {}
-    detail = body.get("detail") or body.get("title") if isinstance(body, dict) else body
+    return body if isinstance(body, dict) else {"detail": body}
+
+
+def _detail(problem: dict[str, Any], err: urllib.error.HTTPError) -> str:
+    detail = problem.get("detail") or problem.get("title")
     return " ".join(str(detail or err.reason or "no detail").split())[:300]  # one line, however long the body
 
 

@@ -20,6 +20,7 @@ import pytest
 
 from api.auth import issue_token
 from engine.config import Settings
+from tests.dates import starts_in
 from tests.e2e.rezerv_up import REZERV, UpRun, processes_mentioning, up_environment
 from tests.servers import remove_tree, session_root
 
@@ -75,7 +76,7 @@ def book_through_the_whole_system(base: str, env: dict[str, str]) -> str:
         "event_id": "e2e-show",
         "title": "E2E",
         "venue": "Hall",
-        "starts_at": "2027-09-01T20:00:00+00:00",
+        "starts_at": starts_in(30),
         "tiers": [{"name": "std", "price": 1_500, "quantity": 10}],
     }
     status, body = api_call(base, "POST", "/events", admin, event)

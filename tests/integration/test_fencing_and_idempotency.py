@@ -19,6 +19,7 @@ from engine.domain.commands import CreateEvent, HoldTickets, TierSpec
 from engine.domain.errors import IdempotencyConflict, InsufficientInventory, OwnershipLost
 from engine.domain.results import HoldGranted
 from engine.hosting import EntityHost, HostConfig
+from tests.dates import starts_in
 
 
 @pytest.fixture
@@ -55,7 +56,7 @@ async def test_two_hosts_own_one_event_only_the_newest_writes_and_nothing_is_ove
     old.start()
     new.start()
     try:
-        await old.execute([CreateEvent(ev, "E", "V", "x", (TierSpec("std", 100, 10),))])
+        await old.execute([CreateEvent(ev, "E", "V", starts_in(30), (TierSpec("std", 100, 10),))])
         assert isinstance((await old.execute([hold(ev, "a0", 4)]))[0], HoldGranted)
         # A second host takes the same event over: a newer token from Redis, claimed in PostgreSQL.
         assert isinstance((await new.execute([hold(ev, "b0", 4)]))[0], HoldGranted)
@@ -81,7 +82,7 @@ async def test_two_hosts_own_one_event_only_the_newest_writes_and_nothing_is_ove
 async def test_the_first_answer_to_a_hold_outlives_its_host(pool: asyncpg.Pool, redis: Redis) -> None:
     ev = f"e{uuid.uuid4().hex[:8]}"
     first = host(pool, redis, "first")
-    await first.execute([CreateEvent(ev, "E", "V", "x", (TierSpec("std", 100, 10),))])
+    await first.execute([CreateEvent(ev, "E", "V", starts_in(30), (TierSpec("std", 100, 10),))])
     [answer] = await first.execute([hold(ev, "k1", 3)])
     assert isinstance(answer, HoldGranted)
     await first.stop()  # the host goes away; its memory with it

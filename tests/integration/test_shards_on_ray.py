@@ -15,6 +15,7 @@ from engine.domain import codec
 from engine.domain.commands import CreateEvent, GetState, HoldTickets, TierSpec
 from engine.domain.errors import InsufficientInventory, RezervError
 from engine.domain.results import HoldGranted
+from tests.dates import starts_in
 from tests.integration.ray_helpers import shard_settings, shards
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_cluster")]
@@ -35,9 +36,7 @@ async def held_in_store(database_url: str, stream: str) -> dict[str, Any]:
 async def test_concurrent_holds_are_durable_and_never_oversold(database_url: str, redis_url: str) -> None:
     settings = shard_settings(database_url, redis_url, shard_count=2)
     async with shards(settings) as (client, _):
-        await client.execute(
-            CreateEvent("hot", "Hot", "Hall", "2027-01-01T20:00:00+00:00", (TierSpec("std", 100, 300),))
-        )
+        await client.execute(CreateEvent("hot", "Hot", "Hall", starts_in(30), (TierSpec("std", 100, 300),)))
         holds = [HoldTickets("hot", f"h{i}", f"c{i % 50}", (("std", 1 + i % 3),), 600_000) for i in range(400)]
         replies = await client.execute_many(holds)
         granted = {r.hold_id: r for r in replies if isinstance(r, HoldGranted)}
@@ -55,7 +54,7 @@ async def test_concurrent_holds_are_durable_and_never_oversold(database_url: str
 async def test_killing_a_shard_mid_load_loses_nothing_acknowledged(database_url: str, redis_url: str) -> None:
     settings = shard_settings(database_url, redis_url, shard_count=1, batch_max=64)
     async with shards(settings) as (client, handles):
-        await client.execute(CreateEvent("k", "K", "Hall", "2027-01-01T20:00:00+00:00", (TierSpec("std", 100, 1500),)))
+        await client.execute(CreateEvent("k", "K", "Hall", starts_in(30), (TierSpec("std", 100, 1500),)))
         first_pid = (await handles[0].ping.remote())["pid"]
         holds = [HoldTickets("k", f"h{i}", "c", (("std", 1),), 600_000) for i in range(3000)]
         third = asyncio.Event()

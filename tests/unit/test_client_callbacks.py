@@ -16,6 +16,7 @@ from typing import Any
 from engine.domain.commands import CreateEvent, HoldTickets, TierSpec
 from engine.domain.errors import InsufficientInventory, StoreUnavailable
 from engine.domain.results import HoldGranted
+from tests.dates import starts_in
 from tests.unit.local_shard import LocalInventory, local_inventory
 
 
@@ -26,7 +27,7 @@ async def _event_on_local_shards(tickets: int, retry_for_s: float) -> AsyncItera
     inventory = local_inventory(retry_for_s=retry_for_s)
     try:
         tiers = (TierSpec("std", 10, tickets),)
-        await inventory.client.execute(CreateEvent("cb", "T", "V", "2027-01-01T20:00:00+00:00", tiers))
+        await inventory.client.execute(CreateEvent("cb", "T", "V", starts_in(30), tiers))
         yield inventory
     finally:
         await inventory.stop()

@@ -15,6 +15,7 @@ from engine.domain.commands import CancelBooking, CreateEvent, Deposit, HoldTick
 from engine.domain.results import HoldGranted
 from engine.log import START
 from engine.outbox import plan_message
+from tests.dates import starts_in
 from tests.integration.saga.stack import SagaStack, saga_stack
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.usefixtures("ray_cluster")]
@@ -35,7 +36,7 @@ async def stack(pg_server, redis_url: str, kafka_bootstrap: str) -> AsyncIterato
                 "show",
                 "Show",
                 "Hall",
-                "2027-05-01T20:00:00+00:00",
+                starts_in(30),
                 (TierSpec("std", PRICE, 100), TierSpec("cheap", 100, 100)),
             )
         )

@@ -18,6 +18,7 @@ from engine.domain import codec
 from engine.domain.commands import CancelBooking, CreateEvent, Deposit, HoldCar, HoldTickets, RegisterCar, TierSpec
 from engine.domain.results import HoldGranted
 from stack.servers import EmbeddedKafka
+from tests.dates import starts_in
 from tests.integration.saga.stack import TERMINAL, SagaStack, saga_stack
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.usefixtures("ray_cluster")]
@@ -69,10 +70,7 @@ async def test_every_saga_ends_and_the_money_adds_up_through_crashes(
             deposits = {c: rng.choice([0, 400, 2_000, 20_000]) for c in customers}
             await client.execute_many([Deposit(c, "d1", a) for c, a in deposits.items() if a])
             await client.execute_many(
-                [
-                    CreateEvent(f"ev{i}", "E", "V", "2027-05-01T20:00:00+00:00", (TierSpec("std", 300, 15),))
-                    for i in range(3)
-                ]
+                [CreateEvent(f"ev{i}", "E", "V", starts_in(30), (TierSpec("std", 300, 15),)) for i in range(3)]
                 + [RegisterCar(f"car{i}", "Volvo", "V60", "Oslo", 1_000, 1, 5, 100) for i in range(3)]
             )
             first_day = datetime.now(UTC).date() + timedelta(days=2)

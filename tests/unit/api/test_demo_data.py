@@ -6,6 +6,7 @@ import io
 import re
 import urllib.error
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from email.message import Message
 from typing import Any
 
@@ -16,7 +17,7 @@ from api.schemas import CreateEventIn, DepositIn, RegisterCarIn
 from engine.config import Settings
 from stack.demo import DemoRequest, api_base_url, demo_requests, send_requests
 from stack.processes import StartupError
-from tests.unit.api.conftest import Api
+from tests.unit.api.conftest import Api, today
 
 SCHEMAS: list[tuple[str, type[BaseModel]]] = [
     (r"/events", CreateEventIn),
@@ -56,12 +57,37 @@ def test_ids_are_unique_and_the_mix_is_what_the_readme_promises() -> None:
 
 
 async def test_loading_through_the_api_twice_changes_nothing_the_second_time(api: Api) -> None:
-    first = [await api.http.post(r.path, json=r.body, headers=api.admin) for r in demo_requests()]
+    day = today()
+    first = [await api.http.post(r.path, json=r.body, headers=api.admin) for r in demo_requests(day)]
     assert [r.status for r in first] == [201] * len(first), [r.body for r in first if r.status != 201]
-    second = [await api.http.post(r.path, json=r.body, headers=api.admin) for r in demo_requests()]
+    second = [await api.http.post(r.path, json=r.body, headers=api.admin) for r in demo_requests(day)]
     assert [r.status for r in second] == [200] * len(second)
     assert not any(r.json()["changed"] for r in second)
     assert (await api.http.get("/wallets/carol", headers=api.admin)).json()["balance"] == 1_000_000
+
+
+async def test_a_later_day_finds_the_events_and_cars_there_and_leaves_them(api: Api) -> None:
+    """The events' dates move with the day the demo is loaded; a data directory loaded on an earlier
+    day already has them (with their first dates): 409 already-exists, accepted for the demo's own
+    events and cars only, and nothing changes."""
+    for request in demo_requests(today()):
+        assert (await api.http.post(request.path, json=request.body, headers=api.admin)).status == 201
+    later = demo_requests(today() + timedelta(days=40))
+    replies = [await api.http.post(r.path, json=r.body, headers=api.admin) for r in later]
+    refused = [(r.path, reply.json()["code"]) for r, reply in zip(later, replies, strict=True) if reply.status == 409]
+    assert refused == [("/events", "already-exists")] * 3
+    assert all(r.exists_ok for r in later if r.path in ("/events", "/cars"))
+    assert not any(r.exists_ok for r in later if r.path.startswith("/wallets/"))
+    first = demo_requests(today())[0].body["starts_at"]
+    assert (await api.http.get("/events/nordic-lights-2027", headers=api.admin)).json()["starts_at"] == first
+
+
+def test_every_event_starts_in_the_future_within_the_default_horizon() -> None:
+    now = datetime.now(UTC)
+    for request in demo_requests():
+        if request.path == "/events":
+            starts = datetime.fromisoformat(request.body["starts_at"])
+            assert now < starts < now + timedelta(days=Settings().booking_horizon_days)
 
 
 # ---- the sender, with a fake urlopen ---------------------------------------------------------
@@ -107,6 +133,18 @@ def test_sender_posts_json_with_the_token() -> None:
 def test_sender_retries_503_and_refused_connections() -> None:
     opener = FakeOpener(http_error(503, b"{}"), ConnectionRefusedError("refused"), 201)
     assert send_requests("http://api", "t", [REQUEST], urlopen=opener, sleep=lambda _: None) == [201]
+
+
+def test_an_existing_demo_entity_is_accepted_only_where_allowed() -> None:
+    exists = b'{"title": "Already exists", "code": "already-exists", "detail": "event x already exists"}'
+    event = DemoRequest("POST", "/events", {}, exists_ok=True)
+    opener = FakeOpener(http_error(409, exists))
+    assert send_requests("http://api", "t", [event], urlopen=opener, sleep=lambda _: None) == [409]
+    with pytest.raises(StartupError, match="answered 409"):
+        send_requests("http://api", "t", [REQUEST], urlopen=FakeOpener(http_error(409, exists)), sleep=lambda _: None)
+    sold_out = b'{"title": "Sold out", "code": "sold-out"}'
+    with pytest.raises(StartupError, match="answered 409"):
+        send_requests("http://api", "t", [event], urlopen=FakeOpener(http_error(409, sold_out)), sleep=lambda _: None)
 
 
 def test_a_refusal_is_one_clear_line() -> None:
