@@ -49,6 +49,7 @@ from engine.saga import (
     payment_steps,
     result_steps,
 )
+from tests.dates import starts_in
 from tests.unit.local_shard import LocalInventory, local_inventory
 
 AT = 1_800_000_000_000
@@ -145,7 +146,7 @@ def test_only_a_succeeded_payment_whose_confirmation_was_refused_is_refunded() -
 async def shards() -> AsyncIterator[LocalInventory]:
     inventory = local_inventory(shard_count=2, retry_for_s=0.0)
     client = inventory.client
-    await client.execute(CreateEvent("e1", "Show", "Hall", "2027-09-01T20:00:00+00:00", (TierSpec("std", PRICE, 10),)))
+    await client.execute(CreateEvent("e1", "Show", "Hall", starts_in(30), (TierSpec("std", PRICE, 10),)))
     await client.execute(Deposit("alice", "d1", 10_000))
     await client.execute(Deposit("bob", "d1", 1_000))
     yield inventory
@@ -280,3 +281,29 @@ async def test_one_batch_of_many_bookings_is_one_call_per_shard(shards: LocalInv
     await pay.handle(holds)
     calls = [s.calls - b for s, b in zip(shards.shards, before, strict=True)]
     assert sum(calls) == 1, f"five payments of one customer should be one Ray call, were {calls}"
+
+
+async def test_a_free_ticket_is_confirmed_without_a_charge_even_under_a_minimum_payment(shards: LocalInventory) -> None:
+    """A tier priced 0, a customer who never deposited anything, a payment policy with a minimum:
+    the wallet records a payment of 0 (the decision), the booking is confirmed, no money moves,
+    and cancelling it later refunds nothing."""
+    client = shards.client
+    await client.execute(CreateEvent("free", "Open day", "Hall", starts_in(30), (TierSpec("gratis", 0, 5),)))
+    outbox = Outbox(shards)
+    pay, results = workers(shards, PaymentPolicy(min_amount=500))
+    granted = await client.execute(HoldTickets("free", "f1", "carol", (("gratis", 2),), 60_000))
+    assert granted.amount == 0
+    await pay.handle(outbox.new(TicketsHeld))
+    [decision] = outbox.new(PaymentSucceeded, PaymentFailed)
+    succeeded = codec.decode_record(decision.payload)
+    assert isinstance(succeeded, PaymentSucceeded)
+    assert (succeeded.amount, succeeded.customer_id, succeeded.booking_stream) == (0, "carol", "event/free")
+    await results.handle([decision])
+    view = await client.execute(GetState("free", "event"))
+    assert view.state["tiers"][0]["confirmed"] == 2
+    assert await balance(shards, "carol") == 0
+    await client.execute(CancelBooking("free", "event", "f1", "changed plans"))
+    await pay.handle(outbox.new(BookingCancelled))
+    assert await balance(shards, "carol") == 0
+    wallet = await client.execute(GetState("carol", "wallet"))
+    assert (wallet.state["balance"], wallet.state["refunds"]) == (0, 1)
