@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from actors.client import InventoryClient
 from api.auth import TokenVerifier
@@ -23,6 +23,7 @@ from api.edge import Edge
 from api.errors import install_error_handlers
 from api.hot_routes import HotRoutes
 from api.metrics import MetricsMiddleware, refresh_log_lags, render_metrics
+from api.openapi import install_openapi
 from api.problems import install_problem_handlers
 from api.responses import OrjsonResponse
 from api.revocation import PostgresOverApiPool, RevocationStore, RevokedTokens
@@ -108,7 +109,9 @@ def create_app(
         body = {"status": "ready" if not failing else "not ready", "failing": failing, "checks": checks}
         return OrjsonResponse(body, status_code=503 if failing else 200)
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics (text format)")
+    @app.get(
+        "/metrics", tags=["operations"], summary="Prometheus metrics (text format)", response_class=PlainTextResponse
+    )
     async def metrics() -> Response:
         postgres = app.state.dependencies.get("postgres")
         if postgres is not None and getattr(postgres, "pool", None) is not None:
@@ -119,4 +122,5 @@ def create_app(
     app.include_router(inventory_router)
     app.include_router(bookings_router)
     app.include_router(tokens_router)
+    install_openapi(app)
     return Edge(app, HotRoutes(app) if hot_path else None)

@@ -39,6 +39,10 @@ def problem(
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
+        # FastAPI's answer to a body it cannot even decode (bytes that are not UTF-8): the same
+        # 422 as for any other body that is not JSON, not a 400 of another shape.
+        return _invalid_body(request)
     titles = {404: "Not Found", 405: "Method Not Allowed", 401: "Unauthorized", 403: "Forbidden"}
     return problem(
         exc.status_code,
@@ -59,6 +63,19 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
         422,
         "Invalid request",
         "; ".join(f"{e['location']}: {e['message']}" for e in errors),
+        kind="invalid-request",
+        instance=request.url.path,
+        code="invalid-request",
+        errors=errors,
+    )
+
+
+def _invalid_body(request: Request) -> Response:
+    errors = [{"location": "body", "message": "the body is not JSON (UTF-8)"}]
+    return problem(
+        422,
+        "Invalid request",
+        "body: the body is not JSON (UTF-8)",
         kind="invalid-request",
         instance=request.url.path,
         code="invalid-request",

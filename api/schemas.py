@@ -110,12 +110,22 @@ class CreateEventIn(Body):
 
 
 class AddCapacityIn(Body):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"change_id": "more-2027-01", "tier": "standard", "quantity": 100}]}
+    )
+
     change_id: Id = Field(description="makes a retry harmless: the same change id is applied once")
     tier: Id
     quantity: Quantity
 
 
 class HoldTicketsIn(Body):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"quantities": {"standard": 2}}, {"quantities": {"vip": 1}, "ttl_seconds": 300}]
+        }
+    )
+
     quantities: dict[Id, Quantity] = Field(min_length=1, max_length=MAX_TIERS, description="tier name -> tickets")
     customer_id: Id | None = Field(None, description="admins only; a customer always holds for itself")
     ttl_seconds: TtlSeconds | None = Field(None, description="how long the hold lasts; default REZERV_HOLD_TTL_S")
@@ -154,6 +164,8 @@ class BlockCarIn(Body):
 
 # ---- wallets -------------------------------------------------------------------------------
 class DepositIn(Body):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"deposit_id": "topup-0001", "amount": 50_000}]})
+
     deposit_id: Id = Field(description="makes a retry harmless: the same deposit id is credited once")
     amount: Annotated[int, Field(strict=True, ge=1, le=MAX_DEPOSIT)]
 
@@ -238,15 +250,21 @@ class WalletOut(BaseModel):
     version: int
 
 
-class ProblemOut(BaseModel):
-    """RFC 9457 problem details, with the engine's error `code` as an extension member."""
+class ProblemErrorOut(BaseModel):
+    location: str = Field(description="where in the request, e.g. body.quantities.standard")
+    message: str
 
-    type: str
+
+class ProblemOut(BaseModel):
+    """RFC 9457 problem details, with the error's stable `code` as an extension member."""
+
+    type: str = Field(description="https://rezerv.dev/problems/<code>, or about:blank")
     title: str
     status: int
     detail: str | None = None
     instance: str | None = None
-    code: str | None = None
+    code: str | None = Field(None, description="stable: clients switch on it (see the README's HTTP API)")
+    errors: list[ProblemErrorOut] | None = Field(None, description="for invalid-request: each invalid part")
 
 
 # ---- bookings: the read model (api/routes_bookings.py) ---------------------------------------

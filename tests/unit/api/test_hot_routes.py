@@ -137,6 +137,8 @@ async def test_a_ticket_hold_is_answered_the_same_both_ways(twins: Twins, what: 
 
 RAW_REQUESTS: list[tuple[str, str, bytes, dict[str, str]]] = [
     ("invalid JSON", "/events/e1/holds", b'{"quantities": {', {"content-type": "application/json"}),
+    ("bytes that are not UTF-8", "/events/e1/holds", b"\xff\xfe{", {"content-type": "application/json"}),
+    ("a car hold not in UTF-8", "/cars/c1/holds", b'{"start": "\xe9"}', {"content-type": "application/json"}),
     ("empty body", "/events/e1/holds", b"", {"content-type": "application/json"}),
     ("text/plain", "/events/e1/holds", b'{"quantities": {"standard": 1}}', {"content-type": "text/plain"}),
     ("no content type", "/events/e1/holds", b'{"quantities": {"standard": 1}}', {}),
