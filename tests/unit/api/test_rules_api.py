@@ -269,6 +269,29 @@ async def test_text_with_control_characters_is_422(timed: TimedApi, what: str, p
     assert problem["code"] == "invalid-request"
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/events", {**event_body("e\x00vil")}),
+        ("/cars", car_body("c\n1")),
+        ("/events/e1/holds", {"quantities": {"standard": 1}, "customer_id": "bob\x00"}),
+        ("/events/e1/holds", {"quantities": {"stan\x00dard": 1}}),
+        ("/wallets/alice/deposits", {"deposit_id": "d\t1", "amount": 100}),
+    ],
+)
+async def test_ids_with_control_characters_are_422(timed: TimedApi, path: str, body: Any) -> None:
+    await timed.create_event()
+    reply = await timed.http.post(path, json=body, headers={**timed.admin, "Idempotency-Key": "k"})
+    assert "should match pattern" in assert_problem(reply, 422, "invalid-request")["detail"]
+
+
+@pytest.mark.parametrize("path", ["/events/e\x001", "/events/e\x001/holds", "/bookings/h\x7f1"])
+async def test_path_ids_with_control_characters_are_422(timed: TimedApi, path: str) -> None:
+    method = "GET" if path.startswith("/bookings") or path.count("/") == 2 else "POST"
+    reply = await timed.http.request(method, path, json={"quantities": {"standard": 1}}, headers=timed.admin)
+    assert_problem(reply, 422, "invalid-request")
+
+
 async def test_a_lone_surrogate_in_text_is_422_not_a_crash(timed: TimedApi) -> None:
     raw = orjson.dumps(event_body()).replace(b'"Nordic Lights"', b'"Nordic \\ud800Lights"')
     reply = await timed.http.post("/events", content=raw, headers={**timed.admin, "content-type": "application/json"})
