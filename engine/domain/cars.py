@@ -147,20 +147,7 @@ class RentalCar(BookingHost):
             if definition == self._definition():
                 return Done(self.entity_id, self.entity_id, "REGISTERED", changed=False)
             raise AlreadyExists(f"car {self.entity_id} already exists with another definition")
-        self.record(
-            CarRegistered(
-                self.entity_id,
-                cmd.brand,
-                cmd.model,
-                cmd.location,
-                cmd.daily_rate,
-                cmd.min_days,
-                cmd.discount_from_days,
-                cmd.discount_per_day,
-                now,
-                cutoff,
-            )
-        )
+        self.record(CarRegistered(self.entity_id, *definition[:7], now, cutoff))
         return Done(self.entity_id, self.entity_id, "REGISTERED")
 
     def hold(self, cmd: HoldCar, now: int) -> HoldGranted:

@@ -32,6 +32,9 @@ class ShiftedClock:
     def now_ms(self) -> int:
         return time.time_ns() // 1_000_000 + self.offset_ms
 
+    def travel(self, ms: int) -> None:
+        self.offset_ms += ms
+
 
 class _RemoteMethod:
     """The `.remote` of a Ray actor method: call it, get something to await."""

@@ -110,11 +110,10 @@ def settings() -> Settings:
     return Settings(jwt_secret=SECRET, hold_ttl_s=600.0)
 
 
-@pytest.fixture
-async def api(settings: Settings) -> AsyncIterator[Api]:
-    inventory = local_inventory()
+def api_over(settings: Settings, inventory: LocalInventory) -> Api:
+    """An API with these settings over these shards, and tokens for root (admin), alice and bob."""
     app = create_app(settings, dependencies=[], inventory=inventory.client)
-    yield Api(
+    return Api(
         http=AsgiClient(app),
         settings=settings,
         inventory=inventory,
@@ -122,4 +121,10 @@ async def api(settings: Settings) -> AsyncIterator[Api]:
         alice=bearer(settings, "alice"),
         bob=bearer(settings, "bob"),
     )
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[Api]:
+    inventory = local_inventory()
+    yield api_over(settings, inventory)
     await inventory.stop()
