@@ -37,6 +37,7 @@ from schemathesis.python.asgi import shutdown_lifespans
 from api.app import create_app
 from api.auth import issue_token
 from api.metrics import Message, Receive, Scope, Send
+from api.revocation import InMemoryRevocations
 from engine.config import Settings
 from engine.domain.commands import (
     BlockCar,
@@ -85,7 +86,7 @@ class AppOnLocalShards:
         bookings = FakeBookings()
         bookings.add(held("h-alice", customer=CUSTOMER))
         bookings.add(held("h-bob", customer="bob", status="CONFIRMED"))
-        self.edge = create_app(settings, dependencies=[], bookings=bookings)
+        self.edge = create_app(settings, dependencies=[], bookings=bookings, revocations=InMemoryRevocations())
         self.inventory: LocalInventory | None = None
         self._starting: asyncio.Lock | None = None
 
