@@ -8,10 +8,11 @@ In front of FastAPI, in this order, for every HTTP request:
 2. A request for a route that needs a token is refused (401) unless its bearer token verifies,
    before its body is read or parsed: a stranger's 50 MB of JSON costs nothing. The verified
    principal is left in the scope, where `current_principal` finds it (api/auth.py).
-3. The hot requests (api/hot_routes.py) are admitted only while fewer than
-   REZERV_API_MAX_IN_FLIGHT of them are in progress; past that they are answered 429 with
-   Retry-After at once. Why: a request that waits behind thousands of others answers late for
-   everyone; refusing the excess early keeps the accepted ones fast, and a client that honours
+3. The hot requests (api/hot_routes.py) are admitted only while fewer are in progress than the
+   limit of api/admission.py (the recent completion rate times REZERV_API_TARGET_LATENCY_MS,
+   between REZERV_API_MIN_IN_FLIGHT and REZERV_API_MAX_IN_FLIGHT); past it they are answered 429
+   with Retry-After at once. Why: a request that waits behind thousands of others answers late
+   for everyone; refusing the excess early keeps the accepted ones fast, and a client that honours
    Retry-After (with the same Idempotency-Key) gets its hold a moment later instead of a timeout.
 4. The hot requests are answered by the hot path; everything else by FastAPI.
 
@@ -29,6 +30,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.responses import Response
 
+from api.admission import Admission
 from api.auth import SCOPE_PRINCIPAL, Unauthorized, current_principal, verifier_of
 from api.errors import api_problem_response
 from api.hot_routes import Answer, HotRoutes, Request
@@ -48,7 +50,12 @@ class Edge:
         self.settings = app.state.settings
         self.hot = hot
         self.max_body = self.settings.api_max_body_bytes
-        self.max_in_flight = self.settings.api_max_in_flight
+        self.admission = Admission(
+            self.settings.api_target_latency_ms / 1000,
+            self.settings.api_min_in_flight,
+            self.settings.api_max_in_flight,
+            time.monotonic(),
+        )
         self.hot_in_flight = 0
         self.rejected = 0  # hot requests answered 429
         self.answered = 0  # hot requests the hot path answered
@@ -92,7 +99,7 @@ class Edge:
         if route is None:
             await self.app(scope, _limited(receive, self.max_body), send)
             return
-        if self.hot_in_flight >= self.max_in_flight:
+        if not self.admission.admits(self.hot_in_flight):
             self.rejected += 1
             await _send(send, _overloaded(path))
             observe(route.template, method, 429, 0.0)
@@ -115,6 +122,7 @@ class Edge:
             observe(route.template, method, answer.status, time.perf_counter() - started)
         finally:
             self.hot_in_flight -= 1
+            self.admission.completed(time.monotonic())
 
     def _is_public(self, method: str, path: str) -> bool:
         """True for the routes that need no token (those whose dependencies do not include

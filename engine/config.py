@@ -46,7 +46,13 @@ class Settings:
     api_max_body_bytes: int = field(default=65_536, metadata={"doc": "larger request bodies get 413, unread"})
     api_max_header_bytes: int = field(default=16_384, metadata={"doc": "request line + headers; larger get 431"})
     api_max_in_flight: int = field(
-        default=1024, metadata={"doc": "holds in progress per API worker; past it 429 with Retry-After"}
+        default=1024, metadata={"doc": "most hot requests in progress per API worker; past it 429 + Retry-After"}
+    )
+    api_min_in_flight: int = field(
+        default=256, metadata={"doc": "the in-progress limit never falls below this (see api/admission.py)"}
+    )
+    api_target_latency_ms: float = field(
+        default=150.0, metadata={"doc": "in-progress limit = completions/s x this, within min and max"}
     )
     token_max_ttl_s: float = field(
         default=86400.0, metadata={"doc": "longest token lifetime issued or accepted (exp - iat)"}
@@ -156,6 +162,7 @@ class Settings:
             "api_max_body_bytes",
             "api_max_header_bytes",
             "api_max_in_flight",
+            "api_min_in_flight",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be at least 1")
@@ -170,6 +177,10 @@ class Settings:
             raise ConfigError(f"{PREFIX}BOOKING_HORIZON_DAYS must be from 1 to {MAX_HORIZON_DAYS} (the engine's limit)")
         if not 0 <= self.cancel_cutoff_s <= self.booking_horizon_days * 86_400:
             raise ConfigError(f"{PREFIX}CANCEL_CUTOFF_S must be from 0 to the booking horizon, in seconds")
+        if self.api_min_in_flight > self.api_max_in_flight:
+            raise ConfigError(f"{PREFIX}API_MIN_IN_FLIGHT must not exceed {PREFIX}API_MAX_IN_FLIGHT")
+        if self.api_target_latency_ms <= 0:
+            raise ConfigError(f"{PREFIX}API_TARGET_LATENCY_MS must be positive")
         if self.inbox_retention_s <= 0:
             raise ConfigError(f"{PREFIX}INBOX_RETENTION_S must be positive (seconds)")
         if self.database_url and not self.database_url.startswith(("postgres://", "postgresql://")):

@@ -138,7 +138,7 @@ class Stalled:
 
 
 async def test_past_the_in_flight_limit_holds_get_429_with_retry_after_and_later_succeed(settings: Settings) -> None:
-    limited = settings.replace(api_max_in_flight=2)
+    limited = settings.replace(api_max_in_flight=2, api_min_in_flight=2)
     inventory = local_inventory(shard_count=1)
     admin = bearer(limited, "root", "admin")
     app = create_app(limited, dependencies=[], inventory=inventory.client)
