@@ -35,7 +35,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--users", type=_ints, default=(16, 64, 256, 1024), help="the step load: users per step")
     parser.add_argument("--window", type=float, default=20.0, help="measured seconds per step")
     parser.add_argument("--customers", type=int, default=1_000, help="distinct customers, each funded, own token")
-    parser.add_argument("--read-after", type=float, default=1.0, help="seconds between a hold and reading it")
+    parser.add_argument("--read-after", type=float, default=2.0, help="seconds between a hold and reading it")
     parser.add_argument(
         "--locust-processes", type=int, default=1, help="Locust processes (-1: one per core); see README"
     )

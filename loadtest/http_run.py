@@ -46,7 +46,7 @@ class RunOptions:
     scenario: str = FLASH_SALE
     users: tuple[int, ...] = (16, 64, 256, 1024)
     window_s: float = 20.0
-    read_after_s: float = 1.0
+    read_after_s: float = 2.0
     customers: int = 1_000
     events: int = 50
     cars: int = 20

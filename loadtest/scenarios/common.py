@@ -51,7 +51,7 @@ def _arguments(parser: Any) -> None:
     parser.add_argument("--population", default="", help="the population file `rezerv loadtest` wrote")
     parser.add_argument("--records-dir", default="", help="where each process writes what its users were told")
     parser.add_argument("--window", type=float, default=0.0, help="seconds after spawning; 0: until stopped")
-    parser.add_argument("--read-after", type=float, default=1.0, help="seconds between a hold and its read")
+    parser.add_argument("--read-after", type=float, default=2.0, help="seconds between a hold and its read")
 
 
 def _options(environment: Any) -> Any:
