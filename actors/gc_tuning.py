@@ -25,3 +25,13 @@ def tune() -> None:
 def collect_when_idle() -> int:
     """A full collection; call it when nothing is waiting for this process."""
     return gc.collect()
+
+
+def settle_server() -> None:
+    """For a request server (the API) once it has started: move everything built so far (the
+    application, its routes and schemas, the imported modules) out of the collector's sight with
+    `gc.freeze`, and collect the young generations less often. Requests allocate much and keep
+    little; without this every full collection walks the whole application again."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(YOUNG_THRESHOLD, GEN1_EVERY, GEN1_EVERY)

@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.responses import PlainTextResponse, Response
 
+from actors import gc_tuning
 from actors.client import InventoryClient
 from api.auth import TokenVerifier
 from api.dependencies import Dependency, Postgres, dependencies_from, run_check
@@ -63,6 +64,7 @@ def create_app(
         # Try every dependency once so the first real request does not pay for connecting, and
         # load the revoked tokens before the first request is let in.
         await asyncio.gather(*(run_check(d) for d in deps))
+        gc_tuning.settle_server()
         try:
             await asyncio.wait_for(revoked.refresh(), 5.0)
         except Exception as exc:
