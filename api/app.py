@@ -19,6 +19,8 @@ from starlette.responses import PlainTextResponse, Response
 from actors import gc_tuning
 from actors.client import InventoryClient
 from api.auth import TokenVerifier
+from api.catalog_cache import CatalogPages
+from api.cursors import CursorCodec
 from api.dependencies import Dependency, Postgres, dependencies_from, run_check
 from api.edge import Edge
 from api.errors import install_error_handlers
@@ -30,9 +32,12 @@ from api.responses import OrjsonResponse
 from api.revocation import PostgresOverApiPool, RevocationStore, RevokedTokens
 from api.routes_bookings import BookingsRepository, default_bookings
 from api.routes_bookings import router as bookings_router
+from api.routes_catalog import default_catalog, default_pages
+from api.routes_catalog import router as catalog_router
 from api.routes_inventory import router as inventory_router
 from api.routes_tokens import router as tokens_router
 from engine.config import Settings
+from engine.projections.catalog_queries import CatalogReader
 
 log = logging.getLogger("rezerv.api")
 
@@ -44,12 +49,16 @@ def create_app(
     bookings: BookingsRepository | None = None,
     hot_path: bool = True,
     revocations: RevocationStore | None = None,
+    catalog: CatalogReader | None = None,
+    catalog_pages: CatalogPages | None = None,
 ) -> Edge:
     """`inventory`: the engine client to use (tests pass one on fakes); None builds one over Ray on first use.
 
     `bookings`: the bookings read model to answer from (tests pass an in-memory one); None reads
     PostgreSQL through the "postgres" dependency's pool. `revocations`: where revoked token ids
     are kept (tests pass an in-memory store); None uses PostgreSQL likewise (none without it).
+    `catalog`, `catalog_pages`: the catalog read model and its page cache (tests pass their own);
+    None reads PostgreSQL and caches in the "redis" dependency's Redis.
 
     `hot_path=False` leaves the hot requests to FastAPI too (the tests compare the two)."""
     settings = settings or Settings.from_env()
@@ -90,6 +99,9 @@ def create_app(
     app.state.revocations = revocations
     app.state.revoked_tokens = revoked
     app.state.token_verifier = TokenVerifier(settings, revoked)
+    app.state.catalog = catalog if catalog is not None else default_catalog(app.state.dependencies)
+    app.state.catalog_pages = catalog_pages or default_pages(settings, app.state.dependencies)
+    app.state.cursors = CursorCodec(settings.jwt_secret)
     install_problem_handlers(app)
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware)
@@ -124,5 +136,6 @@ def create_app(
     app.include_router(inventory_router)
     app.include_router(bookings_router)
     app.include_router(tokens_router)
+    app.include_router(catalog_router)
     install_openapi(app)
     return Edge(app, HotRoutes(app) if hot_path else None)

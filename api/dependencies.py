@@ -85,6 +85,19 @@ class Postgres:
             await self.pool.close()
 
 
+async def pool_of(postgres: Postgres | None) -> Any:
+    """The dependency's pool, connecting on first use; StoreUnavailable (a 503) when there is no
+    PostgreSQL configured or it cannot be reached."""
+    from engine.domain.errors import StoreUnavailable
+
+    if postgres is None:
+        raise StoreUnavailable("the API has no PostgreSQL dependency")
+    try:
+        return await postgres.get_pool()
+    except Exception as exc:
+        raise StoreUnavailable(f"PostgreSQL is not reachable: {type(exc).__name__}: {exc}") from exc
+
+
 @dataclass
 class Redis:
     url: str

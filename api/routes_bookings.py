@@ -15,6 +15,7 @@ document the shapes.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from enum import StrEnum
 from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -22,11 +23,12 @@ from starlette.responses import Response
 
 from api.auth import CurrentPrincipal, Principal
 from api.batching import Coalescer
-from api.dependencies import Postgres
+from api.cursors import CursorCodec, InvalidCursor
+from api.dependencies import Postgres, pool_of
 from api.errors import ApiProblem
+from api.parameters import known_parameters
 from api.responses import OrjsonResponse, iso_utc
 from api.schemas import ID_PATTERN, BookingOut, CustomerBookingsOut, ProblemOut
-from engine.domain.errors import StoreUnavailable
 from engine.projections.bookings import TIME_FIELD, Booking
 
 MAX_PAGE = 200
@@ -37,12 +39,23 @@ PathId = Annotated[str, Path(pattern=ID_PATTERN)]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="how many bookings, most recently held first")]
 
 
+class BookingStatus(StrEnum):
+    HELD = "HELD"
+    CONFIRMED = "CONFIRMED"
+    RELEASED = "RELEASED"
+    EXPIRED = "EXPIRED"
+    CANCELLED = "CANCELLED"
+
+
 class BookingsRepository(Protocol):
     async def get(self, hold_id: str) -> Booking | None:
         """The booking, or None if the read model has no such hold."""
 
-    async def of_customer(self, customer_id: str, limit: int) -> list[Booking]:
-        """Up to `limit` of the customer's bookings, most recently held first."""
+    async def of_customer(
+        self, customer_id: str, limit: int, statuses: Sequence[str] = (), before: tuple[int, str] | None = None
+    ) -> list[Booking]:
+        """Up to `limit` of the customer's bookings in `statuses` (any if empty), most recently
+        held first (ties by hold id, descending), after `before` = (held_at, hold_id) if given."""
 
 
 class PostgresBookings:
@@ -57,12 +70,7 @@ class PostgresBookings:
         self.lookups: Coalescer[str, Booking] = Coalescer(self._get_many)
 
     async def _pool(self) -> Any:
-        if self.postgres is None:
-            raise StoreUnavailable("the API has no PostgreSQL dependency")
-        try:
-            return await self.postgres.get_pool()
-        except Exception as exc:
-            raise StoreUnavailable(f"PostgreSQL is not reachable: {type(exc).__name__}: {exc}") from exc
+        return await pool_of(self.postgres)
 
     async def get(self, hold_id: str) -> Booking | None:
         return await self.lookups.get(hold_id)
@@ -72,10 +80,12 @@ class PostgresBookings:
 
         return await get_bookings(await self._pool(), hold_ids)
 
-    async def of_customer(self, customer_id: str, limit: int) -> list[Booking]:
+    async def of_customer(
+        self, customer_id: str, limit: int, statuses: Sequence[str] = (), before: tuple[int, str] | None = None
+    ) -> list[Booking]:
         from engine.adapters.pg_bookings import customer_bookings
 
-        return await customer_bookings(await self._pool(), customer_id, limit)
+        return await customer_bookings(await self._pool(), customer_id, limit, statuses, before)
 
 
 def default_bookings(dependencies: Mapping[str, object]) -> BookingsRepository:
@@ -158,13 +168,41 @@ async def read_booking(hold_id: PathId, principal: CurrentPrincipal, bookings: B
     summary="A customer's bookings, most recently held first (admin or the customer)",
     responses={
         200: {"model": CustomerBookingsOut, "description": "the bookings"},
-        **_problems(401, 403, 422, 503),
+        **_problems(400, 401, 403, 422, 503),
     },
+    dependencies=[Depends(known_parameters("limit", "status", "cursor"))],
 )
 async def list_customer_bookings(
-    customer_id: PathId, principal: CurrentPrincipal, bookings: Bookings, limit: Limit = 50
+    customer_id: PathId,
+    principal: CurrentPrincipal,
+    bookings: Bookings,
+    request: Request,
+    limit: Limit = 50,
+    status: Annotated[
+        list[BookingStatus] | None, Query(description="only these statuses (repeat the parameter for several)")
+    ] = None,
+    cursor: Annotated[
+        str | None, Query(min_length=1, max_length=512, description="`next_cursor` of the last page")
+    ] = None,
 ) -> Response:
+    """Keyset pages: `next_cursor` (null on the last page) goes back as `cursor`; a cursor is signed
+    and tied to its customer and status filter (altered or reused elsewhere: 400)."""
     if not principal.may_act_for(customer_id):
         raise ApiProblem(403, "not-your-bookings", "Forbidden", f"only {customer_id} or an admin may list these")
-    found = await bookings.of_customer(customer_id, limit)
-    return OrjsonResponse({"customer_id": customer_id, "bookings": [booking_body(b) for b in found]})
+    statuses = sorted({s.value for s in status or ()})
+    fingerprint = f"bookings|{customer_id}|{','.join(statuses)}"
+    cursors: CursorCodec = request.app.state.cursors
+    before: tuple[int, str] | None = None
+    if cursor is not None:
+        try:
+            held_at, hold_id = cursors.decode(cursor, fingerprint)
+        except (InvalidCursor, ValueError):
+            raise ApiProblem(
+                400, "invalid-cursor", "Invalid cursor", "the cursor is not one this listing issued"
+            ) from None
+        before = (int(held_at), str(hold_id))
+    found = await bookings.of_customer(customer_id, limit + 1, statuses, before)
+    page = found[:limit]
+    next_cursor = cursors.encode(fingerprint, (page[-1].held_at, page[-1].hold_id)) if len(found) > limit else None
+    body = {"customer_id": customer_id, "bookings": [booking_body(b) for b in page], "next_cursor": next_cursor}
+    return OrjsonResponse(body)

@@ -297,6 +297,7 @@ class BookingOut(BaseModel):
 class CustomerBookingsOut(BaseModel):
     customer_id: str
     bookings: list[BookingOut] = Field(description="most recently held first")
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
 
 
 # ---- tokens --------------------------------------------------------------------------------
@@ -309,3 +310,71 @@ class RevokedTokenOut(BaseModel):
     token_id: str
     revoked: bool = Field(description="always true: the token is refused from now on")
     changed: bool = Field(description="false when the token was revoked already")
+
+
+# ---- the catalog (api/routes_catalog.py) -------------------------------------------------------
+class FreshnessOut(BaseModel):
+    source: str = Field(description="cache or database")
+    read_at: str = Field(description="when this page was read from the read model; ISO 8601, UTC")
+    age_s: float = Field(description="seconds since read_at")
+    max_age_s: float | None = Field(None, description="the longest a cached page is served; absent if never cached")
+
+
+class EventItemOut(BaseModel):
+    event_id: str
+    title: str
+    venue: str
+    starts_at: str = Field(description="ISO 8601 with the event's UTC offset")
+    sales_open: bool
+    price_from: int = Field(description="the cheapest tier's price")
+    price_to: int = Field(description="the dearest tier's price")
+    available: int = Field(description="tickets left over all tiers")
+    max_tickets_per_booking: int = Field(description="0 means no limit")
+    tiers: list[TierOut]
+    updated_at: str = Field(description="time of the event's last change the catalog applied")
+    href: str = Field(description="the event's live view (GET), and where holds go (POST .../holds)")
+
+
+class PageOut(BaseModel):
+    freshness: FreshnessOut
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
+    limit: int
+    projected_through: str | None = Field(
+        description="time of the newest logged event the catalog had applied when this page was read"
+    )
+
+
+class EventPageOut(PageOut):
+    items: list[EventItemOut]
+
+
+class CarWindowOut(BaseModel):
+    start: str
+    end: str = Field(description="day of return, exclusive")
+    days: int
+    price: int = Field(description="the rental's price for the window, discounts included")
+
+
+class MaintenanceOut(BaseModel):
+    block_id: str
+    start: str
+    end: str
+
+
+class CarItemOut(BaseModel):
+    car_id: str
+    brand: str
+    model: str
+    location: str
+    daily_rate: int
+    min_days: int
+    discount_from_days: int
+    discount_per_day: int
+    updated_at: str
+    href: str
+    window: CarWindowOut | None = Field(None, description="with available_from/available_to only")
+    maintenance: list[MaintenanceOut] | None = Field(None, description="admin listings only: current and coming")
+
+
+class CarPageOut(PageOut):
+    items: list[CarItemOut]

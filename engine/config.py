@@ -119,6 +119,11 @@ class Settings:
         default=7 * 86400.0, metadata={"doc": "how long consumers remember processed message ids"}
     )
 
+    # Catalog (read models for browsing).
+    catalog_cache_ttl_s: float = field(
+        default=10.0, metadata={"doc": "longest a cached catalog page is served (Redis); 0 = no cache"}
+    )
+
     log_level: str = field(default="INFO", metadata={"doc": "log level of rezerv processes"})
 
     @classmethod
@@ -181,6 +186,8 @@ class Settings:
             raise ConfigError(f"{PREFIX}API_MIN_IN_FLIGHT must not exceed {PREFIX}API_MAX_IN_FLIGHT")
         if self.api_target_latency_ms <= 0:
             raise ConfigError(f"{PREFIX}API_TARGET_LATENCY_MS must be positive")
+        if self.catalog_cache_ttl_s < 0:
+            raise ConfigError(f"{PREFIX}CATALOG_CACHE_TTL_S must be 0 (no cache) or positive (seconds)")
         if self.inbox_retention_s <= 0:
             raise ConfigError(f"{PREFIX}INBOX_RETENTION_S must be positive (seconds)")
         if self.database_url and not self.database_url.startswith(("postgres://", "postgresql://")):

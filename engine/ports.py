@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -240,3 +240,20 @@ class PendingSagas(Protocol):
 
     async def purge_inbox(self, older_than_s: float, limit: int) -> int:
         """Forget up to `limit` processed-message rows older than `older_than_s`; returns how many."""
+class PageCache(Protocol):
+    """Cached answers (catalog pages) per kind, each kind with a generation that invalidates.
+
+    Cache-aside without a race: a reader looks up a page and learns the kind's generation in the
+    same step, reads the database only on a miss, and stores what it read under the generation
+    it saw. A writer that changed the data moves the generation after its commit: a page read
+    before the change was stored under the old generation, which no lookup asks for again, so a
+    stale page can only be served until its TTL ends if a writer fails to invalidate."""
+
+    async def lookup(self, kind: str, key: str) -> tuple[int, bytes | None]:
+        """(the kind's current generation, the page stored for `key` under it or None)."""
+
+    async def store(self, kind: str, key: str, generation: int, page: bytes, ttl_s: float) -> None:
+        """Keep `page` for `key` under `generation` for `ttl_s` seconds."""
+
+    async def invalidate(self, kinds: Iterable[str]) -> None:
+        """Move each kind to a new generation: no page stored before is looked up again."""

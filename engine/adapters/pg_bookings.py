@@ -278,7 +278,13 @@ _GET = f"SELECT {_COLUMNS} FROM bookings WHERE hold_id = $1"
 
 _GET_MANY = f"SELECT {_COLUMNS} FROM bookings WHERE hold_id = ANY($1::text[])"
 
-_OF_CUSTOMER = f"SELECT {_COLUMNS} FROM bookings WHERE customer_id = $1 ORDER BY held_at DESC, hold_id LIMIT $2"
+# Newest first; a page continues strictly after (held_at, hold_id) of the previous page's last row.
+_OF_CUSTOMER = f"""
+SELECT {_COLUMNS} FROM bookings
+ WHERE customer_id = $1 AND (cardinality($3::text[]) = 0 OR status = ANY($3::text[]))
+   AND ($4::bigint IS NULL OR (held_at, hold_id) < ($4::bigint, $5::text))
+ ORDER BY held_at DESC, hold_id DESC LIMIT $2
+"""
 
 
 def _check_limit(limit: int) -> int:
@@ -348,7 +354,24 @@ async def get_bookings(pool: asyncpg.Pool, hold_ids: Sequence[str]) -> dict[str,
     return {r["hold_id"]: Booking(**dict(r)) for r in rows}
 
 
-async def customer_bookings(pool: asyncpg.Pool, customer_id: str, limit: int) -> list[Booking]:
-    """The customer's bookings, most recently held first."""
-    rows = await _fetch(pool, f"bookings of {customer_id}", _OF_CUSTOMER, customer_id, _check_limit(limit))
+async def customer_bookings(
+    pool: asyncpg.Pool,
+    customer_id: str,
+    limit: int,
+    statuses: Sequence[str] = (),
+    before: tuple[int, str] | None = None,
+) -> list[Booking]:
+    """The customer's bookings, most recently held first (ties by hold id, descending): those in
+    `statuses` (all if empty), after the booking held at `before` = (held_at, hold_id) if given."""
+    held_at, hold_id = before if before is not None else (None, None)
+    rows = await _fetch(
+        pool,
+        f"bookings of {customer_id}",
+        _OF_CUSTOMER,
+        customer_id,
+        _check_limit(limit),
+        list(statuses),
+        held_at,
+        hold_id,
+    )
     return [Booking(**dict(r)) for r in rows]

@@ -27,14 +27,25 @@ def assert_problem(reply: Reply, status: int, code: str | None = None) -> dict[s
 
 # ---- authentication and roles ----------------------------------------------------------------
 async def test_no_token_is_401_problem(api: Api) -> None:
-    reply = await api.http.get("/events/e1")
+    reply = await api.http.get("/wallets/alice")
     assert_problem(reply, 401)
     assert reply.headers["www-authenticate"] == "Bearer"
 
 
 async def test_bad_token_is_401(api: Api) -> None:
-    reply = await api.http.get("/events/e1", headers={"Authorization": "Bearer not.a.jwt"})
+    reply = await api.http.get("/wallets/alice", headers={"Authorization": "Bearer not.a.jwt"})
     assert_problem(reply, 401)
+
+
+async def test_anyone_may_read_an_event_or_a_car_without_a_token(api: Api) -> None:
+    await api.create_event("e1")
+    await api.register_car("c1")
+    event = await api.http.get("/events/e1")
+    assert event.status == 200, event.body
+    assert event.json()["tiers"][0]["available"] == 10
+    car = await api.http.get("/cars/c1")
+    assert car.status == 200, car.body
+    assert car.json()["taken"] == []
 
 
 async def test_token_signed_with_another_secret_is_401(api: Api) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -33,10 +34,18 @@ class FakeBookings:
             raise StoreUnavailable("database down at 10.0.0.7:5432")
         return self.rows.get(hold_id)
 
-    async def of_customer(self, customer_id: str, limit: int) -> list[Booking]:
+    async def of_customer(
+        self, customer_id: str, limit: int, statuses: Sequence[str] = (), before: tuple[int, str] | None = None
+    ) -> list[Booking]:
         self.asked_limits.append(limit)
-        mine = [b for b in self.rows.values() if b.customer_id == customer_id]
-        return sorted(mine, key=lambda b: b.held_at, reverse=True)[:limit]
+        mine = [
+            b
+            for b in self.rows.values()
+            if b.customer_id == customer_id
+            and (not statuses or b.status in statuses)
+            and (before is None or (b.held_at, b.hold_id) < before)
+        ]
+        return sorted(mine, key=lambda b: (b.held_at, b.hold_id), reverse=True)[:limit]
 
 
 def held(hold_id: str = "h1", customer: str = "alice", at: int = AT, **changes: object) -> Booking:
@@ -180,14 +189,15 @@ async def test_a_customer_lists_its_bookings_newest_first(client: Client) -> Non
     body = reply.json()
     assert body["customer_id"] == "alice"
     assert [b["hold_id"] for b in body["bookings"]] == ["h2", "h1", "h0"]
-    assert client.bookings.asked_limits == [50]
+    assert client.bookings.asked_limits == [51], "one more than the page, to know if another page follows"
+    assert body["next_cursor"] is None
     limited = await client.http.get("/customers/alice/bookings?limit=2", headers=client.as_("root", "admin"))
     assert [b["hold_id"] for b in limited.json()["bookings"]] == ["h2", "h1"]
 
 
 async def test_a_customer_with_no_bookings_gets_an_empty_list(client: Client) -> None:
     reply = await client.http.get("/customers/carol/bookings", headers=client.as_("carol"))
-    assert reply.json() == {"customer_id": "carol", "bookings": []}
+    assert reply.json() == {"customer_id": "carol", "bookings": [], "next_cursor": None}
 
 
 async def test_only_the_customer_or_an_admin_lists(client: Client) -> None:
@@ -213,3 +223,65 @@ async def test_openapi_documents_the_booking_routes(client: Client) -> None:
     schemas = spec["components"]["schemas"]
     assert {"BookingOut", "BookingPaymentOut", "BookingTransitionOut", "CustomerBookingsOut"} <= set(schemas)
     assert {"401", "404", "503"} <= set(spec["paths"]["/bookings/{hold_id}"]["get"]["responses"])
+
+
+# ---- pages -----------------------------------------------------------------------------------
+async def pages(client: Client, path: str, who: dict[str, str]) -> list[list[str]]:
+    out: list[list[str]] = []
+    url = path
+    while True:
+        reply = await client.http.get(url, headers=who)
+        assert reply.status == 200, reply.body
+        body = reply.json()
+        out.append([b["hold_id"] for b in body["bookings"]])
+        if body["next_cursor"] is None:
+            return out
+        url = f"{path}&cursor={body['next_cursor']}"
+
+
+async def test_a_customer_pages_through_its_bookings_with_a_cursor(client: Client) -> None:
+    for i in range(7):
+        client.bookings.add(held(f"h{i}", at=AT + (i // 2) * 1000))  # pairs share a time: ties by id
+    client.bookings.add(held("theirs", customer="bob"))
+    got = await pages(client, "/customers/alice/bookings?limit=3", client.as_("alice"))
+    assert got == [["h6", "h5", "h4"], ["h3", "h2", "h1"], ["h0"]]
+
+
+async def test_a_full_last_page_says_there_is_no_next_one(client: Client) -> None:
+    for i in range(4):
+        client.bookings.add(held(f"h{i}", at=AT + i))
+    assert await pages(client, "/customers/alice/bookings?limit=2", client.as_("alice")) == [["h3", "h2"], ["h1", "h0"]]
+
+
+async def test_bookings_are_filtered_by_status(client: Client) -> None:
+    client.bookings.add(held("h-held", at=AT + 3))
+    client.bookings.add(held("h-confirmed", at=AT + 2, status="CONFIRMED", confirmed_at=AT + 5))
+    client.bookings.add(held("h-released", at=AT + 1, status="RELEASED", released_at=AT + 5))
+    one = await pages(client, "/customers/alice/bookings?limit=5&status=CONFIRMED", client.as_("alice"))
+    assert one == [["h-confirmed"]]
+    two = await pages(client, "/customers/alice/bookings?limit=1&status=HELD&status=RELEASED", client.as_("alice"))
+    assert two == [["h-held"], ["h-released"]]
+    reply = await client.http.get("/customers/alice/bookings?status=LOST", headers=client.as_("alice"))
+    assert_problem(reply, 422, "invalid-request")
+
+
+async def test_a_tampered_or_foreign_cursor_is_a_400(client: Client) -> None:
+    for i in range(3):
+        client.bookings.add(held(f"h{i}", at=AT + i))
+        client.bookings.add(held(f"b{i}", customer="bob", at=AT + i))
+    first = (await client.http.get("/customers/alice/bookings?limit=1", headers=client.as_("alice"))).json()
+    cursor = first["next_cursor"]
+    body, mac = cursor.split(".")
+    tampered = ("A" if body[0] != "A" else "B") + body[1:] + "." + mac
+    reply = await client.http.get(f"/customers/alice/bookings?limit=1&cursor={tampered}", headers=client.as_("alice"))
+    assert_problem(reply, 400, "invalid-cursor")
+    other_filter = f"/customers/alice/bookings?limit=1&status=HELD&cursor={cursor}"
+    assert_problem(await client.http.get(other_filter, headers=client.as_("alice")), 400, "invalid-cursor")
+    other_customer = f"/customers/bob/bookings?limit=1&cursor={cursor}"
+    assert_problem(await client.http.get(other_customer, headers=client.as_("bob")), 400, "invalid-cursor")
+
+
+async def test_an_offset_is_refused_not_ignored(client: Client) -> None:
+    reply = await client.http.get("/customers/alice/bookings?offset=50", headers=client.as_("alice"))
+    body = assert_problem(reply, 422, "unknown-parameter")
+    assert "offset" in body["detail"]
