@@ -1,7 +1,8 @@
 """The saga's long-running services, each a Ray actor (made remote in actors/factory.py).
 
-- "outbox": the outbox relay (event log -> Kafka), the bookings projection (event log -> read
-  model) and the saga supervisor (re-sends what the broker lost, expires orphaned holds);
+- "outbox": the outbox relay (event log -> Kafka), the bookings and catalog projections (event
+  log -> read models) and the saga supervisor (re-sends what the broker lost, expires orphaned
+  holds);
 - "payments": the payment actor, a consumer group on the bookings topic;
 - "results": a consumer group on the payments topic, completing or compensating bookings.
 
@@ -143,7 +144,24 @@ class ServiceActor:
         self.parts.update(relay=relay, projection=projection, supervisor=supervisor)
         self._spawn("outbox-relay", relay.run(self.stop_event))
         self._spawn("bookings-projection", projection.run(self.stop_event))
+        await self._start_catalog()
         self._spawn("saga-supervisor", supervisor.run(self.stop_event, self.settings.expiry_sweep_s))
+
+    async def _start_catalog(self) -> None:
+        """The catalog projection, in this process too (an actor process costs ~50 MB and idle
+        CPU); its own small pool, so that its batches never wait behind the relay's."""
+        from engine.adapters.pg_catalog import CatalogProjection
+        from engine.adapters.redis_client import create_redis
+        from engine.adapters.redis_page_cache import RedisPageCache, catalog_prefix
+
+        invalidate = None
+        if self.settings.redis_url:
+            redis = create_redis(self.settings.redis_url, max_connections=4)
+            self.closers.append(redis.aclose)
+            invalidate = RedisPageCache(redis, catalog_prefix(self.settings.namespace)).invalidate
+        catalog = CatalogProjection(await self._pool(3), invalidate=invalidate)
+        self.parts["catalog"] = catalog
+        self._spawn("catalog-projection", catalog.run(self.stop_event))
 
     async def _start_payments(self) -> None:
         from engine.saga import PAYMENT_WORKER, PaymentPolicy, PaymentWorker

@@ -86,16 +86,10 @@ def default_pages(settings: Settings, dependencies: Mapping[str, object]) -> Cat
     redis = dependencies.get("redis")
     if not isinstance(redis, Redis) or not redis.url:
         return CatalogPages(None, 0)
-    from engine.adapters.redis_page_cache import RedisPageCache
+    from engine.adapters.redis_page_cache import RedisPageCache, catalog_prefix
 
-    return CatalogPages(
-        RedisPageCache(redis.get_client(), catalog_cache_prefix(settings)), settings.catalog_cache_ttl_s
-    )
-
-
-def catalog_cache_prefix(settings: Settings) -> str:
-    """The key prefix of cached catalog pages: the API reads them, the projection invalidates them."""
-    return f"{settings.namespace}:catalog"
+    cache = RedisPageCache(redis.get_client(), catalog_prefix(settings.namespace))
+    return CatalogPages(cache, settings.catalog_cache_ttl_s)
 
 
 def _catalog(request: Request) -> CatalogReader:

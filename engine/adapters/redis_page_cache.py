@@ -19,6 +19,12 @@ return {generation, redis.call('GET', ARGV[1] .. generation)}
 """
 
 
+def catalog_prefix(namespace: str) -> str:
+    """The key prefix of a deployment's cached catalog pages: the API reads them, the catalog
+    projection invalidates them, both from the same REZERV_NAMESPACE."""
+    return f"{namespace}:catalog"
+
+
 class RedisPageCache:
     def __init__(self, redis: Redis, prefix: str = "rezerv:catalog") -> None:
         self.redis = redis

@@ -17,13 +17,12 @@ from actors.client import InventoryClient
 from api.app import create_app
 from api.auth import issue_token
 from api.dependencies import Postgres, Redis
-from api.routes_catalog import catalog_cache_prefix
 from engine.adapters.pg_catalog import CatalogProjection
 from engine.adapters.pg_event_store import PostgresEventStore
 from engine.adapters.pg_pool import create_pool
 from engine.adapters.redis_client import create_redis
 from engine.adapters.redis_fencing import RedisFencing
-from engine.adapters.redis_page_cache import RedisPageCache
+from engine.adapters.redis_page_cache import RedisPageCache, catalog_prefix
 from engine.config import Settings
 from engine.hosting import EntityHost, HostConfig
 from tests.unit.api.asgi_client import AsgiClient, Reply
@@ -58,7 +57,11 @@ class CatalogStack:
         return await self.http.get(path, headers=who or {})
 
 
-async def open_catalog_stack(database_url: str, redis_url: str, ttl_s: float = 30.0) -> AsyncIterator[CatalogStack]:
+async def open_catalog_stack(
+    database_url: str, redis_url: str, ttl_s: float = 30.0, cache_redis_url: str | None = None
+) -> AsyncIterator[CatalogStack]:
+    """`cache_redis_url`: where the API looks for cached pages (default: `redis_url`, which the
+    entities' fencing always uses)."""
     tag = uuid.uuid4().hex[:8]
     settings = Settings(jwt_secret=SECRET, namespace=f"t{tag}", catalog_cache_ttl_s=ttl_s, hold_ttl_s=600.0)
     pool = await create_pool(database_url, 4)
@@ -70,16 +73,18 @@ async def open_catalog_stack(database_url: str, redis_url: str, ttl_s: float = 3
     host.start()
     shard = LocalShard(host)
     client = InventoryClient(lambda _index: shard, 1, retry_for_s=0.0)
-    cache = RedisPageCache(redis, catalog_cache_prefix(settings))
+    cache = RedisPageCache(redis, catalog_prefix(settings.namespace))
     projection = CatalogProjection(pool, invalidate=cache.invalidate)
     postgres = Postgres(database_url, 4)
-    app = create_app(settings, dependencies=[postgres, Redis(redis_url)], inventory=client)
+    api_redis = Redis(cache_redis_url or redis_url)
+    app = create_app(settings, dependencies=[postgres, api_redis], inventory=client)
     admin = {"Authorization": f"Bearer {issue_token(settings, 'root', ('admin',))}"}
     try:
         yield CatalogStack(AsgiClient(app), settings, pool, projection, cache, client, admin)
     finally:
         await host.stop()
         await postgres.close()
+        await api_redis.close()
         await redis.aclose()
         await pool.close()
 
