@@ -75,6 +75,15 @@ PROJECTION_LAG = Gauge(
 )
 
 
+CATALOG_LAG = Gauge(
+    "rezerv_catalog_projection_lag_events", "Events the catalog projection has not applied yet (read at scrape time)"
+)
+CATALOG_BEHIND = Gauge(
+    "rezerv_catalog_projection_behind_seconds",
+    "Age of the oldest logged event the catalog has not applied yet; 0 when it is caught up (read at scrape time)",
+)
+
+
 async def refresh_log_lags(pool: Any, timeout_s: float = 1.0) -> None:
     """Read the outbox relay's and the projection's lag from PostgreSQL, where their checkpoints live.
 
@@ -86,9 +95,14 @@ async def refresh_log_lags(pool: Any, timeout_s: float = 1.0) -> None:
 
     from engine.adapters.pg_bookings import projection_lag
     from engine.adapters.pg_log import outbox_lag
+    from engine.adapters.pg_rebuild import catalog_lag
     from engine.relay import LAG
 
     with contextlib.suppress(Exception):
-        outbox, projection = await asyncio.wait_for(asyncio.gather(outbox_lag(pool), projection_lag(pool)), timeout_s)
+        outbox, projection, (catalog, behind) = await asyncio.wait_for(
+            asyncio.gather(outbox_lag(pool), projection_lag(pool), catalog_lag(pool)), timeout_s
+        )
         LAG.set(outbox)
         PROJECTION_LAG.set(projection)
+        CATALOG_LAG.set(catalog)
+        CATALOG_BEHIND.set(behind)

@@ -81,9 +81,7 @@ def read_models() -> dict[str, ReadModel]:
         "bookings": ReadModel(
             "bookings", BOOKINGS, ("bookings",), lambda pool, name: BookingsProjection(pool, name=name)
         ),
-        "catalog": ReadModel(
-            "catalog", CATALOG, CATALOG_TABLES, lambda pool, name: CatalogProjection(pool, name=name)
-        ),
+        "catalog": ReadModel("catalog", CATALOG, CATALOG_TABLES, lambda pool, name: CatalogProjection(pool, name=name)),
     }
 
 
@@ -166,7 +164,8 @@ async def swap(conn: asyncpg.Connection, model: ReadModel, live: str, lock_timeo
             await conn.execute(f"ALTER TABLE {model.staging}.{_ident(table)} SET SCHEMA {live}")
         await conn.execute(
             """INSERT INTO log_checkpoints (name, txid, position) VALUES ($1, $2, $3)
-               ON CONFLICT (name) DO UPDATE SET txid = excluded.txid, position = excluded.position, updated_at = now()""",
+               ON CONFLICT (name) DO UPDATE
+                  SET txid = excluded.txid, position = excluded.position, updated_at = now()""",
             model.checkpoint,
             row["txid"],
             row["position"],
@@ -246,6 +245,16 @@ async def behind_seconds(pool: asyncpg.Pool | asyncpg.Connection, checkpoint: Lo
     """How old the oldest event after `checkpoint` is: how far a reader there trails the log."""
     value = await pool.fetchval(_DELAY, checkpoint.txid, checkpoint.position)
     return max(0.0, float(value)) if value is not None else 0.0
+
+
+async def catalog_lag(pool: asyncpg.Pool) -> tuple[int, float]:
+    """(events the catalog has not applied, age in seconds of the oldest of them), for /metrics."""
+    from engine.adapters.pg_log import PostgresLogReader
+    from engine.projections.catalog import PROJECTION_NAME
+
+    reader = PostgresLogReader(pool)
+    checkpoint = await reader.load_checkpoint(PROJECTION_NAME)
+    return await reader.lag(checkpoint), await behind_seconds(pool, checkpoint)
 
 
 async def status(pool: asyncpg.Pool, models: dict[str, ReadModel] | None = None) -> list[ModelStatus]:

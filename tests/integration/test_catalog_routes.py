@@ -473,3 +473,21 @@ async def test_openapi_documents_the_catalog(shared: CatalogStack) -> None:
     assert {"200", "400", "422"} <= set(spec["paths"]["/events"]["get"]["responses"])
     assert "EventPageOut" in spec["components"]["schemas"]
     assert "security" not in spec["paths"]["/events/{event_id}"]["get"]
+
+
+async def test_metrics_say_how_far_the_catalog_trails_the_log(seeded: CatalogStack) -> None:
+    def gauge(text: str, name: str) -> float:
+        [value] = [float(row.split()[-1]) for row in text.splitlines() if row.startswith(name + " ")]
+        return value
+
+    await seeded.get("/events")  # connects the API's pool, as its start-up does (no lifespan here)
+    caught_up = (await seeded.get("/metrics")).body.decode()
+    assert gauge(caught_up, "rezerv_catalog_projection_lag_events") == 0
+    assert gauge(caught_up, "rezerv_catalog_projection_behind_seconds") == 0
+    await seeded.post(
+        "/events/lights/holds", {"quantities": {"std": 1}}, seeded.as_("erin"), **{"Idempotency-Key": "m"}
+    )
+    await asyncio.sleep(0.05)
+    behind = (await seeded.get("/metrics")).body.decode()
+    assert gauge(behind, "rezerv_catalog_projection_lag_events") == 1
+    assert gauge(behind, "rezerv_catalog_projection_behind_seconds") > 0

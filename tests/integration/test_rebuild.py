@@ -5,6 +5,9 @@ from them, and the API keeps answering while the tables are swapped."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -15,7 +18,10 @@ from engine.adapters.pg_catalog import CatalogProjection, read_catalog
 from engine.adapters.pg_log import PostgresLogReader
 from engine.adapters.pg_pool import create_pool
 from engine.adapters.pg_rebuild import clone_table, read_models, rebuild, status
+from engine.adapters.redis_client import create_redis
+from engine.adapters.redis_page_cache import RedisPageCache, catalog_prefix
 from engine.log import START
+from engine.projections.catalog import EVENTS
 from tests.integration.catalog_stack import CatalogStack, stack
 from tests.integration.test_bookings_projection import a_story
 from tests.integration.test_bookings_projection import reference as bookings_reference
@@ -213,3 +219,40 @@ async def test_a_cloned_table_has_the_same_shape(pool: asyncpg.Pool) -> None:
         assert [tuple(r) for r in await pool.fetch(shape, "copy", t)] == [
             tuple(r) for r in await pool.fetch(shape, "public", t)
         ]
+
+
+def rezerv(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("REZERV_")}
+    return subprocess.run(
+        [sys.executable, "-m", "stack.cli", *args], env={**base, **env}, capture_output=True, text=True, timeout=120
+    )
+
+
+async def test_the_commands_rebuild_the_catalog_and_report_status(
+    pool: asyncpg.Pool, database_url: str, redis_url: str
+) -> None:
+    await append_log(pool, a_history(STORY).events)
+    await CatalogProjection(pool).catch_up()
+    live = await read_catalog(pool)
+    redis = create_redis(redis_url)
+    cache = RedisPageCache(redis, catalog_prefix("cli-test"))
+    generation, _ = await cache.lookup(EVENTS, "any")
+    env = {"REZERV_DATABASE_URL": database_url, "REZERV_REDIS_URL": redis_url, "REZERV_NAMESPACE": "cli-test"}
+
+    done = await asyncio.to_thread(rezerv, "projections", "rebuild", "catalog", **env)
+    assert done.returncode == 0, done.stderr
+    assert "rebuilt catalog" in done.stdout
+    assert await read_catalog(pool) == live
+    assert (await cache.lookup(EVENTS, "any"))[0] == generation + 1, "cached pages of the old tables are dropped"
+    await redis.aclose()
+
+    shown = await asyncio.to_thread(rezerv, "projections", "status", **env)
+    assert shown.returncode == 0, shown.stderr
+    lines = {line.split()[0]: line for line in shown.stdout.splitlines()[1:]}
+    assert set(lines) == {"bookings", "catalog"}
+    assert lines["catalog"].split()[1] == "0", "the rebuilt catalog is caught up"
+    assert "catalog_events=2" in lines["catalog"]
+
+    unknown = await asyncio.to_thread(rezerv, "projections", "rebuild", "wallets", **env)
+    assert unknown.returncode == 2
+    assert "bookings, catalog" in unknown.stderr
