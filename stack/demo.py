@@ -1,4 +1,5 @@
-"""Demo data for `rezerv up`: events, cars and wallets, posted through the real HTTP API.
+"""Demo data for `rezerv up`: events, cars and wallets, posted through the real HTTP API; enough of
+them (about 200 events over the coming year, 100 cars) to make the catalog worth browsing.
 
 Why through HTTP and not straight into the engine: the demo then also proves that the API, auth
 and the shards work end to end before `rezerv up` prints "ready". Split in two: `demo_requests`
@@ -16,10 +17,12 @@ is left as it is. Any other refusal (a deposit repeated with another amount, say
 from __future__ import annotations
 
 import json
+import random
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -97,8 +100,9 @@ def _deposit(customer_id: str, amount: int) -> DemoRequest:
 
 
 def demo_requests(today: date | None = None) -> list[DemoRequest]:
-    """Every request of the demo, in order; amounts in minor units (cents). The events start 75,
-    96 and 206 days after `today` (UTC today when None)."""
+    """Every request of the demo, in order; amounts in minor units (cents). The README's events
+    start 75, 96 and 206 days after `today` (UTC today when None); the generated catalog (200 more
+    events over the coming year in six cities, 100 more cars in five) comes from a fixed seed."""
     today = today or datetime.now(UTC).date()
     return [
         _event(
@@ -138,10 +142,134 @@ def demo_requests(today: date | None = None) -> list[DemoRequest]:
             discount_per_day=1_500,
         ),
         _car("bgo-polestar-2-01", "Polestar", "2", "Bergen", 9_500),
+        *catalog_events(200, today),
+        *catalog_cars(100),
         _deposit("alice", 500_000),
         _deposit("bob", 250_000),
         _deposit("carol", 1_000_000),
     ]
+
+
+# ---- the generated catalog -------------------------------------------------------------------
+CITIES: dict[str, list[str]] = {
+    "Oslo": ["Oslo Spektrum, Oslo", "Sentrum Scene, Oslo", "Operaen, Oslo", "Rockefeller, Oslo"],
+    "Bergen": ["Grieghallen, Bergen", "USF Verftet, Bergen", "Bergenhus, Bergen"],
+    "Trondheim": ["Olavshallen, Trondheim", "Byscenen, Trondheim"],
+    "Stavanger": ["Stavanger Konserthus, Stavanger", "Folken, Stavanger"],
+    "Tromso": ["Kulturhuset, Tromso", "Arctic Arena, Tromso"],
+    "Stockholm": ["Cirkus, Stockholm", "Sodra Teatern, Stockholm"],
+}
+KINDS: list[tuple[str, list[str], list[str], list[tuple[str, int, int]]]] = [
+    # (id word, title openings, title endings, tiers (name, price, quantity))
+    (
+        "concert",
+        ["Aurora", "Northern", "Midnight", "Electric", "Arctic"],
+        ["Lights", "Echoes", "Nights", "Tour"],
+        [("standard", 5_900, 800), ("vip", 14_900, 60)],
+    ),
+    (
+        "jazz",
+        ["Blue", "Late", "Smoky", "Cellar"],
+        ["Jazz", "Jazz Session", "Quartet", "Swing Night"],
+        [("seat", 3_500, 120)],
+    ),
+    (
+        "opera",
+        ["La", "The Magic", "Winter", "Nordic"],
+        ["Traviata", "Flute", "Opera Gala", "Voices"],
+        [("stalls", 45_000, 300), ("balcony", 25_000, 200)],
+    ),
+    ("comedy", ["Stand-up", "Late Night", "Improv"], ["Comedy", "Comedy Club", "Laughs"], [("seat", 2_900, 250)]),
+    (
+        "festival",
+        ["Fjord", "Midsummer", "Harbour", "Polar"],
+        ["Festival", "Rock Festival", "Folk Fest"],
+        [("day", 4_500, 3_000), ("weekend", 7_900, 1_500)],
+    ),
+    (
+        "theatre",
+        ["A Doll's", "Peer", "The Wild", "Ghosts of the"],
+        ["House", "Gynt", "Duck", "Fjord"],
+        [("stalls", 6_500, 400)],
+    ),
+]
+FLEET: dict[str, tuple[str, int]] = {  # location -> (id prefix, cars)
+    "Oslo": ("osl", 30),
+    "Bergen": ("bgo", 25),
+    "Trondheim": ("trd", 20),
+    "Stavanger": ("svg", 15),
+    "Tromso": ("tos", 10),
+}
+MODELS: list[tuple[str, str, int]] = [  # brand, model, daily rate
+    ("Tesla", "Model 3", 8_900),
+    ("Tesla", "Model Y", 9_900),
+    ("Volvo", "XC40", 7_900),
+    ("Volvo", "XC60", 10_900),
+    ("Volvo", "V60", 8_500),
+    ("Volkswagen", "ID.4", 7_500),
+    ("Volkswagen", "Golf", 5_900),
+    ("Toyota", "RAV4", 8_500),
+    ("Toyota", "Yaris", 4_900),
+    ("Polestar", "2", 9_500),
+    ("Skoda", "Enyaq", 7_900),
+    ("Kia", "EV6", 8_900),
+    ("BMW", "i4", 12_900),
+]
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-").replace("--", "-")
+
+
+def catalog_events(count: int, today: date) -> list[DemoRequest]:
+    """`count` events spread over the coming year in six cities (local times with their UTC
+    offset). Ids and bodies depend only on the seed and `today`."""
+    rng = random.Random(2027)
+    out = []
+    cities = list(CITIES)
+    for n in range(count):
+        city = cities[n % len(cities)]
+        kind, openings, endings, tiers = KINDS[rng.randrange(len(KINDS))]
+        starts = today + timedelta(days=7 + rng.randrange(358))
+        offset = "+02:00" if 4 <= starts.month <= 10 else "+01:00"
+        hour = rng.choice([18, 19, 20, 21])
+        scale = rng.choice([0.25, 0.5, 1, 1, 2])
+        priced = [(name, price + rng.randrange(0, 2_000, 100), max(10, int(q * scale))) for name, price, q in tiers]
+        out.append(
+            _event(
+                f"{kind}-{_slug(city)}-{n:03d}",
+                f"{rng.choice(openings)} {rng.choice(endings)}",
+                rng.choice(CITIES[city]),
+                f"{starts.isoformat()}T{hour}:00:00{offset}",
+                priced,
+                max_per_booking=rng.choice([0, 4, 8, 10]),
+            )
+        )
+    return out
+
+
+def catalog_cars(count: int) -> list[DemoRequest]:
+    """`count` cars in five locations."""
+    rng = random.Random(42)
+    cars: list[DemoRequest] = []
+    per_location = [location for location, (_, n) in FLEET.items() for _ in range(n)]
+    for n, location in enumerate(per_location[:count]):
+        prefix = FLEET[location][0]
+        brand, model, rate = MODELS[rng.randrange(len(MODELS))]
+        long_rental = rng.random() < 0.3
+        cars.append(
+            _car(
+                f"{prefix}-{_slug(brand)}-{_slug(model)}-{n + 100:03d}",
+                brand,
+                model,
+                location,
+                rate + rng.randrange(-500, 1_000, 100),
+                min_days=rng.choice([1, 1, 1, 2, 3]),
+                discount_from_days=7 if long_rental else 0,
+                discount_per_day=1_000 if long_rental else 0,
+            )
+        )
+    return cars
 
 
 Opener = Callable[..., Any]
@@ -153,9 +281,18 @@ def send_requests(
     requests: Sequence[DemoRequest],
     urlopen: Opener = urllib.request.urlopen,
     sleep: Callable[[float], None] = time.sleep,
+    concurrency: int = 1,
 ) -> list[int]:
-    """Send each request; the HTTP statuses, or StartupError naming the first refused request."""
-    return [_send(base_url, token, request, urlopen, sleep) for request in requests]
+    """Send each request, up to `concurrency` at once (the demo's requests are independent); the
+    HTTP statuses in request order, or StartupError naming a refused request."""
+
+    def send(request: DemoRequest) -> int:
+        return _send(base_url, token, request, urlopen, sleep)
+
+    if concurrency <= 1:
+        return [send(request) for request in requests]
+    with ThreadPoolExecutor(concurrency) as pool:
+        return list(pool.map(send, requests))
 
 
 def _send(base_url: str, token: str, request: DemoRequest, urlopen: Opener, sleep: Callable[[float], None]) -> int:
@@ -215,4 +352,4 @@ def load_demo_data(settings: Settings) -> None:
     from api.auth import issue_token
 
     token = issue_token(settings, subject="demo-loader", roles=("admin",), ttl_s=600)
-    send_requests(api_base_url(settings), token, demo_requests())
+    send_requests(api_base_url(settings), token, demo_requests(), concurrency=8)

@@ -441,6 +441,21 @@ RAY_ENV = {
 }
 
 
+RAY_WORKER_PORTS = (10002, 19999)  # Ray's own default range for worker processes
+
+
+def worker_port_range(configured: tuple[int, ...]) -> tuple[int, int]:
+    """Ports for Ray's workers that miss the head's configured ports: Ray refuses to start when
+    one of them (REZERV_RAY_PORT=18304, say) lies inside its default worker range."""
+    low, high = RAY_WORKER_PORTS
+    if not any(low <= port <= high for port in configured):
+        return low, high
+    for start in (20002, 30002, 40002):
+        if not any(start <= port <= start + 9997 for port in configured):
+            return start, start + 9997
+    raise StartupError(f"The Ray ports {configured} leave Ray no range of worker ports; choose ports below 10000")
+
+
 @dataclass
 class EmbeddedRay:
     data_dir: Path
@@ -467,6 +482,7 @@ class EmbeddedRay:
     def start(self, timeout_s: float = 60.0) -> None:
         temp_dir = ray_temp_dir(self.data_dir)
         _check_writable(temp_dir, "Ray")
+        low, high = worker_port_range((self.port, self.dashboard_port, self.client_port))
         ray_cli = Path(sys.executable).with_name("ray")
         argv = [
             str(ray_cli) if ray_cli.exists() else shutil.which("ray") or "ray",
@@ -484,6 +500,7 @@ class EmbeddedRay:
         ]
         if self.num_cpus > 0:
             argv.append(f"--num-cpus={self.num_cpus}")
+        argv += [f"--min-worker-port={low}", f"--max-worker-port={high}"]
         env = {**os.environ, **RAY_ENV, **self.extra_env}
         self.process = ManagedProcess(name="Ray head", argv=argv, log_path=self.log_path, env=env, stop_timeout_s=20.0)
         started = self.log_path.stat().st_size if self.log_path.exists() else 0

@@ -14,6 +14,7 @@ anti-join keeps the others; the work is in the database, never a scan in Python.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -88,22 +89,36 @@ async def _fetch(pool: asyncpg.Pool, what: str, sql: str, args: Sequence[Any]) -
 
 
 # ---- events ----------------------------------------------------------------------------------
-def _event_sort(query: EventQuery, tsquery: str | None) -> tuple[str, str, tuple[type, ...], str]:
-    """(key expression, direction, types of a position, cast of a position's key) of the sort.
+@dataclass(frozen=True)
+class _Sort:
+    """A sort: key expressions (all in one direction, the event id last), the types of a
+    position's values and the SQL cast each goes back into a query with."""
 
-    Keys are plain columns where an index can serve the order (starts_at, min_price); a
-    position holds a start as integer microseconds since the epoch, exact and JSON-safe."""
+    keys: tuple[str, ...]
+    direction: str
+    types: tuple[type, ...]
+    casts: tuple[str, ...]
+
+
+_START_MICROS = "(extract(epoch FROM starts_at) * 1000000)::bigint"
+
+
+def _event_sort(query: EventQuery, tsquery: str | None) -> _Sort:
+    """Keys are plain columns where an index serves the order (starts_at, min_price). A position
+    holds a start as integer microseconds since the epoch, exact and JSON-safe. Relevance ties go
+    to the earlier event (the negated start, descending)."""
     if query.sort == "relevance":
         if tsquery is None:
             raise ValueError("sorting by relevance needs a search text")
-        return f"ts_rank(search, {tsquery})", "DESC", (float, str), "::real"
+        keys = (f"ts_rank(search, {tsquery})", f"-{_START_MICROS}", "event_id")
+        return _Sort(keys, "DESC", (float, int, str), ("::real", "::bigint", "::text"))
     direction = "DESC" if query.sort.startswith("-") else "ASC"
     if query.sort.lstrip("-") == "starts_at":
-        return "starts_at", direction, (int, str), "::timestamptz"
-    return "min_price", direction, (int, str), "::bigint"
+        return _Sort(("starts_at", "event_id"), direction, (int, str), ("::timestamptz", "::text"))
+    return _Sort(("min_price", "event_id"), direction, (int, str), ("::bigint", "::text"))
 
 
-def _position_key(value: Any) -> Any:
+def _position_value(value: Any) -> Any:
     """A sort key as it goes into a position: timestamps as integer microseconds."""
     if isinstance(value, datetime):
         delta = value - EPOCH
@@ -140,15 +155,18 @@ def event_search_sql(query: EventQuery, limit: int, after: Position | None) -> t
         sql.add("sales_open")
     elif query.sales == CLOSED:
         sql.add("NOT sales_open")
-    key, direction, types, cast = _event_sort(query, tsquery)
+    sort = _event_sort(query, tsquery)
     if after is not None:
-        last_key, last_id = _check(after, *types)
-        op = ">" if direction == "ASC" else "<"
-        sql.add(f"({key}, event_id) {op} ({sql.arg(_key_argument(last_key, cast))}{cast}, {sql.arg(last_id)})")
+        _check(after, *sort.types)
+        values = ", ".join(f"{sql.arg(_key_argument(v, c))}{c}" for v, c in zip(after, sort.casts, strict=True))
+        op = ">" if sort.direction == "ASC" else "<"
+        sql.add(f"({', '.join(sort.keys)}) {op} ({values})")
+    selected = ", ".join(f"{key} AS k{i}" for i, key in enumerate(sort.keys[:-1]))
+    order = ", ".join(f"{key} {sort.direction}" for key in sort.keys)
     text = (
-        f"SELECT {_EVENT_SELECT}, {key} AS sort_key, {_PROJECTED_THROUGH} AS projected_through\n"
+        f"SELECT {_EVENT_SELECT}, {selected}, {_PROJECTED_THROUGH} AS projected_through\n"
         f"  FROM catalog_events WHERE {sql.clause()}\n"
-        f" ORDER BY {key} {direction}, event_id {direction} LIMIT {sql.arg(limit + 1)}"
+        f" ORDER BY {order} LIMIT {sql.arg(limit + 1)}"
     )
     return text, sql.args
 
@@ -159,7 +177,11 @@ async def search_events(pool: asyncpg.Pool, query: EventQuery, limit: int, after
     through = await _projected_through(pool) if not rows else rows[0]["projected_through"]
     more = len(rows) > limit
     rows = rows[:limit]
-    next_after = (_position_key(rows[-1]["sort_key"]), rows[-1]["event_id"]) if more else None
+    next_after = None
+    if more:
+        last = rows[-1]
+        keys = len(_event_sort(query, "q").keys) - 1
+        next_after = (*(_position_value(last[f"k{i}"]) for i in range(keys)), last["event_id"])
     return EventPage([_event_from(r) for r in rows], next_after, through)
 
 

@@ -22,10 +22,13 @@ CREATE TABLE catalog_events (
     version                 integer     NOT NULL,            -- the stream version last applied
     created_at              bigint      NOT NULL,
     changed_at              bigint      NOT NULL,            -- time of the last event applied
-    search                  tsvector    GENERATED ALWAYS AS (to_tsvector('english', title || ' ' || venue)) STORED
+    search                  tsvector    GENERATED ALWAYS AS (
+        setweight(to_tsvector('english', title), 'A') || setweight(to_tsvector('english', venue), 'B')
+    ) STORED
 );
 
--- Full-text search over title and venue (websearch_to_tsquery('english', ...) in the queries).
+-- Full-text search over title and venue (websearch_to_tsquery('english', ...) in the queries); a
+-- word found in the title ranks above one found in the venue.
 CREATE INDEX catalog_events_search_idx ON catalog_events USING gin (search);
 -- Keyset pagination: every sort is (column, event_id), read in either direction.
 CREATE INDEX catalog_events_starts_idx ON catalog_events (starts_at, event_id);

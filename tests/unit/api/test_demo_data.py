@@ -37,23 +37,41 @@ def test_every_body_is_valid_for_its_route() -> None:
         schema_of(request).model_validate(request.body)
 
 
-def test_ids_are_unique_and_the_mix_is_what_the_readme_promises() -> None:
-    requests = demo_requests()
-    events = [r.body for r in requests if r.path == "/events"]
-    cars = [r.body for r in requests if r.path == "/cars"]
-    deposits = [(r.path, r.body["deposit_id"]) for r in requests if r.path.startswith("/wallets/")]
-    assert len(events) == 3
-    assert len({b["event_id"] for b in events}) == 3
-    assert len(cars) == 5
-    assert len({b["car_id"] for b in cars}) == 5
+def test_the_ids_the_readme_uses_are_there_unchanged() -> None:
+    events = {r.body["event_id"]: r.body for r in demo_requests() if r.path == "/events"}
+    cars = {r.body["car_id"]: r.body for r in demo_requests() if r.path == "/cars"}
+    nordic = events["nordic-lights-2027"]
+    assert [(t["name"], t["price"]) for t in nordic["tiers"]] == [("standard", 5_900), ("vip", 14_900)]
+    assert nordic["max_tickets_per_booking"] == 8
+    assert events["jazz-cellar-2027"]["max_tickets_per_booking"] == 4
+    assert sum(t["quantity"] for t in events["jazz-cellar-2027"]["tiers"]) == 20
+    assert {"midsummer-fest-2027"} <= set(events)
+    assert {"osl-tesla-m3-01", "osl-volvo-xc40-01", "osl-vw-id4-01", "bgo-toyota-rav4-01", "bgo-polestar-2-01"} <= set(
+        cars
+    )
+    rav4 = cars["bgo-toyota-rav4-01"]
+    assert (rav4["min_days"], rav4["discount_from_days"]) == (2, 7)
+    deposits = [(r.path, r.body["deposit_id"]) for r in demo_requests() if r.path.startswith("/wallets/")]
     assert len(set(deposits)) == len(deposits)
     assert {p.split("/")[2] for p, _ in deposits} == {"alice", "bob", "carol"}
-    assert len({b["location"] for b in cars}) == 2
-    assert any(b["min_days"] == 2 and b["discount_from_days"] > 0 for b in cars)
-    small = [b for b in events if sum(t["quantity"] for t in b["tiers"]) == 20]
-    assert small
-    assert small[0]["max_tickets_per_booking"] == 4
-    assert any({t["name"] for t in b["tiers"]} == {"standard", "vip"} for b in events)
+
+
+def test_the_catalog_is_worth_browsing() -> None:
+    """About 200 events over the coming year in several cities, 100 cars in several locations;
+    ids unique; the same bodies for the same day (a second `rezerv up` that day changes nothing)."""
+    day = today()
+    requests = demo_requests(day)
+    assert requests == demo_requests(day)
+    events = [r.body for r in requests if r.path == "/events"]
+    cars = [r.body for r in requests if r.path == "/cars"]
+    assert len(events) >= 200
+    assert len({b["event_id"] for b in events}) == len(events)
+    assert len({b["venue"].rsplit(", ", 1)[-1] for b in events}) >= 5
+    assert len({b["starts_at"][:7] for b in events}) >= 12, "spread over a year"
+    assert len(cars) >= 100
+    assert len({b["car_id"] for b in cars}) == len(cars)
+    assert len({b["location"] for b in cars}) >= 5
+    assert len({b["brand"] for b in cars}) >= 8
 
 
 async def test_loading_through_the_api_twice_changes_nothing_the_second_time(api: Api) -> None:
@@ -75,7 +93,8 @@ async def test_a_later_day_finds_the_events_and_cars_there_and_leaves_them(api: 
     later = demo_requests(today() + timedelta(days=40))
     replies = [await api.http.post(r.path, json=r.body, headers=api.admin) for r in later]
     refused = [(r.path, reply.json()["code"]) for r, reply in zip(later, replies, strict=True) if reply.status == 409]
-    assert refused == [("/events", "already-exists")] * 3
+    events = sum(1 for r in later if r.path == "/events")
+    assert refused == [("/events", "already-exists")] * events
     assert all(r.exists_ok for r in later if r.path in ("/events", "/cars"))
     assert not any(r.exists_ok for r in later if r.path.startswith("/wallets/"))
     first = demo_requests(today())[0].body["starts_at"]
@@ -128,6 +147,14 @@ def test_sender_posts_json_with_the_token() -> None:
     method, url, data, auth = opener.seen[0]
     assert (method, url, auth) == ("POST", "http://api/wallets/alice/deposits", "Bearer tok")
     assert data == b'{"deposit_id": "demo-initial", "amount": 1}'
+
+
+def test_sender_sends_several_at_once_and_answers_in_request_order() -> None:
+    deposit = DemoRequest("POST", "/wallets/bob/deposits", {"deposit_id": "demo-initial", "amount": 2})
+    opener = FakeOpener(*[201] * 6)
+    requests = [REQUEST, deposit] * 3
+    assert send_requests("http://api", "t", requests, urlopen=opener, sleep=lambda _: None, concurrency=4) == [201] * 6
+    assert sorted(url for _, url, _, _ in opener.seen) == sorted(["http://api" + r.path for r in requests])
 
 
 def test_sender_retries_503_and_refused_connections() -> None:
