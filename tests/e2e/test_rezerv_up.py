@@ -14,7 +14,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -97,6 +97,26 @@ def book_through_the_whole_system(base: str, env: dict[str, str]) -> str:
     return str(held["hold_id"])
 
 
+def the_catalog_lists(base: str, event_id: str) -> dict[str, Any]:
+    """The public catalog (no token) lists the demo data and, within seconds, `event_id` with its
+    confirmed tickets: the catalog projection runs in the outbox service."""
+    status, page = get_json(base + "/events?limit=100")
+    assert status == 200, page
+    assert len(cast(list[Any], page["items"])) == 100
+    status, cars = get_json(base + "/cars?location=oslo&available_from=2027-05-03&available_to=2027-05-10")
+    assert status == 200, cars
+    assert cars["items"], "some demo cars in Oslo are free for that week"
+    deadline = time.monotonic() + 20
+    found: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        _, found = get_json(base + "/events?q=e2e")
+        items = cast(list[dict[str, Any]], found.get("items") or [])
+        if items and items[0]["tiers"][0]["confirmed"] == 2:
+            return items[0]
+        time.sleep(0.3)
+    raise AssertionError(f"the catalog never showed {event_id} confirmed: {found}")
+
+
 def test_up_is_ready_stops_clean_and_keeps_its_data(data_root: Path) -> None:
     env = up_environment(data_root / "data")
     first = UpRun(env)
@@ -115,6 +135,7 @@ def test_up_is_ready_stops_clean_and_keeps_its_data(data_root: Path) -> None:
             with urllib.request.urlopen(first.api + url, timeout=5) as resp:
                 assert resp.status == 200
         hold_id = book_through_the_whole_system(first.api, env)
+        assert the_catalog_lists(first.api, "e2e-show")["event_id"] == "e2e-show"
         assert len(first.descendants) > 5, "expected servers below rezerv up"
         first.record_descendants()
         shards = first.niceness_of("ray::ShardActor")
