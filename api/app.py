@@ -20,6 +20,7 @@ from actors import gc_tuning
 from actors.client import InventoryClient
 from api.auth import TokenVerifier
 from api.catalog_cache import CatalogPages
+from api.catalog_fast_path import CatalogFastPath
 from api.cursors import CursorCodec
 from api.dependencies import Dependency, Postgres, dependencies_from, run_check
 from api.edge import Edge
@@ -104,6 +105,7 @@ def create_app(
     app.state.cursors = CursorCodec(settings.jwt_secret)
     install_problem_handlers(app)
     install_error_handlers(app)
+    app.add_middleware(CatalogFastPath)  # inside the metrics: cache hits are counted as requests too
     app.add_middleware(MetricsMiddleware)
 
     @app.get("/healthz", tags=["operations"], summary="The process is alive")

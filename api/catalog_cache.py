@@ -17,10 +17,12 @@ freshness is spliced in at answer time, so a hit costs no JSON parsing.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from typing import Any
 
 import orjson
 from prometheus_client import Counter
@@ -57,8 +59,10 @@ def unpack(stored: bytes) -> tuple[int, bytes]:
     return int(read_at), body
 
 
-def answer(body: bytes, read_at_ms: int, source: str, max_age_s: float | None, now: int | None = None) -> Response:
-    """The page `body` (a JSON object) with its freshness spliced in front, and the headers.
+def answer_parts(
+    body: bytes, read_at_ms: int, source: str, max_age_s: float | None, now: int | None = None
+) -> tuple[bytes, dict[str, str]]:
+    """The page `body` (a JSON object) with its freshness spliced in front, and its headers.
 
     `max_age_s` None: a page that is never cached (admin listings); it is not to be cached
     downstream either."""
@@ -71,7 +75,29 @@ def answer(body: bytes, read_at_ms: int, source: str, max_age_s: float | None, n
         freshness["max_age_s"] = max_age_s
         headers["Cache-Control"] = f"public, max-age={max(0, int(max_age_s - age_ms / 1000))}"
     content = b'{"freshness":' + orjson.dumps(freshness) + (b"," + body[1:] if len(body) > 2 else b"}")
+    return content, headers
+
+
+def answer(body: bytes, read_at_ms: int, source: str, max_age_s: float | None, now: int | None = None) -> Response:
+    content, headers = answer_parts(body, read_at_ms, source, max_age_s, now)
     return Response(content, media_type="application/json", headers=headers)
+
+
+def page_key(listing: str, query_string: bytes, today: date | None = None) -> str:
+    """The cache key of a page: its listing, its query string's parameters in one order, and (for
+    a listing whose content depends on the day) the day.
+
+    From the raw query, not the validated one, so that the fast path (api/catalog_fast_path.py)
+    can look a page up before FastAPI parses anything. Safe because only a page that was
+    validated and answered with a 200 is ever stored, under the key of its own query string."""
+    canonical = b"&".join(sorted(query_string.split(b"&")))  # raw parameters in one order: no decoding
+    day = today.isoformat().encode() if today else b""
+    return hashlib.sha256(listing.encode() + b"?" + canonical + b"|" + day).hexdigest()[:32]
+
+
+LOOKUP = "catalog_lookup"
+"""Where the fast path leaves (key, generation) of a miss in the request's state, so the route
+does not ask Redis a second time."""
 
 
 class CatalogPages:
@@ -81,21 +107,29 @@ class CatalogPages:
         self.cache = cache if ttl_s > 0 else None
         self.ttl_s = ttl_s
 
-    async def read(self, listing: str, key: str, load: Callable[[], Awaitable[bytes]]) -> Response:
-        """The page `key` of `listing`: from the cache, or `load()` (its JSON body) then cached."""
+    async def read(
+        self, listing: str, key: str, load: Callable[[], Awaitable[bytes]], state: dict[str, Any] | None = None
+    ) -> Response:
+        """The page `key` of `listing`: from the cache, or `load()` (its JSON body) then cached.
+
+        `state`: the request's ASGI state, where the fast path may have left its lookup."""
         if self.cache is None:
             return answer(await load(), now_ms(), "database", None)
-        try:
-            generation, stored = await self.cache.lookup(listing, key)
-        except Exception as exc:
-            CACHE_READS.labels(listing, ERROR).inc()
-            log.debug("catalog cache lookup failed: %r", exc)
-            return answer(await load(), now_ms(), "database", self.ttl_s)
-        if stored is not None:
-            CACHE_READS.labels(listing, HIT).inc()
-            read_at, body = unpack(stored)
-            return answer(body, read_at, "cache", self.ttl_s)
-        CACHE_READS.labels(listing, MISS).inc()
+        looked = (state or {}).get(LOOKUP)
+        if looked is not None and looked[0] == key:
+            generation = looked[1]  # the fast path missed a moment ago (and counted it)
+        else:
+            try:
+                generation, stored = await self.cache.lookup(listing, key)
+            except Exception as exc:
+                CACHE_READS.labels(listing, ERROR).inc()
+                log.debug("catalog cache lookup failed: %r", exc)
+                return answer(await load(), now_ms(), "database", self.ttl_s)
+            if stored is not None:
+                CACHE_READS.labels(listing, HIT).inc()
+                read_at, body = unpack(stored)
+                return answer(body, read_at, "cache", self.ttl_s)
+            CACHE_READS.labels(listing, MISS).inc()
         read_at = now_ms()
         body = await load()
         try:

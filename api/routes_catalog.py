@@ -12,10 +12,10 @@ the route does not know (`offset`, a misspelt filter) is a 422, never silently i
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time
 from enum import StrEnum
+from functools import partial
 from typing import Annotated, Any
 
 import orjson
@@ -23,7 +23,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from api.auth import AdminPrincipal
-from api.catalog_cache import CatalogPages, iso_utc
+from api.catalog_cache import CatalogPages, iso_utc, page_key
 from api.cursors import CursorCodec, InvalidCursor
 from api.dependencies import Postgres, Redis, pool_of
 from api.errors import ApiProblem
@@ -92,17 +92,18 @@ def default_pages(settings: Settings, dependencies: Mapping[str, object]) -> Cat
     return CatalogPages(cache, settings.catalog_cache_ttl_s)
 
 
-def _catalog(request: Request) -> CatalogReader:
+# The dependencies are `async` so FastAPI calls them inline instead of in its thread pool.
+async def _catalog(request: Request) -> CatalogReader:
     catalog: CatalogReader = request.app.state.catalog
     return catalog
 
 
-def _pages(request: Request) -> CatalogPages:
+async def _pages(request: Request) -> CatalogPages:
     pages: CatalogPages = request.app.state.catalog_pages
     return pages
 
 
-def _cursors(request: Request) -> CursorCodec:
+async def _cursors(request: Request) -> CursorCodec:
     codec: CursorCodec = request.app.state.cursors
     return codec
 
@@ -303,10 +304,6 @@ def _after(cursors: CursorCodec, cursor: str | None, fingerprint: str) -> Positi
         raise ApiProblem(400, "invalid-cursor", "Invalid cursor", str(exc)) from None
 
 
-def _cache_key(fingerprint: str, limit: int, cursor: str | None) -> str:
-    return hashlib.sha256(f"{fingerprint}|{limit}|{cursor or ''}".encode()).hexdigest()[:32]
-
-
 async def _event_page(
     catalog: CatalogReader, cursors: CursorCodec, query: EventQuery, limit: int, cursor: str | None
 ) -> bytes:
@@ -355,6 +352,7 @@ _LISTING_DOC = (
     dependencies=[Depends(known_parameters(*EVENT_PARAMETERS))],
 )
 async def search_events(
+    request: Request,
     catalog: Catalog,
     pages: Pages,
     cursors: Cursors,
@@ -372,11 +370,9 @@ async def search_events(
     cursor: Cursor = None,
 ) -> Response:
     query = event_query(q, venue, starts_from, starts_to, price_min, price_max, tickets_left, sort, OPEN)
-    return await pages.read(
-        EVENTS_LISTING,
-        _cache_key(query.fingerprint(), limit, cursor),
-        lambda: _event_page(catalog, cursors, query, limit, cursor),
-    )
+    key = page_key(EVENTS_LISTING, request.scope["query_string"])
+    load = partial(_event_page, catalog, cursors, query, limit, cursor)
+    return await pages.read(EVENTS_LISTING, key, load, request.scope.get("state"))
 
 
 @router.get(
@@ -422,6 +418,7 @@ async def admin_events(
     dependencies=[Depends(known_parameters(*CAR_PARAMETERS))],
 )
 async def search_cars(
+    request: Request,
     catalog: Catalog,
     pages: Pages,
     cursors: Cursors,
@@ -437,8 +434,9 @@ async def search_cars(
 ) -> Response:
     query = car_query(location, brand, price_min, price_max, available_from, available_to, sort, BLOCKED_NOW_HIDDEN)
     # "Today" decides which cars are in maintenance now: part of the cached page's identity.
-    key = _cache_key(f"{query.fingerprint()}|{query.today}", limit, cursor)
-    return await pages.read(CARS_LISTING, key, lambda: _car_page(catalog, cursors, query, limit, cursor, False))
+    key = page_key(CARS_LISTING, request.scope["query_string"], query.today)
+    load = partial(_car_page, catalog, cursors, query, limit, cursor, False)
+    return await pages.read(CARS_LISTING, key, load, request.scope.get("state"))
 
 
 @router.get(

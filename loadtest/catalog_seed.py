@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import Settings
-from engine.domain.commands import BlockCar, Command, CreateEvent, HoldCar, RegisterCar, TierSpec
+from engine.domain.commands import BlockCar, Command, CreateEvent, Deposit, HoldCar, RegisterCar, TierSpec
 from engine.domain.errors import RezervError
 from stack.demo import CITIES, KINDS, MODELS
 
-HOLD_TTL_MS = 7 * 24 * 3600 * 1000  # the longest hold: seeded calendars stay put for a week
+HOLD_TTL_MS = 7 * 24 * 3600 * 1000  # the longest hold; the saga confirms it (the seeders' wallets are funded)
+SEEDERS = 97  # customers making the seeded car holds
 
 
 def events(count: int, seed: int = 1) -> list[Command]:
@@ -82,7 +83,7 @@ def cars(count: int, seed: int = 2) -> tuple[list[Command], list[Command]]:
             if rng.random() < 0.1:
                 calendar.append(BlockCar(car_id, f"b{i}", start, end, "service"))
             else:
-                calendar.append(HoldCar(car_id, f"seed-{car_id}-{i}", f"seeder-{n % 97}", start, end, HOLD_TTL_MS))
+                calendar.append(HoldCar(car_id, f"seed-{car_id}-{i}", f"seeder-{n % SEEDERS}", start, end, HOLD_TTL_MS))
             day = end
     return registrations, calendar
 
@@ -120,6 +121,7 @@ async def main_async(args: argparse.Namespace) -> None:
     t = time.monotonic()
     registrations, calendar = cars(args.cars)
     for what, commands in (
+        ("wallets", [Deposit(f"seeder-{n}", "seed", 10**11) for n in range(SEEDERS)]),
         ("events", events(args.events)),
         ("cars", registrations),
         ("car holds and blocks", calendar),

@@ -32,14 +32,8 @@ from typing import Any
 
 from locust import TaskSet, task
 
-WORDS = [
-    "jazz", "opera", "festival", "comedy", "theatre", "lights", "night", "nordic", "arctic", "rock",
-    "folk", "swing", "quartet", "gala", "voices", "echoes", "midnight", "aurora", "harbour", "polar",
-    "oslo", "bergen", "trondheim", "stavanger", "tromso", "stockholm",
-]  # fmt: skip
-VENUES = ["Grieghallen, Bergen", "Oslo Spektrum, Oslo", "Olavshallen, Trondheim", "Cirkus, Stockholm"]
-LOCATIONS = ["Oslo", "Bergen", "Trondheim", "Stavanger", "Tromso", "Stockholm", "Gothenburg", "Copenhagen"]
-EVENT_SORTS = ["starts_at", "-starts_at", "price", "-price"]
+from loadtest.catalog_words import EVENT_SORTS, LOCATIONS, VENUES, WORDS
+
 PICKS_KEPT = 20
 
 
