@@ -258,6 +258,7 @@ async def lag_main_async(args: argparse.Namespace) -> int:
     from engine.domain.commands import CreateEvent, HoldTickets, TierSpec
     from engine.domain.errors import RezervError
     from engine.log import START, LogCheckpoint
+    from engine.projections.bookings import PROJECTION_NAME as BOOKINGS
     from engine.projections.catalog import PROJECTION_NAME
     from loadtest.catalog_seed import connect
 
@@ -271,15 +272,17 @@ async def lag_main_async(args: argparse.Namespace) -> int:
     await client.execute(CreateEvent(event_id, "Flash Sale", "Arena, Oslo", "2027-09-01T20:00:00+02:00",
                                      (TierSpec("std", 100, 10**8),), 0))  # fmt: skip
     samples: list[float] = []
+    bookings_samples: list[float] = []  # the bookings projection, in the same service, for comparison
     stop = asyncio.Event()
 
-    async def behind() -> float:
-        row = await pool.fetchrow("SELECT txid, position FROM log_checkpoints WHERE name = $1", PROJECTION_NAME)
+    async def behind(name: str = PROJECTION_NAME) -> float:
+        row = await pool.fetchrow("SELECT txid, position FROM log_checkpoints WHERE name = $1", name)
         return await behind_seconds(pool, LogCheckpoint(int(row["txid"]), int(row["position"])) if row else START)
 
     async def sample() -> None:
         while not stop.is_set():
             samples.append(await behind())
+            bookings_samples.append(await behind(BOOKINGS))
             await asyncio.sleep(0.1)
 
     granted = refused = 0
@@ -335,6 +338,7 @@ async def lag_main_async(args: argparse.Namespace) -> int:
     )
     await pool.close()
     ordered = sorted(during)
+    others = sorted(bookings_samples[: len(during)])
     summary = {
         "event_id": event_id,
         "target_rate": args.rate,
@@ -348,6 +352,11 @@ async def lag_main_async(args: argparse.Namespace) -> int:
             "p50": round(ordered[len(ordered) // 2], 3) if ordered else 0,
             "p99": round(ordered[int(len(ordered) * 0.99)], 3) if ordered else 0,
             "max": round(ordered[-1], 3) if ordered else 0,
+        },
+        "bookings_behind_s": {
+            "p50": round(others[len(others) // 2], 3) if others else 0,
+            "p99": round(others[int(len(others) * 0.99)], 3) if others else 0,
+            "max": round(others[-1], 3) if others else 0,
         },
         "drain_after_load_s": round(drain_s, 2),
         "catalog_tickets_taken": held,

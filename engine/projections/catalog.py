@@ -251,7 +251,8 @@ class Changes:
 
     events: dict[str, EventEntry] = field(default_factory=dict)
     cars: dict[str, CarEntry] = field(default_factory=dict)
-    holds_put: dict[HoldKey, EventHold] = field(default_factory=dict)
+    holds_new: dict[HoldKey, EventHold] = field(default_factory=dict)  # made in this batch
+    holds_put: dict[HoldKey, EventHold] = field(default_factory=dict)  # existing ones that changed
     holds_drop: set[HoldKey] = field(default_factory=set)
     intervals_put: dict[IntervalKey, Interval] = field(default_factory=dict)
     intervals_drop: set[IntervalKey] = field(default_factory=set)
@@ -267,7 +268,7 @@ class Changes:
         return frozenset(kinds)
 
     def is_empty(self) -> bool:
-        return not self.changed and not self.holds_put and not self.holds_drop
+        return not self.changed and not self.holds_new and not self.holds_put and not self.holds_drop
 
 
 class _EventWork:
@@ -409,14 +410,18 @@ class _Fold:
 
     def changes(self) -> Changes:
         out = Changes()
-        out.events = {event_id: work.row() for event_id, work in self.events.items() if work.version}
-        out.events = {k: v for k, v in out.events.items() if v != self.loaded.events.get(k)}
+        rows = {event_id: work.row() for event_id, work in self.events.items()}
+        out.events = {k: v for k, v in rows.items() if v != self.loaded.events.get(k)}
         out.cars = self.cars
         for key, hold in self.holds.items():
-            if hold is not None:
+            before = self.loaded.holds.get(key)
+            if hold is None:
+                if before is not None:
+                    out.holds_drop.add(key)
+            elif before is None:
+                out.holds_new[key] = hold
+            elif hold != before:
                 out.holds_put[key] = hold
-            elif key in self.loaded.holds:
-                out.holds_drop.add(key)
         for key, interval in self.intervals.items():
             if interval is not None:
                 out.intervals_put[key] = interval
@@ -455,6 +460,7 @@ class Catalog:
     def apply(self, changes: Changes) -> None:
         self.events.update(changes.events)
         self.cars.update(changes.cars)
+        self.holds.update(changes.holds_new)
         self.holds.update(changes.holds_put)
         for key in changes.holds_drop:
             self.holds.pop(key, None)

@@ -272,7 +272,8 @@ def test_a_flash_sale_batch_folds_into_one_row_of_its_event() -> None:
     assert changes.events["hot"].tiers[0].held == 2_000
     assert changes.events["hot"].available == 10**6 - 2_000
     assert changes.events["hot"].version == 1_001
-    assert len(changes.holds_put) == 1_000
+    assert len(changes.holds_new) == 1_000
+    assert changes.holds_put == {}
     assert changes.changed == {EVENTS}
 
 
@@ -284,6 +285,7 @@ def test_a_hold_made_and_released_in_one_batch_leaves_no_hold_row() -> None:
     log.run(agg, ReleaseHold("e", booking_kind="event", hold_id="h", reason="r"))
     facts = facts_of(log.events)
     changes = fold(facts, Loaded())
+    assert changes.holds_new == {}
     assert changes.holds_put == {}
     assert changes.holds_drop == set()
     assert changes.events["e"].tiers[0].held == 0
