@@ -8,7 +8,6 @@ paged through to the end. The oracle asks every car's own calendar, day by day.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from typing import Any
 
@@ -19,7 +18,6 @@ from hypothesis import strategies as st
 
 from engine.adapters.pg_catalog import CatalogProjection
 from engine.adapters.pg_catalog_search import search_cars
-from engine.adapters.pg_pool import create_pool
 from engine.domain.cars import RentalCar
 from engine.domain.commands import (
     BlockCar,
@@ -38,14 +36,6 @@ from tests.unit.test_catalog_projection import Log
 DAY0 = date(2027, 2, 1)
 LOCATIONS = ["Oslo", "Bergen"]
 BRANDS = ["Volvo", "Tesla", "Polestar"]
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, 4)
-    await pool.execute("ALTER TABLE events SET (autovacuum_enabled = off, toast.autovacuum_enabled = off)")
-    yield pool
-    await pool.close()
 
 
 def day(n: int) -> date:

@@ -8,7 +8,7 @@ itself checked against the entities in tests/unit/test_catalog_projection.py).""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import asyncpg
 import pytest
@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from engine.adapters.pg_catalog import CatalogProjection, read_catalog
 from engine.adapters.pg_event_store import PostgresEventStore
 from engine.adapters.pg_log import PostgresLogReader
-from engine.adapters.pg_pool import create_pool
 from engine.domain.commands import CreateEvent, HoldTickets, TierSpec
 from engine.domain.tickets import TicketedEvent
 from engine.log import START, LoggedEvent
@@ -26,14 +25,6 @@ from engine.ports import NewEvent, StreamAppend
 from engine.projections.catalog import EVENTS, PROJECTION_NAME, Catalog, project
 from tests.contract.log_reader import read_all
 from tests.unit.test_catalog_projection import Log, a_history, steps
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, 4)
-    await pool.execute("ALTER TABLE events SET (autovacuum_enabled = off, toast.autovacuum_enabled = off)")
-    yield pool
-    await pool.close()
 
 
 async def append_log(pool: asyncpg.Pool, events: Sequence[LoggedEvent], per_commit: int = 8) -> None:

@@ -8,15 +8,12 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 
 import asyncpg
-import pytest
 
 from engine.adapters.pg_bookings import BookingsProjection
 from engine.adapters.pg_catalog import CatalogProjection, read_catalog
 from engine.adapters.pg_log import PostgresLogReader
-from engine.adapters.pg_pool import create_pool
 from engine.adapters.pg_rebuild import clone_table, read_models, rebuild, status
 from engine.adapters.redis_client import create_redis
 from engine.adapters.redis_page_cache import RedisPageCache, catalog_prefix
@@ -50,14 +47,6 @@ STORY = (
     ],
     "e2",
 )
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, 4)
-    await pool.execute("ALTER TABLE events SET (autovacuum_enabled = off, toast.autovacuum_enabled = off)")
-    yield pool
-    await pool.close()
 
 
 async def index_names(pool: asyncpg.Pool, tables: tuple[str, ...]) -> set[tuple[str, str, str]]:
