@@ -103,9 +103,10 @@ does not ask Redis a second time."""
 class CatalogPages:
     """Cache-aside over one PageCache (None: no cache, every read goes to PostgreSQL)."""
 
-    def __init__(self, cache: PageCache | None, ttl_s: float) -> None:
+    def __init__(self, cache: PageCache | None, ttl_s: float, clock: Callable[[], int] = now_ms) -> None:
         self.cache = cache if ttl_s > 0 else None
         self.ttl_s = ttl_s
+        self.clock = clock  # epoch ms
 
     async def read(
         self, listing: str, key: str, load: Callable[[], Awaitable[bytes]], state: dict[str, Any] | None = None
@@ -114,7 +115,7 @@ class CatalogPages:
 
         `state`: the request's ASGI state, where the fast path may have left its lookup."""
         if self.cache is None:
-            return answer(await load(), now_ms(), "database", None)
+            return answer(await load(), self.clock(), "database", None)
         looked = (state or {}).get(LOOKUP)
         if looked is not None and looked[0] == key:
             generation = looked[1]  # the fast path missed a moment ago (and counted it)
@@ -124,16 +125,20 @@ class CatalogPages:
             except Exception as exc:
                 CACHE_READS.labels(listing, ERROR).inc()
                 log.debug("catalog cache lookup failed: %r", exc)
-                return answer(await load(), now_ms(), "database", self.ttl_s)
+                return answer(await load(), self.clock(), "database", self.ttl_s)
             if stored is not None:
                 CACHE_READS.labels(listing, HIT).inc()
                 read_at, body = unpack(stored)
-                return answer(body, read_at, "cache", self.ttl_s)
+                return answer(body, read_at, "cache", self.ttl_s, self.clock())
             CACHE_READS.labels(listing, MISS).inc()
-        read_at = now_ms()
+        read_at = self.clock()
         body = await load()
-        try:
-            await self.cache.store(listing, key, generation, pack(read_at, body), self.ttl_s)
-        except Exception as exc:
-            log.debug("catalog cache store failed: %r", exc)
-        return answer(body, read_at, "database", self.ttl_s)
+        # The page's age counts from before the read, so it expires TTL after that, not after
+        # the store: never served older than the TTL, however long the read took.
+        left_s = self.ttl_s - (self.clock() - read_at) / 1000
+        if left_s > 0:
+            try:
+                await self.cache.store(listing, key, generation, pack(read_at, body), left_s)
+            except Exception as exc:
+                log.debug("catalog cache store failed: %r", exc)
+        return answer(body, read_at, "database", self.ttl_s, self.clock())

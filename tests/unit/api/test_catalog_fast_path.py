@@ -99,3 +99,22 @@ def test_a_page_key_is_its_query_in_any_order_and_for_cars_its_day() -> None:
     assert page_key("events", b"a=1") != page_key("cars", b"a=1")
     assert page_key("events", b"a=1&cursor=x") != page_key("events", b"a=1&cursor=y")
     assert page_key("cars", b"a=1", date(2027, 1, 1)) != page_key("cars", b"a=1", date(2027, 1, 2))
+
+
+async def test_a_page_expires_ttl_after_it_was_read_not_after_it_was_stored() -> None:
+    """A slow read must not stretch the page's life: its age counts from before the read."""
+    from engine.ports import ManualClock
+
+    clock = ManualClock()
+    cache = InMemoryPageCache(clock)
+    pages = CatalogPages(cache, 2.0, clock.now_ms)
+
+    async def slow_read() -> bytes:
+        clock.advance(1_500)  # the database took 1.5 s
+        return b'{"items": []}'
+
+    await pages.read("events", "k", slow_read)
+    clock.advance(400)
+    assert (await cache.lookup("events", "k"))[1] is not None, "1.9 s after the read: still served"
+    clock.advance(200)
+    assert (await cache.lookup("events", "k"))[1] is None, "2.1 s after the read: gone"
