@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -127,7 +128,12 @@ class ServiceActor:
         from engine.saga_supervisor import SagaSupervisor
 
         pool = await self._pool(4)
-        publisher = KafkaPublisher(self.settings.kafka_bootstrap, topic_prefix=self.settings.kafka_topic_prefix)
+        publisher = KafkaPublisher(
+            self.settings.kafka_bootstrap,
+            topic_prefix=self.settings.kafka_topic_prefix,
+            generation_ms=self._generation_ms(),
+            lead_ms=self._lead_ms(),
+        )
         self.closers.append(publisher.close)
         relay = OutboxRelay(PostgresLogReader(pool), publisher)
         projection = BookingsProjection(
@@ -144,6 +150,43 @@ class ServiceActor:
         self._spawn("outbox-relay", relay.run(self.stop_event))
         self._spawn("bookings-projection", projection.run(self.stop_event))
         self._spawn("saga-supervisor", supervisor.run(self.stop_event, self.settings.expiry_sweep_s))
+        if self._generation_ms():
+            self._spawn("topic-retirer", self._retire_generations(pool))
+
+    def _generation_ms(self) -> int:
+        return int(self.settings.kafka_generation_s * 1000)
+
+    def _lead_ms(self) -> int:
+        """A new generation's topics and groups are made this long before it begins: two
+        session timeouts, about four group joins on tansu."""
+        return 2 * self.settings.kafka_session_timeout_ms
+
+    async def _retire_generations(self, pool: Any, period_s: float = 10.0) -> None:
+        """Delete the topic generations every live consumer has drained (kafka_generations.py)."""
+        from functools import partial
+
+        from engine.adapters.kafka_generations import retire_generations
+        from engine.adapters.kafka_topics import TOPICS, delete_topics, list_topic_names
+        from engine.adapters.pg_generations import PostgresGenerationRegistry
+        from engine.following import wait_until
+
+        s = self.settings
+        registry = PostgresGenerationRegistry(pool)
+        topics = [s.kafka_topic_prefix + name for name in TOPICS]
+        while not self.stop_event.is_set():
+            try:
+                await retire_generations(
+                    topics,
+                    registry,
+                    partial(list_topic_names, s.kafka_bootstrap),
+                    partial(delete_topics, s.kafka_bootstrap),
+                    int(time.time() * 1000),
+                    self._generation_ms(),
+                    int(s.kafka_consumer_absent_s * 1000),
+                )
+            except Exception as exc:
+                log.warning("retiring topic generations failed (%r); trying again in %.0f s", exc, period_s)
+            await wait_until(self.stop_event, None, period_s)
 
     async def _start_payments(self) -> None:
         from engine.saga import PAYMENT_WORKER, PaymentPolicy, PaymentWorker
@@ -161,8 +204,13 @@ class ServiceActor:
     async def _consume(
         self, topic: str, name: str, handler: Callable[[Any], Awaitable[None]], event_types: frozenset[str]
     ) -> None:
+        from functools import partial
+
         from engine.adapters.kafka_consumer import MessageConsumer
+        from engine.adapters.kafka_generations import GenerationalConsumer
+        from engine.adapters.kafka_topics import TOPICS, list_topic_names
         from engine.adapters.pg_event_store import PostgresEventStore
+        from engine.adapters.pg_generations import PostgresGenerationRegistry
 
         store = PostgresEventStore(await self._pool(2))
 
@@ -171,19 +219,38 @@ class ServiceActor:
 
         prefix = self.settings.kafka_topic_prefix
         session = self.settings.kafka_session_timeout_ms
-        consumer = MessageConsumer(
-            self.settings.kafka_bootstrap,
+
+        def reader(topic_name: str, group_id: str) -> MessageConsumer:
+            return MessageConsumer(
+                self.settings.kafka_bootstrap,
+                topic_name,
+                group_id,
+                name,
+                handler,
+                processed,
+                session_timeout_ms=session,
+                heartbeat_interval_ms=max(100, session // 6),
+                event_types=event_types,
+                partitions=TOPICS[topic],
+            )
+
+        if not self._generation_ms():
+            consumer = reader(prefix + topic, prefix + name)
+            self.parts["consumer"] = consumer
+            self._spawn(f"consumer-{name}", consumer.run(self.stop_event))
+            return
+        generations = GenerationalConsumer(
             prefix + topic,
             prefix + name,
             name,
-            handler,
-            processed,
-            session_timeout_ms=session,
-            heartbeat_interval_ms=max(100, session // 6),
-            event_types=event_types,
+            reader,
+            PostgresGenerationRegistry(store.pool),
+            partial(list_topic_names, self.settings.kafka_bootstrap),
+            self._generation_ms(),
+            lead_ms=self._lead_ms(),
         )
-        self.parts["consumer"] = consumer
-        self._spawn(f"consumer-{name}", consumer.run(self.stop_event))
+        self.parts["consumer"] = generations
+        self._spawn(f"consumer-{name}", generations.run(self.stop_event))
 
 
 async def _logged(name: str, work: Awaitable[None]) -> None:

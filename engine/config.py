@@ -35,6 +35,12 @@ class Settings:
     kafka_bootstrap: str = field(default="", metadata={"doc": "Kafka bootstrap servers (host:port,...)"})
     kafka_topic_prefix: str = field(default="", metadata={"doc": "prefix of topic and consumer group names"})
     kafka_session_timeout_ms: int = field(default=10_000, metadata={"doc": "consumer group session timeout"})
+    kafka_generation_s: float = field(
+        default=60.0, metadata={"doc": "topics written in generations this long, deleted once drained; 0: plain"}
+    )
+    kafka_consumer_absent_s: float = field(
+        default=900.0, metadata={"doc": "a consumer unseen this long no longer holds generations back"}
+    )
     ray_address: str = field(default="", metadata={"doc": "Ray cluster address (host:port of the GCS)"})
 
     # The API.
@@ -177,6 +183,8 @@ class Settings:
             raise ConfigError(f"{PREFIX}BOOKING_HORIZON_DAYS must be from 1 to {MAX_HORIZON_DAYS} (the engine's limit)")
         if not 0 <= self.cancel_cutoff_s <= self.booking_horizon_days * 86_400:
             raise ConfigError(f"{PREFIX}CANCEL_CUTOFF_S must be from 0 to the booking horizon, in seconds")
+        if self.kafka_generation_s < 0 or 0 < self.kafka_generation_s < 10:
+            raise ConfigError(f"{PREFIX}KAFKA_GENERATION_S must be 0 (no generations) or at least 10 seconds")
         if self.api_min_in_flight > self.api_max_in_flight:
             raise ConfigError(f"{PREFIX}API_MIN_IN_FLIGHT must not exceed {PREFIX}API_MAX_IN_FLIGHT")
         if self.api_target_latency_ms <= 0:
