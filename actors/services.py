@@ -1,7 +1,8 @@
 """The saga's long-running services, each a Ray actor (made remote in actors/factory.py).
 
 - "outbox": the outbox relay (event log -> Kafka), the bookings projection (event log -> read
-  model) and the saga supervisor (re-sends what the broker lost, expires orphaned holds);
+  model), the saga supervisor (re-sends what the broker lost, expires orphaned holds) and the
+  ledger projection (wallet statements);
 - "payments": the payment actor, a consumer group on the bookings topic;
 - "results": a consumer group on the payments topic, completing or compensating bookings.
 
@@ -144,6 +145,16 @@ class ServiceActor:
         self._spawn("outbox-relay", relay.run(self.stop_event))
         self._spawn("bookings-projection", projection.run(self.stop_event))
         self._spawn("saga-supervisor", supervisor.run(self.stop_event, self.settings.expiry_sweep_s))
+        await self._start_ledger()
+
+    async def _start_ledger(self) -> None:
+        """The ledger projection (wallet statements), in this process too: an actor process costs
+        ~50 MB and idle CPU. Its own small pool, so its batches never wait behind the relay's."""
+        from engine.adapters.pg_ledger import LedgerProjection
+
+        ledger = LedgerProjection(await self._pool(2), min_interval_s=self.settings.projection_interval_s)
+        self.parts["ledger"] = ledger
+        self._spawn("ledger-projection", ledger.run(self.stop_event))
 
     async def _start_payments(self) -> None:
         from engine.saga import PAYMENT_WORKER, PaymentPolicy, PaymentWorker
