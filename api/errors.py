@@ -22,6 +22,8 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from api.problems import problem
+from engine.accounts import InvalidCredentials, LoginTaken, RefreshRefused, Throttled
+from engine.domain.accounts import InvalidLogin, WeakPassword
 from engine.domain.errors import (
     AlreadyExists,
     BelowMinimumRental,
@@ -58,6 +60,12 @@ STATUS: dict[type[RezervError], tuple[int, str]] = {
     IntervalUnavailable: (409, "Dates unavailable"),
     InvalidTransition: (409, "Invalid transition"),
     InsufficientFunds: (409, "Insufficient funds"),
+    InvalidLogin: (422, "Invalid login"),
+    WeakPassword: (422, "Password too weak"),
+    LoginTaken: (409, "Login taken"),
+    InvalidCredentials: (401, "Unauthorized"),
+    RefreshRefused: (401, "Unauthorized"),
+    Throttled: (429, "Too many attempts"),
     DomainError: (409, "Request refused"),
     TransientError: (503, "Temporarily unavailable"),
 }

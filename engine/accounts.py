@@ -145,9 +145,13 @@ class RefreshRefused(DomainError):
 class Throttled(DomainError):
     code = "too-many-attempts"
 
-    def __init__(self, retry_after_s: float, what: str = "failed log-ins") -> None:
-        super().__init__(f"Too many {what}; try again in {int(retry_after_s + 0.999)} seconds.")
+    def __init__(self, message: str = "", retry_after_s: float = 1.0) -> None:
+        super().__init__(message or "Too many attempts; try again later.")
         self.retry_after_s = retry_after_s
+
+    @classmethod
+    def after(cls, retry_after_s: float, what: str = "failed log-ins") -> Throttled:
+        return cls(f"Too many {what}; try again in {int(retry_after_s + 0.999)} seconds.", retry_after_s)
 
 
 def hash_token(token: str) -> str:
@@ -179,7 +183,7 @@ class AccountService:
         key = REGISTRATIONS_PER_ADDRESS + address
         [(count, left)] = await self.failures.counts([key])
         if count >= self.registrations_per_address:
-            raise Throttled(max(left, 1.0), "registrations from this address")
+            raise Throttled.after(max(left, 1.0), "registrations from this address")
         await self.failures.add([key], self.throttle.window_s)
         account = Account(new_customer_id(), name, await self.passwords.hash(password), CUSTOMER, self.clock())
         if not await self.store.create(account):
@@ -206,7 +210,7 @@ class AccountService:
         account_count, address_count = await self.failures.counts(keys)
         wait = self.throttle.retry_after(account_count, address_count)
         if wait is not None:
-            raise Throttled(wait)
+            raise Throttled.after(wait)
         account = await self.store.by_login(name) if name else None
         if not await self.passwords.verify(account.password_hash if account else None, password) or account is None:
             await self.failures.add(keys, self.throttle.window_s)
