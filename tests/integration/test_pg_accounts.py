@@ -32,3 +32,31 @@ class TestRedisFailures(FailureCounterContract):
     @pytest.fixture
     def failures(self, redis: Redis) -> RedisFailures:
         return RedisFailures(redis)
+
+
+def test_rezerv_admin_create_stores_an_admin_with_an_argon2id_hash(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    import io
+
+    import asyncpg
+
+    from stack.cli import main
+
+    monkeypatch.setenv("REZERV_DATABASE_URL", database_url)
+    monkeypatch.setattr("sys.stdin", io.StringIO("correct horse battery\n"))
+    assert main(["admin", "create", "Root@Example.com", "--password-stdin"]) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("password123\n"))
+    assert main(["admin", "create", "other", "--password-stdin"]) == 1, "the password rules apply"
+
+    async def stored() -> list[tuple[str, str, str]]:
+        conn = await asyncpg.connect(database_url)
+        try:
+            return [tuple(r) for r in await conn.fetch("SELECT login, role, password_hash FROM accounts")]
+        finally:
+            await conn.close()
+
+    [(login, role, password_hash)] = asyncio.run(stored())
+    assert (login, role) == ("root@example.com", "admin")
+    assert password_hash.startswith("$argon2id$")
