@@ -1,5 +1,5 @@
-"""Accounts and refresh tokens in PostgreSQL, failed log-ins in Redis: the contract suites the
-in-memory fakes pass (tests/contract/accounts.py)."""
+"""Accounts, refresh tokens and top-ups in PostgreSQL, failed log-ins in Redis: the contract suites
+the in-memory fakes pass (tests/contract/accounts.py, topups.py); `rezerv admin create`."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ import pytest
 from redis.asyncio import Redis
 
 from engine.adapters.pg_accounts import PostgresAccounts
+from engine.adapters.pg_topups import PostgresTopups
 from engine.adapters.redis_client import create_redis
 from engine.adapters.redis_throttle import RedisFailures
 from tests.contract.accounts import AccountStoreContract, FailureCounterContract
+from tests.contract.topups import TopupStoreContract
 
 
 class TestPostgresAccounts(AccountStoreContract):
@@ -60,3 +62,9 @@ def test_rezerv_admin_create_stores_an_admin_with_an_argon2id_hash(
     [(login, role, password_hash)] = asyncio.run(stored())
     assert (login, role) == ("root@example.com", "admin")
     assert password_hash.startswith("$argon2id$")
+
+
+class TestPostgresTopups(TopupStoreContract):
+    @pytest.fixture
+    def topups(self, pool: asyncpg.Pool) -> PostgresTopups:
+        return PostgresTopups(pool)
