@@ -30,6 +30,7 @@ from api.routes_accounts import router as accounts_router
 from api.routes_bookings import BookingsRepository, default_bookings
 from api.routes_bookings import router as bookings_router
 from api.routes_inventory import router as inventory_router
+from api.routes_money import router as money_router
 from api.routes_tokens import router as tokens_router
 from api.wiring import Stores, default_stores, install
 from engine.config import Settings
@@ -126,4 +127,5 @@ def create_app(
     app.include_router(bookings_router)
     app.include_router(tokens_router)
     app.include_router(accounts_router)
+    app.include_router(money_router)
     return Edge(app, HotRoutes(app) if hot_path else None)

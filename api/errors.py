@@ -41,6 +41,7 @@ from engine.domain.errors import (
     SalesClosed,
     TransientError,
 )
+from engine.topups import TopupLimit, TopupRefused
 
 log = logging.getLogger("rezerv.api")
 
@@ -66,6 +67,8 @@ STATUS: dict[type[RezervError], tuple[int, str]] = {
     InvalidCredentials: (401, "Unauthorized"),
     RefreshRefused: (401, "Unauthorized"),
     Throttled: (429, "Too many attempts"),
+    TopupRefused: (422, "Top-up refused"),
+    TopupLimit: (409, "Over the top-up limit"),
     DomainError: (409, "Request refused"),
     TransientError: (503, "Temporarily unavailable"),
 }

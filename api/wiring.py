@@ -17,32 +17,49 @@ from fastapi import FastAPI
 from api.dependencies import Postgres, Redis
 from api.lazy import LazyPool, LazyRedis
 from api.routes_accounts import access_issuer
+from api.routes_money import MoneyReads
 from engine.accounts import AccountService, AccountStore, FailureCounter
 from engine.config import Settings
 from engine.domain.accounts import ThrottlePolicy
 from engine.domain.errors import StoreUnavailable
 from engine.passwords import Argon2Parameters, Passwords
+from engine.topups import PaymentProvider, TopupStore
+
+
+class _NoDatabase:
+    """Money reads when the API has no PostgreSQL: every read is a 503."""
+
+    async def statement(self, wallet_id: str, before_version: int, limit: int) -> list[Any]:
+        raise StoreUnavailable("the API has no PostgreSQL dependency")
+
+    async def pending_payments(self, customer_id: str) -> int:
+        raise StoreUnavailable("the API has no PostgreSQL dependency")
 
 
 @dataclass
 class Stores:
     accounts: AccountStore
     failures: FailureCounter
-    pool: Any = None  # PostgreSQL (or a LazyPool over it) for the read models; None: no database
+    topups: TopupStore
+    money_reads: MoneyReads
+    provider: PaymentProvider | None = None  # None: the HTTP provider of REZERV_PROVIDER_URL
 
 
 def default_stores(dependencies: Mapping[str, object]) -> Stores:
-    from engine.adapters.pg_accounts import PostgresAccounts
-    from engine.adapters.redis_throttle import RedisFailures
+    from engine.adapters.memory_accounts import InMemoryAccounts, InMemoryFailures
+    from engine.adapters.memory_topups import InMemoryTopups
 
     postgres, redis = dependencies.get("postgres"), dependencies.get("redis")
-    pool = LazyPool(postgres.get_pool) if isinstance(postgres, Postgres) else None
-    failures = RedisFailures(LazyRedis(redis.get_client)) if isinstance(redis, Redis) else None
-    if pool is None or failures is None:
-        from engine.adapters.memory_accounts import InMemoryAccounts, InMemoryFailures
+    if not isinstance(postgres, Postgres):
+        return Stores(InMemoryAccounts(), InMemoryFailures(), InMemoryTopups(), _NoDatabase())
+    from engine.adapters.pg_accounts import PostgresAccounts
+    from engine.adapters.pg_money import PostgresMoneyReads
+    from engine.adapters.pg_topups import PostgresTopups
+    from engine.adapters.redis_throttle import RedisFailures
 
-        return Stores(InMemoryAccounts(), InMemoryFailures(), pool)
-    return Stores(PostgresAccounts(pool), failures, pool)  # type: ignore[arg-type]
+    pool: Any = LazyPool(postgres.get_pool)
+    failures = RedisFailures(LazyRedis(redis.get_client)) if isinstance(redis, Redis) else InMemoryFailures()
+    return Stores(PostgresAccounts(pool), failures, PostgresTopups(pool), PostgresMoneyReads(pool))
 
 
 def install(app: FastAPI, settings: Settings, stores: Stores) -> None:
@@ -66,6 +83,13 @@ def install(app: FastAPI, settings: Settings, stores: Stores) -> None:
                 raise StoreUnavailable(f"revoking {jti}: {exc}") from exc
 
     app.state.stores = stores
+    app.state.topups = stores.topups
+    app.state.money_reads = stores.money_reads
+    if stores.provider is None:
+        from engine.adapters.http_provider import HttpProvider
+
+        stores.provider = HttpProvider(settings.provider_url, settings.provider_secret)
+    app.state.provider = stores.provider
     app.state.passwords = passwords
     app.state.accounts = AccountService(
         stores.accounts,

@@ -3,7 +3,7 @@
 A population is a JSON file: the base URL, an admin token, the customers (each with its own
 token and a funded wallet), and the scenario's events and cars. `rezerv loadtest` writes it
 once per target; every Locust process reads it (`--population`). Customers are funded with an
-admin deposit through the API, like any wallet, so the first booking does not pay for creating
+admin credit (with its reason) through the API, like any wallet, so the first booking does not pay for creating
 a wallet. Ids carry the run's tag, so a population never collides with earlier data in the same
 store.
 """
@@ -117,9 +117,8 @@ def plan(
     else:
         raise ValueError(f"unknown scenario {scenario!r}; one of {', '.join(SCENARIOS)}")
     for customer in ids:
-        requests.append(
-            DemoRequest("POST", f"/wallets/{customer}/deposits", {"deposit_id": f"load-{tag}", "amount": DEPOSIT})
-        )
+        body = {"deposit_id": f"load-{tag}", "amount": DEPOSIT, "reason": "load test"}
+        requests.append(DemoRequest("POST", f"/wallets/{customer}/deposits", body))
     return ids, requests, catalog
 
 

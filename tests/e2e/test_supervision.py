@@ -83,7 +83,11 @@ def running() -> Iterator[Running]:
         tokens = {c: issue_token(settings, c) for c in CUSTOMERS}
         for c in CUSTOMERS:
             status, body = api_call(
-                run.api, "POST", f"/wallets/{c}/deposits", admin, {"deposit_id": "d", "amount": DEPOSIT}
+                run.api,
+                "POST",
+                f"/wallets/{c}/deposits",
+                admin,
+                {"deposit_id": "d", "amount": DEPOSIT, "reason": "test"},
             )
             assert status in (200, 201), body
         event = {

@@ -6,7 +6,8 @@ import pytest
 
 from api.app import create_app
 from api.errors import STATUS, status_of
-from engine import accounts
+from engine import accounts, topups
+from engine.adapters.http_provider import ProviderUnavailable
 from engine.config import Settings
 from engine.domain import accounts as domain_accounts
 from engine.domain import errors as e
@@ -33,6 +34,9 @@ EXPECTED: dict[type[e.RezervError], int] = {
     accounts.InvalidCredentials: 401,
     accounts.RefreshRefused: 401,
     accounts.Throttled: 429,
+    topups.TopupRefused: 422,
+    topups.TopupLimit: 409,
+    ProviderUnavailable: 503,
     e.TransientError: 503,
     e.OwnershipLost: 503,
     e.StoreUnavailable: 503,
