@@ -4,7 +4,10 @@
   model), the saga supervisor (re-sends what the broker lost, expires orphaned holds) and the
   ledger projection (wallet statements);
 - "payments": the payment actor, a consumer group on the bookings topic;
-- "results": a consumer group on the payments topic, completing or compensating bookings.
+- "results": a consumer group on the payments topic, completing or compensating bookings; and
+  the notifier (engine/notifier.py: booking outcomes from both topics to stored notifications,
+  and the webhook deliveries), in this process because an actor process costs ~50 MB and idle
+  CPU, and the notifier's work per booking is a fraction of a batch statement.
 
 Ray restarts a crashed service; consumers resume from their committed offsets, log readers from
 their checkpoints in PostgreSQL, and every step is idempotent, so a restart loses nothing.
@@ -145,7 +148,8 @@ class ServiceActor:
         self._spawn("outbox-relay", relay.run(self.stop_event))
         self._spawn("bookings-projection", projection.run(self.stop_event))
         self._spawn("saga-supervisor", supervisor.run(self.stop_event, self.settings.expiry_sweep_s))
-        await self._start_ledger()
+        if self.settings.ledger:
+            await self._start_ledger()
 
     async def _start_ledger(self) -> None:
         """The ledger projection (wallet statements), in this process too: an actor process costs
@@ -168,17 +172,44 @@ class ServiceActor:
 
         worker = BookingResultsWorker(self._execute())
         await self._consume("payments", RESULTS_WORKER, worker.handle, worker.event_types)
+        if self.settings.notifier:
+            await self._start_notifier()
+
+    async def _start_notifier(self) -> None:
+        from engine.adapters.http_post import aiohttp_post
+        from engine.adapters.pg_notifications import PostgresNotifications
+        from engine.notifications import BOOKING_OUTCOMES, NOTIFIER, PAYMENT_OUTCOMES
+        from engine.notifier import Notifier, WebhookDeliverer
+
+        store = PostgresNotifications(await self._pool(3))
+        post, close = aiohttp_post()
+        self.closers.append(close)
+        deliverer = WebhookDeliverer(store, post, self.settings.webhook_max_attempts, self.settings.webhook_timeout_s)
+        notifier = Notifier(store, deliverer.wake)
+        self.parts.update(notifier=notifier, webhooks=deliverer)
+        for topic, outcomes in (("bookings", BOOKING_OUTCOMES), ("payments", PAYMENT_OUTCOMES)):
+            name = f"{NOTIFIER}-{topic}"
+            await self._consume(topic, name, notifier.handle, outcomes, notifier.processed, part=name)
+        self._spawn("webhook-deliveries", deliverer.run(self.stop_event))
 
     async def _consume(
-        self, topic: str, name: str, handler: Callable[[Any], Awaitable[None]], event_types: frozenset[str]
+        self,
+        topic: str,
+        name: str,
+        handler: Callable[[Any], Awaitable[None]],
+        event_types: frozenset[str],
+        processed: Callable[[list[str]], Awaitable[set[str]]] | None = None,
+        part: str = "consumer",
     ) -> None:
+        """A consumer group on `topic`; `processed`: its inbox lookup (default: the saga's inbox)."""
         from engine.adapters.kafka_consumer import MessageConsumer
         from engine.adapters.pg_event_store import PostgresEventStore
 
-        store = PostgresEventStore(await self._pool(2))
+        if processed is None:
+            store = PostgresEventStore(await self._pool(2))
 
-        async def processed(message_ids: list[str]) -> set[str]:
-            return await store.processed(name, message_ids)
+            async def processed(message_ids: list[str]) -> set[str]:
+                return await store.processed(name, message_ids)
 
         prefix = self.settings.kafka_topic_prefix
         session = self.settings.kafka_session_timeout_ms
@@ -193,7 +224,7 @@ class ServiceActor:
             heartbeat_interval_ms=max(100, session // 6),
             event_types=event_types,
         )
-        self.parts["consumer"] = consumer
+        self.parts[part] = consumer
         self._spawn(f"consumer-{name}", consumer.run(self.stop_event))
 
 

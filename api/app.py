@@ -31,6 +31,7 @@ from api.routes_bookings import BookingsRepository, default_bookings
 from api.routes_bookings import router as bookings_router
 from api.routes_inventory import router as inventory_router
 from api.routes_money import router as money_router
+from api.routes_notifications import router as notifications_router
 from api.routes_tokens import router as tokens_router
 from api.wiring import Stores, default_stores, install
 from engine.config import Settings
@@ -77,6 +78,8 @@ def create_app(
         yield
         stop.set()
         await refresher
+        await app.state.notification_hub.close()
+        app.state.passwords.close()
         await asyncio.gather(*(d.close() for d in deps), return_exceptions=True)
 
     app = FastAPI(
@@ -128,4 +131,5 @@ def create_app(
     app.include_router(tokens_router)
     app.include_router(accounts_router)
     app.include_router(money_router)
+    app.include_router(notifications_router)
     return Edge(app, HotRoutes(app) if hot_path else None)

@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI
 
 from api.dependencies import Postgres, Redis
 from api.lazy import LazyPool, LazyRedis
+from api.notification_hub import NotificationHub
 from api.routes_accounts import access_issuer
 from api.routes_money import MoneyReads
 from engine.accounts import AccountService, AccountStore, FailureCounter
 from engine.config import Settings
 from engine.domain.accounts import ThrottlePolicy
 from engine.domain.errors import StoreUnavailable
+from engine.notifications import NotificationStore
 from engine.passwords import Argon2Parameters, Passwords
 from engine.topups import PaymentProvider, TopupStore
 
@@ -36,12 +38,19 @@ class _NoDatabase:
         raise StoreUnavailable("the API has no PostgreSQL dependency")
 
 
+def _memory_notifications() -> NotificationStore:
+    from engine.adapters.memory_notifications import InMemoryNotifications
+
+    return InMemoryNotifications()
+
+
 @dataclass
 class Stores:
     accounts: AccountStore
     failures: FailureCounter
     topups: TopupStore
     money_reads: MoneyReads
+    notifications: NotificationStore = field(default_factory=_memory_notifications)
     provider: PaymentProvider | None = None  # None: the HTTP provider of REZERV_PROVIDER_URL
 
 
@@ -54,12 +63,15 @@ def default_stores(dependencies: Mapping[str, object]) -> Stores:
         return Stores(InMemoryAccounts(), InMemoryFailures(), InMemoryTopups(), _NoDatabase())
     from engine.adapters.pg_accounts import PostgresAccounts
     from engine.adapters.pg_money import PostgresMoneyReads
+    from engine.adapters.pg_notifications import PostgresNotifications
     from engine.adapters.pg_topups import PostgresTopups
     from engine.adapters.redis_throttle import RedisFailures
 
     pool: Any = LazyPool(postgres.get_pool)
     failures = RedisFailures(LazyRedis(redis.get_client)) if isinstance(redis, Redis) else InMemoryFailures()
-    return Stores(PostgresAccounts(pool), failures, PostgresTopups(pool), PostgresMoneyReads(pool))
+    return Stores(
+        PostgresAccounts(pool), failures, PostgresTopups(pool), PostgresMoneyReads(pool), PostgresNotifications(pool)
+    )
 
 
 def install(app: FastAPI, settings: Settings, stores: Stores) -> None:
@@ -85,6 +97,8 @@ def install(app: FastAPI, settings: Settings, stores: Stores) -> None:
     app.state.stores = stores
     app.state.topups = stores.topups
     app.state.money_reads = stores.money_reads
+    app.state.notifications = stores.notifications
+    app.state.notification_hub = NotificationHub(stores.notifications)
     if stores.provider is None:
         from engine.adapters.http_provider import HttpProvider
 

@@ -136,6 +136,8 @@ class Settings:
     callback_tolerance_s: float = field(
         default=300.0, metadata={"doc": "provider callbacks older (or newer) than this are refused"}
     )
+    notifier: bool = field(default=True, metadata={"doc": "run the notifier (booking outcomes to notifications)"})
+    ledger: bool = field(default=True, metadata={"doc": "run the ledger projection (wallet statements)"})
     webhook_max_attempts: int = field(default=8, metadata={"doc": "webhook deliveries before the dead-letter table"})
     webhook_timeout_s: float = field(default=5.0, metadata={"doc": "one webhook delivery attempt"})
 

@@ -108,7 +108,7 @@ async def w() -> AsyncIterator[Wallets]:
     )
     inventory = local_inventory()
     reads, provider = StoreReads(inventory.store), FakeProvider()
-    stores = Stores(InMemoryAccounts(), InMemoryFailures(), InMemoryTopups(), reads, provider)
+    stores = Stores(InMemoryAccounts(), InMemoryFailures(), InMemoryTopups(), reads, provider=provider)
     app = create_app(settings, dependencies=[], inventory=inventory.client, stores=stores)
     yield Wallets(AsgiClient(app), inventory, reads, provider, settings)
     await inventory.stop()
