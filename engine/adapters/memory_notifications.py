@@ -67,9 +67,9 @@ class InMemoryNotifications:
         return self.webhooks.pop(customer_id, None) is not None
 
     async def due(self, now_ms: int, limit: int) -> list[Delivery]:
-        ready = sorted((v[3], k) for k, v in self.deliveries.items() if v[3] <= now_ms)[:limit]
+        ready = sorted((v[3], v[0], k) for k, v in self.deliveries.items() if v[3] <= now_ms)[:limit]
         out = []
-        for _, k in ready:
+        for _, _, k in ready:
             nid, customer, tries, _at, _err = self.deliveries[k]
             hook = self.webhooks[customer]
             out.append(Delivery(k, self.rows[nid - 1], hook.url, hook.secret, tries))

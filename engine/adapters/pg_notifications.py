@@ -29,7 +29,7 @@ WITH inserted AS (
     RETURNING {_COLUMNS}
 ), deliveries AS (
     INSERT INTO webhook_deliveries (notification_id, customer_id, next_attempt_at)
-    SELECT i.id, i.customer_id, $9 FROM inserted i JOIN webhooks w ON w.customer_id = i.customer_id
+    SELECT i.id, i.customer_id, $9 FROM inserted i JOIN webhooks w ON w.customer_id = i.customer_id ORDER BY i.id
 )
 SELECT * FROM inserted ORDER BY id
 """
@@ -40,7 +40,7 @@ SELECT d.id AS delivery_id, d.attempts, w.url, w.secret, {", ".join("n." + c for
   JOIN notifications n ON n.id = d.notification_id
   JOIN webhooks w ON w.customer_id = d.customer_id
  WHERE d.next_attempt_at <= $1
- ORDER BY d.next_attempt_at, d.id LIMIT $2
+ ORDER BY d.next_attempt_at, d.notification_id LIMIT $2
 """
 
 
