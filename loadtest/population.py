@@ -34,6 +34,8 @@ CAR_RATE = 7_500
 RENTAL_FIRST_DAY = "2027-06-01"
 RENTAL_SPAN_DAYS = 60
 TOKEN_TTL_S = 6 * 3600
+ACCOUNTS = 16  # registered accounts the log-in users log in as (a registration costs a password hash)
+ACCOUNT_PASSWORD = "load-test password 0"
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class Population:
     cars: list[str] = field(default_factory=list)
     rental_first_day: str = RENTAL_FIRST_DAY
     rental_span_days: int = RENTAL_SPAN_DAYS
+    accounts: list[str] = field(default_factory=list)  # logins of registered accounts (ACCOUNT_PASSWORD)
 
     @property
     def entities(self) -> set[str]:
@@ -131,6 +134,7 @@ def create(
     events: int = 50,
     cars: int = 20,
     threads: int = 16,
+    accounts: int = 0,
 ) -> Population:
     """Create the catalog and fund the customers through the API; returns the population."""
     settings = Settings(jwt_secret=jwt_secret)
@@ -143,5 +147,14 @@ def create(
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(lambda chunk: send_requests(base_url, admin, chunk), chunks))
     population = Population(scenario, base_url, tag, admin, **catalog)
+    population.accounts = register_accounts(base_url, tag, accounts)
     population.customers = [Customer(c, issue_token(settings, c, ("customer",), TOKEN_TTL_S)) for c in ids]
     return population
+
+
+def register_accounts(base_url: str, tag: str, count: int) -> list[str]:
+    """Register `count` accounts through the API (for the log-in load); their logins."""
+    logins = [f"load-{tag}-{i:02d}" for i in range(count)]
+    body = {"password": ACCOUNT_PASSWORD}
+    send_requests(base_url, "", [DemoRequest("POST", "/auth/register", body | {"login": login}) for login in logins])
+    return logins

@@ -16,3 +16,4 @@ SCENARIO_FILES = {
     BROWSE_AND_BOOK: HERE / "browse_and_book.py",
 }
 WINDOW_FILE = "window.json"  # written by the master when the window starts: {"start", "end", "users"}
+LOGIN_USERS = 10  # Locust users that log in beside the bookings, when --logins-per-s is set
