@@ -5,39 +5,24 @@ wallet pages back through it and adds up to the balance."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.adapters.pg_event_store import PostgresEventStore
 from engine.adapters.pg_ledger import LedgerProjection, statement
 from engine.adapters.pg_log import PostgresLogReader
 from engine.adapters.pg_pool import create_pool
 from engine.domain import codec
 from engine.domain.events import FundsDeposited, FundsWithdrawn, PaymentSucceeded, TicketsHeld
 from engine.log import START
-from engine.ports import NewEvent, StreamAppend
 from engine.projections.ledger import EVENT_TYPES, PROJECTION_NAME, Entry, fold, plan
 from tests.contract.log_reader import read_all
+from tests.integration.test_bookings_projection import pool, write
 from tests.wallet_histories import T, command, history
 
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, 4)
-    await pool.execute("ALTER TABLE events SET (autovacuum_enabled = off, toast.autovacuum_enabled = off)")
-    yield pool
-    await pool.close()
-
-
-async def write(pool: asyncpg.Pool, stream: str, *events: object) -> None:
-    store = PostgresEventStore(pool)
-    version = (await store.claim(stream, 1, "test")).version
-    appended = [NewEvent(*codec.encode_named_record(e)) for e in events]
-    assert (await store.append([StreamAppend(stream, version, 1, appended)])).failed == frozenset()
+__all__ = ["pool"]  # the fixture: a fresh database with autovacuum off (log readers see commits at once)
 
 
 async def table(pool: asyncpg.Pool) -> dict[str, list[Entry]]:

@@ -3,31 +3,24 @@ the in-memory fakes pass (tests/contract/accounts.py, topups.py); `rezerv admin 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import asyncpg
 import pytest
 from redis.asyncio import Redis
 
 from engine.adapters.pg_accounts import PostgresAccounts
 from engine.adapters.pg_topups import PostgresTopups
-from engine.adapters.redis_client import create_redis
 from engine.adapters.redis_throttle import RedisFailures
 from tests.contract.accounts import AccountStoreContract, FailureCounterContract
 from tests.contract.topups import TopupStoreContract
+from tests.integration.test_redis_fencing import redis
+
+__all__ = ["redis"]  # the fixture
 
 
 class TestPostgresAccounts(AccountStoreContract):
     @pytest.fixture
     def store(self, pool: asyncpg.Pool) -> PostgresAccounts:
         return PostgresAccounts(pool)
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = create_redis(redis_url)
-    yield client
-    await client.aclose()
 
 
 class TestRedisFailures(FailureCounterContract):
