@@ -81,6 +81,9 @@ class AccountStore(Protocol):
 
     async def by_login(self, login: str) -> Account | None: ...
 
+    async def set_password_hash(self, account_id: str, password_hash: str) -> None:
+        """Replace the account's hash (a rehash with the current parameters at log-in)."""
+
     async def add_refresh(self, token: RefreshToken) -> None: ...
 
     async def use_refresh(self, token_hash: str, now_ms: int) -> UseResult:
@@ -216,6 +219,8 @@ class AccountService:
             await self.failures.add(keys, self.throttle.window_s)
             raise InvalidCredentials("The login or the password is wrong.")
         await self.failures.clear(keys[0])
+        if self.passwords.needs_rehash(account.password_hash):
+            await self.store.set_password_hash(account.account_id, await self.passwords.hash(password))
         return await self._start(account, secrets.token_hex(16), self.clock() + int(self.refresh_ttl_s * 1000))
 
     async def _start(self, account: Account, family: str, family_expires_at_ms: int) -> Session:

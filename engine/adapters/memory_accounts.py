@@ -32,6 +32,11 @@ class InMemoryAccounts:
     async def by_login(self, login: str) -> Account | None:
         return self.accounts.get(login)
 
+    async def set_password_hash(self, account_id: str, password_hash: str) -> None:
+        for login, account in self.accounts.items():
+            if account.account_id == account_id:
+                self.accounts[login] = replace(account, password_hash=password_hash)
+
     async def add_refresh(self, token: RefreshToken) -> None:
         self.tokens[token.token_hash] = _Stored(token)
 
@@ -62,9 +67,6 @@ class InMemoryAccounts:
     async def revoke_family(self, token_hash: str, now_ms: int) -> tuple[tuple[str, int], ...]:
         stored = self.tokens.get(token_hash)
         return () if stored is None else self._revoke(stored.token.family_id, now_ms)
-
-    def replace_account(self, login: str, **changes: object) -> None:
-        self.accounts[login] = replace(self.accounts[login], **changes)  # type: ignore[arg-type]
 
 
 @dataclass

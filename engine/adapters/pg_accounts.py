@@ -67,6 +67,14 @@ class PostgresAccounts:
             raise StoreUnavailable(f"reading an account: {exc}") from exc
         return _account(row) if row else None
 
+    async def set_password_hash(self, account_id: str, password_hash: str) -> None:
+        try:
+            await self.pool.execute(
+                "UPDATE accounts SET password_hash = $2 WHERE account_id = $1", account_id, password_hash
+            )
+        except TRANSIENT_DB_ERRORS as exc:
+            raise StoreUnavailable(f"updating a password hash: {exc}") from exc
+
     async def add_refresh(self, token: RefreshToken) -> None:
         t = token
         try:

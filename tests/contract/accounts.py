@@ -29,6 +29,8 @@ class AccountStoreContract:
         assert not await store.create(an_account(account.login)), "the same login"
         assert await store.by_login(account.login) == account
         assert await store.by_login("nobody-here") is None
+        await store.set_password_hash(account.account_id, "$argon2id$rehashed")
+        assert (await store.by_login(account.login)).password_hash == "$argon2id$rehashed"  # type: ignore[union-attr]
 
     async def test_a_current_token_rotates_once_and_a_second_use_revokes_its_family(self, store: AccountStore) -> None:
         account = an_account()

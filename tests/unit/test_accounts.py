@@ -257,3 +257,12 @@ async def test_admins_are_made_by_the_service_not_by_registering(h: Harness) -> 
     admin = await h.service.create_admin("root", GOOD)
     assert admin.role == "admin"
     assert (await h.service.login("root", GOOD, "a")).account.role == "admin"
+
+
+async def test_a_hash_made_with_older_parameters_is_replaced_at_the_next_login(h: Harness) -> None:
+    older = Passwords(Argon2Parameters(time_cost=2, memory_kib=128, parallelism=1))
+    await h.store.create(Account("u-old", "old", await older.hash(GOOD)))
+    await h.service.login("old", GOOD, "a")
+    rehashed = (await h.store.by_login("old")).password_hash  # type: ignore[union-attr]
+    assert rehashed.startswith("$argon2id$v=19$m=64,t=1,p=1$")
+    await h.service.login("old", GOOD, "a")
