@@ -34,7 +34,7 @@ from loadtest.measure import TreeCpuSampler, machine_description
 from loadtest.notification_watch import watching
 from loadtest.population import ACCOUNTS, FLASH_SALE, HOT_TIER, HOT_TIER_SIZE, Population, create
 from loadtest.records import read_acknowledgements, read_client_holds, read_outcome_counts
-from loadtest.scenarios.paths import LOGIN_USERS, SCENARIO_FILES, WINDOW_FILE
+from loadtest.scenarios.paths import login_users, SCENARIO_FILES, WINDOW_FILE
 from loadtest.targets import Target, get_json
 
 GENERATOR_SATURATED = 90.0  # percent of a core: above it, a Locust process is the limit, not the target
@@ -72,7 +72,7 @@ def locust_argv(options: RunOptions, target: Target, users: int, population_file
         argv += ["--processes", str(options.locust_processes)]
     if options.logins_per_s > 0:
         argv += ["--logins-per-s", str(options.logins_per_s)]
-        users += LOGIN_USERS  # the log-in users come on top of the booking users
+        users += login_users(options.logins_per_s)  # the log-in users come on top of the booking users
     rate = options.spawn_rate or float(users)
     argv += ["-u", str(users), "-r", str(rate)]
     if options.web:

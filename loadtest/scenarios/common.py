@@ -34,7 +34,7 @@ from api.hold_keys import hold_id_for
 from loadtest.population import ACCOUNT_PASSWORD, Population
 from loadtest.records import RecordWriter
 from loadtest.retry import NETWORK_ERROR, RetryPolicy
-from loadtest.scenarios.paths import LOGIN_USERS, WINDOW_FILE
+from loadtest.scenarios.paths import WINDOW_FILE, login_users
 
 HOLD_ROUTES = {"event": "POST /events/{id}/holds", "car": "POST /cars/{id}/holds"}
 READ_ROUTE = "GET /bookings/{id}"
@@ -267,5 +267,5 @@ def _size_logins(environment: Any) -> None:
     if rate <= 0:
         environment.user_classes[:] = [c for c in environment.user_classes if c is not LoggingIn]
         return
-    LoggingIn.fixed_count = LOGIN_USERS
-    LoggingIn.wait_time = constant_throughput(rate / LOGIN_USERS)
+    LoggingIn.fixed_count = login_users(rate)
+    LoggingIn.wait_time = constant_throughput(rate / LoggingIn.fixed_count)
