@@ -34,7 +34,7 @@ from loadtest.measure import TreeCpuSampler, machine_description
 from loadtest.notification_watch import watching
 from loadtest.population import ACCOUNTS, FLASH_SALE, HOT_TIER, HOT_TIER_SIZE, Population, create
 from loadtest.records import read_acknowledgements, read_client_holds, read_outcome_counts
-from loadtest.scenarios.paths import login_users, SCENARIO_FILES, WINDOW_FILE
+from loadtest.scenarios.paths import SCENARIO_FILES, WINDOW_FILE, login_users
 from loadtest.targets import Target, get_json
 
 GENERATOR_SATURATED = 90.0  # percent of a core: above it, a Locust process is the limit, not the target
