@@ -1,9 +1,13 @@
 """The saga's long-running services, each a Ray actor (made remote in actors/factory.py).
 
 - "outbox": the outbox relay (event log -> Kafka), the bookings projection (event log -> read
-  model) and the saga supervisor (re-sends what the broker lost, expires orphaned holds);
+  model), the saga supervisor (re-sends what the broker lost, expires orphaned holds) and the
+  ledger projection (wallet statements);
 - "payments": the payment actor, a consumer group on the bookings topic;
-- "results": a consumer group on the payments topic, completing or compensating bookings.
+- "results": a consumer group on the payments topic, completing or compensating bookings; and
+  the notifier (engine/notifier.py: booking outcomes from both topics to stored notifications,
+  and the webhook deliveries), in this process because an actor process costs ~50 MB and idle
+  CPU, and the notifier's work per booking is a fraction of a batch statement.
 
 Ray restarts a crashed service; consumers resume from their committed offsets, log readers from
 their checkpoints in PostgreSQL, and every step is idempotent, so a restart loses nothing.
@@ -152,6 +156,8 @@ class ServiceActor:
         self._spawn("saga-supervisor", supervisor.run(self.stop_event, self.settings.expiry_sweep_s))
         if self._generation_ms():
             self._spawn("topic-retirer", self._retire_generations(pool))
+        if self.settings.ledger:
+            await self._start_ledger()
 
     def _generation_ms(self) -> int:
         return int(self.settings.kafka_generation_s * 1000)
@@ -188,6 +194,15 @@ class ServiceActor:
                 log.warning("retiring topic generations failed (%r); trying again in %.0f s", exc, period_s)
             await wait_until(self.stop_event, None, period_s)
 
+    async def _start_ledger(self) -> None:
+        """The ledger projection (wallet statements), in this process too: an actor process costs
+        ~50 MB and idle CPU. Its own small pool, so its batches never wait behind the relay's."""
+        from engine.adapters.pg_ledger import LedgerProjection
+
+        ledger = LedgerProjection(await self._pool(2), min_interval_s=self.settings.projection_interval_s)
+        self.parts["ledger"] = ledger
+        self._spawn("ledger-projection", ledger.run(self.stop_event))
+
     async def _start_payments(self) -> None:
         from engine.saga import PAYMENT_WORKER, PaymentPolicy, PaymentWorker
 
@@ -200,10 +215,37 @@ class ServiceActor:
 
         worker = BookingResultsWorker(self._execute())
         await self._consume("payments", RESULTS_WORKER, worker.handle, worker.event_types)
+        if self.settings.notifier:
+            await self._start_notifier()
+
+    async def _start_notifier(self) -> None:
+        from engine.adapters.http_post import aiohttp_post
+        from engine.adapters.pg_notifications import PostgresNotifications
+        from engine.notifications import BOOKING_OUTCOMES, NOTIFIER, PAYMENT_OUTCOMES
+        from engine.notifier import Notifier, WebhookDeliverer
+
+        store = PostgresNotifications(await self._pool(3))
+        post, close = aiohttp_post()
+        self.closers.append(close)
+        deliverer = WebhookDeliverer(store, post, self.settings.webhook_max_attempts, self.settings.webhook_timeout_s)
+        notifier = Notifier(store, deliverer.wake)
+        self.parts.update(notifier=notifier, webhooks=deliverer)
+        for topic, outcomes in (("bookings", BOOKING_OUTCOMES), ("payments", PAYMENT_OUTCOMES)):
+            name = f"{NOTIFIER}-{topic}"
+            await self._consume(topic, name, notifier.handle, outcomes, notifier.processed, part=name)
+        self._spawn("webhook-deliveries", deliverer.run(self.stop_event))
 
     async def _consume(
-        self, topic: str, name: str, handler: Callable[[Any], Awaitable[None]], event_types: frozenset[str]
+        self,
+        topic: str,
+        name: str,
+        handler: Callable[[Any], Awaitable[None]],
+        event_types: frozenset[str],
+        processed: Callable[[list[str]], Awaitable[set[str]]] | None = None,
+        part: str = "consumer",
     ) -> None:
+        """A consumer group on `topic` (one per live topic generation); `processed`: its inbox
+        lookup (default: the saga's inbox)."""
         from functools import partial
 
         from engine.adapters.kafka_consumer import MessageConsumer
@@ -212,10 +254,12 @@ class ServiceActor:
         from engine.adapters.pg_event_store import PostgresEventStore
         from engine.adapters.pg_generations import PostgresGenerationRegistry
 
-        store = PostgresEventStore(await self._pool(2))
+        pool = await self._pool(2)
+        if processed is None:
+            store = PostgresEventStore(pool)
 
-        async def processed(message_ids: list[str]) -> set[str]:
-            return await store.processed(name, message_ids)
+            async def processed(message_ids: list[str]) -> set[str]:
+                return await store.processed(name, message_ids)
 
         prefix = self.settings.kafka_topic_prefix
         session = self.settings.kafka_session_timeout_ms
@@ -236,7 +280,7 @@ class ServiceActor:
 
         if not self._generation_ms():
             consumer = reader(prefix + topic, prefix + name)
-            self.parts["consumer"] = consumer
+            self.parts[part] = consumer
             self._spawn(f"consumer-{name}", consumer.run(self.stop_event))
             return
         generations = GenerationalConsumer(
@@ -244,12 +288,12 @@ class ServiceActor:
             prefix + name,
             name,
             reader,
-            PostgresGenerationRegistry(store.pool),
+            PostgresGenerationRegistry(pool),
             partial(list_topic_names, self.settings.kafka_bootstrap),
             self._generation_ms(),
             lead_ms=self._lead_ms(),
         )
-        self.parts["consumer"] = generations
+        self.parts[part] = generations
         self._spawn(f"consumer-{name}", generations.run(self.stop_event))
 
 

@@ -28,10 +28,14 @@ from api.openapi import install_openapi
 from api.problems import install_problem_handlers
 from api.responses import OrjsonResponse
 from api.revocation import PostgresOverApiPool, RevocationStore, RevokedTokens
+from api.routes_accounts import router as accounts_router
 from api.routes_bookings import BookingsRepository, default_bookings
 from api.routes_bookings import router as bookings_router
 from api.routes_inventory import router as inventory_router
+from api.routes_money import router as money_router
+from api.routes_notifications import router as notifications_router
 from api.routes_tokens import router as tokens_router
+from api.wiring import Stores, default_stores, install
 from engine.config import Settings
 
 log = logging.getLogger("rezerv.api")
@@ -44,12 +48,15 @@ def create_app(
     bookings: BookingsRepository | None = None,
     hot_path: bool = True,
     revocations: RevocationStore | None = None,
+    stores: Stores | None = None,
 ) -> Edge:
     """`inventory`: the engine client to use (tests pass one on fakes); None builds one over Ray on first use.
 
     `bookings`: the bookings read model to answer from (tests pass an in-memory one); None reads
     PostgreSQL through the "postgres" dependency's pool. `revocations`: where revoked token ids
     are kept (tests pass an in-memory store); None uses PostgreSQL likewise (none without it).
+
+    `stores`: accounts, money and notifications (api/wiring.py; tests pass in-memory ones).
 
     `hot_path=False` leaves the hot requests to FastAPI too (the tests compare the two)."""
     settings = settings or Settings.from_env()
@@ -74,6 +81,8 @@ def create_app(
         yield
         stop.set()
         await refresher
+        await app.state.notification_hub.close()
+        app.state.passwords.close()
         await asyncio.gather(*(d.close() for d in deps), return_exceptions=True)
 
     app = FastAPI(
@@ -90,6 +99,7 @@ def create_app(
     app.state.revocations = revocations
     app.state.revoked_tokens = revoked
     app.state.token_verifier = TokenVerifier(settings, revoked)
+    install(app, settings, stores if stores is not None else default_stores(app.state.dependencies))
     install_problem_handlers(app)
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware)
@@ -124,5 +134,8 @@ def create_app(
     app.include_router(inventory_router)
     app.include_router(bookings_router)
     app.include_router(tokens_router)
+    app.include_router(accounts_router)
+    app.include_router(money_router)
+    app.include_router(notifications_router)
     install_openapi(app)
     return Edge(app, HotRoutes(app) if hot_path else None)

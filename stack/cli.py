@@ -1,5 +1,5 @@
-"""The `rezerv` command: up, down, migrate, deploy, token, revoke, env (and bench and loadtest, from
-loadtest/)."""
+"""The `rezerv` command: up, down, migrate, deploy, token, revoke, admin, env (and bench and loadtest,
+from loadtest/)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     revoke = sub.add_parser("revoke", help="revoke an API token: every API worker refuses it within about a second")
     revoke.add_argument("token", help="the token itself, or its id (the `jti` claim)")
     revoke.add_argument("--reason", default="", help="kept with the revocation")
+    admin = sub.add_parser("admin", help="administrators: `rezerv admin create LOGIN` (never through the API)")
+    admin.add_argument("action", choices=["create"])
+    admin.add_argument("login", help="an email address or a username")
+    admin.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input instead of a prompt"
+    )
     bench = sub.add_parser("bench", help="benchmarks (see BENCHMARKS.md)")
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     loadtest = sub.add_parser("loadtest", help="Locust through the REST API, lock-based baselines, the audit")
@@ -66,6 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _token(args.subject, args.admin, args.ttl)
         if args.command == "revoke":
             return _revoke(args.token, args.reason)
+        if args.command == "admin":
+            from stack.admin_cli import create_admin
+
+            return create_admin(args.login, args.password_stdin)
         if args.command == "bench":
             from loadtest.cli import main as bench_main
 
