@@ -1,10 +1,13 @@
 """The saga's long-running services, each a Ray actor (made remote in actors/factory.py).
 
-- "outbox": the outbox relay (event log -> Kafka), the bookings and catalog projections (event
-  log -> read models) and the saga supervisor (re-sends what the broker lost, expires orphaned
-  holds);
+- "outbox": the outbox relay (event log -> Kafka), the bookings, catalog and ledger projections
+  (event log -> read models: bookings, browsing, wallet statements) and the saga supervisor
+  (re-sends what the broker lost, expires orphaned holds);
 - "payments": the payment actor, a consumer group on the bookings topic;
-- "results": a consumer group on the payments topic, completing or compensating bookings.
+- "results": a consumer group on the payments topic, completing or compensating bookings; and
+  the notifier (engine/notifier.py: booking outcomes from both topics to stored notifications,
+  and the webhook deliveries), in this process because an actor process costs ~50 MB and idle
+  CPU, and the notifier's work per booking is a fraction of a batch statement.
 
 Ray restarts a crashed service; consumers resume from their committed offsets, log readers from
 their checkpoints in PostgreSQL, and every step is idempotent, so a restart loses nothing.
@@ -16,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -128,7 +132,12 @@ class ServiceActor:
         from engine.saga_supervisor import SagaSupervisor
 
         pool = await self._pool(4)
-        publisher = KafkaPublisher(self.settings.kafka_bootstrap, topic_prefix=self.settings.kafka_topic_prefix)
+        publisher = KafkaPublisher(
+            self.settings.kafka_bootstrap,
+            topic_prefix=self.settings.kafka_topic_prefix,
+            generation_ms=self._generation_ms(),
+            lead_ms=self._lead_ms(),
+        )
         self.closers.append(publisher.close)
         relay = OutboxRelay(PostgresLogReader(pool), publisher)
         projection = BookingsProjection(
@@ -146,6 +155,54 @@ class ServiceActor:
         self._spawn("bookings-projection", projection.run(self.stop_event))
         await self._start_catalog()
         self._spawn("saga-supervisor", supervisor.run(self.stop_event, self.settings.expiry_sweep_s))
+        if self._generation_ms():
+            self._spawn("topic-retirer", self._retire_generations(pool))
+        if self.settings.ledger:
+            await self._start_ledger()
+
+    def _generation_ms(self) -> int:
+        return int(self.settings.kafka_generation_s * 1000)
+
+    def _lead_ms(self) -> int:
+        """A new generation's topics and groups are made this long before it begins: two
+        session timeouts, about four group joins on tansu."""
+        return 2 * self.settings.kafka_session_timeout_ms
+
+    async def _retire_generations(self, pool: Any, period_s: float = 10.0) -> None:
+        """Delete the topic generations every live consumer has drained (kafka_generations.py)."""
+        from functools import partial
+
+        from engine.adapters.kafka_generations import retire_generations
+        from engine.adapters.kafka_topics import TOPICS, delete_topics, list_topic_names
+        from engine.adapters.pg_generations import PostgresGenerationRegistry
+        from engine.following import wait_until
+
+        s = self.settings
+        registry = PostgresGenerationRegistry(pool)
+        topics = [s.kafka_topic_prefix + name for name in TOPICS]
+        while not self.stop_event.is_set():
+            try:
+                await retire_generations(
+                    topics,
+                    registry,
+                    partial(list_topic_names, s.kafka_bootstrap),
+                    partial(delete_topics, s.kafka_bootstrap),
+                    int(time.time() * 1000),
+                    self._generation_ms(),
+                    int(s.kafka_consumer_absent_s * 1000),
+                )
+            except Exception as exc:
+                log.warning("retiring topic generations failed (%r); trying again in %.0f s", exc, period_s)
+            await wait_until(self.stop_event, None, period_s)
+
+    async def _start_ledger(self) -> None:
+        """The ledger projection (wallet statements), in this process too: an actor process costs
+        ~50 MB and idle CPU. Its own small pool, so its batches never wait behind the relay's."""
+        from engine.adapters.pg_ledger import LedgerProjection
+
+        ledger = LedgerProjection(await self._pool(2), min_interval_s=self.settings.projection_interval_s)
+        self.parts["ledger"] = ledger
+        self._spawn("ledger-projection", ledger.run(self.stop_event))
 
     async def _start_catalog(self) -> None:
         """The catalog projection, in this process too (an actor process costs ~50 MB and idle
@@ -175,33 +232,86 @@ class ServiceActor:
 
         worker = BookingResultsWorker(self._execute())
         await self._consume("payments", RESULTS_WORKER, worker.handle, worker.event_types)
+        if self.settings.notifier:
+            await self._start_notifier()
+
+    async def _start_notifier(self) -> None:
+        from engine.adapters.http_post import aiohttp_post
+        from engine.adapters.pg_notifications import PostgresNotifications
+        from engine.notifications import BOOKING_OUTCOMES, NOTIFIER, PAYMENT_OUTCOMES
+        from engine.notifier import Notifier, WebhookDeliverer
+
+        store = PostgresNotifications(await self._pool(3))
+        post, close = aiohttp_post()
+        self.closers.append(close)
+        deliverer = WebhookDeliverer(store, post, self.settings.webhook_max_attempts, self.settings.webhook_timeout_s)
+        notifier = Notifier(store, deliverer.wake)
+        self.parts.update(notifier=notifier, webhooks=deliverer)
+        for topic, outcomes in (("bookings", BOOKING_OUTCOMES), ("payments", PAYMENT_OUTCOMES)):
+            name = f"{NOTIFIER}-{topic}"
+            await self._consume(topic, name, notifier.handle, outcomes, notifier.processed, part=name)
+        self._spawn("webhook-deliveries", deliverer.run(self.stop_event))
 
     async def _consume(
-        self, topic: str, name: str, handler: Callable[[Any], Awaitable[None]], event_types: frozenset[str]
+        self,
+        topic: str,
+        name: str,
+        handler: Callable[[Any], Awaitable[None]],
+        event_types: frozenset[str],
+        processed: Callable[[list[str]], Awaitable[set[str]]] | None = None,
+        part: str = "consumer",
     ) -> None:
+        """A consumer group on `topic` (one per live topic generation); `processed`: its inbox
+        lookup (default: the saga's inbox)."""
+        from functools import partial
+
         from engine.adapters.kafka_consumer import MessageConsumer
+        from engine.adapters.kafka_generations import GenerationalConsumer
+        from engine.adapters.kafka_topics import TOPICS, list_topic_names
         from engine.adapters.pg_event_store import PostgresEventStore
+        from engine.adapters.pg_generations import PostgresGenerationRegistry
 
-        store = PostgresEventStore(await self._pool(2))
+        pool = await self._pool(2)
+        if processed is None:
+            store = PostgresEventStore(pool)
 
-        async def processed(message_ids: list[str]) -> set[str]:
-            return await store.processed(name, message_ids)
+            async def processed(message_ids: list[str]) -> set[str]:
+                return await store.processed(name, message_ids)
 
         prefix = self.settings.kafka_topic_prefix
         session = self.settings.kafka_session_timeout_ms
-        consumer = MessageConsumer(
-            self.settings.kafka_bootstrap,
+
+        def reader(topic_name: str, group_id: str) -> MessageConsumer:
+            return MessageConsumer(
+                self.settings.kafka_bootstrap,
+                topic_name,
+                group_id,
+                name,
+                handler,
+                processed,
+                session_timeout_ms=session,
+                heartbeat_interval_ms=max(100, session // 6),
+                event_types=event_types,
+                partitions=TOPICS[topic],
+            )
+
+        if not self._generation_ms():
+            consumer = reader(prefix + topic, prefix + name)
+            self.parts[part] = consumer
+            self._spawn(f"consumer-{name}", consumer.run(self.stop_event))
+            return
+        generations = GenerationalConsumer(
             prefix + topic,
             prefix + name,
             name,
-            handler,
-            processed,
-            session_timeout_ms=session,
-            heartbeat_interval_ms=max(100, session // 6),
-            event_types=event_types,
+            reader,
+            PostgresGenerationRegistry(pool),
+            partial(list_topic_names, self.settings.kafka_bootstrap),
+            self._generation_ms(),
+            lead_ms=self._lead_ms(),
         )
-        self.parts["consumer"] = consumer
-        self._spawn(f"consumer-{name}", consumer.run(self.stop_event))
+        self.parts[part] = generations
+        self._spawn(f"consumer-{name}", generations.run(self.stop_event))
 
 
 async def _logged(name: str, work: Awaitable[None]) -> None:

@@ -31,12 +31,16 @@ from api.openapi import install_openapi
 from api.problems import install_problem_handlers
 from api.responses import OrjsonResponse
 from api.revocation import PostgresOverApiPool, RevocationStore, RevokedTokens
+from api.routes_accounts import router as accounts_router
 from api.routes_bookings import BookingsRepository, default_bookings
 from api.routes_bookings import router as bookings_router
 from api.routes_catalog import default_catalog, default_pages
 from api.routes_catalog import router as catalog_router
 from api.routes_inventory import router as inventory_router
+from api.routes_money import router as money_router
+from api.routes_notifications import router as notifications_router
 from api.routes_tokens import router as tokens_router
+from api.wiring import Stores, default_stores, install
 from engine.config import Settings
 from engine.projections.catalog_queries import CatalogReader
 
@@ -52,6 +56,7 @@ def create_app(
     revocations: RevocationStore | None = None,
     catalog: CatalogReader | None = None,
     catalog_pages: CatalogPages | None = None,
+    stores: Stores | None = None,
 ) -> Edge:
     """`inventory`: the engine client to use (tests pass one on fakes); None builds one over Ray on first use.
 
@@ -60,6 +65,8 @@ def create_app(
     are kept (tests pass an in-memory store); None uses PostgreSQL likewise (none without it).
     `catalog`, `catalog_pages`: the catalog read model and its page cache (tests pass their own);
     None reads PostgreSQL and caches in the "redis" dependency's Redis.
+
+    `stores`: accounts, money and notifications (api/wiring.py; tests pass in-memory ones).
 
     `hot_path=False` leaves the hot requests to FastAPI too (the tests compare the two)."""
     settings = settings or Settings.from_env()
@@ -84,6 +91,8 @@ def create_app(
         yield
         stop.set()
         await refresher
+        await app.state.notification_hub.close()
+        app.state.passwords.close()
         await asyncio.gather(*(d.close() for d in deps), return_exceptions=True)
 
     app = FastAPI(
@@ -103,6 +112,7 @@ def create_app(
     app.state.catalog = catalog if catalog is not None else default_catalog(app.state.dependencies)
     app.state.catalog_pages = catalog_pages or default_pages(settings, app.state.dependencies)
     app.state.cursors = CursorCodec(settings.jwt_secret)
+    install(app, settings, stores if stores is not None else default_stores(app.state.dependencies))
     install_problem_handlers(app)
     install_error_handlers(app)
     app.add_middleware(CatalogFastPath)  # inside the metrics: cache hits are counted as requests too
@@ -139,5 +149,8 @@ def create_app(
     app.include_router(bookings_router)
     app.include_router(tokens_router)
     app.include_router(catalog_router)
+    app.include_router(accounts_router)
+    app.include_router(money_router)
+    app.include_router(notifications_router)
     install_openapi(app)
     return Edge(app, HotRoutes(app) if hot_path else None)

@@ -86,6 +86,13 @@ class TokenTooLongLived(jwt.InvalidTokenError):
 
 
 def issue_token(settings: Settings, subject: str, roles: tuple[str, ...] = ("customer",), ttl_s: int = 3600) -> str:
+    return issue_token_with_id(settings, subject, roles, ttl_s)[0]
+
+
+def issue_token_with_id(
+    settings: Settings, subject: str, roles: tuple[str, ...] = ("customer",), ttl_s: int = 3600
+) -> tuple[str, str, int]:
+    """(token, its id `jti`, its expiry in epoch seconds): what a log-in must remember to revoke it."""
     if not settings.jwt_secret:
         raise ValueError("REZERV_JWT_SECRET is not set")
     if ttl_s > settings.token_max_ttl_s:
@@ -93,15 +100,16 @@ def issue_token(settings: Settings, subject: str, roles: tuple[str, ...] = ("cus
             f"a token may live at most {settings.token_max_ttl_s:.0f} s (REZERV_TOKEN_MAX_TTL_S), not {ttl_s} s"
         )
     now = int(time.time())
+    jti = uuid.uuid4().hex
     claims = {
         "sub": subject,
         "roles": list(roles),
         "aud": settings.jwt_audience,
         "iat": now,
         "exp": now + ttl_s,
-        "jti": uuid.uuid4().hex,
+        "jti": jti,
     }
-    return jwt.encode(claims, settings.jwt_secret, algorithm=ALGORITHM)
+    return jwt.encode(claims, settings.jwt_secret, algorithm=ALGORITHM), jti, now + ttl_s
 
 
 def decode_token(settings: Settings, token: str) -> Principal:

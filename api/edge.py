@@ -133,8 +133,19 @@ class Edge:
 
 
 def _public_routes(app: FastAPI) -> list[tuple[frozenset[str], re.Pattern[str]]]:
+    return _public_of(app.routes)
+
+
+def _public_of(routes: list[Any]) -> list[tuple[frozenset[str], re.Pattern[str]]]:
+    """The public routes among `routes`, and among those of the routers included in them (FastAPI
+    keeps an included router as one entry; rezerv includes its routers without a prefix, so
+    their routes' own patterns are the paths served)."""
     public = []
-    for route in app.routes:
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            public += _public_of(included.routes)
+            continue
         methods = frozenset(getattr(route, "methods", None) or {"GET", "HEAD"})
         pattern = getattr(route, "path_regex", None)
         if pattern is None:

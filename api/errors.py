@@ -24,6 +24,8 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from api.problems import problem
+from engine.accounts import InvalidCredentials, LoginTaken, RefreshRefused, Throttled
+from engine.domain.accounts import InvalidLogin, WeakPassword
 from engine.domain.errors import (
     AlreadyExists,
     BelowMinimumRental,
@@ -45,6 +47,7 @@ from engine.domain.errors import (
     SalesClosed,
     TransientError,
 )
+from engine.topups import TopupLimit, TopupRefused
 
 log = logging.getLogger("rezerv.api")
 
@@ -68,6 +71,14 @@ STATUS: dict[type[RezervError], tuple[int, str]] = {
     IntervalUnavailable: (409, "Dates unavailable"),
     InvalidTransition: (409, "Invalid transition"),
     InsufficientFunds: (409, "Insufficient funds"),
+    InvalidLogin: (422, "Invalid login"),
+    WeakPassword: (422, "Password too weak"),
+    LoginTaken: (409, "Login taken"),
+    InvalidCredentials: (401, "Unauthorized"),
+    RefreshRefused: (401, "Unauthorized"),
+    Throttled: (429, "Too many attempts"),
+    TopupRefused: (422, "Top-up refused"),
+    TopupLimit: (409, "Over the top-up limit"),
     DomainError: (409, "Request refused"),
     TransientError: (503, "Temporarily unavailable"),
 }

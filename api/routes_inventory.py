@@ -27,6 +27,7 @@ from starlette.responses import Response
 
 from api.auth import AdminPrincipal, CurrentPrincipal
 from api.dates import check_event_start
+from api.errors import ApiProblem
 from api.hold_keys import HOLD_KEY, IDEMPOTENCY_KEY, require_hold_owner, require_self_or_admin
 from api.holds import car_hold, granted_body, ticket_hold
 from api.inventory import Inventory
@@ -355,13 +356,22 @@ async def confirm_booking(
 @router.post(
     "/wallets/{customer_id}/deposits",
     tags=["wallets"],
-    summary="Credit a wallet (admin or its owner)",
+    summary="Credit a wallet by hand, with the reason recorded (admin); customers top up instead",
     status_code=201,
     responses={**_CREATED, **_problems(401, 403, 422, 503)},
 )
 async def deposit(customer_id: PathId, body: DepositIn, principal: CurrentPrincipal, inventory: Inventory) -> Response:
-    require_self_or_admin(principal, customer_id)
-    return _done(await inventory.execute(Deposit(customer_id, body.deposit_id, body.amount)), created=True)
+    """Money that did not come through the payment provider: only an admin may add it, and the
+    reason is kept in the wallet's event (and shown on its statement)."""
+    if not principal.is_admin:
+        raise ApiProblem(
+            403,
+            "admin-required",
+            "Forbidden",
+            "Only an admin may credit a wallet by hand; customers top up (POST /wallets/{id}/topups).",
+        )
+    command = Deposit(customer_id, body.deposit_id, body.amount, "admin", f"{body.reason} (by {principal.subject})")
+    return _done(await inventory.execute(command), created=True)
 
 
 @router.get(

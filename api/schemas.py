@@ -168,6 +168,7 @@ class DepositIn(Body):
 
     deposit_id: Id = Field(description="makes a retry harmless: the same deposit id is credited once")
     amount: Annotated[int, Field(strict=True, ge=1, le=MAX_DEPOSIT)]
+    reason: Text = Field(description="why the wallet is credited by hand; recorded with the deposit")
 
 
 # ---- responses (documentation only: handlers build plain dicts, see api/routes_inventory.py) --

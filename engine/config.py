@@ -35,6 +35,12 @@ class Settings:
     kafka_bootstrap: str = field(default="", metadata={"doc": "Kafka bootstrap servers (host:port,...)"})
     kafka_topic_prefix: str = field(default="", metadata={"doc": "prefix of topic and consumer group names"})
     kafka_session_timeout_ms: int = field(default=10_000, metadata={"doc": "consumer group session timeout"})
+    kafka_generation_s: float = field(
+        default=60.0, metadata={"doc": "topics written in generations this long, deleted once drained; 0: plain"}
+    )
+    kafka_consumer_absent_s: float = field(
+        default=900.0, metadata={"doc": "a consumer unseen this long no longer holds generations back"}
+    )
     ray_address: str = field(default="", metadata={"doc": "Ray cluster address (host:port of the GCS)"})
 
     # The API.
@@ -123,6 +129,44 @@ class Settings:
     catalog_cache_ttl_s: float = field(
         default=10.0, metadata={"doc": "longest a cached catalog page is served (Redis); 0 = no cache"}
     )
+    # Accounts, money and notifications.
+    access_token_ttl_s: float = field(default=900.0, metadata={"doc": "lifetime of an access token from log-in"})
+    refresh_token_ttl_s: float = field(
+        default=30 * 86400.0, metadata={"doc": "longest a log-in lasts through refreshes"}
+    )
+    password_min_length: int = field(default=10, metadata={"doc": "shortest password accepted at registration"})
+    argon2_time_cost: int = field(default=2, metadata={"doc": "argon2id passes (OWASP minimum: 2)"})
+    argon2_memory_kib: int = field(default=19_456, metadata={"doc": "argon2id memory in KiB (OWASP minimum: 19 MiB)"})
+    argon2_parallelism: int = field(default=1, metadata={"doc": "argon2id lanes"})
+    argon2_threads: int = field(default=2, metadata={"doc": "password hashing threads per API worker"})
+    argon2_niceness: int = field(
+        default=10, metadata={"doc": "scheduling priority of the hashing threads (higher: bookings first)"}
+    )
+    login_failures_per_account: int = field(
+        default=5, metadata={"doc": "failed log-ins per login name within the window; then 429"}
+    )
+    login_failures_per_address: int = field(
+        default=20, metadata={"doc": "failed log-ins per client address within the window; then 429"}
+    )
+    login_failure_window_s: float = field(default=900.0, metadata={"doc": "window of the two limits above"})
+    registrations_per_address: int = field(
+        default=20, metadata={"doc": "registrations per client address within the window"}
+    )
+    topup_min_amount: int = field(default=100, metadata={"doc": "smallest top-up (minor units)"})
+    topup_max_amount: int = field(default=1_000_000, metadata={"doc": "largest single top-up (minor units)"})
+    topup_daily_limit: int = field(default=2_000_000, metadata={"doc": "top-ups per customer per 24 h"})
+    withdrawal_min_amount: int = field(default=100, metadata={"doc": "smallest withdrawal (minor units)"})
+    withdrawal_daily_limit: int = field(default=1_000_000, metadata={"doc": "withdrawals per customer per 24 h"})
+    provider_url: str = field(default="", metadata={"doc": "payment provider base URL; `up` runs a local one"})
+    provider_secret: str = field(default="", metadata={"doc": "HMAC secret of provider callbacks; made by `up`"})
+    provider_port: int = field(default=8010, metadata={"doc": "port of the local payment provider `up` runs"})
+    callback_tolerance_s: float = field(
+        default=300.0, metadata={"doc": "provider callbacks older (or newer) than this are refused"}
+    )
+    notifier: bool = field(default=True, metadata={"doc": "run the notifier (booking outcomes to notifications)"})
+    ledger: bool = field(default=True, metadata={"doc": "run the ledger projection (wallet statements)"})
+    webhook_max_attempts: int = field(default=8, metadata={"doc": "webhook deliveries before the dead-letter table"})
+    webhook_timeout_s: float = field(default=5.0, metadata={"doc": "one webhook delivery attempt"})
 
     log_level: str = field(default="INFO", metadata={"doc": "log level of rezerv processes"})
 
@@ -153,6 +197,7 @@ class Settings:
             "ray_port",
             "ray_client_port",
             "dashboard_port",
+            "provider_port",
         ):
             port = getattr(self, name)
             if not 0 < port < 65536:
@@ -168,12 +213,25 @@ class Settings:
             "api_max_header_bytes",
             "api_max_in_flight",
             "api_min_in_flight",
+            "argon2_time_cost",
+            "argon2_parallelism",
+            "argon2_threads",
+            "login_failures_per_account",
+            "login_failures_per_address",
+            "topup_min_amount",
+            "withdrawal_min_amount",
+            "webhook_max_attempts",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be at least 1")
         for name in ("token_max_ttl_s", "revocation_refresh_s", "restart_window_s", "db_command_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be positive (seconds)")
+        for name in ("access_token_ttl_s", "refresh_token_ttl_s", "login_failure_window_s", "callback_tolerance_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{PREFIX}{name.upper()} must be positive (seconds)")
+        if self.topup_max_amount < self.topup_min_amount:
+            raise ConfigError(f"{PREFIX}TOPUP_MAX_AMOUNT must be at least {PREFIX}TOPUP_MIN_AMOUNT")
         if self.request_retry_s < 0:
             raise ConfigError(f"{PREFIX}REQUEST_RETRY_S must not be negative (seconds)")
         if self.restart_limit < 1:
@@ -182,6 +240,8 @@ class Settings:
             raise ConfigError(f"{PREFIX}BOOKING_HORIZON_DAYS must be from 1 to {MAX_HORIZON_DAYS} (the engine's limit)")
         if not 0 <= self.cancel_cutoff_s <= self.booking_horizon_days * 86_400:
             raise ConfigError(f"{PREFIX}CANCEL_CUTOFF_S must be from 0 to the booking horizon, in seconds")
+        if self.kafka_generation_s < 0 or 0 < self.kafka_generation_s < 10:
+            raise ConfigError(f"{PREFIX}KAFKA_GENERATION_S must be 0 (no generations) or at least 10 seconds")
         if self.api_min_in_flight > self.api_max_in_flight:
             raise ConfigError(f"{PREFIX}API_MIN_IN_FLIGHT must not exceed {PREFIX}API_MAX_IN_FLIGHT")
         if self.api_target_latency_ms <= 0:

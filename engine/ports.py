@@ -240,6 +240,8 @@ class PendingSagas(Protocol):
 
     async def purge_inbox(self, older_than_s: float, limit: int) -> int:
         """Forget up to `limit` processed-message rows older than `older_than_s`; returns how many."""
+
+
 class PageCache(Protocol):
     """Cached answers (catalog pages) per kind, each kind with a generation that invalidates.
 
@@ -257,3 +259,27 @@ class PageCache(Protocol):
 
     async def invalidate(self, kinds: Iterable[str]) -> None:
         """Move each kind to a new generation: no page stored before is looked up again."""
+
+
+class GenerationRegistry(Protocol):
+    """Which consumers read a topic, and which of its generations each has drained, so that a
+    generation every active consumer is done with can be deleted (engine/outbox.py "topic
+    generations", engine/adapters/kafka_generations.py). Adapters: engine/adapters/pg_generations.py
+    and the in-memory engine/adapters/memory_generations.py, held to one contract
+    (tests/contract/generations.py). Times are epoch milliseconds, given by the caller."""
+
+    async def heartbeat(self, consumer: str, topic: str, now_ms: int) -> None:
+        """`consumer` reads `topic` (its generations) and is alive at `now_ms`."""
+
+    async def drained(self, consumer: str, topic: str) -> set[int]:
+        """The generations of `topic` that `consumer` has recorded as drained."""
+
+    async def mark_drained(self, consumer: str, topic: str, generation: int) -> None:
+        """`consumer` has acted on every message of `topic`'s `generation` (idempotent)."""
+
+    async def retirable(self, topic: str, generations: Sequence[int], alive_since_ms: int) -> list[int]:
+        """Those of `generations` that every consumer of `topic` seen alive since `alive_since_ms`
+        has drained; none while no consumer of `topic` has been seen since then."""
+
+    async def forget(self, topic: str, generations: Sequence[int]) -> None:
+        """Drop what is recorded about these generations of `topic` (they have been deleted)."""

@@ -33,6 +33,7 @@ from engine.domain.events import (
     TicketsHeld,
 )
 from engine.projections.bookings import Booking
+from engine.projections.ledger import Entry
 from loadtest.ledger import SUCCEEDED, Decision, MoneyAudit, balance_mismatches
 
 EXAMPLES = 5  # problems quoted per check; the count says how many there are
@@ -267,6 +268,7 @@ BALANCES = "balance = deposits - charges + refunds"
 CHARGES = "no saga charged twice, refunds at most once"
 PAID = "every paid booking charged once, for its amount"
 READ_MODEL = "the bookings read model equals a replay of the log"
+STATEMENTS = "every statement equals a replay of the log and adds up to the balance"
 
 
 def check_acknowledged(clients: Iterable[ClientHold], stored: Sequence[StoredHold]) -> Check:
@@ -434,3 +436,28 @@ def check_read_model(expected: Mapping[str, Booking], actual: Mapping[str, Booki
             ]
             problems.append(f"booking {hold_id}: " + ", ".join(diff))
     return Check(READ_MODEL, len(expected), tuple(problems))
+
+
+def check_statements(
+    expected: Mapping[str, Sequence[Entry]],
+    actual: Mapping[str, Sequence[Entry]],
+    reported_balances: Mapping[str, int] | None = None,
+) -> Check:
+    """The ledger read model (the wallets' statements) holds exactly the entries a replay of the
+    log gives, and, where the system reported a balance, a wallet's entries add up to it."""
+    problems: list[str] = []
+    for wallet in sorted(expected.keys() | actual.keys()):
+        mine, theirs = list(actual.get(wallet, ())), list(expected.get(wallet, ()))
+        if mine != theirs:
+            problems.append(
+                f"wallet {wallet}: the statement has {len(mine)} entries, the log gives {len(theirs)}"
+                if len(mine) != len(theirs)
+                else f"wallet {wallet}: the statement differs from the log"
+            )
+    for wallet, balance in sorted((reported_balances or {}).items()):
+        entries = actual.get(wallet, ())
+        total = sum(e.amount for e in entries)
+        last = entries[-1].balance if entries else 0
+        if total != balance or last != balance:
+            problems.append(f"wallet {wallet}: balance {balance}, statement adds up to {total} (last entry {last})")
+    return Check(STATEMENTS, len(expected), tuple(problems))

@@ -45,6 +45,7 @@ def main(argv: Sequence[str]) -> int:
         ("--db-pool", 4),
     ):
         saga.add_argument(name, type=int, default=default)
+    sub.add_parser("consumers", help="CPU per booking of the notifier and the ledger projection, in-process")
     args = parser.parse_args(list(argv))
 
     if args.which == "engine":
@@ -64,4 +65,8 @@ def main(argv: Sequence[str]) -> int:
 
         saga_results = uvloop.run(run_saga(args))
         return 0 if all(r.other_endings == {} for r in saga_results) else 1
+    if args.which == "consumers":
+        from loadtest.bench_consumers import main as consumers
+
+        return consumers()
     return 2

@@ -41,6 +41,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="a run's folder goes under it")
     parser.add_argument("--drain-timeout", type=float, default=180.0, help="longest wait for nothing HELD")
+    parser.add_argument("--logins-per-s", type=float, default=0.0, help="log-ins per second beside the bookings")
+    parser.add_argument("--watch", type=int, default=0, help="customers whose notification streams are timed")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,6 +85,8 @@ def _options(args: argparse.Namespace, scenario: str) -> RunOptions:
         drain_timeout_s=args.drain_timeout,
         web=getattr(args, "web", False),
         web_port=getattr(args, "web_port", 8089),
+        logins_per_s=args.logins_per_s,
+        watch=args.watch,
     )
 
 

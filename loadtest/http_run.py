@@ -31,9 +31,10 @@ from typing import Any
 
 from loadtest.locust_results import errors_by_status, read_routes, requests_in_window
 from loadtest.measure import TreeCpuSampler, machine_description
-from loadtest.population import FLASH_SALE, HOT_TIER, HOT_TIER_SIZE, Population, create
+from loadtest.notification_watch import watching
+from loadtest.population import ACCOUNTS, FLASH_SALE, HOT_TIER, HOT_TIER_SIZE, Population, create
 from loadtest.records import read_acknowledgements, read_client_holds, read_outcome_counts
-from loadtest.scenarios.paths import SCENARIO_FILES, WINDOW_FILE
+from loadtest.scenarios.paths import SCENARIO_FILES, WINDOW_FILE, login_users
 from loadtest.targets import Target, get_json
 
 GENERATOR_SATURATED = 90.0  # percent of a core: above it, a Locust process is the limit, not the target
@@ -55,6 +56,8 @@ class RunOptions:
     drain_timeout_s: float = 180.0
     web: bool = False
     web_port: int = 8089
+    logins_per_s: float = 0.0  # log-ins beside the bookings (argon2 on the server)
+    watch: int = 0  # customers whose notification streams this process watches
 
 
 def _log(text: str) -> None:
@@ -67,6 +70,9 @@ def locust_argv(options: RunOptions, target: Target, users: int, population_file
     argv += ["--read-after", str(options.read_after_s), "--stop-timeout", "30", "--loglevel", "WARNING"]
     if options.locust_processes != 1:
         argv += ["--processes", str(options.locust_processes)]
+    if options.logins_per_s > 0:
+        argv += ["--logins-per-s", str(options.logins_per_s)]
+        users += login_users(options.logins_per_s)  # the log-in users come on top of the booking users
     rate = options.spawn_rate or float(users)
     argv += ["-u", str(users), "-r", str(rate)]
     if options.web:
@@ -123,11 +129,13 @@ async def run_step(
     argv = locust_argv(options, target, users, population_file, step_dir)
     proc = await asyncio.to_thread(_start_locust, argv, step_dir / "locust.log")
     try:
-        window = await _wait_for_window(step_dir, proc, 60 + users / 50)
-        sampler = TreeCpuSampler(roots=[*target.cpu_roots(), proc.pid], singles={"loadtest driver": [os.getpid()]})
-        sampler.start()
-        await asyncio.sleep(max(0.0, window["end"] - time.time()))
-        cpu = sampler.stop()
+        async with watching(population, options.watch) as watch:
+            window = await _wait_for_window(step_dir, proc, 60 + users / 50)
+            sampler = TreeCpuSampler(roots=[*target.cpu_roots(), proc.pid], singles={"loadtest driver": [os.getpid()]})
+            sampler.start()
+            await asyncio.sleep(max(0.0, window["end"] - time.time()))
+            cpu = sampler.stop()
+            await asyncio.sleep(2.0)  # outcomes of the window's last bookings still arriving
         generator = sampler.per_process.get("load generator", [])
         code = await asyncio.to_thread(proc.wait, options.window_s + 180)
     finally:
@@ -136,7 +144,11 @@ async def run_step(
             await asyncio.to_thread(proc.wait, 60)
     quiet = await target.quiet(population, options.drain_timeout_s)
     figures = await target.window(population, window["start"], window["end"])
-    return step_summary(target, users, options, step_dir, window, cpu, generator, quiet, figures, code)
+    summary = step_summary(target, users, options, step_dir, window, cpu, generator, quiet, figures, code)
+    if options.watch:
+        summary["notifications"] = watch.summary()
+        (step_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
 
 
 def step_summary(
@@ -219,6 +231,19 @@ def cost_per_booking(cpu: dict[str, float], window_s: float, holds: int, confirm
 def describe_step(s: dict[str, Any]) -> str:
     cpu = ", ".join(f"{k} {v:.0f}%" for k, v in s["cpu_percent"].items())
     warn = "  [LOAD GENERATOR SATURATED]" if s["generator_saturated"] else ""
+    logins = s["routes"].get("POST /auth/login")
+    if logins:
+        rate = logins["requests"] / s["window_s"] if s["window_s"] else 0
+        warn += (
+            f"\n      log-ins: {rate:.1f}/s, p50 {logins['p50_ms']} ms p99 {logins['p99_ms']} ms, "
+            f"statuses {logins['statuses']}"
+        )
+    if "notifications" in s:
+        n = s["notifications"]
+        warn += (
+            f"\n      notifications seen: {n['notifications']}, outcome -> stream p50 {n['p50_ms']} ms "
+            f"p99 {n['p99_ms']} ms"
+        )
     return (
         f"  {s['target']:>18} {s['users']:>5} users: {s['requests_per_s']:>8.0f} req/s, "
         f"{s['holds_per_s']:>7.0f} holds/s, "
@@ -248,6 +273,7 @@ async def run_target(target: Target, options: RunOptions, run_dir: Path, tag: st
             options.customers,
             options.events,
             options.cars,
+            accounts=ACCOUNTS if options.logins_per_s > 0 else 0,
         )
         population_file = target_dir / "population.json"
         population.save(population_file)

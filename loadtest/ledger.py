@@ -11,6 +11,7 @@ Which events move money, for both layouts a database may hold:
 - ``PaymentSucceeded`` on ``wallet/<customer>``: the charge and the decision in one event (money
   leaves the wallet). ``PaymentFailed`` there is a decision: no money moves.
 - ``PaymentRefunded`` on ``wallet/<customer>``: money back.
+- ``FundsWithdrawn`` on ``wallet/<customer>``: money out (a withdrawal).
 - ``WalletCharged`` / ``WalletRefunded`` on ``wallet/<customer>``: the older layout's charge and
   refund, still in older databases; counted exactly like the two above.
 - ``PaymentSucceeded`` / ``PaymentFailed`` / ``PaymentRefunded`` on ``payment/<hold id>`` (the older
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 from engine.domain.commands import WALLET, split_stream_id
 from engine.domain.events import (
     FundsDeposited,
+    FundsWithdrawn,
     PaymentFailed,
     PaymentRefunded,
     PaymentSucceeded,
@@ -43,6 +45,7 @@ PAYMENT = "payment"  # the older layout's stream kind, payment/<hold id>: decisi
 DEPOSIT = "deposit"
 CHARGE = "charge"
 REFUND = "refund"
+WITHDRAWAL = "withdrawal"
 
 SUCCEEDED = "SUCCEEDED"
 FAILED = "FAILED"
@@ -51,10 +54,11 @@ REFUNDED = "REFUNDED"
 
 @dataclass(frozen=True, slots=True)
 class MoneyMove:
-    """Money in or out of one wallet. `ref` is the deposit id (deposits) or the saga id (= hold id)."""
+    """Money in or out of one wallet. `ref` is the deposit id (deposits), the withdrawal id
+    (withdrawals) or the saga id (= hold id)."""
 
     wallet: str
-    kind: str  # DEPOSIT, CHARGE or REFUND
+    kind: str  # DEPOSIT, CHARGE, REFUND or WITHDRAWAL
     ref: str
     amount: int
 
@@ -80,6 +84,8 @@ def money_move(stream_id: str, event: object) -> MoneyMove | None:
         return MoneyMove(wallet, CHARGE, event.saga_id, event.amount)
     if isinstance(event, WalletRefunded | PaymentRefunded):
         return MoneyMove(wallet, REFUND, event.saga_id, event.amount)
+    if isinstance(event, FundsWithdrawn):
+        return MoneyMove(wallet, WITHDRAWAL, event.withdrawal_id, event.amount)
     return None
 
 
@@ -105,11 +111,17 @@ class WalletBook:
     deposits: dict[str, int] = field(default_factory=dict)
     charges: dict[str, int] = field(default_factory=dict)  # saga id -> amount
     refunds: dict[str, int] = field(default_factory=dict)
+    withdrawals: dict[str, int] = field(default_factory=dict)
 
     @property
     def ledger_balance(self) -> int:
-        """deposits - charges + refunds, from the recorded amounts."""
-        return sum(self.deposits.values()) - sum(self.charges.values()) + sum(self.refunds.values())
+        """deposits - charges + refunds - withdrawals, from the recorded amounts."""
+        return (
+            sum(self.deposits.values())
+            - sum(self.charges.values())
+            + sum(self.refunds.values())
+            - sum(self.withdrawals.values())
+        )
 
 
 @dataclass
@@ -140,6 +152,11 @@ def fold_money(moves: Iterable[MoneyMove]) -> MoneyAudit:
                 audit.other_problems.append(f"{where}: deposit {move.ref} credited twice")
             book.deposits[move.ref] = book.deposits.get(move.ref, 0) + move.amount
             book.balance += move.amount
+        elif move.kind == WITHDRAWAL:
+            if move.ref in book.withdrawals:
+                audit.other_problems.append(f"{where}: withdrawal {move.ref} paid out twice")
+            book.withdrawals[move.ref] = book.withdrawals.get(move.ref, 0) + move.amount
+            book.balance -= move.amount
         elif move.kind == CHARGE:
             if move.ref in book.charges:
                 audit.double_charges.append(f"{where}: saga {move.ref} charged twice")
@@ -175,5 +192,6 @@ def balance_mismatches(audit: MoneyAudit, reported: Mapping[str, int]) -> list[s
     for wallet, balance in sorted(reported.items()):
         book = audit.books.get(wallet, WalletBook())
         if balance != book.ledger_balance:
-            out.append(f"wallet {wallet}: reports {balance}, deposits - charges + refunds = {book.ledger_balance}")
+            counted = f"deposits - charges + refunds - withdrawals = {book.ledger_balance}"
+            out.append(f"wallet {wallet}: reports {balance}, {counted}")
     return out

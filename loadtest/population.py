@@ -3,7 +3,7 @@
 A population is a JSON file: the base URL, an admin token, the customers (each with its own
 token and a funded wallet), and the scenario's events and cars. `rezerv loadtest` writes it
 once per target; every Locust process reads it (`--population`). Customers are funded with an
-admin deposit through the API, like any wallet, so the first booking does not pay for creating
+admin credit (with its reason) through the API, like any wallet, so the first booking does not pay for creating
 a wallet. Ids carry the run's tag, so a population never collides with earlier data in the same
 store.
 """
@@ -36,6 +36,8 @@ RENTAL_LEAD_DAYS = 30  # the rental season starts this many days after the day o
 RENTAL_SPAN_DAYS = 60
 EVENT_LEAD_DAYS = 90  # the load tests' events start this many days after the day of the run
 TOKEN_TTL_S = 6 * 3600
+ACCOUNTS = 16  # registered accounts the log-in users log in as (a registration costs a password hash)
+ACCOUNT_PASSWORD = "load-test password 0"
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class Population:
     cars: list[str] = field(default_factory=list)
     rental_first_day: str = field(default_factory=lambda: days_ahead(RENTAL_LEAD_DAYS).isoformat())
     rental_span_days: int = RENTAL_SPAN_DAYS
+    accounts: list[str] = field(default_factory=list)  # logins of registered accounts (ACCOUNT_PASSWORD)
 
     @property
     def entities(self) -> set[str]:
@@ -119,9 +122,8 @@ def plan(
     else:
         raise ValueError(f"unknown scenario {scenario!r}; one of {', '.join(SCENARIOS)}")
     for customer in ids:
-        requests.append(
-            DemoRequest("POST", f"/wallets/{customer}/deposits", {"deposit_id": f"load-{tag}", "amount": DEPOSIT})
-        )
+        body = {"deposit_id": f"load-{tag}", "amount": DEPOSIT, "reason": "load test"}
+        requests.append(DemoRequest("POST", f"/wallets/{customer}/deposits", body))
     return ids, requests, catalog
 
 
@@ -134,6 +136,7 @@ def create(
     events: int = 50,
     cars: int = 20,
     threads: int = 16,
+    accounts: int = 0,
 ) -> Population:
     """Create the catalog and fund the customers through the API; returns the population."""
     settings = Settings(jwt_secret=jwt_secret)
@@ -146,5 +149,14 @@ def create(
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(lambda chunk: send_requests(base_url, admin, chunk), chunks))
     population = Population(scenario, base_url, tag, admin, **catalog)
+    population.accounts = register_accounts(base_url, tag, accounts)
     population.customers = [Customer(c, issue_token(settings, c, ("customer",), TOKEN_TTL_S)) for c in ids]
     return population
+
+
+def register_accounts(base_url: str, tag: str, count: int) -> list[str]:
+    """Register `count` accounts through the API (for the log-in load); their logins."""
+    logins = [f"load-{tag}-{i:02d}" for i in range(count)]
+    body = {"password": ACCOUNT_PASSWORD}
+    send_requests(base_url, "", [DemoRequest("POST", "/auth/register", body | {"login": login}) for login in logins])
+    return logins

@@ -24,8 +24,10 @@ import asyncpg
 from engine.adapters.pg_bookings import projection_lag
 from engine.domain import codec
 from engine.log import LoggedEvent
+from engine.projections import ledger
 from engine.projections.bookings import BOOKING_FIELDS, EVENT_TYPES, Booking, fold, plan
 from loadtest.audit_rules import (
+    STATEMENTS,
     Check,
     ClientHold,
     InventoryReplay,
@@ -38,6 +40,7 @@ from loadtest.audit_rules import (
     check_paid,
     check_read_model,
     check_rentals,
+    check_statements,
     check_tiers,
     check_unacknowledged,
 )
@@ -50,13 +53,22 @@ _ALL_EVENTS = "SELECT stream_id, version, event_type, data, position, txid FROM 
 
 
 async def wait_for_projection(pool: asyncpg.Pool, timeout_s: float = 120.0) -> int:
-    """Wait until the bookings projection has applied every event; returns the lag left (0 when caught up)."""
+    """Wait until the bookings and ledger projections have applied every event; returns the lag
+    left (0 when caught up)."""
     deadline = time.monotonic() + timeout_s
     while True:
         lag = await projection_lag(pool)
+        if await _ledger_runs(pool):
+            lag += await projection_lag(pool, ledger.PROJECTION_NAME)
         if lag == 0 or time.monotonic() > deadline:
             return lag
         await asyncio.sleep(0.2)
+
+
+async def _ledger_runs(pool: asyncpg.Pool) -> bool:
+    """False when the ledger projection never ran here (REZERV_LEDGER=0): no statement to check."""
+    found = await pool.fetchval("SELECT 1 FROM log_checkpoints WHERE name = $1", ledger.PROJECTION_NAME)
+    return found is not None
 
 
 async def audit_store(
@@ -73,14 +85,21 @@ async def audit_store(
     answered for wallets (customer -> balance) and tiers ((stream, tier) -> quantity, held,
     confirmed), compared with the auditor's own sums."""
     now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+    ledger_runs = await _ledger_runs(pool)
     by_stream: dict[str, list[tuple[int, object]]] = defaultdict(list)
     logged: list[LoggedEvent] = []
+    money: list[LoggedEvent] = []
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         async for row in conn.cursor(_ALL_EVENTS, prefetch=5000):
             event = codec.decode_record(row["data"])
             by_stream[row["stream_id"]].append((row["version"], event))
-            if row["event_type"] in EVENT_TYPES:
-                logged.append(
+            wanted = [
+                into
+                for into, types in ((logged, EVENT_TYPES), (money, ledger.EVENT_TYPES))
+                if row["event_type"] in types
+            ]
+            for into in wanted:
+                into.append(
                     LoggedEvent(
                         row["stream_id"],
                         row["version"],
@@ -92,6 +111,9 @@ async def audit_store(
                     )
                 )
         rows = await conn.fetch(f"SELECT {', '.join(BOOKING_FIELDS)} FROM bookings")
+        statements: dict[str, list[ledger.Entry]] = defaultdict(list)
+        for r in await conn.fetch("SELECT * FROM ledger_entries ORDER BY wallet_id, version"):
+            statements[r["wallet_id"]].append(ledger.Entry(**dict(r)))
     replay = InventoryReplay()
     moves: list[MoneyMove] = []
     decisions: list[Decision] = []
@@ -104,7 +126,7 @@ async def audit_store(
             decided = decision(stream_id, event)
             if decided is not None:
                 decisions.append(decided)
-    money = fold_money(moves)
+    money_audit = fold_money(moves)
     expected = fold(plan(logged))
     actual = {r["hold_id"]: Booking(**dict(r)) for r in rows}
     tiers = check_tiers(replay)
@@ -119,19 +141,29 @@ async def audit_store(
             tiers,
             check_rentals(replay),
             check_lifetimes(replay, now_ms, EXPIRY_GRACE_MS),
-            check_balances(money, reported_balances),
-            check_charges(money),
+            check_balances(money_audit, reported_balances),
+            check_charges(money_audit),
             check_paid(
-                money, replay.stored, replay.status, replay.ended_at, decisions, replay.manual, now_ms, REFUND_GRACE_MS
+                money_audit,
+                replay.stored,
+                replay.status,
+                replay.ended_at,
+                decisions,
+                replay.manual,
+                now_ms,
+                REFUND_GRACE_MS,
             ),
             check_read_model(expected, actual),
+            check_statements(ledger.fold(ledger.plan(money)), statements, reported_balances)
+            if ledger_runs
+            else Check(STATEMENTS, 0, note="the ledger projection is off (REZERV_LEDGER=0): nothing to check"),
         ],
     )
     verdict.figures = {
         "events read": sum(len(v) for v in by_stream.values()),
         "holds stored": len(replay.stored),
         "oversold tickets": replay.oversold_tickets,
-        "wallets": len(money.books),
+        "wallets": len(money_audit.books),
     }
     return verdict
 

@@ -1,5 +1,5 @@
-"""The `rezerv` command: up, down, migrate, deploy, token, revoke, env, projections (and bench and
-loadtest, from loadtest/)."""
+"""The `rezerv` command: up, down, migrate, deploy, token, revoke, admin, env, projections (and bench
+and loadtest, from loadtest/)."""
 
 from __future__ import annotations
 
@@ -32,6 +32,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from stack.projections_cli import add_parser as add_projections
 
     add_projections(sub)
+
+    admin = sub.add_parser("admin", help="administrators: `rezerv admin create LOGIN` (never through the API)")
+    admin.add_argument("action", choices=["create"])
+    admin.add_argument("login", help="an email address or a username")
+    admin.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input instead of a prompt"
+    )
     bench = sub.add_parser("bench", help="benchmarks (see BENCHMARKS.md)")
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     loadtest = sub.add_parser("loadtest", help="Locust through the REST API, lock-based baselines, the audit")
@@ -73,6 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from stack.projections_cli import run as run_projections
 
             return run_projections(args)
+        if args.command == "admin":
+            from stack.admin_cli import create_admin
+
+            return create_admin(args.login, args.password_stdin)
         if args.command == "bench":
             from loadtest.cli import main as bench_main
 

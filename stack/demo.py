@@ -96,7 +96,8 @@ def _car(
 
 
 def _deposit(customer_id: str, amount: int) -> DemoRequest:
-    return DemoRequest("POST", f"/wallets/{customer_id}/deposits", {"deposit_id": "demo-initial", "amount": amount})
+    body = {"deposit_id": "demo-initial", "amount": amount, "reason": "demo data"}
+    return DemoRequest("POST", f"/wallets/{customer_id}/deposits", body)
 
 
 def demo_requests(today: date | None = None) -> list[DemoRequest]:

@@ -104,6 +104,10 @@ class RunFiles:
     def valkey_password_file(self) -> Path:
         return self.data_dir / "valkey_password"
 
+    @property
+    def provider_secret_file(self) -> Path:
+        return self.data_dir / "provider_secret"
+
 
 def embedded_database_url(settings: Settings) -> str:
     """REZERV_DATABASE_URL, or else the URL of the embedded PostgreSQL of the data directory
@@ -151,6 +155,7 @@ class Stack:
     out: Callable[[str], None] = print
     started: list[tuple[str, Stoppable]] = field(default_factory=list)
     api: ManagedProcess | None = None
+    provider: ManagedProcess | None = None
     urls: dict[str, str] = field(default_factory=dict)
     supervised: list[Supervised] = field(default_factory=list)
 
@@ -224,6 +229,9 @@ class Stack:
             dashboard = ray_head.dashboard_url
 
         self._step("background services", self._deploy_services)
+        if not s.provider_url:
+            self._step("payment provider (local)", self._start_provider)
+            self._supervise("payment provider", lambda: self.provider, self._start_provider)
         self._step("API", self._start_api)
         self._supervise("API", lambda: self.api, self._restart_api)
         if s.demo_data:
@@ -265,10 +273,14 @@ class Stack:
         files.pid_file.write_text(f"{os.getpid()}\n")
         if not self.settings.jwt_secret:
             self.settings = self.settings.replace(jwt_secret=private_secret(files.secret_file))
+        if not self.settings.provider_secret:
+            self.settings = self.settings.replace(provider_secret=private_secret(files.provider_secret_file))
 
     def _check_ports(self) -> None:
         s = self.settings
         wanted = [(s.api_port, "the API", "REZERV_API_PORT")]
+        if not s.provider_url:
+            wanted.append((s.provider_port, "the local payment provider", "REZERV_PROVIDER_PORT"))
         if not s.database_url:
             wanted.append((s.postgres_port, "the embedded PostgreSQL", "REZERV_POSTGRES_PORT"))
         if not s.redis_url:
@@ -371,6 +383,27 @@ class Stack:
             failing = ", ".join(last.get("failing", [])) or "unknown"
             raise StartupError(f"{exc}\nLast /readyz answer: failing = {failing}: {json.dumps(last)[:600]}") from None
 
+    def _start_provider(self) -> None:
+        """The local payment provider (stack/local_provider.py), a stand-in for a card processor
+        that confirms top-ups with signed callbacks; its secret is in the data directory."""
+        s = self.settings
+        url = f"http://127.0.0.1:{s.provider_port}"
+        env = dict(os.environ)
+        env.update(s.replace(provider_url=url).to_env())
+        if self.provider is not None:
+            self.provider.stop()
+        self.provider = ManagedProcess(
+            "payment provider",
+            [sys.executable, "-m", "stack.local_provider"],
+            log_path=self.files.log_dir / "provider.log",
+            env=env,
+        )
+        self.started = [entry for entry in self.started if entry[0] != "payment provider"]
+        self.started.append(("payment provider", self.provider))
+        self.provider.start()
+        self.provider.wait_ready(lambda: tcp_accepts(s.provider_port), s.startup_timeout_s)
+        self.settings = s.replace(provider_url=url)
+
     def _load_demo(self) -> None:
         from stack.demo import load_demo_data
 
@@ -391,6 +424,7 @@ class Stack:
             f"  PostgreSQL      {redacted(s.database_url)}",
             f"  Redis           {redacted(s.redis_url)}",
             f"  Kafka           {s.kafka_bootstrap}",
+            f"  Payments        {s.provider_url}  (top-ups are paid at its checkout pages)",
             f"  Secrets         {self._secret_files()}",
             f"  Admin token     {admin_token(s)}",
             "",
@@ -399,7 +433,8 @@ class Stack:
 
     def _secret_files(self) -> str:
         f = self.files
-        kept = [p.name for p in (f.secret_file, f.postgres_password_file, f.valkey_password_file) if p.exists()]
+        files = (f.secret_file, f.postgres_password_file, f.valkey_password_file, f.provider_secret_file)
+        kept = [p.name for p in files if p.exists()]
         return f"{', '.join(kept)} in {self.settings.data_dir.resolve()} (mode 600)" if kept else "none kept here"
 
     # ---- running and stopping -------------------------------------------------------------

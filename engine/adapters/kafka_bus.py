@@ -10,20 +10,25 @@ The broker may lose its topics (tansu keeps them in memory; a restart empties it
 that auto-creates topics would create them with its default partition count. So topics are
 ensured (engine/adapters/kafka_topics.py) before the first send and again after every failure,
 before anything is sent to them.
+
+With `generation_ms` set, every message goes to its topic's generation of the moment it is
+published (engine/outbox.py "topic generations"); the next generation's topics are created a
+little ahead (`lead_ms`), so that consumers have joined them before the first message arrives.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 
 from engine.adapters.kafka_topics import TOPICS, ensure_topics
-from engine.outbox import OutgoingMessage, PublishFailed, by_partition
+from engine.outbox import OutgoingMessage, PublishFailed, by_partition, generation_at, generation_topic
 
 BROKER_ERRORS = (KafkaError, OSError, TimeoutError)  # OSError covers ConnectionError
 
@@ -39,18 +44,25 @@ class KafkaPublisher:
         topic_prefix: str = "",
         request_timeout_ms: int = 10_000,
         client_id: str = "rezerv-outbox-relay",
+        generation_ms: int = 0,
+        lead_ms: int = 20_000,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         """`topic_prefix` is put in front of every topic name, so that several rezerv deployments
-        (or test runs) can share one broker without reading each other's messages."""
+        (or test runs) can share one broker without reading each other's messages. `generation_ms`
+        0: no generations (plain topic names)."""
         self.bootstrap = bootstrap
         self.prefix = topic_prefix
-        self.topics = {topic_prefix + name: parts for name, parts in (TOPICS if topics is None else topics).items()}
+        self.base_topics = dict(TOPICS if topics is None else topics)
+        self.generation_ms = generation_ms
+        self.lead_ms = lead_ms
+        self.clock = clock
+        self._ensured: set[int | None] = set()  # generations whose topics exist (None: no generations)
         self.request_timeout_ms = request_timeout_ms
         self.client_id = client_id
         # A hung send must not hold the relay forever: past this, the batch counts as failed.
         self.publish_timeout_s = 3 * request_timeout_ms / 1000
         self._producer: AIOKafkaProducer | None = None
-        self._topics_ensured = False
 
     async def __aenter__(self) -> KafkaPublisher:
         return self
@@ -60,20 +72,46 @@ class KafkaPublisher:
     ) -> None:
         await self.close()
 
+    def generation(self) -> int | None:
+        """The generation a message published now goes to (None without generations)."""
+        if not self.generation_ms:
+            return None
+        return generation_at(int(self.clock() * 1000), self.generation_ms)
+
+    def topics_of(self, generation: int | None) -> dict[str, int]:
+        """The (prefixed) topic names of `generation`, with their partition counts."""
+        return {generation_topic(self.prefix + name, generation): n for name, n in self.base_topics.items()}
+
+    async def _ensure(self, generation: int | None, force: bool = False) -> None:
+        """Create `generation`'s topics if this publisher has not seen them yet, and the next
+        generation's once it is less than `lead_ms` away."""
+        wanted = [generation]
+        if generation is not None and self.generation_ms:
+            next_start = (generation + 1) * self.generation_ms
+            if next_start - self.clock() * 1000 < self.lead_ms:
+                wanted.append(generation + 1)
+        for g in wanted:
+            if force or g not in self._ensured:
+                await ensure_topics(self.bootstrap, self.topics_of(g))
+                self._ensured.add(g)
+        self._ensured = {g for g in self._ensured if g is None or generation is None or g >= generation}
+
     async def publish_many(self, messages: Sequence[OutgoingMessage]) -> None:
         if not messages:
             return
+        generation = self.generation()
         try:
             async with asyncio.timeout(self.publish_timeout_s):
                 producer = await self._ready()
+                await self._ensure(generation)
                 try:
-                    await self._send_all(producer, messages)
+                    await self._send_all(producer, messages, generation)
                 except UnknownTopicOrPartitionError:
                     # The broker lost (or never had) a topic: create it and send the batch again.
-                    await ensure_topics(self.bootstrap, self.topics)
-                    await self._send_all(producer, messages)
+                    await self._ensure(generation, force=True)
+                    await self._send_all(producer, messages, generation)
         except BROKER_ERRORS as exc:
-            self._topics_ensured = False
+            self._ensured.clear()
             raise PublishFailed(f"publishing {len(messages)} messages to {self.bootstrap}: {exc!r}") from exc
 
     async def _ready(self) -> AIOKafkaProducer:
@@ -95,33 +133,31 @@ class KafkaPublisher:
                     await producer.stop()
                 raise
             self._producer = producer
-        if not self._topics_ensured:
-            await ensure_topics(self.bootstrap, self.topics)
-            self._topics_ensured = True
         return self._producer
 
-    async def _send_all(self, producer: AIOKafkaProducer, messages: Sequence[OutgoingMessage]) -> None:
+    async def _send_all(
+        self, producer: AIOKafkaProducer, messages: Sequence[OutgoingMessage], generation: int | None
+    ) -> None:
         """Send every message, then wait for every acknowledgement (not just the first failure).
 
         Messages go in record batches built here, one series per (topic, partition) in the given
         order (engine/outbox.py `by_partition`): one future per batch instead of one per message,
         and no partitioner run per message, which was most of the relay's CPU."""
-        prefix = self.prefix
-        topics = {m.topic for m in messages}
-        partitions = {topic: len(await producer.partitions_for(prefix + topic) or ()) for topic in topics}
+        names = {m.topic: generation_topic(self.prefix + m.topic, generation) for m in messages}
+        partitions = {topic: len(await producer.partitions_for(name) or ()) for topic, name in names.items()}
         if not all(partitions.values()):
-            raise UnknownTopicOrPartitionError(f"no partitions known for {sorted(topics)}")
+            raise UnknownTopicOrPartitionError(f"no partitions known for {sorted(names.values())}")
         futures: list[asyncio.Future[object]] = []
         try:
             for (topic, partition), group in by_partition(messages, partitions).items():
                 batch = producer.create_batch()
                 for m in group:
                     if batch.append(timestamp=None, key=m.key, value=m.value, headers=list(m.headers)) is None:
-                        futures.append(await producer.send_batch(batch, prefix + topic, partition=partition))
+                        futures.append(await producer.send_batch(batch, names[topic], partition=partition))
                         batch = producer.create_batch()
                         if batch.append(timestamp=None, key=m.key, value=m.value, headers=list(m.headers)) is None:
                             raise PublishFailed(f"a message of {len(m.value)} bytes does not fit in a batch")
-                futures.append(await producer.send_batch(batch, prefix + topic, partition=partition))
+                futures.append(await producer.send_batch(batch, names[topic], partition=partition))
         except BaseException:
             for future in futures:  # their outcome no longer matters; do not log it as unretrieved
                 future.add_done_callback(_consume_outcome)

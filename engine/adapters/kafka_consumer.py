@@ -211,6 +211,25 @@ def _generation(consumer: AIOKafkaConsumer) -> int | None:
     return generation if isinstance(generation, int) else None
 
 
+def _at_end(consumer: AIOKafkaConsumer) -> bool:
+    """Every assigned partition's next offset is its high watermark (both known, no await). The
+    position is read where aiokafka's own `position()` reads it (aiokafka is pinned below 0.15);
+    if that is gone, this says False and a generation is simply never retired."""
+    assigned = consumer.assignment()
+    if not assigned:
+        return False
+    state = getattr(consumer, "_subscription", None)
+    assignment = getattr(getattr(state, "subscription", None), "assignment", None)
+    for tp in assigned:
+        highwater = consumer.highwater(tp)
+        tp_state = assignment.state_value(tp) if assignment is not None else None
+        if highwater is None or tp_state is None or not getattr(tp_state, "has_valid_position", False):
+            return False
+        if tp_state.position < highwater:
+            return False
+    return True
+
+
 def beyond_the_end(positions: dict[TopicPartition, int], ends: dict[TopicPartition, int]) -> list[TopicPartition]:
     """Partitions whose next offset to read lies past the end of their log (which only a broker
     that lost its data produces: offsets never move back on a healthy one)."""
@@ -317,6 +336,7 @@ class MessageConsumer:
         self._refused_since: float | None = None
         self.end_check_s = 2.0  # how often an idle consumer checks that it is not reading past the log's end
         self._ends_checked_at = time.monotonic()
+        self._at_end = False  # the last fetch found nothing and every partition read to its end
         self._stop_requested = asyncio.Event()
         self._finished = asyncio.Event()
         self._finished.set()
@@ -341,6 +361,12 @@ class MessageConsumer:
                     await self._wait(stop, self.reconnect_backoff.next())
         finally:
             self._finished.set()
+
+    def caught_up(self) -> bool:
+        """True when the last fetch came back empty with every assigned partition read up to its
+        high watermark (nothing is waiting, and nothing is being handled). A generation's topic
+        that gets no more messages is drained once this holds (engine/adapters/kafka_generations.py)."""
+        return self._at_end
 
     async def stop(self) -> None:
         """Make `run` stop (now or whenever it starts: stopping is final) and wait until it has left the group."""
@@ -391,6 +417,7 @@ class MessageConsumer:
                 records = await consumer.getmany(timeout_ms=self.poll_timeout_ms, max_records=self.batch_max)
                 # No await since getmany returned: this is the membership that fetched `records`.
                 fetched_under = _Membership(assignments.epoch, _generation(consumer))
+                self._at_end = _at_end(consumer) if not records else False
                 if records:
                     await self._consume(
                         consumer, assignments, fetched_under, decode_batch(records, self.event_types), stop
@@ -398,6 +425,7 @@ class MessageConsumer:
                 elif time.monotonic() - self._ends_checked_at > self.end_check_s:
                     await self._check_positions(consumer)
         finally:
+            self._at_end = False
             await self._close(consumer)
 
     async def _consume(

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Collection
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
 # Topic -> partitions. Keys are booking (saga) ids, so one saga's messages stay in order.
 TOPICS: dict[str, int] = {"bookings": 4, "payments": 4}
@@ -59,3 +60,26 @@ async def ping(bootstrap: str, timeout_s: float = 8.0) -> None:
         await asyncio.wait_for(probe.check(), timeout_s)
     finally:
         await probe.close()
+
+
+async def list_topic_names(bootstrap: str) -> list[str]:
+    """Every topic on the broker."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    await admin.start()
+    try:
+        return list(await admin.list_topics())
+    finally:
+        await admin.close()
+
+
+async def delete_topics(bootstrap: str, names: Collection[str]) -> None:
+    """Delete these topics (a missing one is not an error)."""
+    if not names:
+        return
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    await admin.start()
+    try:
+        with contextlib.suppress(UnknownTopicOrPartitionError):
+            await admin.delete_topics(list(names))
+    finally:
+        await admin.close()

@@ -177,9 +177,14 @@ class CancelBooking(LifecycleCommand):
 @register()
 @dataclass(frozen=True, slots=True)
 class Deposit(Command):
+    """Money in. `source` says where it came from ("topup": a payment provider's confirmed
+    top-up, `deposit_id` its reference; "admin": a credit by hand, with its `reason`)."""
+
     kind: ClassVar[str] = WALLET
     deposit_id: str
     amount: int
+    source: str = ""
+    reason: str = ""
 
 
 @register()
@@ -206,6 +211,23 @@ class Refund(Command):
     kind: ClassVar[str] = WALLET
     saga_id: str
     reason: str = ""
+
+
+@register()
+@dataclass(frozen=True, slots=True)
+class Withdraw(Command):
+    """Money out of the wallet, idempotent by `withdrawal_id`.
+
+    Refused if it would leave less than `reserved` in the wallet: the amount of the customer's
+    bookings still waiting for their payment, which the caller reads from the bookings read model
+    (engine/domain/wallet.py says why the wallet itself does not know it). `daily_limit` (0: none)
+    caps what the wallet pays out within any 24 hours."""
+
+    kind: ClassVar[str] = WALLET
+    withdrawal_id: str
+    amount: int
+    reserved: int = 0
+    daily_limit: int = 0
 
 
 SUCCEEDED = "SUCCEEDED"

@@ -174,11 +174,29 @@ for _name in ("BookingConfirmed", "HoldReleased", "HoldExpired", "BookingCancell
 
 
 # ---- wallets ---------------------------------------------------------------------------------
-@register()
+# Schema 2 added where the money came from (`source`: "topup" or "admin") and an admin's `reason`,
+# for the statement; events of schema 1 are read with both empty.
+@register(version=2)
 @dataclass(frozen=True, slots=True)
 class FundsDeposited(Event):
     wallet_id: str
     deposit_id: str
+    amount: int
+    at: int
+    source: str = ""
+    reason: str = ""
+
+
+@upcaster("FundsDeposited", 1)
+def _deposit_without_source(fields: list[object]) -> list[object]:
+    return [*fields, "", ""]
+
+
+@register()
+@dataclass(frozen=True, slots=True)
+class FundsWithdrawn(Event):
+    wallet_id: str
+    withdrawal_id: str
     amount: int
     at: int
 

@@ -1,4 +1,4 @@
-"""A customer's wallet: an event-sourced ledger of deposits and booking payments.
+"""A customer's wallet: an event-sourced ledger of deposits, booking payments and withdrawals.
 
 The wallet decides a booking's payment itself, in its own stream: `Pay` records ONE event,
 `PaymentSucceeded` (the money leaves the wallet, and the saga learns the decision) or
@@ -13,6 +13,19 @@ stands, even if the balance changed since), and a refund happens at most once an
 payment that succeeded. A refund of a saga the wallet never charged is a no-op, which lets the
 saga register its compensation before the step it undoes.
 
+Withdrawals (`Withdraw`, one `FundsWithdrawn` event, idempotent by withdrawal id) never take the
+balance below zero nor below the money reserved by pending bookings. What "reserved" means here:
+a booking's money is not set aside when it is held. The wallet first hears of a booking when the
+saga's `Pay` arrives (about a hundred milliseconds after the hold), and then charges it at once,
+so a booking whose payment succeeded is already out of the balance. What a withdrawal could take
+from under a booking is therefore only the amount of the customer's bookings that are HELD and
+not yet paid. The wallet does not know them (knowing would mean a step per booking on the hold
+path or in the saga), so the caller reads them from the bookings read model and sends their sum
+as `Withdraw.reserved`; the check against the balance is then made here, atomically. The read
+model trails the log by about a second: a booking held within that second is not counted, and if
+the withdrawal leaves too little for it, its payment fails ("insufficient funds") and the booking
+is released with that reason, exactly as if the money had never been there.
+
 The balance never goes negative. Older logs may hold `WalletCharged` / `WalletRefunded` (the
 events of the charge-then-decide design); they replay as a succeeded and a refunded payment.
 """
@@ -22,10 +35,11 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from engine.domain.aggregate import Aggregate, require_id, require_positive
-from engine.domain.commands import FAILED, SUCCEEDED, WALLET, Command, Deposit, Pay, Refund
-from engine.domain.errors import IdempotencyConflict, InvalidCommand
+from engine.domain.commands import FAILED, SUCCEEDED, WALLET, Command, Deposit, Pay, Refund, Withdraw
+from engine.domain.errors import IdempotencyConflict, InsufficientFunds, InvalidCommand
 from engine.domain.events import (
     FundsDeposited,
+    FundsWithdrawn,
     PaymentFailed,
     PaymentRefunded,
     PaymentSucceeded,
@@ -38,6 +52,8 @@ MAX_AMOUNT = 10**12  # minor units; keeps sums far from any 64-bit limit downstr
 REFUNDED = "REFUNDED"
 NOT_CHARGED = "NOT_CHARGED"
 INSUFFICIENT_FUNDS = "insufficient funds"
+DAY_MS = 24 * 3600 * 1000
+WITHDRAWN = "WITHDRAWN"
 
 
 class PaymentRecord:
@@ -57,14 +73,16 @@ class PaymentRecord:
 
 class Wallet(Aggregate):
     KIND: ClassVar[str] = WALLET
-    SNAPSHOT_SCHEMA: ClassVar[int] = 3  # 1: (balance, deposits, charges, refunds); 2: payments without time
-    CREATORS: ClassVar[frozenset[type[Command]]] = frozenset({Deposit, Pay})
+    SNAPSHOT_SCHEMA: ClassVar[int] = 4  # 1: (balance, deposits, charges, refunds); 2: payments without time;
+    # 3: no withdrawals
+    CREATORS: ClassVar[frozenset[type[Command]]] = frozenset({Deposit, Pay, Withdraw})
 
     def __init__(self, entity_id: str) -> None:
         super().__init__(entity_id)
         self.balance = 0
         self.deposits: dict[str, int] = {}
         self.payments: dict[str, PaymentRecord] = {}
+        self.withdrawals: dict[str, tuple[int, int]] = {}  # withdrawal id -> (amount, at)
 
     def must_exist(self) -> None:
         """Every wallet exists, empty until its first deposit."""
@@ -80,8 +98,41 @@ class Wallet(Aggregate):
             if seen != amount:
                 raise IdempotencyConflict(f"deposit {cmd.deposit_id} was made with another amount")
             return Done(self.entity_id, cmd.deposit_id, "DEPOSITED", amount, changed=False)
-        self.record(FundsDeposited(self.entity_id, cmd.deposit_id, amount, now))
+        self.record(FundsDeposited(self.entity_id, cmd.deposit_id, amount, now, cmd.source, cmd.reason))
         return Done(self.entity_id, cmd.deposit_id, "DEPOSITED", amount)
+
+    def withdraw(self, cmd: Withdraw, now: int) -> Done:
+        """Pay `cmd.amount` out, unless that leaves less than `cmd.reserved` or passes the daily limit."""
+        require_id(cmd.withdrawal_id, "withdrawal_id")
+        amount = require_positive(cmd.amount, "amount")
+        if amount > MAX_AMOUNT:
+            raise InvalidCommand(f"a withdrawal is at most {MAX_AMOUNT}")
+        reserved, limit = cmd.reserved, cmd.daily_limit
+        if type(reserved) is not int or reserved < 0 or type(limit) is not int or limit < 0:
+            raise InvalidCommand("reserved and daily_limit must be integers of at least 0")
+        seen = self.withdrawals.get(cmd.withdrawal_id)
+        if seen is not None:
+            if seen[0] != amount:
+                raise IdempotencyConflict(f"withdrawal {cmd.withdrawal_id} was made with another amount")
+            return Done(self.entity_id, cmd.withdrawal_id, WITHDRAWN, amount, changed=False)
+        available = self.balance - reserved
+        if amount > available:
+            held = f", {reserved} of it reserved by bookings waiting for their payment" if reserved else ""
+            raise InsufficientFunds(
+                f"the wallet holds {self.balance}{held}: at most {max(0, available)} can be withdrawn"
+            )
+        if limit:
+            today = self.withdrawn_since(now - DAY_MS)
+            if today + amount > limit:
+                raise InsufficientFunds(
+                    f"withdrawals are limited to {limit} per 24 hours; {today} withdrawn, at most "
+                    f"{max(0, limit - today)} more"
+                )
+        self.record(FundsWithdrawn(self.entity_id, cmd.withdrawal_id, amount, now))
+        return Done(self.entity_id, cmd.withdrawal_id, WITHDRAWN, amount)
+
+    def withdrawn_since(self, since_ms: int) -> int:
+        return sum(amount for amount, at in self.withdrawals.values() if at > since_ms)
 
     def pay(self, cmd: Pay, now: int) -> Done:
         """Decide the payment of saga `cmd.saga_id`: charge the balance, or fail with a reason."""
@@ -122,6 +173,10 @@ class Wallet(Aggregate):
         self.balance -= e.amount
         self.payments[e.saga_id] = PaymentRecord(SUCCEEDED, e.amount, e.booking_stream, e.at)
 
+    def _apply_withdrawn(self, e: FundsWithdrawn) -> None:
+        self.balance -= e.amount
+        self.withdrawals[e.withdrawal_id] = (e.amount, e.at)
+
     def _apply_failed(self, e: PaymentFailed) -> None:
         self.payments[e.saga_id] = PaymentRecord(FAILED, e.amount, e.booking_stream, e.at)
 
@@ -148,31 +203,35 @@ class Wallet(Aggregate):
         PaymentRefunded: _apply_refunded,
         WalletCharged: _apply_legacy_charged,
         WalletRefunded: _apply_legacy_refunded,
+        FundsWithdrawn: _apply_withdrawn,
     }
-    handlers = {Deposit: deposit, Pay: pay, Refund: refund}
+    handlers = {Deposit: deposit, Pay: pay, Refund: refund, Withdraw: withdraw}
 
     # ---- checks, snapshots, views ------------------------------------------------------------
     def check_invariants(self) -> None:
         """Holds until `compact` forgets refunded payments (whose net effect on the balance is nil)."""
         assert self.balance >= 0, f"wallet {self.entity_id} is negative"
         charged = sum(p.amount for p in self.payments.values() if p.status == SUCCEEDED)
-        assert self.balance == sum(self.deposits.values()) - charged, "balance drifted from the ledger"
+        withdrawn = sum(amount for amount, _ in self.withdrawals.values())
+        assert self.balance == sum(self.deposits.values()) - charged - withdrawn, "balance drifted from the ledger"
 
     def to_state(self) -> tuple[Any, ...]:
         return (
             self.balance,
             tuple(sorted(self.deposits.items())),
             tuple((saga, *p.as_tuple()) for saga, p in sorted(self.payments.items())),
+            tuple((w, amount, at) for w, (amount, at) in sorted(self.withdrawals.items())),
         )
 
     @classmethod
     def from_state(cls, entity_id: str, version: int, state: tuple[Any, ...]) -> Wallet:
-        balance, deposits, payments = state
+        balance, deposits, payments, withdrawals = state
         agg = cls(entity_id)
         agg.version = version
         agg.balance = balance
         agg.deposits = dict(deposits)
         agg.payments = {saga: PaymentRecord(*payment) for saga, *payment in payments}
+        agg.withdrawals = {w: (amount, at) for w, amount, at in withdrawals}
         return agg
 
     def compact(self, forget_before: int) -> int:
@@ -193,5 +252,6 @@ class Wallet(Aggregate):
             "deposits": len(self.deposits),
             "charges": statuses.count(SUCCEEDED) + statuses.count(REFUNDED),
             "refunds": statuses.count(REFUNDED),
+            "withdrawals": len(self.withdrawals),
             "version": self.version,
         }

@@ -312,6 +312,9 @@ class _Fold:
         self.holds: dict[HoldKey, EventHold | None] = {}  # None: no longer occupies tickets
         self.intervals: dict[IntervalKey, Interval | None] = {}  # None: removed in this batch
         self.made_intervals: set[IntervalKey] = set()
+        # Removed before this batch made them again: they were in the table before the batch (a
+        # block id may be reused once its block is lifted), so a final removal must reach it.
+        self.stored_intervals: set[IntervalKey] = set()
 
     # ---- events ----
     def event(self, fact: Fact) -> _EventWork | None:
@@ -399,9 +402,14 @@ class _Fold:
         elif isinstance(e, CarBlocked):
             self.put_interval(Interval(car_id, e.block_id, MAINTENANCE, e.start, e.end))
         elif isinstance(e, CarUnblocked):
-            self.intervals[(car_id, e.block_id)] = None
+            self.drop_interval((car_id, e.block_id))
         elif isinstance(e, HoldReleased | HoldExpired | BookingCancelled):
-            self.intervals[(car_id, e.hold_id)] = None
+            self.drop_interval((car_id, e.hold_id))
+
+    def drop_interval(self, key: IntervalKey) -> None:
+        if key not in self.made_intervals:
+            self.stored_intervals.add(key)
+        self.intervals[key] = None
 
     def put_interval(self, interval: Interval) -> None:
         key = (interval.car_id, interval.ref)
@@ -425,7 +433,7 @@ class _Fold:
         for key, interval in self.intervals.items():
             if interval is not None:
                 out.intervals_put[key] = interval
-            elif key not in self.made_intervals:
+            elif key not in self.made_intervals or key in self.stored_intervals:
                 out.intervals_drop.add(key)
         return out
 

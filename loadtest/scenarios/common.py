@@ -26,15 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-from locust import FastHttpUser, constant, events
+from locust import FastHttpUser, constant, constant_throughput, events, task
 from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
 from api.hold_keys import hold_id_for
-from loadtest.population import Population
+from loadtest.population import ACCOUNT_PASSWORD, Population
 from loadtest.records import RecordWriter
 from loadtest.retry import NETWORK_ERROR, RetryPolicy
-from loadtest.scenarios.paths import WINDOW_FILE
+from loadtest.scenarios.paths import WINDOW_FILE, login_users
 
 HOLD_ROUTES = {"event": "POST /events/{id}/holds", "car": "POST /cars/{id}/holds"}
 READ_ROUTE = "GET /bookings/{id}"
@@ -52,6 +52,7 @@ def _arguments(parser: Any) -> None:
     parser.add_argument("--records-dir", default="", help="where each process writes what its users were told")
     parser.add_argument("--window", type=float, default=0.0, help="seconds after spawning; 0: until stopped")
     parser.add_argument("--read-after", type=float, default=2.0, help="seconds between a hold and its read")
+    parser.add_argument("--logins-per-s", type=float, default=0.0, help="log-ins per second beside the bookings")
 
 
 def _options(environment: Any) -> Any:
@@ -60,6 +61,7 @@ def _options(environment: Any) -> Any:
 
 def _init(environment: Any, **_kwargs: Any) -> None:
     _ENVIRONMENT["env"] = environment
+    _size_logins(environment)
     if isinstance(environment.runner, WorkerRunner):
         environment.runner.register_message("window", lambda message, **_kw: _state.update(window_end=message.data))
 
@@ -227,3 +229,43 @@ def _failure(response: Any) -> str:
     if not response.status_code:
         return f"network error: {type(response.error).__name__}"
     return f"HTTP {response.status_code}"
+
+
+# ---- log-ins beside the bookings ----------------------------------------------------------------
+LOGIN_ROUTE = "POST /auth/login"
+
+
+class LoggingIn(FastHttpUser):  # type: ignore[misc]
+    """Logs in again and again as one of the population's registered accounts (argon2 on the server),
+    at --logins-per-s in all; none when that is 0. Added to a locustfile's users by importing it."""
+
+    fixed_count = 0
+    wait_time = constant(1)
+    network_timeout = 30.0
+
+    def on_start(self) -> None:
+        self.population = population(self.environment)
+        self.rng = random.Random()
+
+    @task
+    def log_in(self) -> None:
+        end = _state["window_end"]
+        if end is not None and time.time() >= end:
+            raise StopUser
+        login = self.rng.choice(self.population.accounts)
+        body = {"login": login, "password": ACCOUNT_PASSWORD}
+        with self.client.post("/auth/login", json=body, name=LOGIN_ROUTE, catch_response=True) as response:
+            if response.status_code == 200:
+                response.success()
+            else:
+                response.failure(_failure(response))
+
+
+def _size_logins(environment: Any) -> None:
+    """LoggingIn users for --logins-per-s (constant throughput each), or none at all."""
+    rate = float(getattr(_options(environment), "logins_per_s", 0.0) or 0.0)
+    if rate <= 0:
+        environment.user_classes[:] = [c for c in environment.user_classes if c is not LoggingIn]
+        return
+    LoggingIn.fixed_count = login_users(rate)
+    LoggingIn.wait_time = constant_throughput(rate / LoggingIn.fixed_count)

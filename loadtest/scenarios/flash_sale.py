@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from locust import task
 
-from loadtest.scenarios.common import Customer
+from loadtest.scenarios.common import Customer, LoggingIn
+
+__all__ = ["FlashSaleCustomer", "LoggingIn"]  # LoggingIn: log-ins beside the bookings (--logins-per-s)
 
 
 class FlashSaleCustomer(Customer):

@@ -16,3 +16,9 @@ SCENARIO_FILES = {
     BROWSE_AND_BOOK: HERE / "browse_and_book.py",
 }
 WINDOW_FILE = "window.json"  # written by the master when the window starts: {"start", "end", "users"}
+
+
+def login_users(logins_per_s: float) -> int:
+    """Locust users that log in beside the bookings (--logins-per-s): enough that the rate is still
+    offered when a log-in takes up to 2 s (each user waits for its answer before the next)."""
+    return max(10, int(logins_per_s * 2 + 0.999)) if logins_per_s > 0 else 0

@@ -70,7 +70,9 @@ def tokens(env: dict[str, str]) -> tuple[str, str]:
 def book_through_the_whole_system(base: str, env: dict[str, str]) -> str:
     """Deposit, create an event, hold as a customer: the saga confirms it. Returns the hold id."""
     admin, erin = tokens(env)
-    status, _ = api_call(base, "POST", "/wallets/erin/deposits", admin, {"deposit_id": "e2e-1", "amount": 10_000})
+    status, _ = api_call(
+        base, "POST", "/wallets/erin/deposits", admin, {"deposit_id": "e2e-1", "amount": 10_000, "reason": "e2e"}
+    )
     assert status in (200, 201)
     event = {
         "event_id": "e2e-show",

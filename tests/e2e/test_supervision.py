@@ -83,7 +83,11 @@ def running() -> Iterator[Running]:
         tokens = {c: issue_token(settings, c) for c in CUSTOMERS}
         for c in CUSTOMERS:
             status, body = api_call(
-                run.api, "POST", f"/wallets/{c}/deposits", admin, {"deposit_id": "d", "amount": DEPOSIT}
+                run.api,
+                "POST",
+                f"/wallets/{c}/deposits",
+                admin,
+                {"deposit_id": "d", "amount": DEPOSIT, "reason": "test"},
             )
             assert status in (200, 201), body
         event = {
@@ -123,13 +127,67 @@ def test_every_process_of_the_stack_listens_on_loopback_only(running: Running) -
 
 def test_secrets_are_private_files_and_on_no_command_line(running: Running) -> None:
     data = running.data_dir
-    files = ["jwt_secret", "postgres_password", "valkey_password", "ray_auth_token", "valkey/valkey.conf"]
-    for name in files:
+    files = ["jwt_secret", "postgres_password", "valkey_password", "ray_auth_token", "provider_secret"]
+    for name in [*files, "valkey/valkey.conf"]:
         assert is_private(data / name), f"{name} is readable by others"
-    secrets = [(data / name).read_text().strip() for name in files[:4]]
+    secrets = [(data / name).read_text().strip() for name in files]
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = " ".join(proc.info.get("cmdline") or [])
         assert not any(secret in cmdline for secret in secrets), f"a secret is on the command line of {proc.pid}"
+
+
+def test_a_new_customer_signs_up_tops_up_books_and_is_notified_live(running: Running) -> None:
+    """The README's session against the real stack: an account, a top-up paid at the local
+    provider's checkout (its signed callback credits the wallet), a booking, its confirmation on
+    the live notification stream, and the statement."""
+    import json
+    import threading
+    import urllib.request
+
+    api = running.run.api
+    password = "a long passphrase"
+    status, made = api_call(api, "POST", "/auth/register", "", {"login": "dana@example.com", "password": password})
+    assert status == 201, made
+    status, session = api_call(api, "POST", "/auth/login", "", {"login": "dana@example.com", "password": password})
+    assert status == 200, session
+    me, token = session["customer_id"], session["access_token"]
+    status, topup = api_call(api, "POST", f"/wallets/{me}/topups", token, {"amount": 20_000})
+    assert status == 201, topup
+    with urllib.request.urlopen(urllib.request.Request(topup["checkout_url"] + "/pay", method="POST"), timeout=30) as r:
+        assert json.loads(r.read())["status"] == "PAID"
+    assert api_call(api, "GET", f"/wallets/{me}", token)[1]["balance"] == 20_000
+
+    seen: list[dict[str, Any]] = []
+    opened = threading.Event()
+
+    def listen() -> None:
+        request = urllib.request.Request(f"{api}/customers/{me}/notifications/stream")
+        request.add_header("Authorization", f"Bearer {token}")
+        with urllib.request.urlopen(request, timeout=60) as stream:
+            opened.set()
+            for raw in stream:
+                if raw.startswith(b"data:"):
+                    seen.append(json.loads(raw[5:]))
+                    return
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    assert opened.wait(20)
+    status, held = api_call(
+        api, "POST", f"/events/{EVENT}/holds", token, {"quantities": {"std": 2}}, {"Idempotency-Key": "dana-1"}
+    )
+    assert status == 201, held
+    listener.join(60)
+    assert [(n["hold_id"], n["outcome"]) for n in seen] == [(held["hold_id"], "CONFIRMED")]
+    deadline = time.monotonic() + 30
+    entries: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and len(entries) < 2:
+        entries = api_call(api, "GET", f"/wallets/{me}/statement", token)[1]["entries"]
+        time.sleep(0.3)
+    assert [(e["kind"], e["amount"], e["balance"]) for e in entries] == [
+        ("charge", -2 * PRICE, 20_000 - 2 * PRICE),
+        ("deposit", 20_000, 20_000),
+    ]
 
 
 def test_postgresql_and_valkey_refuse_clients_without_the_password(running: Running) -> None:

@@ -1,6 +1,6 @@
 """The catalog on real servers, without Ray: the API over PostgreSQL and Redis, entities hosted in
 this process on the real PostgreSQL event store and Redis fencing (the wire format of
-tests/unit/api/local_shard.py), and the catalog projection, run on demand (`settle`) so that a
+tests/unit/local_shard.py), and the catalog projection, run on demand (`settle`) so that a
 test knows exactly what the catalog has applied."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from engine.adapters.redis_page_cache import RedisPageCache, catalog_prefix
 from engine.config import Settings
 from engine.hosting import EntityHost, HostConfig
 from tests.unit.api.asgi_client import AsgiClient, Reply
-from tests.unit.api.local_shard import LocalShard
+from tests.unit.local_shard import LocalShard
 
 SECRET = "integration-secret-0123456789abcdef"
 

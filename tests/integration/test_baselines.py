@@ -173,7 +173,7 @@ async def test_the_app_checks_tokens_and_keys_and_hides_other_customers_bookings
         }
         assert (await client.request("POST", "/events", json=event, headers=admin)).status == 201
         assert (await client.request("POST", "/events", json=event, headers=ann)).status == 403
-        deposit = {"deposit_id": "d1", "amount": 1_000}
+        deposit = {"deposit_id": "d1", "amount": 1_000, "reason": "test"}
         assert (await client.request("POST", "/wallets/ann/deposits", json=deposit, headers=admin)).status == 201
         body = {"quantities": {"std": 2}}
         assert (await client.request("POST", "/events/gig/holds", json=body, headers=ann)).status == 400

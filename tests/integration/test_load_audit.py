@@ -13,6 +13,7 @@ from datetime import date
 import asyncpg
 
 from engine.adapters.pg_bookings import BookingsProjection
+from engine.adapters.pg_ledger import LedgerProjection
 from engine.domain.commands import TierSpec
 from engine.domain.events import (
     BookingConfirmed,
@@ -29,6 +30,7 @@ from loadtest.audit_rules import (
     CHARGES,
     READ_MODEL,
     RENTALS,
+    STATEMENTS,
     TIERS,
     UNACKNOWLEDGED,
     ClientHold,
@@ -65,6 +67,9 @@ async def a_paid_booking(pool: asyncpg.Pool) -> list[ClientHold]:
 async def audit(pool: asyncpg.Pool, clients: list[ClientHold], balances: dict[str, int] | None = None) -> Verdict:
     projection = BookingsProjection(pool)
     while await projection.run_once():
+        pass
+    ledger = LedgerProjection(pool)
+    while await ledger.run_once():
         pass
     return await audit_store(pool, clients, {SHOW, CAR}, reported_balances=balances)
 
@@ -126,3 +131,12 @@ async def test_a_read_model_that_differs_from_the_log_is_reported(pool: asyncpg.
     await pool.execute("UPDATE bookings SET status = 'CANCELLED' WHERE hold_id = 'h1'")
     verdict = await audit(pool, clients)
     assert failed(verdict) == {READ_MODEL}
+
+
+async def test_a_statement_that_differs_from_the_log_or_the_balance_is_reported(pool: asyncpg.Pool) -> None:
+    clients = await a_paid_booking(pool)
+    await audit(pool, clients)
+    await pool.execute("UPDATE ledger_entries SET amount = amount - 1 WHERE wallet_id = 'ann' AND kind = 'charge'")
+    verdict = await audit(pool, clients, balances={"ann": 9_800})
+    assert failed(verdict) == {STATEMENTS}
+    assert verdict.check(STATEMENTS).problems[0] == "wallet ann: the statement differs from the log"

@@ -100,3 +100,6 @@ class AsgiClient:
 
     async def delete(self, path: str, **kwargs: Any) -> Reply:
         return await self.request("DELETE", path, **kwargs)
+
+    async def put(self, path: str, **kwargs: Any) -> Reply:
+        return await self.request("PUT", path, **kwargs)

@@ -138,7 +138,9 @@ class FakeOpener:
         return FakeResponse(outcome)
 
 
-REQUEST = DemoRequest("POST", "/wallets/alice/deposits", {"deposit_id": "demo-initial", "amount": 1})
+REQUEST = DemoRequest(
+    "POST", "/wallets/alice/deposits", {"deposit_id": "demo-initial", "amount": 1, "reason": "demo data"}
+)
 
 
 def test_sender_posts_json_with_the_token() -> None:
@@ -146,7 +148,7 @@ def test_sender_posts_json_with_the_token() -> None:
     assert send_requests("http://api", "tok", [REQUEST, REQUEST], urlopen=opener, sleep=lambda _: None) == [201, 200]
     method, url, data, auth = opener.seen[0]
     assert (method, url, auth) == ("POST", "http://api/wallets/alice/deposits", "Bearer tok")
-    assert data == b'{"deposit_id": "demo-initial", "amount": 1}'
+    assert data == b'{"deposit_id": "demo-initial", "amount": 1, "reason": "demo data"}'
 
 
 def test_sender_sends_several_at_once_and_answers_in_request_order() -> None:

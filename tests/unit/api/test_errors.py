@@ -6,7 +6,10 @@ import pytest
 
 from api.app import create_app
 from api.errors import STATUS, status_of
+from engine import accounts, topups
+from engine.adapters.http_provider import ProviderUnavailable
 from engine.config import Settings
+from engine.domain import accounts as domain_accounts
 from engine.domain import errors as e
 from tests.unit.api.asgi_client import AsgiClient
 from tests.unit.api.conftest import Api, bearer
@@ -29,6 +32,15 @@ EXPECTED: dict[type[e.RezervError], int] = {
     e.IntervalUnavailable: 409,
     e.InvalidTransition: 409,
     e.InsufficientFunds: 409,
+    domain_accounts.InvalidLogin: 422,
+    domain_accounts.WeakPassword: 422,
+    accounts.LoginTaken: 409,
+    accounts.InvalidCredentials: 401,
+    accounts.RefreshRefused: 401,
+    accounts.Throttled: 429,
+    topups.TopupRefused: 422,
+    topups.TopupLimit: 409,
+    ProviderUnavailable: 503,
     e.TransientError: 503,
     e.OwnershipLost: 503,
     e.StoreUnavailable: 503,

@@ -44,7 +44,7 @@ def forge(settings: Settings, **claims: object) -> str:
     ],
 )
 async def test_a_malformed_token_gets_a_code_and_no_library_text(api: Api, token: str, code: str) -> None:
-    reply = await api.http.get("/events/e1", headers={"Authorization": f"Bearer {token}"})
+    reply = await api.http.get("/wallets/alice", headers={"Authorization": f"Bearer {token}"})
     body = assert_problem(reply, 401, code)
     assert body["detail"] == "The token is not valid."
     assert reply.headers["www-authenticate"] == "Bearer"
@@ -62,7 +62,7 @@ async def test_a_malformed_token_gets_a_code_and_no_library_text(api: Api, token
     ],
 )
 async def test_a_refused_token_is_named_by_a_stable_code(api: Api, claims: dict[str, object], code: str) -> None:
-    reply = await api.http.get("/events/e1", headers={"Authorization": f"Bearer {forge(api.settings, **claims)}"})
+    reply = await api.http.get("/wallets/alice", headers={"Authorization": f"Bearer {forge(api.settings, **claims)}"})
     body = assert_problem(reply, 401, code)
     for library_word in ("Signature", "audience", "claim", "Token", "jwt"):
         assert library_word not in body["detail"]
@@ -81,13 +81,13 @@ async def test_a_revoked_token_is_refused_at_once_by_the_worker_that_revoked_it(
     http, store = app_with_store
     alice = issue_token(settings, "alice")
     alice_id = jwt.decode(alice, options={"verify_signature": False})["jti"]
-    assert (await http.get("/events/none", headers={"Authorization": f"Bearer {alice}"})).status == 404
+    assert (await http.get("/wallets/alice", headers={"Authorization": f"Bearer {alice}"})).status == 200
     admin = bearer(settings, "root", "admin")
     reply = await http.post("/tokens/revocations", json={"token_id": alice_id, "reason": "leaked"}, headers=admin)
     assert reply.status == 201, reply.body
     assert reply.json() == {"token_id": alice_id, "revoked": True, "changed": True}
     assert alice_id in await store.active()
-    refused = await http.get("/events/none", headers={"Authorization": f"Bearer {alice}"})
+    refused = await http.get("/wallets/alice", headers={"Authorization": f"Bearer {alice}"})
     assert_problem(refused, 401, "token-revoked")
     again = await http.post("/tokens/revocations", json={"token_id": alice_id}, headers=admin)
     assert (again.status, again.json()["changed"]) == (200, False)

@@ -9,11 +9,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.domain import codec
-from engine.domain.commands import Deposit, Pay, Refund
+from engine.domain.commands import Deposit, Pay, Refund, Withdraw
 from engine.domain.entities import decode_snapshot, encode_snapshot
-from engine.domain.errors import IdempotencyConflict, InvalidCommand
+from engine.domain.errors import IdempotencyConflict, InsufficientFunds, InvalidCommand
 from engine.domain.events import (
     FundsDeposited,
+    FundsWithdrawn,
     PaymentFailed,
     PaymentRefunded,
     PaymentSucceeded,
@@ -143,6 +144,12 @@ commands = st.lists(
         st.builds(lambda i, a: Deposit("w", f"d{i}", a), st.integers(0, 5), st.integers(1, 1_000)),
         st.builds(lambda i, a: Pay("w", f"s{i}", STREAM, a), st.integers(0, 5), st.integers(0, 1_500)),
         st.builds(lambda i: Refund("w", f"s{i}", "r"), st.integers(0, 5)),
+        st.builds(
+            lambda i, a, r: Withdraw("w", f"x{i}", a, reserved=r),
+            st.integers(0, 5),
+            st.integers(1, 1_500),
+            st.integers(0, 300),
+        ),
     ),
     max_size=40,
 )
@@ -152,7 +159,7 @@ commands = st.lists(
 def test_any_sequence_keeps_the_ledger_and_replays_and_snapshots_to_the_same_wallet(cmds: list[object]) -> None:
     w = Wallet("w")
     for cmd in cmds:
-        with contextlib.suppress(IdempotencyConflict, InvalidCommand):
+        with contextlib.suppress(IdempotencyConflict, InvalidCommand, InsufficientFunds):
             w.handle(cmd, T)  # type: ignore[arg-type]
         w.check_invariants()
     events = w.take_pending()
@@ -182,3 +189,69 @@ def test_compacting_forgets_settled_payments_but_keeps_succeeded_ones() -> None:
     restored = decode_snapshot("wallet/alice", w.version, encode_snapshot(w))
     assert restored is not None
     assert restored.to_state() == w.to_state()
+
+
+# ---- withdrawals -----------------------------------------------------------------------------
+def test_a_withdrawal_takes_money_out_in_one_event() -> None:
+    w = funded(10_000)
+    done = w.handle(Withdraw("alice", "x1", 4_000), T)
+    assert (done.status, done.amount, done.changed) == ("WITHDRAWN", 4_000, True)
+    assert w.balance == 6_000
+    assert w.take_pending() == [FundsWithdrawn("alice", "x1", 4_000, T)]
+    w.check_invariants()
+
+
+def test_a_withdrawal_never_takes_the_balance_below_zero() -> None:
+    w = funded(1_000)
+    with pytest.raises(InsufficientFunds):
+        w.handle(Withdraw("alice", "x1", 1_001), T)
+    assert w.handle(Withdraw("alice", "x1", 1_000), T).changed is True
+    assert w.balance == 0
+    with pytest.raises(InsufficientFunds):
+        w.handle(Withdraw("alice", "x2", 1), T)
+
+
+def test_a_withdrawal_leaves_the_money_reserved_by_pending_bookings() -> None:
+    w = funded(1_000)
+    with pytest.raises(InsufficientFunds, match="300 of it reserved"):
+        w.handle(Withdraw("alice", "x1", 701, reserved=300), T)
+    w.handle(Withdraw("alice", "x1", 700, reserved=300), T)
+    assert w.balance == 300
+    assert w.handle(Pay("alice", "s1", STREAM, 300), T).status == "SUCCEEDED"
+
+
+def test_a_repeated_withdrawal_changes_nothing_and_another_amount_conflicts() -> None:
+    w = funded(1_000)
+    w.handle(Withdraw("alice", "x1", 400), T)
+    again = w.handle(Withdraw("alice", "x1", 400, reserved=900), T)
+    assert (again.changed, w.balance) == (False, 600)
+    with pytest.raises(IdempotencyConflict):
+        w.handle(Withdraw("alice", "x1", 500), T)
+
+
+def test_the_daily_limit_counts_the_withdrawals_of_the_last_24_hours() -> None:
+    w = funded(100_000)
+    w.handle(Withdraw("alice", "x1", 6_000, daily_limit=10_000), T)
+    with pytest.raises(InsufficientFunds, match="at most 4000 more"):
+        w.handle(Withdraw("alice", "x2", 4_001, daily_limit=10_000), T + 1000)
+    w.handle(Withdraw("alice", "x2", 4_000, daily_limit=10_000), T + 1000)
+    day = 24 * 3600 * 1000
+    with pytest.raises(InsufficientFunds):  # x1 is a day old now, x2 is not
+        w.handle(Withdraw("alice", "x3", 6_001, daily_limit=10_000), T + day)
+    assert w.handle(Withdraw("alice", "x3", 6_000, daily_limit=10_000), T + day).changed is True
+
+
+@pytest.mark.parametrize(
+    "bad", [Withdraw("alice", "x", 0), Withdraw("alice", "", 5), Withdraw("alice", "x", 5, reserved=-1)]
+)
+def test_malformed_withdrawals_are_refused(bad: Withdraw) -> None:
+    with pytest.raises(InvalidCommand):
+        funded(1_000).handle(bad, T)
+
+
+def test_deposits_record_their_source_and_reason_and_old_deposits_read_without_them() -> None:
+    w = Wallet("alice")
+    w.handle(Deposit("alice", "d1", 500, source="admin", reason="goodwill"), T)
+    assert w.take_pending() == [FundsDeposited("alice", "d1", 500, T, "admin", "goodwill")]
+    old = codec.encode(("FundsDeposited", 1, "alice", "d0", 100, T))
+    assert codec.decode_record(old) == FundsDeposited("alice", "d0", 100, T, "", "")

@@ -163,3 +163,18 @@ def test_the_read_model_must_equal_the_replay_field_by_field() -> None:
     assert len(check.problems) == 3
     assert any("h1: status: 'CONFIRMED' (log: 'HELD')" in p for p in check.problems)
     assert check_read_model({"h1": row}, {"h1": replace(row, updated_at=datetime.now(UTC))}).ok
+
+
+def test_statements_must_equal_the_log_and_add_up_to_the_reported_balance() -> None:
+    from engine.projections.ledger import Entry
+    from loadtest.audit_rules import check_statements
+
+    log = {"ann": [Entry("ann", 1, "deposit", "d1", 500, 500, 1), Entry("ann", 2, "charge", "h1", -200, 300, 2)]}
+    assert check_statements(log, log, {"ann": 300}).ok
+    drifted = {"ann": [log["ann"][0], Entry("ann", 2, "charge", "h1", -250, 250, 2)]}
+    assert check_statements(log, drifted).problems == ("wallet ann: the statement differs from the log",)
+    missing = check_statements(log, {"ann": log["ann"][:1]}, {"ann": 300})
+    assert missing.problems == (
+        "wallet ann: the statement has 1 entries, the log gives 2",
+        "wallet ann: balance 300, statement adds up to 500 (last entry 500)",
+    )

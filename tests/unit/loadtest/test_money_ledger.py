@@ -4,13 +4,24 @@ from __future__ import annotations
 
 from engine.domain.events import (
     FundsDeposited,
+    FundsWithdrawn,
     PaymentFailed,
     PaymentRefunded,
     PaymentSucceeded,
     WalletCharged,
     WalletRefunded,
 )
-from loadtest.ledger import CHARGE, DEPOSIT, REFUND, MoneyMove, balance_mismatches, decision, fold_money, money_move
+from loadtest.ledger import (
+    CHARGE,
+    DEPOSIT,
+    REFUND,
+    WITHDRAWAL,
+    MoneyMove,
+    balance_mismatches,
+    decision,
+    fold_money,
+    money_move,
+)
 
 W = "wallet/ann"
 
@@ -83,9 +94,24 @@ def test_refunds_without_a_charge_twice_or_of_another_amount_are_reported() -> N
 def test_an_overdrawn_wallet_and_a_reported_balance_that_differs_are_reported() -> None:
     audit = fold_money([MoneyMove("bo", DEPOSIT, "d1", 100), MoneyMove("bo", CHARGE, "h1", 300)])
     assert audit.other_problems == ["wallet bo went below zero (-200)"]
-    assert balance_mismatches(audit, {"bo": 0}) == ["wallet bo: reports 0, deposits - charges + refunds = -200"]
+    assert balance_mismatches(audit, {"bo": 0}) == [
+        "wallet bo: reports 0, deposits - charges + refunds - withdrawals = -200"
+    ]
 
 
 def test_payment_events_on_a_payment_stream_move_no_money() -> None:
     assert money_move("payment/h1", PaymentSucceeded("h1", "event/show", "ann", 3_000, 1)) is None
     assert money_move("event/show", FundsDeposited("ann", "d1", 1, 1)) is None
+
+
+def test_withdrawals_take_money_out_and_one_paid_twice_is_reported() -> None:
+    history = [
+        (W, FundsDeposited("ann", "d1", 10_000, 1)),
+        (W, FundsWithdrawn("ann", "x1", 4_000, 2)),
+        (W, FundsWithdrawn("ann", "x1", 4_000, 3)),
+    ]
+    audit = fold_money(moves(*history))
+    assert [m.kind for m in moves(*history)] == [DEPOSIT, WITHDRAWAL, WITHDRAWAL]
+    assert audit.books["ann"].ledger_balance == 2_000
+    assert audit.other_problems == ["wallet ann: withdrawal x1 paid out twice"]
+    assert balance_mismatches(audit, {"ann": 2_000}) == []

@@ -1,0 +1,121 @@
+"""The stores behind accounts, money and notifications, for one API process.
+
+`create_app(stores=...)` takes them (the unit tests pass in-memory ones); by default they are
+the PostgreSQL and Redis adapters over the API's own pool and client, connected on first use
+(api/lazy.py). `install` puts the services built on them into the app's state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI
+
+from api.dependencies import Postgres, Redis
+from api.lazy import LazyPool, LazyRedis
+from api.notification_hub import NotificationHub
+from api.routes_accounts import access_issuer
+from api.routes_money import MoneyReads
+from engine.accounts import AccountService, AccountStore, FailureCounter
+from engine.config import Settings
+from engine.domain.accounts import ThrottlePolicy
+from engine.domain.errors import StoreUnavailable
+from engine.notifications import NotificationStore
+from engine.passwords import Argon2Parameters, Passwords
+from engine.topups import PaymentProvider, TopupStore
+
+
+class _NoDatabase:
+    """Money reads when the API has no PostgreSQL: every read is a 503."""
+
+    async def statement(self, wallet_id: str, before_version: int, limit: int) -> list[Any]:
+        raise StoreUnavailable("the API has no PostgreSQL dependency")
+
+    async def pending_payments(self, customer_id: str) -> int:
+        raise StoreUnavailable("the API has no PostgreSQL dependency")
+
+
+def _memory_notifications() -> NotificationStore:
+    from engine.adapters.memory_notifications import InMemoryNotifications
+
+    return InMemoryNotifications()
+
+
+@dataclass
+class Stores:
+    accounts: AccountStore
+    failures: FailureCounter
+    topups: TopupStore
+    money_reads: MoneyReads
+    notifications: NotificationStore = field(default_factory=_memory_notifications)
+    provider: PaymentProvider | None = None  # None: the HTTP provider of REZERV_PROVIDER_URL
+
+
+def default_stores(dependencies: Mapping[str, object]) -> Stores:
+    from engine.adapters.memory_accounts import InMemoryAccounts, InMemoryFailures
+    from engine.adapters.memory_topups import InMemoryTopups
+
+    postgres, redis = dependencies.get("postgres"), dependencies.get("redis")
+    if not isinstance(postgres, Postgres):
+        return Stores(InMemoryAccounts(), InMemoryFailures(), InMemoryTopups(), _NoDatabase())
+    from engine.adapters.pg_accounts import PostgresAccounts
+    from engine.adapters.pg_money import PostgresMoneyReads
+    from engine.adapters.pg_notifications import PostgresNotifications
+    from engine.adapters.pg_topups import PostgresTopups
+    from engine.adapters.redis_throttle import RedisFailures
+
+    pool: Any = LazyPool(postgres.get_pool)
+    failures = RedisFailures(LazyRedis(redis.get_client)) if isinstance(redis, Redis) else InMemoryFailures()
+    return Stores(
+        PostgresAccounts(pool), failures, PostgresTopups(pool), PostgresMoneyReads(pool), PostgresNotifications(pool)
+    )
+
+
+def install(app: FastAPI, settings: Settings, stores: Stores) -> None:
+    passwords = Passwords(
+        Argon2Parameters(settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism),
+        threads=settings.argon2_threads,
+        niceness=settings.argon2_niceness,
+    )
+
+    async def revoke_access(tokens: Sequence[tuple[str, int]]) -> None:
+        store = app.state.revocations
+        for jti, until_ms in tokens:
+            app.state.revoked_tokens.add(jti)
+            if store is None:
+                continue
+            try:
+                await store.revoke(jti, until_ms, "logged out or refresh token reused")
+            except StoreUnavailable:
+                raise
+            except Exception as exc:  # pragma: no cover - a store bug must still end the session here
+                raise StoreUnavailable(f"revoking {jti}: {exc}") from exc
+
+    app.state.stores = stores
+    app.state.topups = stores.topups
+    app.state.money_reads = stores.money_reads
+    app.state.notifications = stores.notifications
+    app.state.notification_hub = NotificationHub(stores.notifications)
+    if stores.provider is None:
+        from engine.adapters.http_provider import HttpProvider
+
+        stores.provider = HttpProvider(settings.provider_url, settings.provider_secret)
+    app.state.provider = stores.provider
+    app.state.passwords = passwords
+    app.state.accounts = AccountService(
+        stores.accounts,
+        stores.failures,
+        passwords,
+        access_issuer(settings),
+        revoke_access,
+        ThrottlePolicy(
+            settings.login_failures_per_account, settings.login_failures_per_address, settings.login_failure_window_s
+        ),
+        refresh_ttl_s=settings.refresh_token_ttl_s,
+        min_password_length=settings.password_min_length,
+        registrations_per_address=settings.registrations_per_address,
+        clock=lambda: time.time_ns() // 1_000_000,
+    )

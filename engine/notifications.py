@@ -1,0 +1,182 @@
+"""Notifications: every booking outcome becomes one notification for its customer.
+
+Outcomes are the events that end or settle a booking: confirmed, released (with its reason),
+expired, cancelled, refunded. The notifier consumes them from the saga's topics (bookings for
+the first four, payments for refunds), in batches, and stores each as one row keyed by its
+message id (``stream@version``, unique in the whole log), so a message delivered twice, by a
+re-sent batch or after a broker restart, is stored once (the insert skips a known key). From the
+store a notification reaches the customer three ways: the list (`GET
+/customers/{id}/notifications`), a live Server-Sent Events stream, and the customer's webhook if
+one is registered (signed, retried with backoff, parked in a dead-letter table after
+REZERV_WEBHOOK_MAX_ATTEMPTS failures).
+
+None of this is on a booking's path: the notifier is a consumer group of its own, reading what
+the saga already publishes. A notifier that is down only delays notifications (its offsets and
+the stored rows are where it resumes), and a webhook that is down only fills its retry queue.
+
+Pure here: which messages are outcomes and what each notification says (`plan`), and the retry
+schedule of a webhook delivery (`next_attempt`). Ports for the store; adapters in
+engine/adapters/pg_notifications.py and memory_notifications.py.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from engine.domain import codec
+from engine.domain.commands import split_stream_id
+from engine.domain.events import BookingCancelled, BookingConfirmed, HoldExpired, HoldReleased, PaymentRefunded
+from engine.outbox import OutboxMessage
+
+CONFIRMED = "CONFIRMED"
+RELEASED = "RELEASED"
+EXPIRED = "EXPIRED"
+CANCELLED = "CANCELLED"
+REFUNDED = "REFUNDED"
+
+BOOKING_OUTCOMES = frozenset({"BookingConfirmed", "HoldReleased", "HoldExpired", "BookingCancelled"})
+"""What the notifier takes from the bookings topic (holds it skips without decoding them)."""
+PAYMENT_OUTCOMES = frozenset({"PaymentRefunded"})
+"""What it takes from the payments topic (payment decisions it skips)."""
+
+NOTIFIER = "notifier"
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    message_id: str  # the outcome's message id: one notification per outcome, whatever the deliveries
+    customer_id: str
+    hold_id: str
+    booking_stream: str  # event/<id> or car/<id>
+    outcome: str
+    reason: str
+    amount: int  # the refund's amount; 0 otherwise
+    at: int  # when the outcome happened (the event's time, epoch ms)
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A stored notification: its id (increasing in the order they were stored) and read time."""
+
+    id: int
+    notification: Notification
+    read_at: int | None = None
+
+
+def notification_of(message: OutboxMessage) -> Notification | None:
+    """The notification for an outcome message; None for any other message, or for an outcome
+    that names no customer (written before outcomes carried one)."""
+    event = codec.decode_record(message.payload)
+    mid = message.message_id
+    if isinstance(event, PaymentRefunded):
+        return Notification(
+            mid, event.customer_id, event.saga_id, event.booking_stream, REFUNDED, event.reason, event.amount, event.at
+        )
+    stream = message.stream_id
+    if isinstance(event, BookingConfirmed):
+        outcome, reason = CONFIRMED, ""
+    elif isinstance(event, HoldReleased):
+        outcome, reason = RELEASED, event.reason
+    elif isinstance(event, HoldExpired):
+        outcome, reason = EXPIRED, "the hold expired"
+    elif isinstance(event, BookingCancelled):
+        outcome, reason = CANCELLED, event.reason
+    else:
+        return None
+    if not event.customer_id:
+        return None
+    return Notification(mid, event.customer_id, event.hold_id, stream, outcome, reason, 0, event.at)
+
+
+def plan(messages: Sequence[OutboxMessage]) -> list[Notification]:
+    """The notifications of a batch, in its order, each message id once."""
+    out: dict[str, Notification] = {}
+    for message in messages:
+        if message.event_type in BOOKING_OUTCOMES or message.event_type in PAYMENT_OUTCOMES:
+            n = notification_of(message)
+            if n is not None:
+                out.setdefault(n.message_id, n)
+    return list(out.values())
+
+
+def body(stored: Stored) -> dict[str, object]:
+    """A notification as the API, the stream and webhooks show it."""
+    n = stored.notification
+    kind, entity_id = split_stream_id(n.booking_stream)
+    return {
+        "id": stored.id,
+        "customer_id": n.customer_id,
+        "hold_id": n.hold_id,
+        "kind": kind,
+        "entity_id": entity_id,
+        "outcome": n.outcome,
+        "reason": n.reason or None,
+        "amount": n.amount,
+        "at_ms": n.at,
+        "read": stored.read_at is not None,
+    }
+
+
+# ---- webhooks ---------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    customer_id: str
+    url: str
+    secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A notification due at a customer's webhook, and how often it failed so far."""
+
+    delivery_id: int
+    stored: Stored
+    url: str
+    secret: str
+    attempts: int
+
+
+def next_attempt(attempts: int, now_ms: int, first_s: float = 1.0, cap_s: float = 300.0) -> int:
+    """When to try again after `attempts` failures: 1 s doubling to 5 minutes, with jitter (so a
+    webhook that comes back is not hit by every queued delivery in the same moment)."""
+    delay = min(cap_s, first_s * 2 ** max(0, attempts - 1))
+    return now_ms + int(delay * 1000 * random.uniform(0.8, 1.2))
+
+
+class NotificationStore(Protocol):
+    async def store(self, notifications: Sequence[Notification], now_ms: int) -> list[Stored]:
+        """Store the ones not stored before (by message id), in one transaction with a webhook
+        delivery for each whose customer has a webhook; returns those stored now, by id."""
+
+    async def page(self, customer_id: str, before_id: int, limit: int, unread_only: bool) -> list[Stored]:
+        """The customer's notifications older than `before_id`, newest first."""
+
+    async def mark_read(self, customer_id: str, ids: Sequence[int] | None, now_ms: int) -> int:
+        """Mark the customer's notifications `ids` (None: all) read; returns how many changed."""
+
+    async def after(self, customer_ids: Sequence[str], after_id: int, limit: int) -> list[Stored]:
+        """Notifications of these customers stored after `after_id`, oldest first (the live stream)."""
+
+    async def last_id(self) -> int: ...
+
+    async def set_webhook(self, webhook: Webhook) -> None: ...
+
+    async def webhook(self, customer_id: str) -> Webhook | None: ...
+
+    async def delete_webhook(self, customer_id: str) -> bool: ...
+
+    async def due(self, now_ms: int, limit: int) -> list[Delivery]:
+        """Deliveries whose time has come, oldest first."""
+
+    async def delivered(self, delivery_ids: Sequence[int]) -> None: ...
+
+    async def retry_later(self, delivery_id: int, attempts: int, at_ms: int, error: str) -> None: ...
+
+    async def dead_letter(self, delivery_id: int, attempts: int, error: str, now_ms: int) -> None:
+        """Move the delivery to the dead-letter table (kept for an operator, never retried)."""
+
+    async def dead_letters(self, customer_id: str) -> list[tuple[int, int, str]]:
+        """(notification id, attempts, last error) of the customer's parked deliveries."""
