@@ -109,7 +109,11 @@ async def test_every_saga_ends_and_the_money_adds_up_through_crashes(
             to_cancel = rng.sample(sorted(held), 8)
             assert held, "no hold was granted"
 
+            cancelled: set[str] = set()
+
             async def all_ended() -> bool:
+                """Every booking ended, and every one cancelled here shown CANCELLED: a booking
+                cancelled in this very call is still CONFIRMED in `rows`, and its refund follows."""
                 rows = await stack.pool.fetch(
                     "SELECT hold_id, status FROM bookings WHERE hold_id = ANY($1)", list(held)
                 )
@@ -119,7 +123,13 @@ async def test_every_saga_ends_and_the_money_adds_up_through_crashes(
                     kind = "event" if hold_id.startswith("t") else "car"
                     await client.request(CancelBooking(reply.entity_id, kind, hold_id, "changed plans"))
                     to_cancel.remove(hold_id)
-                return len(rows) == len(held) and all(r["status"] in TERMINAL for r in rows)
+                    cancelled.add(hold_id)
+                shown_cancelled = {r["hold_id"] for r in rows if r["status"] == "CANCELLED"}
+                return (
+                    len(rows) == len(held)
+                    and all(r["status"] in TERMINAL for r in rows)
+                    and cancelled <= shown_cancelled
+                )
 
             try:
                 await stack.until(all_ended, timeout_s=(TTL_MS + BOUND_MS) / 1000 + 30, what="every saga to end")
