@@ -35,11 +35,29 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
+def default_ports() -> frozenset[int]:
+    """The ports `rezerv up` uses when nothing is configured (several lie in the kernel's range of
+    ports it hands out for port 0)."""
+    from dataclasses import fields
+
+    from engine.config import Settings
+
+    return frozenset(
+        int(f.default) for f in fields(Settings) if f.name.endswith("_port") and isinstance(f.default, int)
+    )
+
+
 def free_port() -> int:
-    """A port the kernel says is free now (used by tests; races are retried by the caller)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port the kernel says is free now (used by tests; races are retried by the caller), never
+    one of `default_ports()`: a test's server there would keep `rezerv up` with its defaults (and
+    the test of the README's quick start) from starting while it runs."""
+    reserved = default_ports()
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in reserved:
+            return port
 
 
 def require_free_port(port: int, what: str, setting: str) -> None:

@@ -1,0 +1,30 @@
+"""Test servers never take a port `rezerv up` uses by default (the quick-start test needs them)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from engine.config import Settings
+from stack import processes
+
+
+def test_the_default_ports_are_every_port_setting_of_a_fresh_configuration() -> None:
+    defaults = Settings()
+    expected = {getattr(defaults, name) for name in vars(defaults) if name.endswith("_port")}
+    assert processes.default_ports() == expected
+    assert {8000, 55432} <= processes.default_ports()
+
+
+def test_a_free_port_handed_out_by_the_kernel_is_skipped_when_it_is_a_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    handed_out = iter([55432, 8000, 43210])
+
+    class KernelSocket(socket.socket):
+        def getsockname(self) -> tuple[str, int]:
+            return ("127.0.0.1", next(handed_out))
+
+    monkeypatch.setattr(processes.socket, "socket", KernelSocket)
+    assert processes.free_port() == 43210
