@@ -26,5 +26,5 @@ def test_a_free_port_handed_out_by_the_kernel_is_skipped_when_it_is_a_default(
         def getsockname(self) -> tuple[str, int]:
             return ("127.0.0.1", next(handed_out))
 
-    monkeypatch.setattr(processes.socket, "socket", KernelSocket)
+    monkeypatch.setattr(socket, "socket", KernelSocket)
     assert processes.free_port() == 43210
