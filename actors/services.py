@@ -139,7 +139,9 @@ class ServiceActor:
             lead_ms=self._lead_ms(),
         )
         self.closers.append(publisher.close)
-        relay = OutboxRelay(PostgresLogReader(pool), publisher)
+        relay = OutboxRelay(
+            PostgresLogReader(pool), publisher, min_interval_s=self.settings.saga_batch_interval_ms / 1000
+        )
         projection = BookingsProjection(
             pool, PostgresLogReader(pool), min_interval_s=self.settings.projection_interval_s
         )
@@ -291,6 +293,7 @@ class ServiceActor:
                 processed,
                 session_timeout_ms=session,
                 heartbeat_interval_ms=max(100, session // 6),
+                min_interval_s=self.settings.saga_batch_interval_ms / 1000,
                 event_types=event_types,
                 partitions=TOPICS[topic],
             )

@@ -121,6 +121,10 @@ class Settings:
     projection_interval_s: float = field(
         default=1.0, metadata={"doc": "bookings projection: at least this long between batches (fold more)"}
     )
+    saga_batch_interval_ms: int = field(
+        default=50,
+        metadata={"doc": "relay and saga consumers, while keeping up: at least this long between batches"},
+    )
     inbox_retention_s: float = field(
         default=7 * 86400.0, metadata={"doc": "how long consumers remember processed message ids"}
     )
@@ -232,6 +236,8 @@ class Settings:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be positive (seconds)")
         if self.topup_max_amount < self.topup_min_amount:
             raise ConfigError(f"{PREFIX}TOPUP_MAX_AMOUNT must be at least {PREFIX}TOPUP_MIN_AMOUNT")
+        if not 0 <= self.saga_batch_interval_ms <= 1000:
+            raise ConfigError(f"{PREFIX}SAGA_BATCH_INTERVAL_MS must be from 0 to 1000 (milliseconds)")
         if self.request_retry_s < 0:
             raise ConfigError(f"{PREFIX}REQUEST_RETRY_S must not be negative (seconds)")
         if self.restart_limit < 1:

@@ -48,7 +48,11 @@ class OutboxRelay:
         backoff: Backoff | None = None,
         lag_every_s: float = 1.0,
         relisten_every_s: float = 5.0,
+        min_interval_s: float = 0.0,
     ) -> None:
+        """`min_interval_s`: once caught up, at least this long between batches (LogFollower):
+        every publish is a produce request and a checkpoint write whatever its size, and every
+        message batch it makes sets the saga's consumers going."""
         self.reader = reader
         self.publisher = publisher
         self.name = name
@@ -72,6 +76,7 @@ class OutboxRelay:
             poll_s,
             self.backoff,
             relisten_every_s,
+            min_interval_s,
         )
 
     async def run_once(self) -> int:

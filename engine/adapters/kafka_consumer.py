@@ -267,6 +267,15 @@ class _Streak:
         return True
 
 
+def fetch_pause_s(min_interval_s: float, since_last_fetch_s: float, last_count: int, batch_max: int) -> float:
+    """How long a consumer waits before its next fetch: nothing after an empty fetch (the fetch
+    itself waits for data) or a full one (it is behind), else what is left of `min_interval_s`
+    since the last fetch began."""
+    if last_count == 0 or last_count >= batch_max:
+        return 0.0
+    return max(0.0, min_interval_s - since_last_fetch_s)
+
+
 class MessageConsumer:
     """One consumer of one topic for one saga participant; see the module docstring.
 
@@ -290,6 +299,7 @@ class MessageConsumer:
         *,
         partitions: int | None = None,
         poll_timeout_ms: int = 500,
+        min_interval_s: float = 0.0,
         commit_timeout_s: float = 10.0,
         admin_timeout_s: float = 15.0,
         max_poll_interval_ms: int = 300_000,
@@ -316,6 +326,15 @@ class MessageConsumer:
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.partitions = partitions
         self.poll_timeout_ms = poll_timeout_ms
+        # While the consumer keeps up (its last batch was not full), at least this long from one
+        # fetch to the next. Each batch costs two offset commits, an inbox lookup, a call to the
+        # shards and a transaction there, whatever its size: a consumer that takes every message
+        # the moment it lands spends most of its CPU, and the broker's and the shards', on those
+        # fixed costs, and starves the API at moderate load. Waiting lets aiokafka's background
+        # fetcher gather the next batch meanwhile (see `fetch_pause_s`).
+        self.min_interval_s = min_interval_s
+        self._fetched_at = float("-inf")
+        self._last_count = 0
         self.commit_timeout_s = commit_timeout_s
         self.admin_timeout_s = admin_timeout_s
         # A handler retried longer than this leaves the group (aiokafka's rule); its batch is then
@@ -414,7 +433,14 @@ class MessageConsumer:
                     checked_epoch = assignments.epoch
                     if await self._ensure_topic():
                         raise _RestartConsumer(f"topic {self.topic} was gone: the broker lost its data")
+                pause = fetch_pause_s(
+                    self.min_interval_s, time.monotonic() - self._fetched_at, self._last_count, self.batch_max
+                )
+                if pause > 0:
+                    await self._wait(stop, pause)
+                self._fetched_at = time.monotonic()
                 records = await consumer.getmany(timeout_ms=self.poll_timeout_ms, max_records=self.batch_max)
+                self._last_count = sum(len(batch) for batch in records.values())
                 # No await since getmany returned: this is the membership that fetched `records`.
                 fetched_under = _Membership(assignments.epoch, _generation(consumer))
                 self._at_end = _at_end(consumer) if not records else False
