@@ -218,7 +218,9 @@ class ServiceActor:
             redis = create_redis(self.settings.redis_url, max_connections=4)
             self.closers.append(redis.aclose)
             invalidate = RedisPageCache(redis, catalog_prefix(self.settings.namespace)).invalidate
-        catalog = CatalogProjection(await self._pool(3), invalidate=invalidate)
+        catalog = CatalogProjection(
+            await self._pool(3), invalidate=invalidate, min_interval_s=self.settings.catalog_interval_s
+        )
         self.parts["catalog"] = catalog
         self._spawn("catalog-projection", catalog.run(self.stop_event))
 

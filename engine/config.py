@@ -130,6 +130,10 @@ class Settings:
     )
 
     # Catalog (read models for browsing).
+    catalog_interval_s: float = field(
+        default=0.25,
+        metadata={"doc": "catalog projection: at least this long between batches (fewer, larger ones)"},
+    )
     catalog_cache_ttl_s: float = field(
         default=10.0, metadata={"doc": "longest a cached catalog page is served (Redis); 0 = no cache"}
     )
@@ -236,6 +240,8 @@ class Settings:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be positive (seconds)")
         if self.topup_max_amount < self.topup_min_amount:
             raise ConfigError(f"{PREFIX}TOPUP_MAX_AMOUNT must be at least {PREFIX}TOPUP_MIN_AMOUNT")
+        if not 0 <= self.catalog_interval_s <= 1:
+            raise ConfigError(f"{PREFIX}CATALOG_INTERVAL_S must be from 0 to 1 (it bounds how far availability trails)")
         if not 0 <= self.saga_batch_interval_ms <= 1000:
             raise ConfigError(f"{PREFIX}SAGA_BATCH_INTERVAL_MS must be from 0 to 1000 (milliseconds)")
         if self.request_retry_s < 0:

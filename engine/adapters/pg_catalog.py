@@ -290,8 +290,11 @@ class CatalogProjection(CheckpointedProjection[Changes]):
         poll_s: float = 0.5,
         backoff: Backoff | None = None,
         relisten_every_s: float = 5.0,
+        min_interval_s: float = 0.0,
     ) -> None:
-        super().__init__(pool, name, reader, batch, poll_s, backoff, relisten_every_s, log)
+        """`min_interval_s`: REZERV_CATALOG_INTERVAL_S in the service; a batch costs a transaction
+        and a cache invalidation whatever its size, and a flash sale's batch is one row per event."""
+        super().__init__(pool, name, reader, batch, poll_s, backoff, relisten_every_s, log, min_interval_s)
         self.invalidate = invalidate
 
     async def apply_batch(self, conn: asyncpg.Connection, events: Sequence[LoggedEvent]) -> Changes:

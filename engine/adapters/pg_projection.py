@@ -62,7 +62,9 @@ class CheckpointedProjection(Generic[R]):
         backoff: Backoff | None = None,
         relisten_every_s: float = 5.0,
         logger: logging.Logger | None = None,
+        min_interval_s: float = 0.0,
     ) -> None:
+        """`min_interval_s`: once caught up, at least this long between batches (LogFollower)."""
         self.pool = pool
         self.name = name
         self.reader: LogReader = reader or PostgresLogReader(pool)
@@ -82,6 +84,7 @@ class CheckpointedProjection(Generic[R]):
             poll_s,
             backoff or Backoff(),
             relisten_every_s,
+            min_interval_s,
         )
 
     async def apply_batch(self, conn: asyncpg.Connection, events: Sequence[LoggedEvent]) -> R:

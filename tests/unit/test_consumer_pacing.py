@@ -33,3 +33,9 @@ def test_no_interval_means_no_wait() -> None:
 def test_the_saga_batch_interval_is_refused_outside_0_to_1000_ms(value: str) -> None:
     with pytest.raises(ConfigError, match="SAGA_BATCH_INTERVAL_MS"):
         Settings.from_env({"REZERV_SAGA_BATCH_INTERVAL_MS": value}).validate()
+
+
+@pytest.mark.parametrize("value", ["-0.1", "1.5"])
+def test_the_catalog_interval_is_refused_outside_0_to_1_s(value: str) -> None:
+    with pytest.raises(ConfigError, match="CATALOG_INTERVAL_S"):
+        Settings.from_env({"REZERV_CATALOG_INTERVAL_S": value}).validate()
