@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -256,6 +257,12 @@ def describe_step(s: dict[str, Any]) -> str:
     )
 
 
+def step_dir_name(users: Sequence[int], index: int) -> str:
+    """`users-00064`, or `users-00064-2` for the third step when a run repeats a step (a soak)."""
+    name = f"users-{users[index]:05d}"
+    return name if users.count(users[index]) == 1 else f"{name}-{index}"
+
+
 async def run_target(target: Target, options: RunOptions, run_dir: Path, tag: str) -> dict[str, Any]:
     """Start `target`, populate it, run every step, audit, stop. Returns the target's summary."""
     target_dir = run_dir / target.name
@@ -283,9 +290,14 @@ async def run_target(target: Target, options: RunOptions, run_dir: Path, tag: st
         if options.web:
             await _web_session(target, population, population_file, options, target_dir / "web")
         else:
-            for users in options.users:
+            for index, users in enumerate(options.users):
                 step = await run_step(
-                    target, population, population_file, users, options, target_dir / f"users-{users:05d}"
+                    target,
+                    population,
+                    population_file,
+                    users,
+                    options,
+                    target_dir / step_dir_name(options.users, index),
                 )
                 steps.append(step)
                 _log(describe_step(step))

@@ -1,0 +1,36 @@
+"""The soak test's verdict: flat after warm-up and under the bound, judged per process."""
+
+from __future__ import annotations
+
+from loadtest.http_run import step_dir_name
+from loadtest.soak import Sample, memory_verdict
+
+
+def series(pid: int, role: str, rss: list[float], every_s: float = 60.0) -> list[Sample]:
+    return [Sample(i * every_s, pid, role, value) for i, value in enumerate(rss)]
+
+
+def test_a_process_that_grew_during_warm_up_and_then_stayed_flat_passes() -> None:
+    [shard] = memory_verdict(series(1, "shards", [100, 300, 400, 410, 405, 412]), 120, 64, 1024)
+    assert (shard.flat, shard.under_bound, shard.settled_low_mib, shard.growth_mib) == (True, True, 400, 12)
+
+
+def test_a_process_that_keeps_growing_after_warm_up_is_not_flat() -> None:
+    [leaky] = memory_verdict(series(2, "saga services", [200, 250, 300, 350, 400, 450]), 120, 64, 1024)
+    assert not leaky.flat
+    assert leaky.growth_mib == 150
+
+
+def test_a_process_over_the_bound_fails_even_when_flat() -> None:
+    [big] = memory_verdict(series(3, "postgres", [1500, 1500, 1500]), 60, 64, 1024)
+    assert big.flat and not big.under_bound
+
+
+def test_processes_seen_only_during_warm_up_are_not_judged() -> None:
+    samples = series(4, "other", [50, 60]) + series(5, "api", [90, 95, 96, 97])
+    assert [p.pid for p in memory_verdict(samples, 120, 64, 1024)] == [5]
+
+
+def test_a_repeated_step_gets_its_own_folder_and_a_single_one_keeps_its_name() -> None:
+    assert [step_dir_name([16, 64], i) for i in range(2)] == ["users-00016", "users-00064"]
+    assert [step_dir_name([64, 64, 64], i) for i in range(3)] == ["users-00064-0", "users-00064-1", "users-00064-2"]
