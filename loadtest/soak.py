@@ -38,6 +38,9 @@ import psutil
 from loadtest.measure import process_role
 
 MIB = 1024 * 1024
+# The measuring harness, not the system: `rezerv loadtest run` itself (it keeps every answer for
+# the audit, which then reads the whole log) and Locust. Sampled and plotted, never judged.
+HARNESS = frozenset({"loadtest driver", "load generator"})
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ def memory_verdict(
 ) -> list[ProcessMemory]:
     """Each process seen after the warm-up: flat (its USS ends at most `growth_mib` above its
     lowest point after warm-up) and its RSS under `bound_mib` at its peak. Processes seen only during the
-    warm-up (setup helpers, Locust workers that came and went) are not judged."""
+    warm-up (setup helpers, Locust workers that came and went) and the HARNESS are not judged."""
     by_pid: dict[int, list[Sample]] = {}
     for s in samples:
         by_pid.setdefault(s.pid, []).append(s)
@@ -74,7 +77,7 @@ def memory_verdict(
     for pid, series in sorted(by_pid.items()):
         series.sort(key=lambda s: s.at_s)
         settled = [s for s in series if s.at_s >= warmup_s]
-        if not settled:
+        if not settled or series[-1].role in HARNESS:
             continue
         low = min(s.uss_mib for s in settled)
         peak = max(s.rss_mib for s in series)
@@ -105,7 +108,8 @@ def sample_tree(root: int, started: float) -> list[Sample]:
     for proc in procs:
         try:
             memory = proc.memory_full_info()
-            out.append(Sample(round(at, 1), proc.pid, process_role(proc), memory.rss / MIB, memory.uss / MIB))
+            role = "loadtest driver" if proc.pid == root else process_role(proc)
+            out.append(Sample(round(at, 1), proc.pid, role, memory.rss / MIB, memory.uss / MIB))
         except psutil.Error:
             continue
     return out

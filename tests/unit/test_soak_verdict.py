@@ -43,3 +43,8 @@ def test_processes_seen_only_during_warm_up_are_not_judged() -> None:
 def test_a_repeated_step_gets_its_own_folder_and_a_single_one_keeps_its_name() -> None:
     assert [step_dir_name([16, 64], i) for i in range(2)] == ["users-00016", "users-00064"]
     assert [step_dir_name([64, 64, 64], i) for i in range(3)] == ["users-00064-0", "users-00064-1", "users-00064-2"]
+
+
+def test_the_harness_is_never_judged() -> None:
+    samples = series(7, "loadtest driver", [100, 2000, 6000, 9000]) + series(8, "load generator", [80, 90, 400])
+    assert memory_verdict(samples, 60, 64, 1024) == []
