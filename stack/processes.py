@@ -60,7 +60,13 @@ def free_port() -> int:
             return port
 
 
-def require_free_port(port: int, what: str, setting: str) -> None:
+def require_free_port(port: int, what: str, setting: str, patience_s: float = 5.0) -> None:
+    """Refuse a port another program holds; wait up to `patience_s` first, because the default
+    ports lie in the kernel's range for outgoing connections, and a short-lived connection that
+    happens to use one as its local port makes it unavailable for a moment."""
+    deadline = time.monotonic() + patience_s
+    while not port_is_free(port) and time.monotonic() < deadline:
+        time.sleep(0.2)
     if not port_is_free(port):
         raise StartupError(
             f"Port {port} on 127.0.0.1, needed by {what}, is already in use. Stop the program "

@@ -26,8 +26,15 @@ def root() -> Iterator[Path]:
 
 
 def command_lines(pid: int) -> str:
+    """Every command line of the process tree; a child that exits meanwhile is skipped."""
     proc = psutil.Process(pid)
-    return " ".join(" ".join(p.cmdline()) for p in [proc, *proc.children(recursive=True)])
+    lines = []
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            lines.append(" ".join(p.cmdline()))
+        except psutil.NoSuchProcess:
+            continue
+    return " ".join(lines)
 
 
 def test_postgres_needs_the_password_also_for_a_cluster_made_without_one(root: Path) -> None:

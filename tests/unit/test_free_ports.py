@@ -28,3 +28,21 @@ def test_a_free_port_handed_out_by_the_kernel_is_skipped_when_it_is_a_default(
 
     monkeypatch.setattr(socket, "socket", KernelSocket)
     assert processes.free_port() == 43210
+
+
+def test_a_port_held_for_a_moment_is_waited_for_and_one_held_longer_is_refused() -> None:
+    import threading
+    import time
+
+    from stack.processes import StartupError, require_free_port
+
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    with pytest.raises(StartupError, match=f"Port {port}"):
+        require_free_port(port, "a test", "X", patience_s=0.3)
+    threading.Timer(0.3, holder.close).start()
+    started = time.monotonic()
+    require_free_port(port, "a test", "X", patience_s=3.0)
+    assert 0.2 < time.monotonic() - started < 3.0
