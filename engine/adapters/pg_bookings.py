@@ -21,7 +21,6 @@ outage once. It needs a pool of at least 2 connections: listening holds one.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 
@@ -29,9 +28,10 @@ import asyncpg
 
 from engine.adapters.pg_event_store import TRANSIENT_DB_ERRORS
 from engine.adapters.pg_log import PostgresLogReader
+from engine.adapters.pg_projection import CheckpointedProjection
 from engine.domain.errors import StoreUnavailable
-from engine.following import Backoff, LogFollower
-from engine.log import LogCheckpoint, LogReader
+from engine.following import Backoff
+from engine.log import LoggedEvent, LogReader
 from engine.ports import OverdueHold, UndecidedHold, UndeliveredDecision, Unrefunded
 from engine.projections.bookings import (
     BOOKING_FIELDS,
@@ -52,13 +52,6 @@ MAX_LIMIT = 10_000
 """The most rows one query returns: callers page through larger sets by time."""
 
 # ---- applying changes ------------------------------------------------------------------------
-_MOVE_CHECKPOINT = """
-INSERT INTO log_checkpoints AS c (name, txid, position) VALUES ($1, $4::xid8, $5)
-ON CONFLICT (name) DO UPDATE SET txid = excluded.txid, position = excluded.position, updated_at = now()
- WHERE (c.txid, c.position) = ($2::xid8, $3::bigint)
-RETURNING 1
-"""
-
 # Set-based statements: one per kind of change and wave (engine/projections/bookings.py
 # `batch_writes`), each taking its rows as arrays (unnest). PostgreSQL's cost per statement is far
 # above its cost per row, so this costs a fraction of a statement per change.
@@ -149,8 +142,11 @@ async def apply_changes(conn: asyncpg.Connection, changes: Sequence[Change]) -> 
 
 
 # ---- the runner ------------------------------------------------------------------------------
-class BookingsProjection:
-    """Follows the log from the checkpoint "bookings-projection" and keeps `bookings` up to date."""
+class BookingsProjection(CheckpointedProjection[None]):
+    """Follows the log from the checkpoint "bookings-projection" and keeps `bookings` up to date
+    (the batch and its checkpoint in one transaction: engine/adapters/pg_projection.py)."""
+
+    what = "bookings projection"
 
     def __init__(
         self,
@@ -164,74 +160,14 @@ class BookingsProjection:
         min_interval_s: float = 0.0,
     ) -> None:
         """`min_interval_s`: see LogFollower; the service runs it with REZERV_PROJECTION_INTERVAL_S."""
-        self.pool = pool
-        self.reader: LogReader = reader or PostgresLogReader(pool)
-        self.name = name
-        self.batch = batch
-        self.poll_s = poll_s
-        self.backoff = backoff or Backoff()
-        self.relisten_every_s = relisten_every_s
-        self.checkpoint: LogCheckpoint | None = None  # the saved one, once loaded
-        self.applied = 0  # events this instance applied (its batches that committed)
-        self.follower = LogFollower(
-            "bookings projection",
-            name,
-            self.reader,
-            lambda: self.run_once(self.batch),
-            batch,
-            log,
-            (StoreUnavailable,),
-            lambda: self.checkpoint,
-            poll_s,
-            self.backoff,
-            relisten_every_s,
-            min_interval_s,
-        )
+        super().__init__(pool, name, reader, batch, poll_s, backoff, relisten_every_s, log, min_interval_s)
 
-    async def run_once(self, limit: int | None = None) -> int:
-        """Apply one batch of up to `limit` events; returns how many (0 if none, or if another
-        runner moved the checkpoint first: then it is reloaded on the next call).
-
-        Raises StoreUnavailable (database down) or codec.CodecError (an event newer than this
-        code); either way nothing of the batch is applied and the checkpoint stays."""
-        limit = limit or self.batch
-        if self.checkpoint is None:
-            self.checkpoint = await self.reader.load_checkpoint(self.name)
-        after = self.checkpoint
-        events = await self.reader.read_after(after, limit)
-        if not events:
-            return 0
-        changes = plan(events)
-        target = events[-1].checkpoint
-        try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                moved = await conn.fetchval(
-                    _MOVE_CHECKPOINT, self.name, after.txid, after.position, target.txid, target.position
-                )
-                if moved is None:
-                    raise _CheckpointMoved
-                await self._apply(conn, changes)
-        except _CheckpointMoved:
-            log.info("bookings projection %s: another runner moved the checkpoint past %s", self.name, after)
-            self.checkpoint = None
-            return 0
-        except TRANSIENT_DB_ERRORS as exc:
-            raise StoreUnavailable(f"applying {len(events)} events after {after}: {exc}") from exc
-        self.checkpoint = target
-        self.applied += len(events)
-        return len(events)
+    async def apply_batch(self, conn: asyncpg.Connection, events: Sequence[LoggedEvent]) -> None:
+        await self._apply(conn, plan(events))
 
     async def _apply(self, conn: asyncpg.Connection, changes: Sequence[Change]) -> None:
         """The batch's row changes, inside the checkpoint's transaction (a seam for crash tests)."""
         await apply_changes(conn, changes)
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Project until `stop` is set; survives database outages (see the module docstring)."""
-        await self.follower.run(stop)
-
-
-class _CheckpointMoved(Exception):
-    """Raised inside the batch's transaction to roll it back: another runner got there first."""
 
 
 async def projection_lag(pool: asyncpg.Pool, name: str = PROJECTION_NAME) -> int:

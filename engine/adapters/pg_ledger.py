@@ -19,9 +19,9 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from engine.adapters.pg_bookings import _MOVE_CHECKPOINT, _CheckpointMoved
 from engine.adapters.pg_event_store import TRANSIENT_DB_ERRORS
 from engine.adapters.pg_log import PostgresLogReader
+from engine.adapters.pg_projection import MOVE_CHECKPOINT, CheckpointMoved
 from engine.domain.errors import StoreUnavailable
 from engine.following import Backoff, LogFollower
 from engine.log import LogCheckpoint
@@ -118,12 +118,12 @@ class LedgerProjection:
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 moved = await conn.fetchval(
-                    _MOVE_CHECKPOINT, self.name, after.txid, after.position, target.txid, target.position
+                    MOVE_CHECKPOINT, self.name, after.txid, after.position, target.txid, target.position
                 )
                 if moved is None:
-                    raise _CheckpointMoved
+                    raise CheckpointMoved
                 await write_entries(conn, movements)
-        except _CheckpointMoved:
+        except CheckpointMoved:
             log.info("ledger projection %s: another runner moved the checkpoint past %s", self.name, after)
             self.checkpoint = None
             return 0
