@@ -9,7 +9,9 @@ stops the whole stack with a message naming the server and its log (stack/up.py)
 
 from __future__ import annotations
 
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -41,3 +43,23 @@ class RestartPolicy:
         if count > self.limit:
             return GiveUp(count)
         return Restart(min(self.first_delay_s * 2 ** (count - 1), self.max_delay_s), count)
+
+
+@dataclass
+class StepTimer:
+    """How long each step of a restart took, said in one line ("head started 4.7 s, ..."): a
+    restart that is slow names its slow step in the output instead of leaving it to a guess."""
+
+    clock: Callable[[], float] = time.monotonic
+    steps: list[tuple[str, float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._last = self.clock()
+
+    def done(self, step: str) -> None:
+        now = self.clock()
+        self.steps.append((step, now - self._last))
+        self._last = now
+
+    def __str__(self) -> str:
+        return ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.steps)

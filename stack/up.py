@@ -45,7 +45,7 @@ from stack.processes import ManagedProcess, StartupError, require_free_port, tai
 from stack.ray_auth import TOKEN_FILE, use_token
 from stack.secrets import private_secret
 from stack.servers import RAY_ENV, EmbeddedKafka, EmbeddedPostgres, EmbeddedRay, EmbeddedValkey
-from stack.supervision import GiveUp, RestartPolicy
+from stack.supervision import GiveUp, RestartPolicy, StepTimer
 
 
 class ShutdownRequested(Exception):
@@ -494,11 +494,19 @@ class Stack:
 
     def _restart_ray(self, ray_head: EmbeddedRay) -> None:
         """A new Ray head has none of the old one's actors, and the API is a driver of the old one."""
-        _restart(ray_head, self.settings.startup_timeout_s)
+        steps = StepTimer()
+        ray_head.stop()
+        steps.done("old head stopped")
+        ray_head.start(self.settings.startup_timeout_s)
+        steps.done("head started")
         self._deploy_services()
+        steps.done("services placed")
         if self.api is not None:
             self.api.stop()
+        steps.done("old API stopped")
         self._start_api(until="/readyz")  # back means serving: joined the new cluster
+        steps.done("API ready")
+        self.out(f"rezerv up: Ray head restart: {steps}")
 
     def _restart_api(self) -> None:
         if self.api is not None:

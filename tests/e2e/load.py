@@ -24,6 +24,7 @@ class Answer:
     seconds: float
     hold_id: str | None = None
     retry_after: str | None = None
+    code: str = ""  # the problem's code for a 4xx/5xx answer, to say why in a failed assertion
 
 
 def post_hold(
@@ -79,7 +80,8 @@ class HoldLoad:
             t0 = time.monotonic()
             status, body, retry_after = post_hold(self.base, self.event_id, self.tokens[customer], key)
             hold_id = str(body["hold_id"]) if status == 201 else None
-            answer = Answer(key, customer, status, t0, time.monotonic() - t0, hold_id, retry_after)
+            code = "" if status in (0, 201) else str(body.get("code", ""))
+            answer = Answer(key, customer, status, t0, time.monotonic() - t0, hold_id, retry_after, code)
             with self._lock:
                 self.answers.append(answer)
             n += 1

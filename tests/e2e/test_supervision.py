@@ -21,6 +21,7 @@ import pytest
 
 from api.auth import issue_token
 from engine.config import Settings
+from stack.processes import tail
 from stack.secrets import is_private
 from tests.e2e.load import Answer, HoldLoad
 from tests.e2e.rezerv_up import REZERV, UpRun, up_environment
@@ -316,7 +317,8 @@ def check_the_answers(answers: list[Answer], killed_at: float, back_at: float, s
     slowest = max(a.seconds for a in answers)
     assert slowest < REQUEST_RETRY_S + 5, f"a request hung for {slowest:.1f} s"
     served_again = [a.started + a.seconds for a in answers if a.status == 201 and a.started >= back_at]
-    assert served_again, f"no hold was granted after {server} came back: {statuses}"
+    after = Counter((a.status, a.code) for a in answers if a.started >= back_at)
+    assert served_again, f"no hold was granted after {server} came back: {statuses}; after it: {after}"
     assert min(served_again) - back_at < 10
     assert any(a.status == 201 for a in answers if a.started < killed_at), "the load never ran before the kill"
     return [a.hold_id for a in answers if a.hold_id]
@@ -343,7 +345,11 @@ def test_a_killed_server_comes_back_and_every_acknowledged_hold_ends_with_exact_
     finally:
         answers = load.stop()
     assert f"{server} stopped unexpectedly" in run.output
-    held = check_the_answers(answers, killed_at, back_at, server)
+    try:
+        held = check_the_answers(answers, killed_at, back_at, server)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n--- rezerv up ---\n{run.output[-1500:]}\n--- api.log ---\n"
+                             f"{tail(running.data_dir / 'logs' / 'api.log', 40)}") from None  # fmt: skip
     wait_until_every_hold_ended(running, held)
     wait_for_exact_money(running)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stack.supervision import GiveUp, Restart, RestartPolicy
+from stack.supervision import GiveUp, Restart, RestartPolicy, StepTimer
 
 
 def test_restarts_back_off_doubling_up_to_the_cap() -> None:
@@ -23,3 +23,12 @@ def test_failures_older_than_the_window_are_forgotten() -> None:
     policy.failed(30.0)
     assert policy.failed(61.0) == Restart(1.0, 2)  # the failure at 0 s left the window
     assert policy.failed(70.0) == GiveUp(3)
+
+
+def test_a_step_timer_names_each_step_with_the_time_since_the_one_before() -> None:
+    ticks = iter([10.0, 14.75, 21.0, 21.04])
+    steps = StepTimer(clock=lambda: next(ticks))
+    steps.done("old head stopped")
+    steps.done("head started")
+    steps.done("API ready")
+    assert str(steps) == "old head stopped 4.8 s, head started 6.2 s, API ready 0.0 s"
