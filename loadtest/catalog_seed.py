@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import random
 import time
 from collections.abc import Sequence
@@ -101,13 +102,18 @@ async def send(client: Any, commands: Sequence[Command], chunk: int = 2_000) -> 
 
 
 def connect(settings: Settings) -> Any:
+    from stack.ray_auth import use_token
+    from stack.servers import RAY_ENV
+    from stack.up import RunFiles
+
+    # Run from a shell, this process has not inherited `rezerv up`'s environment: without it Ray
+    # (which reads it when imported) looks for the cluster on the machine's external address.
+    os.environ.update(RAY_ENV)
+    use_token(RunFiles(settings.data_dir).ray_token_file)
     import ray
 
     from actors.client import ray_client
-    from stack.ray_auth import use_token
-    from stack.up import RunFiles
 
-    use_token(RunFiles(settings.data_dir).ray_token_file)
     address = settings.ray_address or f"127.0.0.1:{settings.ray_port}"
     ray.init(address=address, namespace=settings.namespace, log_to_driver=False, logging_level=logging.WARNING)
     return ray_client(settings)
