@@ -35,6 +35,7 @@ def host_config(settings: Settings, owner: str) -> HostConfig:
         passivate_after_ms=int(settings.passivate_after_s * 1000),
         idempotency_ttl_ms=int(settings.idempotency_ttl_s * 1000),
         lease_ms=int(settings.lease_ttl_s * 1000),
+        archive_after_ms=int(settings.archive_after_s * 1000),
     )
 
 
@@ -69,7 +70,7 @@ class ShardActor:
                 redis = create_redis(self.settings.redis_url)
                 self._resources = [pool, writers, redis]
                 store = PostgresEventStore(pool, writers)
-                host = EntityHost(store, RedisFencing(redis), host_config(self.settings, self.owner))
+                host = EntityHost(store, RedisFencing(redis), host_config(self.settings, self.owner), archive=store)
                 host.start()
                 host.spawn(host.run_housekeeping(self._stop, on_idle=gc_tuning.collect_when_idle), "housekeeping")
                 self.host = host

@@ -101,6 +101,10 @@ class Settings:
     snapshot_min_interval_s: float = field(default=5.0, metadata={"doc": "and not more often than this"})
     passivate_after_s: float = field(default=300.0, metadata={"doc": "drop idle entities after this"})
     idempotency_ttl_s: float = field(default=86400.0, metadata={"doc": "how long hold keys are kept"})
+    archive_after_s: float = field(
+        default=60.0,
+        metadata={"doc": "a settled booking or payment moves from memory to the archive table after this; 0: never"},
+    )
     lease_ttl_s: float = field(default=30.0, metadata={"doc": "ownership lease of an active entity"})
     hold_ttl_s: float = field(default=600.0, metadata={"doc": "default hold time-to-live"})
 
@@ -246,6 +250,8 @@ class Settings:
             raise ConfigError(f"{PREFIX}SAGA_BATCH_INTERVAL_MS must be from 0 to 1000 (milliseconds)")
         if self.request_retry_s < 0:
             raise ConfigError(f"{PREFIX}REQUEST_RETRY_S must not be negative (seconds)")
+        if self.archive_after_s < 0:
+            raise ConfigError(f"{PREFIX}ARCHIVE_AFTER_S must not be negative (seconds; 0 keeps settled records)")
         if self.restart_limit < 1:
             raise ConfigError(f"{PREFIX}RESTART_LIMIT must be at least 1")
         if not 1 <= self.booking_horizon_days <= MAX_HORIZON_DAYS:

@@ -23,10 +23,12 @@ from typing import Any
 
 from engine.domain import codec
 from engine.domain.aggregate import Aggregate, BookingHost, RunHandler
+from engine.domain.archiving import Archiving
 from engine.domain.booking import HELD
-from engine.domain.commands import Command, ExpireHold, FromMessage, split_stream_id
+from engine.domain.commands import Command, ExpireHold, FromMessage, RestoreRecord, split_stream_id
 from engine.domain.entities import aggregate_class, decode_snapshot, encode_snapshot
 from engine.domain.errors import (
+    ArchiveLookupNeeded,
     DomainError,
     InvalidCommand,
     OwnershipLost,
@@ -36,7 +38,7 @@ from engine.domain.errors import (
 )
 from engine.domain.events import CarHeld, TicketsHeld
 from engine.group_commit import CommitGroup, GroupCommitter
-from engine.ports import Clock, EventStore, Fencing, NewEvent, Snapshot, SystemClock
+from engine.ports import ArchivedRecord, Clock, EventStore, Fencing, NewEvent, RecordArchive, Snapshot, SystemClock
 
 log = logging.getLogger("rezerv.host")
 
@@ -56,6 +58,10 @@ class HostConfig:
     passivate_after_ms: int = 300_000
     idempotency_ttl_ms: int = 86_400_000
     lease_ms: int = 30_000
+    archive_after_ms: int = 0  # settled this long, a record moves to the archive; 0: it stays in memory
+    archive_batch: int = 5_000  # records per archive write: the write holds back the stream's appends
+    archive_rounds: int = 10  # archive writes per entity per housekeeping round, at most
+    archive_forget_every_ms: int = 600_000  # how often archived rows past their keep-until are deleted
 
 
 class Entity:
@@ -85,8 +91,11 @@ class EntityHost:
         fencing: Fencing,
         config: HostConfig,
         clock: Clock | None = None,
+        archive: RecordArchive | None = None,
     ) -> None:
         self.store = store
+        self.archive = archive
+        self._forgot_at = 0
         self.fencing = fencing
         self.config = config
         self.clock = clock or SystemClock()
@@ -101,7 +110,16 @@ class EntityHost:
         # Hold timers: second -> [(stream, hold id)], armed for every hold this host applies or loads.
         self.timers: dict[int, list[tuple[str, str]]] = {}
         self.expired = 0
-        self.stats = {"batches": 0, "commands": 0, "activations": 0, "evictions": 0, "snapshots": 0}
+        self.stats = {
+            "batches": 0,
+            "commands": 0,
+            "activations": 0,
+            "evictions": 0,
+            "snapshots": 0,
+            "archived": 0,
+            "archive_lookups": 0,
+            "restored": 0,
+        }
         self.timings = {"apply_s": 0.0, "durability_wait_s": 0.0}
         self.failures: Counter[str] = Counter()  # streams dropped after a failed commit, by error code
         self.last_failure = ""
@@ -185,6 +203,11 @@ class EntityHost:
             waits.append(wait)
             index += 1
 
+        if self.archive is not None:  # a command named a record that may be in the archive
+            lookups = [i for i, r in enumerate(results) if type(r) is ArchiveLookupNeeded]
+            if lookups:
+                await self._look_up_archived(commands, streams, lookups, results, waits, unclaimed)
+
         # Nothing is answered before what it depends on is durable.
         applied = time.perf_counter()
         self.timings["apply_s"] += applied - started
@@ -212,6 +235,9 @@ class EntityHost:
             target = command.command
         try:
             result: Reply = agg.handle(target, now)
+        except ArchiveLookupNeeded as err:  # nothing changed; `execute` looks it up and runs it again
+            err.__traceback__ = None
+            result = err
         except DomainError as err:
             err.__traceback__ = None  # its frames would hold this frame: a cycle per refusal
             result = err
@@ -265,6 +291,92 @@ class EntityHost:
                 self._arm(expires_at, stream, hold_id)
         results.extend(answers)
         waits.extend([entity.unfinished_group()] * len(commands))
+
+    # ---- the archive ---------------------------------------------------------------------------
+    async def _look_up_archived(
+        self,
+        commands: Sequence[Command],
+        streams: list[str],
+        lookups: list[int],
+        results: list[Reply],
+        waits: list[CommitGroup | None],
+        unclaimed: dict[str, Entity],
+    ) -> None:
+        """Read the records that commands `lookups` named from the archive, put back those found
+        (a RestoreRecord each), mark the others as not archived, and run those commands again.
+        If the archive cannot be read, their answers stay ArchiveLookupNeeded: retryable."""
+        assert self.archive is not None
+        archive = self.archive
+        wanted: dict[str, set[str]] = {}
+        for i in lookups:
+            wanted.setdefault(streams[i], set()).add(results[i].key)
+        names = list(wanted)
+        try:
+            found = await asyncio.gather(*(archive.get(s, sorted(wanted[s])) for s in names))
+        except Exception as exc:
+            log.warning("reading the archive failed (%s: %s); the commands are answered as retryable",
+                        type(exc).__name__, exc)  # fmt: skip
+            return
+        self.stats["archive_lookups"] += len(lookups)
+        now = self.clock.now_ms()
+        touched: list[Archiving] = []
+        for stream, rows in zip(names, found, strict=True):
+            entity = self.entities.get(stream)
+            if entity is None or not isinstance(entity.agg, Archiving):
+                continue
+            touched.append(entity.agg)
+            kind, entity_id = split_stream_id(stream)
+            for key in sorted(wanted[stream]):
+                data = rows.get(key)
+                if data is None:
+                    entity.agg.resolved.add(key)
+                    continue
+                restore = RestoreRecord(entity_id, kind, key, tuple(codec.decode(data)))
+                result, _ = self._apply_one(stream, entity, restore, now, unclaimed)
+                if getattr(result, "changed", False):
+                    self.stats["restored"] += 1
+        for i in lookups:
+            entity = self.entities.get(streams[i])
+            if entity is not None:
+                results[i], waits[i] = self._apply_one(streams[i], entity, commands[i], now, unclaimed)
+        for agg in touched:
+            agg.resolved.clear()
+
+    async def archive_settled(self) -> int:
+        """Move records settled for `archive_after_ms` out of memory: store them in the archive
+        (fenced by the entity's token), then drop each one that is still what was stored. Returns
+        how many left memory. A record stored whose event then fails to commit is harmless: the
+        failure reloads the entity from the log, and a row is read only for a key not in memory."""
+        archive, cfg = self.archive, self.config
+        if archive is None or cfg.archive_after_ms <= 0:
+            return 0
+        moved = 0
+        for stream, entity in list(self.entities.items()):
+            agg = entity.agg
+            if not isinstance(agg, Archiving) or entity.token == 0:
+                continue
+            for _ in range(cfg.archive_rounds):
+                now = self.clock.now_ms()
+                rows = agg.archivable(now - cfg.archive_after_ms, now, cfg.idempotency_ttl_ms, cfg.archive_batch)
+                if not rows:
+                    break
+                stored = [ArchivedRecord(key, codec.encode(row), keep) for key, row, keep in rows]
+                try:
+                    await archive.put(stream, entity.token, stored)
+                except OwnershipLost:
+                    break  # another host owns it now; renew_leases drops it here
+                if self.entities.get(stream) is not entity:
+                    break
+                dropped = agg.archive(rows, self.clock.now_ms(), cfg.idempotency_ttl_ms)
+                moved += dropped
+                if dropped < len(rows):
+                    break  # some changed meanwhile: they wait for the next round
+        self.stats["archived"] += moved
+        now = self.clock.now_ms()
+        if now - self._forgot_at >= cfg.archive_forget_every_ms:
+            self._forgot_at = now
+            await archive.forget(now)
+        return moved
 
     # ---- activation ---------------------------------------------------------------------------
     async def _activate(self, stream_id: str, may_create: bool = True) -> Entity:
@@ -482,6 +594,7 @@ class EntityHost:
                 await self.renew_leases()
                 await self.passivate_idle()
                 self.forget_settled()
+                await self.archive_settled()
             except Exception:
                 log.exception("housekeeping failed; retrying in %.1f s", period)
             if on_idle is not None and self.stats["batches"] == batches:

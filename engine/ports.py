@@ -283,3 +283,30 @@ class GenerationRegistry(Protocol):
 
     async def forget(self, topic: str, generations: Sequence[int]) -> None:
         """Drop what is recorded about these generations of `topic` (they have been deleted)."""
+
+
+# ---- settled records moved out of entity memory (the host archives them, reads them back) ----
+@dataclass(frozen=True, slots=True)
+class ArchivedRecord:
+    """A settled record an entity moved out of memory: its key (a hold id or a saga id), the
+    entity's own encoding of it, and until when it must be kept (epoch ms)."""
+
+    key: str
+    record: bytes
+    keep_until: int
+
+
+class RecordArchive(Protocol):
+    """Adapters: the event stores (engine/adapters/memory_store.py, pg_event_store.py), which know
+    the streams' fencing tokens; held to one contract (tests/contract/record_archive.py)."""
+
+    async def put(self, stream_id: str, token: int, rows: Sequence[ArchivedRecord]) -> None:
+        """Store every row durably, replacing a row of the same stream and key, in one transaction;
+        raise OwnershipLost (engine.domain.errors) and store nothing if `token` is not the stream's
+        current token (the store checks fencing, as `append` does). No rows: a no-op, nothing checked."""
+
+    async def get(self, stream_id: str, keys: Sequence[str]) -> dict[str, bytes]:
+        """The records of those keys archived for this stream; keys not archived are absent."""
+
+    async def forget(self, before_ms: int, limit: int = 10_000) -> int:
+        """Delete up to `limit` rows whose keep_until is before `before_ms`; returns how many."""

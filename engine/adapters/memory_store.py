@@ -1,6 +1,8 @@
-"""An in-memory EventStore with the PostgreSQL store's semantics, for unit tests of the engine.
+"""An in-memory EventStore and RecordArchive with the PostgreSQL store's semantics, for unit tests
+of the engine.
 
-It passes the same contract tests as engine/adapters/pg_event_store.py (tests/contract/).
+It passes the same contract tests as engine/adapters/pg_event_store.py (tests/contract/). The
+archive checks a put's token against the heads that `claim` and `append` record.
 """
 
 from __future__ import annotations
@@ -8,9 +10,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 
 from engine.domain.errors import OwnershipLost, StoreUnavailable
-from engine.ports import AppendResult, Claim, RecordedEvent, Snapshot, StreamAppend, Turn, check_one_append_per_stream
+from engine.ports import (
+    AppendResult,
+    ArchivedRecord,
+    Claim,
+    RecordedEvent,
+    Snapshot,
+    StreamAppend,
+    Turn,
+    check_one_append_per_stream,
+)
 
 
 @dataclass
@@ -27,6 +39,7 @@ class InMemoryEventStore:
     snapshots: dict[str, Snapshot] = field(default_factory=dict)
     log: list[RecordedEvent] = field(default_factory=list)
     inbox: set[tuple[str, str]] = field(default_factory=set)
+    archive: dict[str, dict[str, ArchivedRecord]] = field(default_factory=dict)  # stream -> key -> row
     fail_next_appends: int = 0  # fault injection for tests: the next N appends raise
     append_calls: int = 0
 
@@ -92,3 +105,39 @@ class InMemoryEventStore:
         current = self.snapshots.get(snapshot.stream_id)
         if current is None or current.version < snapshot.version:
             self.snapshots[snapshot.stream_id] = snapshot
+
+    async def put(self, stream_id: str, token: int, rows: Sequence[ArchivedRecord]) -> None:
+        if not rows:
+            return
+        await asyncio.sleep(0)
+        head = self.heads.get(stream_id)
+        if head is None or head.token != token:
+            recorded = head.token if head else 0
+            raise OwnershipLost(f"{stream_id} is owned with token {recorded}, not {token}")
+        archived = self.archive.setdefault(stream_id, {})
+        for row in rows:
+            archived[row.key] = row
+
+    async def get(self, stream_id: str, keys: Sequence[str]) -> dict[str, bytes]:
+        if not keys:
+            return {}
+        await asyncio.sleep(0)
+        archived = self.archive.get(stream_id, {})
+        return {key: archived[key].record for key in keys if key in archived}
+
+    async def forget(self, before_ms: int, limit: int = 10_000) -> int:
+        if limit <= 0:
+            return 0
+        await asyncio.sleep(0)
+        expired = (
+            (stream_id, key)
+            for stream_id, archived in self.archive.items()
+            for key, row in archived.items()
+            if row.keep_until < before_ms
+        )
+        doomed = list(islice(expired, limit))
+        for stream_id, key in doomed:
+            del self.archive[stream_id][key]
+            if not self.archive[stream_id]:
+                del self.archive[stream_id]
+        return len(doomed)

@@ -15,6 +15,9 @@ One transaction per group commit: ``BEGIN; COPY the events; UPDATE the stream he
   `Turn` the committer passes in): a transaction blocked on a head row then only ever waits for
   one that has finished its UPDATE and is committing, so two appends of one host can never
   deadlock each other, and a later group never finds a stream short of the version it expects.
+
+The store is also the RecordArchive (`record_archive`, engine/migrations/0034_record_archive.sql):
+settled records a host moved out of memory, written under the stream's fencing token.
 """
 
 from __future__ import annotations
@@ -25,7 +28,16 @@ from typing import Any
 import asyncpg
 
 from engine.domain.errors import OwnershipLost, StoreUnavailable
-from engine.ports import AppendResult, Claim, RecordedEvent, Snapshot, StreamAppend, Turn, check_one_append_per_stream
+from engine.ports import (
+    AppendResult,
+    ArchivedRecord,
+    Claim,
+    RecordedEvent,
+    Snapshot,
+    StreamAppend,
+    Turn,
+    check_one_append_per_stream,
+)
 
 # `locked` takes the head rows' locks first. If another transaction holds one (the host's
 # previous group commit, or a fencing claim), SELECT ... FOR UPDATE waits for it and then returns
@@ -64,6 +76,34 @@ _SAVE_SNAPSHOT = """
 INSERT INTO snapshots (stream_id, version, state) VALUES ($1, $2, $3)
 ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, state = excluded.state, taken_at = now()
  WHERE snapshots.version < excluded.version
+"""
+
+# One statement, so one transaction. `head` reads the stream's row FOR SHARE: a claim in flight
+# (which updates that row) is waited for and its token seen, and a claim after it waits for this
+# statement to commit, so no put lands under a token a claim has already fenced. Rows are stored
+# only if the token is the current one; the statement returns the recorded token (NULL for a
+# stream never claimed), which tells the caller whether it was refused.
+_ARCHIVE_PUT = """
+WITH head AS (
+    SELECT token FROM streams WHERE stream_id = $1 FOR SHARE
+), stored AS (
+    INSERT INTO record_archive (stream_id, key, record, keep_until)
+    SELECT $1, u.key, u.record, u.keep_until
+      FROM unnest($3::text[], $4::bytea[], $5::bigint[]) AS u(key, record, keep_until)
+     WHERE (SELECT token FROM head) = $2
+    ON CONFLICT (stream_id, key) DO UPDATE SET record = excluded.record, keep_until = excluded.keep_until
+)
+SELECT token FROM head
+"""
+
+_ARCHIVE_GET = "SELECT key, record FROM record_archive WHERE stream_id = $1 AND key = ANY($2::text[])"
+
+# A slice at a time, by ctid (the table's key is two columns). A row a put replaced meanwhile has
+# moved to a new ctid and is left alone.
+_ARCHIVE_FORGET = """
+DELETE FROM record_archive
+ WHERE ctid = ANY (ARRAY(SELECT ctid FROM record_archive WHERE keep_until < $1 LIMIT $2))
+   AND keep_until < $1
 """
 
 _Outcome = tuple[list[str], dict[str, tuple[int, int]]]  # streams left behind, their (version, token)
@@ -237,3 +277,42 @@ class PostgresEventStore:
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
         await self.pool.execute(_SAVE_SNAPSHOT, snapshot.stream_id, snapshot.version, snapshot.state)
+
+    async def put(self, stream_id: str, token: int, rows: Sequence[ArchivedRecord]) -> None:
+        if not rows:
+            return
+        # One row per key (the last wins, as a later put would), in key order: ON CONFLICT cannot
+        # touch a row twice in one statement, and two puts lock their keys in the same order.
+        latest = {row.key: row for row in rows}
+        ordered = [latest[key] for key in sorted(latest)]
+        try:
+            recorded = await self.pool.fetchval(
+                _ARCHIVE_PUT,
+                stream_id,
+                token,
+                [row.key for row in ordered],
+                [row.record for row in ordered],
+                [row.keep_until for row in ordered],
+            )
+        except TRANSIENT_DB_ERRORS as exc:
+            raise StoreUnavailable(f"archiving {len(ordered)} records of {stream_id}: {exc}") from exc
+        if recorded != token:
+            raise OwnershipLost(f"{stream_id} is owned with token {recorded or 0}, not {token}")
+
+    async def get(self, stream_id: str, keys: Sequence[str]) -> dict[str, bytes]:
+        if not keys:
+            return {}
+        try:
+            rows = await self.pool.fetch(_ARCHIVE_GET, stream_id, list(keys))
+        except TRANSIENT_DB_ERRORS as exc:
+            raise StoreUnavailable(f"reading {len(keys)} archived records of {stream_id}: {exc}") from exc
+        return {r["key"]: r["record"] for r in rows}
+
+    async def forget(self, before_ms: int, limit: int = 10_000) -> int:
+        if limit <= 0:
+            return 0
+        try:
+            status = await self.pool.execute(_ARCHIVE_FORGET, before_ms, limit)
+        except TRANSIENT_DB_ERRORS as exc:
+            raise StoreUnavailable(f"forgetting archived records kept until before {before_ms}: {exc}") from exc
+        return int(status.rsplit(" ", 1)[-1])  # "DELETE <count>"

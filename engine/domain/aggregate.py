@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Self
 
+from engine.domain.archiving import Archiving
 from engine.domain.booking import CANCELLED, CONFIRMED, EXPIRED, HELD, RELEASED, BookingStatus, check_transition
 from engine.domain.commands import (
     CancelBooking,
@@ -24,6 +25,7 @@ from engine.domain.commands import (
     ExpireHold,
     GetState,
     ReleaseHold,
+    RestoreRecord,
 )
 from engine.domain.errors import (
     BookingNotFound,
@@ -34,7 +36,14 @@ from engine.domain.errors import (
     InvalidCommand,
     InvalidTransition,
 )
-from engine.domain.events import BookingCancelled, BookingConfirmed, Event, HoldExpired, HoldReleased
+from engine.domain.events import (
+    BookingCancelled,
+    BookingConfirmed,
+    Event,
+    HoldExpired,
+    HoldReleased,
+    RecordRestored,
+)
 from engine.domain.results import Done, StateView
 
 MAX_HOLD_TTL_MS = 7 * 24 * 3600 * 1000
@@ -258,12 +267,14 @@ class Aggregate:
         return 0
 
 
-class BookingHost(Aggregate):
-    """An aggregate that holds bookings: the shared lifecycle (confirm, release, expire, cancel)."""
+class BookingHost(Aggregate, Archiving):
+    """An aggregate that holds bookings: the shared lifecycle (confirm, release, expire, cancel),
+    and settled bookings moved to the archive and back (engine/domain/archiving.py)."""
 
     def __init__(self, entity_id: str) -> None:
         super().__init__(entity_id)
         self.bookings: dict[str, BookingRecord] = {}
+        self._init_archiving()
 
     # Subclasses move inventory when a booking stops or starts occupying it.
     def _on_confirmed(self, booking: BookingRecord) -> None:
@@ -276,6 +287,7 @@ class BookingHost(Aggregate):
         self.must_exist()
         rec = self.bookings.get(hold_id)
         if rec is None:
+            self.check_absent_key(hold_id)
             raise BookingNotFound(f"no booking {hold_id} on {self.KIND} {self.entity_id}")
         return rec
 
@@ -348,13 +360,30 @@ class BookingHost(Aggregate):
         HoldReleased: _apply_released,
         HoldExpired: _apply_expired,
         BookingCancelled: _apply_cancelled,
+        RecordRestored: Archiving._apply_restored,
     }
     lifecycle_handlers: ClassVar[dict[type[Command], Handler]] = {
         ConfirmBooking: confirm,
         ReleaseHold: release,
         ExpireHold: expire,
         CancelBooking: cancel,
+        RestoreRecord: Archiving.restore,
     }
+
+    # ---- archiving (engine/domain/archiving.py) ---------------------------------------------
+    def _archive_records(self) -> dict[str, BookingRecord]:
+        return self.bookings
+
+    def _record_from_tuple(self, row: tuple[Any, ...]) -> BookingRecord:
+        return BookingRecord.from_tuple(row)
+
+    def _keep_until(self, record: BookingRecord, now: int, lifetime_ms: int) -> int:
+        """Ended: the idempotency lifetime. Confirmed: also as long as it can be cancelled."""
+        keep = now + lifetime_ms
+        if record.status is CONFIRMED:
+            until = self.cancellable_until(record)
+            keep = max(keep, until if until is not None else now + MAX_HORIZON_DAYS * DAY_MS)
+        return keep
 
     def compact(self, forget_before: int) -> int:
         stale = [

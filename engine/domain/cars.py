@@ -104,7 +104,7 @@ class Calendar:
 
 class RentalCar(BookingHost):
     KIND: ClassVar[str] = CAR
-    SNAPSHOT_SCHEMA: ClassVar[int] = 2  # 1: without the cancellation cutoff
+    SNAPSHOT_SCHEMA: ClassVar[int] = 3  # 1: without the cancellation cutoff; 2: without archiving
     CREATORS: ClassVar[frozenset[type[Command]]] = frozenset({RegisterCar})
 
     def __init__(self, entity_id: str) -> None:
@@ -161,6 +161,8 @@ class RentalCar(BookingHost):
             ):
                 raise IdempotencyConflict(f"hold {cmd.hold_id} was already made with a different request")
             return self._granted(existing)
+        if self.archived_keys:
+            self.check_new_key(cmd.hold_id)
         require_id(cmd.hold_id, "hold_id")
         require_id(cmd.customer_id, "customer_id")
         ttl = require_ttl(cmd.ttl_ms)
@@ -258,6 +260,11 @@ class RentalCar(BookingHost):
         if was in ACTIVE:
             self.calendar.remove(booking.detail[0].toordinal(), booking.hold_id)
 
+    def _may_archive(self, record: BookingRecord, settled_before: int) -> bool:
+        """Ended bookings only: a confirmed rental keeps its interval in the calendar (a car's
+        calendar bounds how many it can have)."""
+        return record.status not in ACTIVE and record.updated_at < settled_before
+
     appliers = {
         CarRegistered: _apply_registered,
         CarHeld: _apply_held,
@@ -285,11 +292,11 @@ class RentalCar(BookingHost):
     def to_state(self) -> tuple[Any, ...]:
         blocks = tuple((k, *v) for k, v in self.blocks.items())
         bookings = tuple(rec.as_tuple() for rec in self.bookings.values())
-        return (*self._definition(), blocks, bookings)
+        return (*self._definition(), blocks, bookings, self._archiving_state())
 
     @classmethod
     def from_state(cls, entity_id: str, version: int, state: tuple[Any, ...]) -> RentalCar:
-        *definition, blocks, bookings = state
+        *definition, blocks, bookings, archiving = state
         agg = cls(entity_id)
         agg.version = version
         (
@@ -310,6 +317,7 @@ class RentalCar(BookingHost):
             agg.bookings[rec.hold_id] = rec
             if rec.status in ACTIVE:
                 agg.calendar.add(rec.detail[0].toordinal(), rec.detail[1].toordinal(), rec.hold_id)
+        agg._restore_archiving(archiving)
         return agg
 
     def view(self) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from engine.domain.codec import register
 
@@ -262,6 +262,25 @@ class GetState(Command):
     """Read an entity's current state through its owner (strongly consistent, not cached)."""
 
     target: str = ""
+
+    @property
+    def stream_id(self) -> str:
+        return f"{self.target}/{self.entity_id}"
+
+    @property
+    def target_kind(self) -> str:
+        return self.target
+
+
+# ---- archiving -------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class RestoreRecord(Command):
+    """Put an archived record back in its entity's memory (the host's own command, after a lookup;
+    never sent by a caller, so not registered for the wire). A no-op if it is in memory."""
+
+    target: str  # the entity's kind: events, cars and wallets all archive
+    key: str
+    record: tuple[Any, ...]
 
     @property
     def stream_id(self) -> str:

@@ -134,6 +134,18 @@ class ShardUnavailable(TransientError):
     code = "shard-unavailable"
 
 
+class ArchiveLookupNeeded(TransientError):
+    """The command names a record (a booking, a payment) that may have been moved out of memory
+    to the archive: the host reads it back and runs the command again. Raised before anything
+    changes; if it ever reaches a caller (the archive could not be read), a retry is harmless."""
+
+    code = "archive-lookup"
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"{key} may be archived; look it up")
+        self.key = key
+
+
 _BY_CODE: dict[str, type[RezervError]] = {}
 
 

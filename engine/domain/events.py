@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from engine.domain.codec import register, upcaster
 from engine.domain.commands import TierSpec
@@ -250,4 +251,19 @@ class PaymentRefunded(Event):
     customer_id: str
     amount: int
     reason: str
+    at: int
+
+
+# ---- archiving -------------------------------------------------------------------------------
+@register()
+@dataclass(frozen=True, slots=True)
+class RecordRestored(Event):
+    """A settled record (a booking, a payment) read back from the archive into its entity's
+    memory, as it was when it was archived, because a command named it. Logged so that a replay
+    from a snapshot taken while the record was out of memory finds it before the events that
+    follow (a cancellation, a refund); it is not published."""
+
+    entity_id: str
+    key: str
+    record: tuple[Any, ...]
     at: int

@@ -41,6 +41,7 @@ from engine.domain.booking import CONFIRMED, HELD, BookingStatus
 from engine.domain.commands import EVENT, AddCapacity, CloseSales, Command, CreateEvent, HoldTickets, TierSpec
 from engine.domain.errors import (
     AlreadyExists,
+    ArchiveLookupNeeded,
     DomainError,
     EventStarted,
     IdempotencyConflict,
@@ -74,7 +75,7 @@ class Tier:
 
 class TicketedEvent(BookingHost):
     KIND: ClassVar[str] = EVENT
-    SNAPSHOT_SCHEMA: ClassVar[int] = 2  # 1: without the cancellation cutoff
+    SNAPSHOT_SCHEMA: ClassVar[int] = 3  # 1: without the cancellation cutoff; 2: without archiving
     CREATORS: ClassVar[frozenset[type[Command]]] = frozenset({CreateEvent})
 
     def __init__(self, entity_id: str) -> None:
@@ -89,6 +90,9 @@ class TicketedEvent(BookingHost):
         self.max_per_booking = 0
         self.sales_open = False
         self.changes: set[str] = set()
+        # Tickets of confirmed bookings moved to the archive, per tier: still sold (tier.confirmed
+        # counts them), no longer in `bookings`.
+        self.archived_confirmed: dict[str, int] = {}
 
     # ---- commands --------------------------------------------------------------------------
     def create(self, cmd: CreateEvent, now: int) -> Done:
@@ -144,7 +148,7 @@ class TicketedEvent(BookingHost):
         for cmd in commands:
             try:
                 existing, total, amount = self._check_hold(cmd, now)
-            except DomainError as err:
+            except (DomainError, ArchiveLookupNeeded) as err:
                 err.__traceback__ = None  # its frames would hold this one: a cycle per refusal
                 results.append(err)
                 continue
@@ -180,6 +184,8 @@ class TicketedEvent(BookingHost):
             ):
                 raise IdempotencyConflict(f"hold {hold_id} was already made with a different request")
             return existing, 0, 0
+        if self.archived_keys:
+            self.check_new_key(hold_id)
         customer_id = cmd.customer_id
         ttl = cmd.ttl_ms
         if not (_is_id(hold_id) and _is_id(customer_id) and type(ttl) is int and 0 < ttl <= MAX_HOLD_TTL_MS):
@@ -322,6 +328,19 @@ class TicketedEvent(BookingHost):
             elif was is CONFIRMED:
                 tier.confirmed -= count
 
+    def _may_archive(self, record: BookingRecord, settled_before: int) -> bool:
+        return record.status is not HELD and record.updated_at < settled_before
+
+    def _on_archived(self, record: BookingRecord) -> None:
+        if record.status is CONFIRMED:
+            for name, count in record.detail:
+                self.archived_confirmed[name] = self.archived_confirmed.get(name, 0) + count
+
+    def _on_restored(self, record: BookingRecord) -> None:
+        if record.status is CONFIRMED:
+            for name, count in record.detail:
+                self.archived_confirmed[name] -= count
+
     appliers = {
         EventCreated: _apply_created,
         TicketsHeld: _apply_held,
@@ -353,7 +372,8 @@ class TicketedEvent(BookingHost):
             assert tier.confirmed >= 0, f"negative confirmed count in tier {tier.name}"
             assert tier.held + tier.confirmed <= tier.quantity, f"tier {tier.name} oversold"
             assert tier.held == held[tier.name], f"tier {tier.name}: held drifted from bookings"
-            assert tier.confirmed == confirmed[tier.name], f"tier {tier.name}: confirmed drifted"
+            archived = self.archived_confirmed.get(tier.name, 0)
+            assert tier.confirmed == confirmed[tier.name] + archived, f"tier {tier.name}: confirmed drifted"
 
     def to_state(self) -> tuple[Any, ...]:
         tiers = tuple((t.name, t.price, t.quantity, t.held, t.confirmed) for t in self.tiers.values())
@@ -368,11 +388,14 @@ class TicketedEvent(BookingHost):
             tuple(sorted(self.changes)),
             bookings,
             self.cancel_cutoff_ms,
+            tuple(sorted(self.archived_confirmed.items())),
+            self._archiving_state(),
         )
 
     @classmethod
     def from_state(cls, entity_id: str, version: int, state: tuple[Any, ...]) -> TicketedEvent:
-        title, venue, starts_at, tiers, max_per_booking, sales_open, changes, bookings, cancel_cutoff_ms = state
+        title, venue, starts_at, tiers, max_per_booking, sales_open, changes, bookings, cancel_cutoff_ms = state[:9]
+        archived_confirmed, archiving = state[9:]
         agg = cls(entity_id)
         agg.version = version
         agg.title, agg.venue = title, venue
@@ -384,6 +407,8 @@ class TicketedEvent(BookingHost):
         agg.max_per_booking, agg.sales_open = max_per_booking, sales_open
         agg.changes = set(changes)
         agg.bookings = {row[0]: BookingRecord.from_tuple(row) for row in bookings}
+        agg.archived_confirmed = dict(archived_confirmed)
+        agg._restore_archiving(archiving)
         return agg
 
     def view(self) -> dict[str, Any]:

@@ -32,10 +32,12 @@ events of the charge-then-decide design); they replay as a succeeded and a refun
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, ClassVar
 
-from engine.domain.aggregate import Aggregate, require_id, require_positive
-from engine.domain.commands import FAILED, SUCCEEDED, WALLET, Command, Deposit, Pay, Refund, Withdraw
+from engine.domain.aggregate import MAX_HORIZON_DAYS, Aggregate, require_id, require_positive
+from engine.domain.archiving import Archiving
+from engine.domain.commands import FAILED, SUCCEEDED, WALLET, Command, Deposit, Pay, Refund, RestoreRecord, Withdraw
 from engine.domain.errors import IdempotencyConflict, InsufficientFunds, InvalidCommand
 from engine.domain.events import (
     FundsDeposited,
@@ -43,6 +45,7 @@ from engine.domain.events import (
     PaymentFailed,
     PaymentRefunded,
     PaymentSucceeded,
+    RecordRestored,
     WalletCharged,
     WalletRefunded,
 )
@@ -71,10 +74,10 @@ class PaymentRecord:
         return (self.status, self.amount, self.booking_stream, self.at)
 
 
-class Wallet(Aggregate):
+class Wallet(Aggregate, Archiving):
     KIND: ClassVar[str] = WALLET
-    SNAPSHOT_SCHEMA: ClassVar[int] = 4  # 1: (balance, deposits, charges, refunds); 2: payments without time;
-    # 3: no withdrawals
+    SNAPSHOT_SCHEMA: ClassVar[int] = 5  # 1: (balance, deposits, charges, refunds); 2: payments without time;
+    # 3: no withdrawals; 4: no archiving
     CREATORS: ClassVar[frozenset[type[Command]]] = frozenset({Deposit, Pay, Withdraw})
 
     def __init__(self, entity_id: str) -> None:
@@ -83,6 +86,11 @@ class Wallet(Aggregate):
         self.deposits: dict[str, int] = {}
         self.payments: dict[str, PaymentRecord] = {}
         self.withdrawals: dict[str, tuple[int, int]] = {}  # withdrawal id -> (amount, at)
+        # Payments moved to the archive: how many of each status, and the money the succeeded
+        # ones charged (still out of the balance).
+        self.archived_counts: dict[str, int] = {}
+        self.archived_charged = 0
+        self._init_archiving()
 
     def must_exist(self) -> None:
         """Every wallet exists, empty until its first deposit."""
@@ -142,6 +150,8 @@ class Wallet(Aggregate):
         if type(amount) is not int or not 0 <= amount <= MAX_AMOUNT:
             raise InvalidCommand(f"amount must be an integer from 0 to {MAX_AMOUNT}, got {amount!r}")
         seen = self.payments.get(cmd.saga_id)
+        if seen is None and self.archived_keys:
+            self.check_new_key(cmd.saga_id)
         if seen is not None:
             if seen.amount != amount:
                 raise IdempotencyConflict(f"saga {cmd.saga_id} was paid with another amount")
@@ -156,6 +166,8 @@ class Wallet(Aggregate):
     def refund(self, cmd: Refund, now: int) -> Done:
         require_id(cmd.saga_id, "saga_id")
         seen = self.payments.get(cmd.saga_id)
+        if seen is None:
+            self.check_absent_key(cmd.saga_id)
         if seen is None or seen.status == FAILED:
             return Done(self.entity_id, cmd.saga_id, NOT_CHARGED, 0, changed=False)
         if seen.status == REFUNDED:
@@ -204,14 +216,41 @@ class Wallet(Aggregate):
         WalletCharged: _apply_legacy_charged,
         WalletRefunded: _apply_legacy_refunded,
         FundsWithdrawn: _apply_withdrawn,
+        RecordRestored: Archiving._apply_restored,
     }
-    handlers = {Deposit: deposit, Pay: pay, Refund: refund, Withdraw: withdraw}
+    handlers = {Deposit: deposit, Pay: pay, Refund: refund, Withdraw: withdraw, RestoreRecord: Archiving.restore}
+
+    # ---- archiving (engine/domain/archiving.py) ----------------------------------------------
+    def _archive_records(self) -> dict[str, PaymentRecord]:
+        return self.payments
+
+    def _record_from_tuple(self, row: tuple[Any, ...]) -> PaymentRecord:
+        return PaymentRecord(*row)
+
+    def _may_archive(self, record: PaymentRecord, settled_before: int) -> bool:
+        return record.at < settled_before
+
+    def _keep_until(self, record: PaymentRecord, now: int, lifetime_ms: int) -> int:
+        """A succeeded payment is refunded if its booking is cancelled, which may be as late as the
+        furthest start a booking can have; the others only answer repeats."""
+        horizon = MAX_HORIZON_DAYS * DAY_MS if record.status == SUCCEEDED else 0
+        return now + lifetime_ms + horizon
+
+    def _on_archived(self, record: PaymentRecord) -> None:
+        self.archived_counts[record.status] = self.archived_counts.get(record.status, 0) + 1
+        if record.status == SUCCEEDED:
+            self.archived_charged += record.amount
+
+    def _on_restored(self, record: PaymentRecord) -> None:
+        self.archived_counts[record.status] -= 1
+        if record.status == SUCCEEDED:
+            self.archived_charged -= record.amount
 
     # ---- checks, snapshots, views ------------------------------------------------------------
     def check_invariants(self) -> None:
         """Holds until `compact` forgets refunded payments (whose net effect on the balance is nil)."""
         assert self.balance >= 0, f"wallet {self.entity_id} is negative"
-        charged = sum(p.amount for p in self.payments.values() if p.status == SUCCEEDED)
+        charged = sum(p.amount for p in self.payments.values() if p.status == SUCCEEDED) + self.archived_charged
         withdrawn = sum(amount for amount, _ in self.withdrawals.values())
         assert self.balance == sum(self.deposits.values()) - charged - withdrawn, "balance drifted from the ledger"
 
@@ -221,17 +260,23 @@ class Wallet(Aggregate):
             tuple(sorted(self.deposits.items())),
             tuple((saga, *p.as_tuple()) for saga, p in sorted(self.payments.items())),
             tuple((w, amount, at) for w, (amount, at) in sorted(self.withdrawals.items())),
+            tuple(sorted(self.archived_counts.items())),
+            self.archived_charged,
+            self._archiving_state(),
         )
 
     @classmethod
     def from_state(cls, entity_id: str, version: int, state: tuple[Any, ...]) -> Wallet:
-        balance, deposits, payments, withdrawals = state
+        balance, deposits, payments, withdrawals, archived_counts, archived_charged, archiving = state
         agg = cls(entity_id)
         agg.version = version
         agg.balance = balance
         agg.deposits = dict(deposits)
         agg.payments = {saga: PaymentRecord(*payment) for saga, *payment in payments}
         agg.withdrawals = {w: (amount, at) for w, amount, at in withdrawals}
+        agg.archived_counts = dict(archived_counts)
+        agg.archived_charged = archived_charged
+        agg._restore_archiving(archiving)
         return agg
 
     def compact(self, forget_before: int) -> int:
@@ -245,13 +290,14 @@ class Wallet(Aggregate):
         return len(settled)
 
     def view(self) -> dict[str, Any]:
-        statuses = [p.status for p in self.payments.values()]
+        statuses = Counter(p.status for p in self.payments.values())
+        statuses.update(self.archived_counts)
         return {
             "wallet_id": self.entity_id,
             "balance": self.balance,
             "deposits": len(self.deposits),
-            "charges": statuses.count(SUCCEEDED) + statuses.count(REFUNDED),
-            "refunds": statuses.count(REFUNDED),
+            "charges": statuses[SUCCEEDED] + statuses[REFUNDED],
+            "refunds": statuses[REFUNDED],
             "withdrawals": len(self.withdrawals),
             "version": self.version,
         }

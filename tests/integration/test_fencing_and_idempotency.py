@@ -4,6 +4,7 @@ the tokens, and a hold's first answer survives its host."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -15,10 +16,11 @@ from engine.adapters.pg_event_store import PostgresEventStore
 from engine.adapters.redis_client import create_redis
 from engine.adapters.redis_fencing import RedisFencing
 from engine.domain import codec
-from engine.domain.commands import CreateEvent, HoldTickets, TierSpec
+from engine.domain.commands import CancelBooking, ConfirmBooking, CreateEvent, GetState, HoldTickets, TierSpec
 from engine.domain.errors import IdempotencyConflict, InsufficientInventory, OwnershipLost
 from engine.domain.results import HoldGranted
 from engine.hosting import EntityHost, HostConfig
+from engine.ports import ManualClock
 from tests.dates import starts_in
 
 
@@ -93,5 +95,42 @@ async def test_the_first_answer_to_a_hold_outlives_its_host(pool: asyncpg.Pool, 
         [conflict] = await second.execute([hold(ev, "k1", 4)])
         assert isinstance(conflict, IdempotencyConflict)
         assert await sold(pool, f"event/{ev}") == 3
+    finally:
+        await second.stop()
+
+
+async def test_an_archived_booking_is_one_booking_for_a_host_that_takes_the_event_over(
+    pool: asyncpg.Pool, redis: Redis
+) -> None:
+    """Settled bookings leave memory for PostgreSQL's record_archive; a retry reaching another
+    host, after the event moved there, is answered from it and sells nothing twice."""
+    ev = f"e{uuid.uuid4().hex[:8]}"
+    fencing = RedisFencing(redis, prefix=f"f{uuid.uuid4().hex[:6]}")
+    clock = ManualClock(int(time.time() * 1000))
+    config = {"archive_after_ms": 1_000, "snapshot_every": 1, "snapshot_min_interval_ms": 0}
+    store = PostgresEventStore(pool)
+    first = EntityHost(store, fencing, HostConfig(owner="first", **config), clock, archive=store)
+    first.start()
+    await first.execute([CreateEvent(ev, "E", "V", starts_in(30), (TierSpec("std", 100, 10),)), hold(ev, "k1", 3)])
+    await first.execute([ConfirmBooking(ev, "event", "k1", "paid")])
+    clock.advance(1_001)
+    assert await first.archive_settled() == 1
+    await first.execute([hold(ev, "k2")])  # a commit after archiving: a snapshot without k1
+    await first.stop()
+    rows = await pool.fetchval("SELECT count(*) FROM record_archive WHERE stream_id = $1", f"event/{ev}")
+    assert rows == 1
+    second = EntityHost(store, fencing, HostConfig(owner="second", **config), clock, archive=store)
+    second.start()
+    try:
+        [again] = await second.execute([hold(ev, "k1", 3)])
+        assert isinstance(again, HoldGranted)
+        assert again.hold_id == "k1"
+        assert await sold(pool, f"event/{ev}") == 4, "k1 once, k2 once"
+        restored = "SELECT count(*) FROM events WHERE stream_id = $1 AND event_type = 'RecordRestored'"
+        assert await pool.fetchval(restored, f"event/{ev}") == 1, "read back from the archive, not replayed"
+        [cancelled] = await second.execute([CancelBooking(ev, "event", "k1", "changed my mind")])
+        assert getattr(cancelled, "status", "") == "CANCELLED"
+        [left] = await second.execute([GetState(ev, target="event")])
+        assert left.state["tiers"][0]["available"] == 9
     finally:
         await second.stop()

@@ -1,4 +1,5 @@
-"""The PostgreSQL event store passes the EventStore contract, plus what only a database can show."""
+"""The PostgreSQL event store passes the EventStore and RecordArchive contracts, plus what only a
+database can show."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import asyncio
 import asyncpg
 import pytest
 
-from engine.adapters.pg_event_store import PostgresEventStore
-from engine.ports import NewEvent, StreamAppend
+from engine.adapters.pg_event_store import _ARCHIVE_PUT, PostgresEventStore
+from engine.domain.errors import OwnershipLost
+from engine.ports import ArchivedRecord, NewEvent, StreamAppend
 from tests.contract.event_store import EventStoreContract, InboxContract, sid
+from tests.contract.record_archive import RecordArchiveContract
 
 
-class TestPostgresEventStore(EventStoreContract, InboxContract):
+class TestPostgresEventStore(EventStoreContract, InboxContract, RecordArchiveContract):
     @pytest.fixture
     def store(self, pool: asyncpg.Pool) -> PostgresEventStore:
         return PostgresEventStore(pool)
@@ -71,3 +74,42 @@ async def test_a_head_update_waits_for_an_uncommitted_earlier_one_and_builds_on_
         await tx.commit()
     assert (await later).failed == frozenset()
     assert [e.event_type for e in await store.load(s)] == ["A", "B"]
+
+
+async def test_an_archive_put_waits_for_a_claim_in_flight_and_then_is_refused(pool: asyncpg.Pool) -> None:
+    """The fencing check of a put reads the stream's row under a share lock: a put that starts
+    while a newer owner's claim is uncommitted waits for it, then sees the new token and stores
+    nothing (it must not judge the token by the snapshot its statement began with)."""
+    store = PostgresEventStore(pool)
+    s = sid()
+    await store.claim(s, 1, "old")
+    async with pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        await conn.execute("UPDATE streams SET token = 2, owner = 'new' WHERE stream_id = $1", s)
+        put = asyncio.create_task(store.put(s, 1, [ArchivedRecord("hold-1", b"stale", 0)]))
+        await asyncio.sleep(0.3)
+        assert not put.done(), "the put must wait for the claim in flight"
+        await tx.commit()
+    with pytest.raises(OwnershipLost):
+        await put
+    assert await pool.fetchval("SELECT count(*) FROM record_archive WHERE stream_id = $1", s) == 0
+
+
+async def test_a_claim_waits_for_an_archive_put_in_flight(pool: asyncpg.Pool) -> None:
+    """The other order: a claim made while a put's transaction is open waits for it to commit, so
+    the new owner finds every record the old owner stored under its token."""
+    store = PostgresEventStore(pool)
+    s = sid()
+    await store.claim(s, 1, "old")
+    async with pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        token = await conn.fetchval(_ARCHIVE_PUT, s, 1, ["hold-1"], [b"settled"], [0])
+        assert token == 1
+        claim = asyncio.create_task(store.claim(s, 2, "new"))
+        await asyncio.sleep(0.3)
+        assert not claim.done(), "the claim must wait for the put in flight"
+        await tx.commit()
+    await claim
+    assert await store.get(s, ["hold-1"]) == {"hold-1": b"settled"}

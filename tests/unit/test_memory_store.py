@@ -1,4 +1,4 @@
-"""The in-memory event store passes the EventStore contract."""
+"""The in-memory event store passes the EventStore and RecordArchive contracts."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import pytest
 
 from engine.adapters.memory_store import InMemoryEventStore
 from tests.contract.event_store import EventStoreContract, InboxContract
+from tests.contract.record_archive import RecordArchiveContract
 
 
-class TestInMemoryEventStore(EventStoreContract, InboxContract):
+class TestInMemoryEventStore(EventStoreContract, InboxContract, RecordArchiveContract):
     @pytest.fixture
     def store(self) -> InMemoryEventStore:
         return InMemoryEventStore()

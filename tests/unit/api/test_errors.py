@@ -46,6 +46,7 @@ EXPECTED: dict[type[e.RezervError], int] = {
     e.StoreUnavailable: 503,
     e.ConcurrencyConflict: 503,
     e.ShardUnavailable: 503,
+    e.ArchiveLookupNeeded: 503,
 }
 
 

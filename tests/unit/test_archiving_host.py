@@ -1,0 +1,220 @@
+"""Settled bookings and payments leave the host's memory for the archive, and come back when a
+command names them: on in-memory fakes, with a clock moved by hand."""
+
+from __future__ import annotations
+
+from engine.adapters.memory_fencing import InMemoryFencing
+from engine.adapters.memory_store import InMemoryEventStore
+from engine.domain import codec
+from engine.domain.commands import (
+    CancelBooking,
+    ConfirmBooking,
+    CreateEvent,
+    Deposit,
+    FromMessage,
+    HoldTickets,
+    Pay,
+    Refund,
+    ReleaseHold,
+    TierSpec,
+)
+from engine.domain.errors import BookingNotFound, IdempotencyConflict
+from engine.domain.results import Done, HoldGranted
+from engine.domain.tickets import TicketedEvent
+from engine.domain.wallet import Wallet
+from engine.hosting import EntityHost, HostConfig
+from engine.ports import ManualClock
+
+TTL = 60_000
+AFTER = 60_000  # archive_after_ms
+
+
+def make_host(store: InMemoryEventStore, clock: ManualClock, owner: str = "h1", **config: int) -> EntityHost:
+    settings = {"archive_after_ms": AFTER, "snapshot_every": 1, "snapshot_min_interval_ms": 0, **config}
+    host = EntityHost(store, InMemoryFencing(clock=clock), HostConfig(owner=owner, **settings), clock, archive=store)
+    host.start()
+    return host
+
+
+def create(quantity: int = 10) -> CreateEvent:
+    return CreateEvent("e1", "Show", "Hall", "2027-06-01T20:00:00+00:00", (TierSpec("std", 100, quantity),))
+
+
+def hold(hold_id: str, n: int = 1, customer: str = "alice") -> HoldTickets:
+    return HoldTickets("e1", hold_id, customer, (("std", n),), TTL)
+
+
+def event_of(host: EntityHost) -> TicketedEvent:
+    agg = host.entities["event/e1"].agg
+    assert isinstance(agg, TicketedEvent)
+    return agg
+
+
+def recorded(store: InMemoryEventStore, event_type: str, stream: str = "event/e1") -> int:
+    return sum(1 for r in store.streams.get(stream, []) if r.event_type == event_type)
+
+
+async def sold_and_archived(store: InMemoryEventStore, clock: ManualClock) -> EntityHost:
+    """h1 (2 tickets) confirmed, h2 (1) released, h3 (1) still held; then a minute passes and the
+    settled two are archived."""
+    host = make_host(store, clock)
+    await host.execute([create(), hold("h1", 2), hold("h2"), hold("h3")])
+    await host.execute([ConfirmBooking("e1", "event", "h1", "pay-1"), ReleaseHold("e1", "event", "h2", "no money")])
+    clock.advance(AFTER + 1)
+    assert await host.archive_settled() == 2
+    return host
+
+
+async def test_settled_bookings_leave_memory_and_the_tickets_they_sold_stay_sold() -> None:
+    store, clock = InMemoryEventStore(), ManualClock()
+    host = await sold_and_archived(store, clock)
+    agg = event_of(host)
+    assert set(agg.bookings) == {"h3"}, "a held booking stays: its expiry and payment still need it"
+    tier = agg.tiers["std"]
+    assert (tier.confirmed, tier.held, tier.available) == (2, 1, 7)
+    agg.check_invariants()
+    assert set(await store.get("event/e1", ["h1", "h2", "h3"])) == {"h1", "h2"}
+    assert host.stats["archived"] == 2
+    await host.stop()
+
+
+async def test_a_booking_settled_less_than_the_delay_ago_stays_in_memory() -> None:
+    store, clock = InMemoryEventStore(), ManualClock()
+    host = make_host(store, clock)
+    await host.execute([create(), hold("h1")])
+    await host.execute([ConfirmBooking("e1", "event", "h1")])
+    clock.advance(AFTER - 1)
+    assert await host.archive_settled() == 0
+    assert "h1" in event_of(host).bookings
+    await host.stop()
+
+
+async def test_a_retried_hold_of_an_archived_booking_is_answered_as_that_booking_and_sells_nothing() -> None:
+    store, clock = InMemoryEventStore(), ManualClock()
+    host = await sold_and_archived(store, clock)
+    [again] = await host.execute([hold("h1", 2)])
+    assert isinstance(again, HoldGranted)
+    assert again.hold_id == "h1"
+    assert again.amount == 200
+    assert recorded(store, "TicketsHeld") == 3, "no second hold"
+    assert recorded(store, "RecordRestored") == 1
+    agg = event_of(host)
+    assert agg.bookings["h1"].status.value == "CONFIRMED"
+    assert agg.tiers["std"].available == 7
+    agg.check_invariants()
+    [conflict] = await host.execute([hold("h2", 3)])
+    assert isinstance(conflict, IdempotencyConflict), "an archived key used with another request"
+    await host.stop()
+
+
+async def test_an_archived_confirmed_booking_can_still_be_cancelled_and_its_tickets_come_back() -> None:
+    store, clock = InMemoryEventStore(), ManualClock()
+    host = await sold_and_archived(store, clock)
+    [done] = await host.execute([CancelBooking("e1", "event", "h1", "changed my mind")])
+    assert isinstance(done, Done)
+    assert (done.status, done.changed) == ("CANCELLED", True)
+    [again] = await host.execute([CancelBooking("e1", "event", "h1", "changed my mind")])
+    assert isinstance(again, Done)
+    assert not again.changed
+    tier = event_of(host).tiers["std"]
+    assert (tier.confirmed, tier.available) == (0, 9)
+    event_of(host).check_invariants()
+    [missing] = await host.execute([ConfirmBooking("e1", "event", "never-held")])
+    assert isinstance(missing, BookingNotFound), "looked up, not archived: not found as before"
+    await host.stop()
+
+
+async def test_a_new_host_loading_a_snapshot_taken_after_archiving_still_knows_the_archived_keys() -> None:
+    store, clock = InMemoryEventStore(), ManualClock()
+    first = await sold_and_archived(store, clock)
+    await first.execute([hold("h4")])  # a commit after archiving: snapshot_every=1 saves one
+    snapshot = await store.load_snapshot("event/e1")
+    assert snapshot is not None
+    assert "h1" not in codec.decode(snapshot.state)[1][7], "the snapshot holds no archived booking"
+    await first.stop()
+    second = make_host(store, clock, owner="h2")
+    [again, fresh] = await second.execute([hold("h1", 2), hold("h5")])
+    assert isinstance(again, HoldGranted)
+    assert again.hold_id == "h1"
+    assert isinstance(fresh, HoldGranted)
+    assert recorded(store, "TicketsHeld") == 5, "h1 was not sold twice; h4 and h5 were sold"
+    agg = event_of(second)
+    assert agg.tiers["std"].available == 10 - 2 - 1 - 1 - 1
+    agg.check_invariants()
+    await second.stop()
+
+
+async def test_an_archive_that_cannot_be_read_answers_a_retryable_error_and_changes_nothing() -> None:
+    class Unreadable(InMemoryEventStore):
+        broken = False
+
+        async def get(self, stream_id: str, keys: list[str]) -> dict[str, bytes]:  # type: ignore[override]
+            if self.broken:
+                raise ConnectionError("archive down")
+            return await super().get(stream_id, keys)
+
+    store, clock = Unreadable(), ManualClock()
+    host = await sold_and_archived(store, clock)
+    store.broken = True
+    [answer] = await host.execute([hold("h1", 2)])
+    assert getattr(answer, "retryable", False), answer
+    assert recorded(store, "TicketsHeld") == 3
+    store.broken = False
+    [answer] = await host.execute([hold("h1", 2)])
+    assert isinstance(answer, HoldGranted)
+    await host.stop()
+
+
+async def test_a_host_that_lost_the_entity_archives_nothing_and_keeps_its_records() -> None:
+    store, clock = InMemoryEventStore(), ManualClock()
+    host = make_host(store, clock)
+    await host.execute([create(), hold("h1")])
+    await host.execute([ConfirmBooking("e1", "event", "h1")])
+    await store.claim("event/e1", host.entities["event/e1"].token + 1, "someone else")
+    clock.advance(AFTER + 1)
+    assert await host.archive_settled() == 0
+    assert await store.get("event/e1", ["h1"]) == {}
+    await host.stop()
+
+
+async def test_archived_payments_are_answered_as_decided_and_refunded_once() -> None:
+    store, clock = InMemoryEventStore(), ManualClock()
+    host = make_host(store, clock)
+    await host.execute([Deposit("alice", "d1", 1_000)])
+    paid = FromMessage("alice", "payments", "m1", Pay("alice", "s1", "event/e1", 300))
+    failed = Pay("alice", "s2", "event/e1", 5_000)
+    await host.execute([paid, failed])
+    clock.advance(AFTER + 1)
+    assert await host.archive_settled() == 2
+    wallet = host.entities["wallet/alice"].agg
+    assert isinstance(wallet, Wallet)
+    assert wallet.payments == {}
+    wallet.check_invariants()
+    [repeat] = await host.execute([Pay("alice", "s1", "event/e1", 300)])
+    assert isinstance(repeat, Done)
+    assert (repeat.status, repeat.changed) == ("SUCCEEDED", False)
+    [refund, refund_again, not_charged] = await host.execute(
+        [Refund("alice", "s1", "cancelled"), Refund("alice", "s1", "cancelled"), Refund("alice", "s2", "x")]
+    )
+    assert isinstance(refund, Done)
+    assert (refund.status, refund.changed, refund.amount) == ("REFUNDED", True, 300)
+    assert isinstance(refund_again, Done)
+    assert not refund_again.changed
+    assert isinstance(not_charged, Done)
+    assert not_charged.status == "NOT_CHARGED"
+    assert wallet.balance == 1_000
+    assert wallet.view()["charges"] == 1
+    wallet.check_invariants()
+    await host.stop()
+
+
+async def test_a_round_archives_in_writes_of_the_configured_size() -> None:
+    store, clock = InMemoryEventStore(), ManualClock()
+    host = make_host(store, clock, archive_batch=2, archive_rounds=2)
+    await host.execute([create(), *(hold(f"h{i}") for i in range(5))])
+    await host.execute([ReleaseHold("e1", "event", f"h{i}") for i in range(5)])
+    clock.advance(AFTER + 1)
+    assert await host.archive_settled() == 4, "two writes of two"
+    assert await host.archive_settled() == 1
+    assert event_of(host).bookings == {}
+    await host.stop()
