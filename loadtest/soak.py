@@ -130,18 +130,26 @@ def plot(path: Path, samples: Sequence[Sample], judged: Sequence[ProcessMemory],
     import matplotlib.pyplot as plt
 
     keep = {p.pid for p in judged}
-    fig, ax = plt.subplots(figsize=(11, 6))
+    fig, ax = plt.subplots(figsize=(13, 6))
     by_pid: dict[int, list[Sample]] = {}
     for s in samples:
         if s.pid in keep:
             by_pid.setdefault(s.pid, []).append(s)
+    # PostgreSQL's many backends share one thin grey style and one legend entry, so the legend
+    # names the processes a reader looks for.
+    postgres = sorted(pid for pid, series in by_pid.items() if series[-1].role == "postgres")
     for pid, series in sorted(by_pid.items(), key=lambda kv: -max(s.uss_mib for s in kv[1])):
-        ax.plot([s.at_s / 60 for s in series], [s.uss_mib for s in series], label=f"{series[-1].role} ({pid})")
+        minutes, uss = [s.at_s / 60 for s in series], [s.uss_mib for s in series]
+        if pid in postgres:
+            label = f"postgres ({len(postgres)} processes)" if pid == postgres[0] else None
+            ax.plot(minutes, uss, color="grey", linewidth=0.6, alpha=0.6, label=label)
+        else:
+            ax.plot(minutes, uss, label=f"{series[-1].role} ({pid})")
     ax.axvline(warmup_s / 60, color="grey", linestyle="--", linewidth=1)
     ax.set_xlabel("minutes")
     ax.set_ylabel("unique resident memory (USS), MiB")
     ax.set_title("rezerv soak: the flash sale, memory of every process")
-    ax.legend(fontsize=7, ncol=2, loc="upper left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
