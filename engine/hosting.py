@@ -235,10 +235,7 @@ class EntityHost:
             target = command.command
         try:
             result: Reply = agg.handle(target, now)
-        except ArchiveLookupNeeded as err:  # nothing changed; `execute` looks it up and runs it again
-            err.__traceback__ = None
-            result = err
-        except DomainError as err:
+        except (DomainError, ArchiveLookupNeeded) as err:  # nothing changed (a lookup: `execute` runs it again)
             err.__traceback__ = None  # its frames would hold this frame: a cycle per refusal
             result = err
         except Exception as exc:  # a bug in a handler: refuse the command, keep the entity honest

@@ -32,8 +32,7 @@ from engine.domain.events import RecordRestored
 from engine.domain.keyfilter import KeyFilter
 from engine.domain.results import Done
 
-DAY_MS = 24 * 3600 * 1000
-DEFAULT_LIFETIME_MS = DAY_MS  # REZERV_IDEMPOTENCY_TTL_S; the host sets the configured one
+DEFAULT_LIFETIME_MS = 86_400_000  # REZERV_IDEMPOTENCY_TTL_S's default; the host sets the configured one
 
 
 class Archiving:
@@ -124,7 +123,7 @@ class Archiving:
         records = self._archive_records()
         changed = cmd.key not in records
         if changed:
-            self.record(RecordRestored(cmd.entity_id, cmd.key, tuple(cmd.record), now))  # type: ignore[attr-defined]
+            self.record(RecordRestored(cmd.entity_id, cmd.key, cmd.record, now))  # type: ignore[attr-defined]
         record = records[cmd.key]
         status = record.status
         return Done(cmd.entity_id, cmd.key, getattr(status, "value", status), record.amount, changed=changed)

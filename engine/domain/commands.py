@@ -255,13 +255,13 @@ class FromMessage(Command):
         return self.command.target_kind
 
 
-# ---- reads -----------------------------------------------------------------------------------
-@register()
-@dataclass(frozen=True, slots=True)
-class GetState(Command):
-    """Read an entity's current state through its owner (strongly consistent, not cached)."""
+# ---- commands that name their entity's kind in a field `target` ------------------------------
+class _ByTarget:
+    """The stream of a command whose class serves every kind of entity: `target` is the kind."""
 
-    target: str = ""
+    __slots__ = ()
+    target: str
+    entity_id: str
 
     @property
     def stream_id(self) -> str:
@@ -272,20 +272,21 @@ class GetState(Command):
         return self.target
 
 
+# ---- reads -----------------------------------------------------------------------------------
+@register()
+@dataclass(frozen=True, slots=True)
+class GetState(_ByTarget, Command):
+    """Read an entity's current state through its owner (strongly consistent, not cached)."""
+
+    target: str = ""
+
+
 # ---- archiving -------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
-class RestoreRecord(Command):
+class RestoreRecord(_ByTarget, Command):
     """Put an archived record back in its entity's memory (the host's own command, after a lookup;
     never sent by a caller, so not registered for the wire). A no-op if it is in memory."""
 
     target: str  # the entity's kind: events, cars and wallets all archive
     key: str
     record: tuple[Any, ...]
-
-    @property
-    def stream_id(self) -> str:
-        return f"{self.target}/{self.entity_id}"
-
-    @property
-    def target_kind(self) -> str:
-        return self.target

@@ -46,6 +46,11 @@ _BLOCK = struct.Struct("<QQB")  # keys added, m (bits, a multiple of 8), k; then
 _MAX_BLOCKS = 64
 
 
+def _hash(key: str) -> int:
+    """128 stable bits of `key`: two 64-bit halves for double hashing."""
+    return int.from_bytes(blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest(), "little")
+
+
 class _Block:
     """One fixed-size Bloom filter: `capacity` keys at its false-positive rate."""
 
@@ -113,7 +118,7 @@ class KeyFilter:
         block = blocks[-1] if blocks else None
         if block is None or block.count >= block.capacity:
             block = self._grow(current)
-        h = int.from_bytes(blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest(), "little")
+        h = _hash(key)
         m = block.m
         bits = block.bits
         pos = (h & _MASK64) % m
@@ -131,7 +136,7 @@ class KeyFilter:
         probes = self._probes
         if not probes:
             return False
-        h = int.from_bytes(blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest(), "little")
+        h = _hash(key)
         h1 = h & _MASK64
         h2 = h >> 64
         for m, rest, bits in probes:

@@ -35,7 +35,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, ClassVar
 
-from engine.domain.aggregate import MAX_HORIZON_DAYS, Aggregate, require_id, require_positive
+from engine.domain.aggregate import DAY_MS, MAX_HORIZON_DAYS, Aggregate, require_id, require_positive
 from engine.domain.archiving import Archiving
 from engine.domain.commands import FAILED, SUCCEEDED, WALLET, Command, Deposit, Pay, Refund, RestoreRecord, Withdraw
 from engine.domain.errors import IdempotencyConflict, InsufficientFunds, InvalidCommand
@@ -55,7 +55,6 @@ MAX_AMOUNT = 10**12  # minor units; keeps sums far from any 64-bit limit downstr
 REFUNDED = "REFUNDED"
 NOT_CHARGED = "NOT_CHARGED"
 INSUFFICIENT_FUNDS = "insufficient funds"
-DAY_MS = 24 * 3600 * 1000
 WITHDRAWN = "WITHDRAWN"
 
 
