@@ -1,11 +1,18 @@
 """The caller side of the shards: route, coalesce, send as bytes, retry what is safe to retry.
 
 Commands submitted in the same event-loop tick for the same shard leave as one Ray call (up to
-`batch_max` commands). While `calls_in_flight` calls are out, new commands queue and go with
-the next call, so batches grow with load and the Ray hop is paid once per batch, not once per
-command: one Ray call costs about 1 ms of CPU (half in the caller, half in the actor; Ray 2.60
-on a 2-core machine), a ceiling near 1,000-1,500 calls/s however the actor is written, while
-calls carrying batches of 100 commands reached 100-130k commands/s.
+`batch_max` commands). While a call is out, new commands queue and go with the next call, so
+batches grow with load and the Ray hop is paid once per batch, not once per command: one Ray
+call costs about 1 ms of CPU (half in the caller, half in the actor; Ray 2.60 on a 2-core
+machine), a ceiling near 1,000-1,500 calls/s however the actor is written, while calls carrying
+batches of 100 commands reached 100-130k commands/s.
+
+A second call (up to `calls_in_flight`) leaves beside one already out only with a full batch.
+Sending partial batches side by side spent that millisecond on two or three commands a call at
+moderate load (a flash sale at 16-256 closed-loop users: 2.5 commands a call, about 40% more
+CPU per hold in the API and the shards, BENCHMARKS.md section 3), while waiting for the call in
+flight costs a partial batch one round trip; a full batch gains nothing by waiting, so at high
+load calls still overlap.
 
 Retries: a command answered with a TransientError (store down, entity re-owned) or lost with
 its shard (the actor died mid-call: "may or may not have been executed") is sent again, with
@@ -110,14 +117,21 @@ class ShardChannel:
     def _enqueue(self, item: Pending) -> None:
         item.queued_at = time.perf_counter()
         self.queue.append(item)
-        if not self._scheduled and self.in_flight < self.calls_in_flight:
+        if not self._scheduled and self._may_send():
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
+
+    def _may_send(self) -> bool:
+        """Whether a call may leave now: none is out, or a full batch waits and a slot is free
+        (a partial batch waits for the call out; see the module's docstring)."""
+        if not self.in_flight:
+            return bool(self.queue)
+        return self.in_flight < self.calls_in_flight and len(self.queue) >= self.batch_max
 
     def _flush(self) -> None:
         self._scheduled = False
         loop = asyncio.get_running_loop()
-        while self.queue and self.in_flight < self.calls_in_flight:
+        while self._may_send():
             batch = self.queue[: self.batch_max]
             del self.queue[: self.batch_max]
             self.in_flight += 1

@@ -126,7 +126,7 @@ class Settings:
         default=1.0, metadata={"doc": "bookings projection: at least this long between batches (fold more)"}
     )
     saga_batch_interval_ms: int = field(
-        default=50,
+        default=200,
         metadata={"doc": "relay and saga consumers, while keeping up: at least this long between batches"},
     )
     inbox_retention_s: float = field(
