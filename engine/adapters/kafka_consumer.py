@@ -49,7 +49,7 @@ from engine.adapters.kafka_topics import TOPICS, ensure_topics
 from engine.cancellation import as_failure
 from engine.domain import codec
 from engine.following import Backoff
-from engine.outbox import OutboxMessage
+from engine.outbox import OutboxMessage, split_generation
 
 log = logging.getLogger("rezerv.consumer")
 
@@ -388,7 +388,8 @@ class MessageConsumer:
         self._outage: _Streak | None = None
         self._labels = {"consumer": name}
         # Metric children resolved once (per partition as partitions appear), not per batch.
-        self._lag: dict[TopicPartition, Any] = {}
+        self._lag: dict[TopicPartition, Any] = {}  # removed when this consumer stops (see `run`)
+        self._trace_topic = (split_generation(topic) or (topic, 0))[0]  # spans name the topic, not its generation
         self._batch_messages = BATCH_MESSAGES.labels(name)
         self._batch_seconds = BATCH_SECONDS.labels(name)
         HANDLER_FAILURES.labels(name)  # exported at 0 from the start
@@ -411,7 +412,16 @@ class MessageConsumer:
                     self._broker_trouble(as_failure(exc))
                     await self._wait(stop, self.reconnect_backoff.next())
         finally:
+            self._forget_lag()
             self._finished.set()
+
+    def _forget_lag(self) -> None:
+        """A consumer that stops (a drained topic generation: its topic name is new every period)
+        takes its partitions' lag series with it, so the series stay those of live generations."""
+        for tp in self._lag:
+            with contextlib.suppress(KeyError):
+                LAG.remove(self.name, tp.topic, str(tp.partition))
+        self._lag.clear()
 
     def caught_up(self) -> bool:
         """True when the last fetch came back empty with every assigned partition read up to its
@@ -545,7 +555,9 @@ class MessageConsumer:
         acted = await self._act(batch, consumer, assignments, fetched_under, stop)
         self._batch_seconds.observe(time.perf_counter() - started)
         if batch.delivered and acted:
-            tracing.record_consumed(self.name, self.topic, batch.delivered, fetched_ns, started_ns, time.time_ns())
+            tracing.record_consumed(
+                self.name, self._trace_topic, batch.delivered, fetched_ns, started_ns, time.time_ns()
+            )
         if acted:
             await self._commit(consumer, assignments, fetched_under, batch.ends, "batch")
 

@@ -85,7 +85,8 @@ def stack() -> Iterator[Stack]:
         run.wait_for("rezerv is ready", timeout_s=150)
         settings = Settings(jwt_secret=(root / "data" / "jwt_secret").read_text().strip())
         admin = issue_token(settings, "admin", ("admin",))
-        status, body = api_call(run.api, "POST", "/wallets/rich/deposits", admin, {"deposit_id": "d", "amount": 10**9})
+        deposit = {"deposit_id": "d", "amount": 10**9, "reason": "e2e"}
+        status, body = api_call(run.api, "POST", "/wallets/rich/deposits", admin, deposit)
         assert status in (200, 201), body
         for event_id, quantity in ((EVENT, 100_000), (SMALL, 2)):
             event = {

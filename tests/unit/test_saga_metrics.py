@@ -3,8 +3,12 @@ own log times, a redelivered step (answered again, unchanged) not observed twice
 
 from __future__ import annotations
 
+import asyncio
 import time
 
+from aiokafka import TopicPartition
+
+from engine.adapters.kafka_consumer import LAG, MessageConsumer
 from engine.domain.commands import ConfirmBooking, FromMessage, Pay, ReleaseHold
 from engine.domain.errors import InsufficientFunds
 from engine.domain.results import Done
@@ -65,3 +69,23 @@ def test_confirmations_are_timed_from_the_decision_and_releases_counted() -> Non
     observe_results(messages, steps, replies)
     assert _histogram(DECIDED_TO_CONFIRMED)[0] - count == 1
     assert (_count(OUTCOMES, "confirmed") - confirmed, _count(OUTCOMES, "released") - released) == (1, 1)
+
+
+async def test_a_stopped_generation_consumer_takes_its_lag_series_with_it() -> None:
+    async def handler(_messages: list[OutboxMessage]) -> None:
+        return None
+
+    async def processed(_ids: list[str]) -> set[str]:
+        return set()
+
+    topic = "bookings.g123"
+    consumer = MessageConsumer("127.0.0.1:1", topic, "group.g123", "lag-test", handler, processed, partitions=1)
+    consumer._lag[TopicPartition(topic, 0)] = LAG.labels("lag-test", topic, "0")
+    assert _lag_series("lag-test") == {topic}
+    await consumer.stop()  # a consumer stopped before it ran: run() returns at once
+    await consumer.run(asyncio.Event())
+    assert _lag_series("lag-test") == set()
+
+
+def _lag_series(consumer: str) -> set[str]:
+    return {s.labels["topic"] for s in LAG.collect()[0].samples if s.labels["consumer"] == consumer}
