@@ -27,6 +27,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from starlette.responses import Response
 
+from actors.process_metrics import labelled_counter
 from api.auth import AdminPrincipal
 from api.dependencies import Postgres
 from api.errors import ApiProblem
@@ -178,43 +179,27 @@ async def refresh_sales_metrics(model: SalesReadModel, top: int, timeout_s: floa
 
 
 def totals_families(t: EntitySales) -> Iterator[Metric]:
-    bookings = CounterMetricFamily(
+    yield labelled_counter(
         "rezerv_sales_bookings",
         "Bookings by what happened to them (sales read model, every entity)",
-        labels=["outcome"],
+        ["outcome"],
+        {"held": t.held_bookings, "confirmed": t.confirmed_bookings, "cancelled": t.cancelled_bookings},
     )
-    for outcome, value in (
-        ("held", t.held_bookings),
-        ("confirmed", t.confirmed_bookings),
-        ("cancelled", t.cancelled_bookings),
-    ):
-        bookings.add_metric([outcome], value)
-    yield bookings
-    released = CounterMetricFamily(
-        "rezerv_sales_released_bookings", "Bookings ended unsold, by reason (every entity)", labels=["reason"]
+    yield labelled_counter(
+        "rezerv_sales_released_bookings", "Bookings ended unsold, by reason (every entity)", ["reason"], t.released
     )
-    for reason, value in t.released.items():
-        released.add_metric([reason], value)
-    yield released
-    units = CounterMetricFamily(
-        "rezerv_sales_units", "Tickets and rental days, by what happened to them (every entity)", labels=["outcome"]
+    yield labelled_counter(
+        "rezerv_sales_units",
+        "Tickets and rental days, by what happened to them (every entity)",
+        ["outcome"],
+        {"held": t.held_units, "sold": t.sold_units, "cancelled": t.cancelled_units, "released": t.released_units},
     )
-    for outcome, value in (
-        ("held", t.held_units),
-        ("sold", t.sold_units),
-        ("cancelled", t.cancelled_units),
-        ("released", t.released_units),
-    ):
-        units.add_metric([outcome], value)
-    yield units
-    money = CounterMetricFamily(
+    yield labelled_counter(
         "rezerv_sales_amount_minor_units",
         "Money of confirmed bookings (revenue) and of cancelled ones (refunded), minor units (every entity)",
-        labels=["outcome"],
+        ["outcome"],
+        {"confirmed": t.revenue, "cancelled": t.cancelled_amount},
     )
-    money.add_metric(["confirmed"], t.revenue)
-    money.add_metric(["cancelled"], t.cancelled_amount)
-    yield money
     now = GaugeMetricFamily("rezerv_bookings", "Bookings by status now (from the sales read model)", labels=["status"])
     for status, value in status_counts(t).items():
         now.add_metric([status], value)

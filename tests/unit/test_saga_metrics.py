@@ -88,4 +88,4 @@ async def test_a_stopped_generation_consumer_takes_its_lag_series_with_it() -> N
 
 
 def _lag_series(consumer: str) -> set[str]:
-    return {s.labels["topic"] for s in LAG.collect()[0].samples if s.labels["consumer"] == consumer}
+    return {s.labels["topic"] for s in next(iter(LAG.collect())).samples if s.labels["consumer"] == consumer}
