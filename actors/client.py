@@ -33,6 +33,7 @@ from prometheus_client import Histogram
 
 from actors.routing import Router
 from actors.wire import decode_replies, encode_batch
+from engine import tracing
 from engine.domain.commands import Command
 from engine.domain.errors import RezervError, ShardUnavailable, TransientError
 
@@ -64,7 +65,7 @@ class Pending:
     benchmark's load generator): a future per command costs an allocation, a done-callback and a
     trip through the event loop's ready queue, about a fifth of that generator's CPU."""
 
-    __slots__ = ("callback", "command", "deadline", "delay", "future", "queued_at")
+    __slots__ = ("callback", "command", "deadline", "delay", "future", "queued_at", "trace")
 
     def __init__(
         self,
@@ -72,6 +73,7 @@ class Pending:
         future: asyncio.Future[Any] | None,
         deadline: float,
         callback: Callable[[Any], object] | None = None,
+        trace: tracing.RequestTrace | None = None,
     ) -> None:
         self.command = command
         self.future = future
@@ -79,6 +81,7 @@ class Pending:
         self.deadline = deadline  # monotonic time after which a transient failure is the answer
         self.delay = 0.01
         self.queued_at = 0.0
+        self.trace = trace  # the root span of a sampled booking's request (engine/tracing.py)
 
 
 class ShardChannel:
@@ -105,9 +108,11 @@ class ShardChannel:
         self.round_trip_s = 0.0  # from sending a batch until its replies are decoded
         self.resolve_s = 0.0  # handing the replies to the callers (with callbacks: running them)
 
-    def submit(self, command: Command, retry_for_s: float = 0.0) -> asyncio.Future[Any]:
+    def submit(
+        self, command: Command, retry_for_s: float = 0.0, trace: tracing.RequestTrace | None = None
+    ) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._enqueue(Pending(command, future, _deadline(retry_for_s)))
+        self._enqueue(Pending(command, future, _deadline(retry_for_s), None, trace))
         return future
 
     def submit_then(self, command: Command, callback: Callable[[Any], object], retry_for_s: float = 0.0) -> None:
@@ -149,9 +154,17 @@ class ShardChannel:
             sent = time.perf_counter()
             QUEUE_SECONDS.observe(sent - batch[0].queued_at)
             CALL_COMMANDS.observe(len(batch))
-            raw = await self.handle.call.remote(payload)
+            traced = [item for item in batch if item.trace is not None] if tracing.ENABLED else None
+            if traced:  # the shard reports its stages with the answer (actors/shard.py)
+                sent_ns = time.time_ns()
+                raw, stages = _with_stages(await self.handle.call.remote(payload, True))
+            else:
+                raw = await self.handle.call.remote(payload)
             replies = decode_replies(raw)
             decoded = time.perf_counter()
+            if traced:
+                queued = ((i.trace, sent_ns - int((sent - i.queued_at) * 1e9)) for i in traced)
+                tracing.record_call(queued, sent_ns, time.time_ns(), stages, self.index, len(batch))  # type: ignore[arg-type]
             self.round_trip_s += decoded - sent
             CALL_SECONDS.observe(decoded - sent)
             if len(replies) != len(batch):  # the shard refused the whole batch
@@ -188,6 +201,13 @@ class ShardChannel:
             log.exception("reply callback for %r failed", item.command)
 
 
+def _with_stages(answer: Any) -> tuple[bytes, dict[str, int] | None]:
+    """A traced call's answer: (replies, the shard's stages); a refused batch comes without stages."""
+    if isinstance(answer, tuple):
+        return answer[0], answer[1]
+    return answer, None
+
+
 def _deadline(retry_for_s: float) -> float:
     """The monotonic time until which a transient failure is retried; 0.0 for no retry."""
     return time.monotonic() + retry_for_s if retry_for_s > 0 else 0.0
@@ -220,10 +240,11 @@ class InventoryClient:
         """One attempt, no retry: a future with the result or a RezervError (never raised)."""
         return self.channels[self.router.shard_of(command.stream_id)].submit(command)
 
-    def request(self, command: Command) -> asyncio.Future[Any]:
+    def request(self, command: Command, trace: tracing.RequestTrace | None = None) -> asyncio.Future[Any]:
         """A future with the final reply: transient failures are retried (same command, same
-        idempotency key) until `retry_for_s`; errors are returned, not raised."""
-        return self.channels[self.router.shard_of(command.stream_id)].submit(command, self.retry_for_s)
+        idempotency key) until `retry_for_s`; errors are returned, not raised. `trace`: the
+        request's root span when its booking is traced (engine/tracing.py)."""
+        return self.channels[self.router.shard_of(command.stream_id)].submit(command, self.retry_for_s, trace)
 
     def request_then(self, command: Command, callback: Callable[[Any], object]) -> None:
         """`request` with a callback instead of a future: `callback(reply)` gets the final reply."""

@@ -3,7 +3,9 @@
 - "outbox": the outbox relay (event log -> Kafka), the bookings, catalog and ledger projections
   (event log -> read models: bookings, browsing, wallet statements) and the saga supervisor
   (re-sends what the broker lost, expires orphaned holds);
-- "payments": the payment actor, a consumer group on the bookings topic;
+- "payments": the payment actor, a consumer group on the bookings topic; and the sales consumer
+  (engine/sales.py), another group on the same topic, writing the sales read model a batch per
+  REZERV_SALES_INTERVAL_S (it shares this process rather than taking a Ray worker process of its own);
 - "results": a consumer group on the payments topic, completing or compensating bookings; and
   the notifier (engine/notifier.py: booking outcomes from both topics to stored notifications,
   and the webhook deliveries), in this process because an actor process costs ~50 MB and idle
@@ -23,7 +25,8 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from actors import gc_tuning
+from actors import gc_tuning, process_metrics
+from engine import tracing
 from engine.cancellation import reraise_if_cancelled
 from engine.config import Settings
 from engine.domain.commands import Command
@@ -46,6 +49,9 @@ class ServiceActor:
         self._start_lock: asyncio.Lock | None = None
         logging.basicConfig(level=self.settings.log_level)
         gc_tuning.tune()
+        self.metrics_address = process_metrics.start(self.settings)
+        process_metrics.register_source("service", self._metric_families)
+        tracing.configure_from(self.settings, f"rezerv-{role}")
         # Ray re-runs only the constructor when it restarts a crashed actor, so a service starts
         # its own loops: the actor's event loop is already running (in another thread) here.
         loop = asyncio.get_event_loop()
@@ -78,6 +84,26 @@ class ServiceActor:
         if client is not None:
             out["client"] = client.stats()
         return out
+
+    async def metrics_target(self) -> dict[str, Any] | None:
+        """Where Prometheus scrapes this process (actors/process_metrics.py); None with metrics off."""
+        if self.metrics_address is None:
+            return None
+        return {"address": self.metrics_address, "labels": {"process": f"service-{self.role}", "role": self.role}}
+
+    def _metric_families(self) -> Any:
+        """What this service counts as plain integers, as metric families (read when scraped)."""
+        client = self.parts.get("client")
+        if client is not None:
+            yield from process_metrics.client_families(client)
+        supervisor = self.parts.get("supervisor")
+        if supervisor is not None:
+            yield process_metrics.labelled_counter(
+                "rezerv_saga_resent",
+                "Saga steps the supervisor re-sent (holds, decisions, endings), holds it expired, inbox rows purged",
+                ["what"],
+                dict(supervisor.totals.__dict__),
+            )
 
     async def stacks(self) -> dict[str, str]:
         """Where each of this actor's asyncio tasks is waiting right now (for a stuck saga)."""
@@ -230,6 +256,33 @@ class ServiceActor:
         policy = PaymentPolicy(self.settings.payment_max_tickets, self.settings.payment_min_amount)
         worker = PaymentWorker(self._execute(), policy)
         await self._consume("bookings", PAYMENT_WORKER, worker.handle, worker.event_types)
+        if self.settings.sales:
+            await self._start_sales()
+
+    async def _start_sales(self) -> None:
+        """The sales consumer: its own group on the bookings topic, a batch at most every
+        REZERV_SALES_INTERVAL_S written in one statement, no inbox (engine/sales.py)."""
+        from engine.adapters.pg_sales import PostgresSales
+        from engine.sales import SALES_CONSUMER, SALES_EVENT_TYPES, fold
+
+        sales = PostgresSales(await self._pool(1))
+
+        async def handle(messages: list[Any]) -> None:
+            await sales.apply(fold(messages))
+
+        async def nothing_processed(_ids: list[str]) -> set[str]:
+            return set()  # exactly once by the read model's own state, not by an inbox
+
+        await self._consume(
+            "bookings",
+            SALES_CONSUMER,
+            handle,
+            SALES_EVENT_TYPES,
+            processed=nothing_processed,
+            part="sales",
+            batch_max=20_000,
+            min_interval_s=self.settings.sales_interval_s,
+        )
 
     async def _start_results(self) -> None:
         from engine.saga import RESULTS_WORKER, BookingResultsWorker
@@ -264,9 +317,13 @@ class ServiceActor:
         event_types: frozenset[str],
         processed: Callable[[list[str]], Awaitable[set[str]]] | None = None,
         part: str = "consumer",
+        batch_max: int = 500,
+        min_interval_s: float | None = None,
     ) -> None:
         """A consumer group on `topic` (one per live topic generation); `processed`: its inbox
-        lookup (default: the saga's inbox)."""
+        lookup (default: the saga's inbox); `part`: its name in `self.parts`; `min_interval_s`:
+        at least this long between fetches while it keeps up (default: the saga's pacing,
+        REZERV_SAGA_BATCH_INTERVAL_MS)."""
         from functools import partial
 
         from engine.adapters.kafka_consumer import MessageConsumer
@@ -284,6 +341,8 @@ class ServiceActor:
 
         prefix = self.settings.kafka_topic_prefix
         session = self.settings.kafka_session_timeout_ms
+        if min_interval_s is None:
+            min_interval_s = self.settings.saga_batch_interval_ms / 1000
 
         def reader(topic_name: str, group_id: str) -> MessageConsumer:
             return MessageConsumer(
@@ -293,9 +352,10 @@ class ServiceActor:
                 name,
                 handler,
                 processed,
+                batch_max=batch_max,
                 session_timeout_ms=session,
                 heartbeat_interval_ms=max(100, session // 6),
-                min_interval_s=self.settings.saga_batch_interval_ms / 1000,
+                min_interval_s=min_interval_s,
                 event_types=event_types,
                 partitions=TOPICS[topic],
             )

@@ -16,7 +16,8 @@ import time
 import uuid
 from typing import Any
 
-from actors import gc_tuning
+from actors import gc_tuning, process_metrics
+from actors.shard_metrics import shard_families
 from actors.wire import decode_batch, encode_replies
 from engine.config import Settings
 from engine.domain.errors import InvalidCommand
@@ -36,6 +37,7 @@ def host_config(settings: Settings, owner: str) -> HostConfig:
         idempotency_ttl_ms=int(settings.idempotency_ttl_s * 1000),
         lease_ms=int(settings.lease_ttl_s * 1000),
         archive_after_ms=int(settings.archive_after_s * 1000),
+        busiest=settings.metrics_top_entities,
     )
 
 
@@ -49,8 +51,11 @@ class ShardActor:
         self._stop = asyncio.Event()
         self._resources: list[Any] = []
         self.timings = {"call_s": 0.0, "decode_s": 0.0, "encode_s": 0.0}
+        self.calls_in_progress = 0
         logging.basicConfig(level=self.settings.log_level)
         gc_tuning.tune()
+        self.metrics_address = process_metrics.start(self.settings)
+        process_metrics.register_source("shard", lambda: shard_families(self))
 
     async def _ensure_host(self) -> EntityHost:
         if self.host is not None:
@@ -70,33 +75,52 @@ class ShardActor:
                 redis = create_redis(self.settings.redis_url)
                 self._resources = [pool, writers, redis]
                 store = PostgresEventStore(pool, writers)
-                host = EntityHost(store, RedisFencing(redis), host_config(self.settings, self.owner), archive=store)
+                host = EntityHost(
+                    store,
+                    RedisFencing(redis),
+                    host_config(self.settings, self.owner),
+                    archive=store,
+                    counting=self.settings.metrics,
+                )
                 host.start()
                 host.spawn(host.run_housekeeping(self._stop, on_idle=gc_tuning.collect_when_idle), "housekeeping")
                 self.host = host
         return self.host
 
-    async def call(self, payload: bytes) -> bytes:
+    async def call(self, payload: bytes, traced: bool = False) -> Any:
+        """Apply one batch: encoded replies. `traced` (a batch carrying a traced booking, see
+        actors/client.py): (encoded replies, the batch's stages in wall-clock nanoseconds)."""
         host = self.host or await self._ensure_host()
+        self.calls_in_progress += 1
         t0 = time.perf_counter()
         try:
-            commands = decode_batch(payload)
-        except InvalidCommand as err:
-            return encode_replies([err])
-        t1 = time.perf_counter()
-        replies = await host.execute(commands)
-        t2 = time.perf_counter()
-        out = encode_replies(replies)
-        t3 = time.perf_counter()
+            stages: dict[str, int] | None = {"received_ns": time.time_ns()} if traced else None
+            try:
+                commands = decode_batch(payload)
+            except InvalidCommand as err:
+                return encode_replies([err])
+            t1 = time.perf_counter()
+            replies = await host.execute(commands, stages)
+            t2 = time.perf_counter()
+            out = encode_replies(replies)
+            t3 = time.perf_counter()
+        finally:
+            self.calls_in_progress -= 1
         timings = self.timings
         timings["decode_s"] += t1 - t0
         timings["encode_s"] += t3 - t2
         timings["call_s"] += t3 - t0
-        return out
+        return out if stages is None else (out, stages)
 
     async def ping(self) -> dict[str, Any]:
         await self._ensure_host()
-        return {"index": self.index, "owner": self.owner, "pid": os.getpid()}
+        return {"index": self.index, "owner": self.owner, "pid": os.getpid(), "metrics": self.metrics_address}
+
+    async def metrics_target(self) -> dict[str, Any] | None:
+        """Where Prometheus scrapes this process (actors/process_metrics.py); None with metrics off."""
+        if self.metrics_address is None:
+            return None
+        return {"address": self.metrics_address, "labels": {"process": f"shard-{self.index}", "role": "shard"}}
 
     async def stats(self) -> dict[str, Any]:
         host = await self._ensure_host()

@@ -26,7 +26,8 @@ from api.dependencies import Dependency, Postgres, dependencies_from, run_check
 from api.edge import Edge
 from api.errors import install_error_handlers
 from api.hot_routes import HotRoutes
-from api.metrics import MetricsMiddleware, refresh_log_lags, render_metrics
+from api.metrics import MetricsMiddleware, api_families, refresh_log_lags, render_metrics
+from api.metrics_targets import all_targets
 from api.openapi import install_openapi
 from api.problems import install_problem_handlers
 from api.responses import OrjsonResponse
@@ -40,8 +41,12 @@ from api.routes_inventory import router as inventory_router
 from api.routes_money import router as money_router
 from api.routes_notifications import router as notifications_router
 from api.routes_tokens import router as tokens_router
+from api.sales import default_sales, refresh_sales_metrics
+from api.sales import router as sales_router
 from api.wiring import Stores, default_stores, install
+from engine import tracing
 from engine.config import Settings
+from engine.ports import SalesReadModel
 from engine.projections.catalog_queries import CatalogReader
 
 log = logging.getLogger("rezerv.api")
@@ -57,6 +62,7 @@ def create_app(
     catalog: CatalogReader | None = None,
     catalog_pages: CatalogPages | None = None,
     stores: Stores | None = None,
+    sales: SalesReadModel | None = None,
 ) -> Edge:
     """`inventory`: the engine client to use (tests pass one on fakes); None builds one over Ray on first use.
 
@@ -65,11 +71,13 @@ def create_app(
     are kept (tests pass an in-memory store); None uses PostgreSQL likewise (none without it).
     `catalog`, `catalog_pages`: the catalog read model and its page cache (tests pass their own);
     None reads PostgreSQL and caches in the "redis" dependency's Redis.
+    `sales`: the sales read model (tests pass an in-memory one); None reads PostgreSQL likewise.
 
     `stores`: accounts, money and notifications (api/wiring.py; tests pass in-memory ones).
 
     `hot_path=False` leaves the hot requests to FastAPI too (the tests compare the two)."""
     settings = settings or Settings.from_env()
+    tracing.configure_from(settings, "rezerv-api")
     deps = dependencies if dependencies is not None else dependencies_from(settings)
     if revocations is None:
         postgres = next((d for d in deps if isinstance(d, Postgres)), None)
@@ -107,6 +115,7 @@ def create_app(
     app.state.inventory = inventory
     app.state.bookings = bookings if bookings is not None else default_bookings(app.state.dependencies)
     app.state.revocations = revocations
+    app.state.sales = sales if sales is not None else default_sales(app.state.dependencies)
     app.state.revoked_tokens = revoked
     app.state.token_verifier = TokenVerifier(settings, revoked)
     app.state.catalog = catalog if catalog is not None else default_catalog(app.state.dependencies)
@@ -141,9 +150,25 @@ def create_app(
     async def metrics() -> Response:
         postgres = app.state.dependencies.get("postgres")
         if postgres is not None and getattr(postgres, "pool", None) is not None:
-            await refresh_log_lags(postgres.pool)
+            await asyncio.gather(
+                refresh_log_lags(postgres.pool),
+                refresh_sales_metrics(app.state.sales, settings.metrics_top_entities),
+            )
+        elif sales is not None:  # a given read model (tests)
+            await refresh_sales_metrics(app.state.sales, settings.metrics_top_entities)
         payload, content_type = render_metrics()
         return Response(payload, media_type=content_type)
+
+    @app.get(
+        "/metrics/targets",
+        tags=["operations"],
+        summary="Every metrics endpoint of the system (Prometheus HTTP service discovery format)",
+    )
+    async def metrics_targets() -> list[dict[str, object]]:
+        """The API and each shard and saga service process: `[{"targets": ["host:port"],
+        "labels": {"process": ..., "role": ...}}]`. Prometheus's `http_sd_configs` and `rezerv top`
+        read it."""
+        return await all_targets(app)
 
     app.include_router(inventory_router)
     app.include_router(bookings_router)
@@ -152,5 +177,11 @@ def create_app(
     app.include_router(accounts_router)
     app.include_router(money_router)
     app.include_router(notifications_router)
+    app.include_router(sales_router)
     install_openapi(app)
-    return Edge(app, HotRoutes(app) if hot_path else None)
+    edge = Edge(app, HotRoutes(app) if hot_path else None)
+    from actors import process_metrics
+
+    process_metrics.start(settings, endpoint=False)  # the API's metrics are its own /metrics
+    process_metrics.register_source("api", lambda: api_families(edge))
+    return edge

@@ -66,6 +66,30 @@ class MetricsMiddleware:
             observe(path, scope["method"], status_holder[0], time.perf_counter() - start)
 
 
+def api_families(edge: Any) -> Any:
+    """What the API counts as plain integers, as metric families (read when scraped): the token
+    cache, the hot path's own counts, and the engine client's queues."""
+    from prometheus_client.core import CounterMetricFamily
+
+    from actors.process_metrics import client_families, counter
+
+    verifier = edge.app.state.token_verifier
+    tokens = CounterMetricFamily(
+        "rezerv_token_cache_reads", "Bearer tokens looked up in the verified-token cache, by result", labels=["result"]
+    )
+    tokens.add_metric(["hit"], verifier.hits)
+    tokens.add_metric(["miss"], verifier.misses)
+    yield tokens
+    yield counter("rezerv_hot_path_answered", "Hot requests answered by the hot path itself", edge.answered)
+    yield counter("rezerv_hot_path_fallbacks", "Hot requests handed to FastAPI (not the plain case)", edge.fallbacks)
+    yield counter(
+        "rezerv_http_overloaded", "Hot requests refused with 429 (past REZERV_API_MAX_IN_FLIGHT)", edge.rejected
+    )
+    inventory = edge.app.state.inventory
+    if inventory is not None:
+        yield from client_families(inventory)
+
+
 def render_metrics() -> tuple[bytes, str]:
     return generate_latest(), CONTENT_TYPE_LATEST
 

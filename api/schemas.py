@@ -379,3 +379,30 @@ class CarItemOut(BaseModel):
 
 class CarPageOut(PageOut):
     items: list[CarItemOut]
+
+
+# ---- sales: the sales read model (api/sales.py) --------------------------------------------------
+class SalesOut(BaseModel):
+    """An entity's sales (engine/sales.py): counters that only grow, and the net figures."""
+
+    entity: str = Field(description="event/<id> or car/<id>; * for every entity added up")
+    kind: str = Field(description="event or car (* for the totals)")
+    held_bookings: int
+    held_units: int = Field(description="tickets (events) or rental days (cars) held")
+    confirmed_bookings: int
+    sold_units: int = Field(description="units of confirmed bookings")
+    revenue: int = Field(description="money of confirmed bookings, minor units")
+    cancelled_bookings: int
+    cancelled_units: int
+    cancelled_amount: int = Field(description="money refunded on cancellation, minor units")
+    released_units: int = Field(description="units given back by expiries and releases")
+    released: dict[str, int] = Field(
+        description="bookings ended unsold, by reason: expired, payment-failed, payment-policy, customer, admin, other"
+    )
+    net_units: int = Field(description="sold_units - cancelled_units")
+    net_revenue: int = Field(description="revenue - cancelled_amount")
+
+
+class SalesListOut(BaseModel):
+    totals: SalesOut
+    entities: list[SalesOut] = Field(description="most revenue first")

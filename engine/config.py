@@ -179,6 +179,35 @@ class Settings:
     ledger: bool = field(default=True, metadata={"doc": "run the ledger projection (wallet statements)"})
     webhook_max_attempts: int = field(default=8, metadata={"doc": "webhook deliveries before the dead-letter table"})
     webhook_timeout_s: float = field(default=5.0, metadata={"doc": "one webhook delivery attempt"})
+    # Observability.
+    metrics: bool = field(
+        default=True,
+        metadata={
+            "doc": "export metrics: each shard's and service's endpoint, the shards' per-command counts, "
+            "Prometheus under `up` (0: off, a baseline to measure their cost against)"
+        },
+    )
+    metrics_host: str = field(
+        default="127.0.0.1",
+        metadata={"doc": "bind address of each shard's and service's metrics endpoint (port chosen by the kernel)"},
+    )
+    prometheus_port: int = field(
+        default=9090, metadata={"doc": "`up` starts Prometheus here when its binary is on the PATH"}
+    )
+    metrics_top_entities: int = field(
+        default=20, metadata={"doc": "per-entity series exported: the busiest/best-selling N (bounded labels)"}
+    )
+    sales: bool = field(default=True, metadata={"doc": "run the sales metrics consumer (per-entity sales read model)"})
+    sales_interval_s: float = field(
+        default=1.0, metadata={"doc": "sales consumer: at least this long between batches (one statement each)"}
+    )
+    trace_sample: float = field(
+        default=0.0, metadata={"doc": "fraction of bookings traced (0 = tracing off, 1 = every booking)"}
+    )
+    otlp_endpoint: str = field(
+        default="", metadata={"doc": "OTLP/HTTP traces endpoint (http://host:4318/v1/traces); empty: local files"}
+    )
+    trace_dir: str = field(default="", metadata={"doc": "where spans are written without OTLP; empty: DATA_DIR/traces"})
 
     log_level: str = field(default="INFO", metadata={"doc": "log level of rezerv processes"})
 
@@ -210,6 +239,7 @@ class Settings:
             "ray_client_port",
             "dashboard_port",
             "provider_port",
+            "prometheus_port",
         ):
             port = getattr(self, name)
             if not 0 < port < 65536:
@@ -266,12 +296,21 @@ class Settings:
             raise ConfigError(f"{PREFIX}API_TARGET_LATENCY_MS must be positive")
         if self.catalog_cache_ttl_s < 0:
             raise ConfigError(f"{PREFIX}CATALOG_CACHE_TTL_S must be 0 (no cache) or positive (seconds)")
+        if not 0.0 <= self.trace_sample <= 1.0:
+            raise ConfigError(f"{PREFIX}TRACE_SAMPLE must be from 0 to 1 (a fraction of bookings)")
+        if self.metrics_top_entities < 0:
+            raise ConfigError(f"{PREFIX}METRICS_TOP_ENTITIES must not be negative")
         if self.inbox_retention_s <= 0:
             raise ConfigError(f"{PREFIX}INBOX_RETENTION_S must be positive (seconds)")
         if self.database_url and not self.database_url.startswith(("postgres://", "postgresql://")):
             raise ConfigError(f"{PREFIX}DATABASE_URL must start with postgresql:// (got {self.database_url!r})")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"{PREFIX}REDIS_URL must start with redis:// (got {self.redis_url!r})")
+
+    @property
+    def traces_path(self) -> Path:
+        """Where this process writes spans when no OTLP endpoint is set."""
+        return Path(self.trace_dir) if self.trace_dir else self.data_dir / "traces"
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

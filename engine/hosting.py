@@ -21,11 +21,20 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from engine.busiest import BusiestKeys
 from engine.domain import codec
 from engine.domain.aggregate import Aggregate, BookingHost, RunHandler
 from engine.domain.archiving import Archiving
 from engine.domain.booking import HELD
-from engine.domain.commands import Command, ExpireHold, FromMessage, RestoreRecord, split_stream_id
+from engine.domain.commands import (
+    Command,
+    ExpireHold,
+    FromMessage,
+    HoldCar,
+    HoldTickets,
+    RestoreRecord,
+    split_stream_id,
+)
 from engine.domain.entities import aggregate_class, decode_snapshot, encode_snapshot
 from engine.domain.errors import (
     ArchiveLookupNeeded,
@@ -62,12 +71,13 @@ class HostConfig:
     archive_batch: int = 5_000  # records per archive write: the write holds back the stream's appends
     archive_rounds: int = 10  # archive writes per entity per housekeeping round, at most
     archive_forget_every_ms: int = 600_000  # how often archived rows past their keep-until are deleted
+    busiest: int = 20  # how many of the busiest entities the host keeps track of (its metrics)
 
 
 class Entity:
     """An active entity: its aggregate, its fencing token, and its newest uncommitted group."""
 
-    __slots__ = ("agg", "durable_version", "group", "last_used", "snapshot_at", "snapshot_version", "token")
+    __slots__ = ("agg", "commands", "durable_version", "group", "last_used", "snapshot_at", "snapshot_version", "token")
 
     def __init__(self, agg: Aggregate, token: int, now: int) -> None:
         self.agg = agg
@@ -77,6 +87,7 @@ class Entity:
         self.snapshot_version = agg.version
         self.snapshot_at = now
         self.last_used = now
+        self.commands = 0  # commands applied to it since it was activated (the busiest are exported)
 
     def unfinished_group(self) -> CommitGroup | None:
         """What an answer about this entity waits for: its newest group, unless that one is done."""
@@ -92,7 +103,10 @@ class EntityHost:
         config: HostConfig,
         clock: Clock | None = None,
         archive: RecordArchive | None = None,
+        counting: bool = True,
     ) -> None:
+        """`counting`: count holds granted and refused and the busiest entities for the metrics
+        (False with REZERV_METRICS=0: the hot path then does none of it)."""
         self.store = store
         self.archive = archive
         self._forgot_at = 0
@@ -123,6 +137,12 @@ class EntityHost:
         self.timings = {"apply_s": 0.0, "durability_wait_s": 0.0}
         self.failures: Counter[str] = Counter()  # streams dropped after a failed commit, by error code
         self.last_failure = ""
+        # For the metrics (read when scraped, written as plain counts: a few per run of commands).
+        self.holds_granted: Counter[str] = Counter()  # new holds, by entity kind
+        self.holds_refused: Counter[tuple[str, str]] = Counter()  # (entity kind, error code)
+        self.passivations = 0
+        self.busiest = BusiestKeys(config.busiest)
+        self.counting = counting
 
     def start(self) -> None:
         self.committer.start()
@@ -138,7 +158,12 @@ class EntityHost:
             await self.fencing.release(leases, self.config.owner)
 
     # ---- the hot path -------------------------------------------------------------------------
-    async def execute(self, commands: Sequence[Command]) -> list[Reply]:
+    async def execute(self, commands: Sequence[Command], timings: dict[str, int] | None = None) -> list[Reply]:
+        """Apply a batch; the replies in command order, each released once its events are durable.
+
+        `timings` (tracing, rarely given): filled with wall-clock nanoseconds of the batch's
+        stages: applied_ns, durable_ns, and the last group commit it waited for (commit_started_ns,
+        commit_ended_ns, commit_events)."""
         self.stats["batches"] += 1
         self.stats["commands"] += len(commands)
         entities = self.entities
@@ -211,10 +236,14 @@ class EntityHost:
         # Nothing is answered before what it depends on is durable.
         applied = time.perf_counter()
         self.timings["apply_s"] += applied - started
+        if timings is not None:
+            timings["applied_ns"] = time.time_ns()
         groups = {g.seq: g for g in waits if g is not None}
         for group in groups.values():
             await group.wait()
         self.timings["durability_wait_s"] += time.perf_counter() - applied
+        if timings is not None:
+            _commit_timings(timings, groups)
         if any(g.failure is not None or g.errors for g in groups.values()):
             for i, waited in enumerate(waits):
                 error = waited.error_for(streams[i]) if waited is not None else None
@@ -243,6 +272,14 @@ class EntityHost:
             self._evict(stream, StoreUnavailable("internal error"))
             return InvalidCommand(f"internal error: {type(exc).__name__}"), None
         entity.last_used = now
+        if self.counting:
+            entity.commands += 1
+            self.busiest.note(stream, entity.commands)
+            if type(target) in _HOLD_COMMANDS:
+                if isinstance(result, DomainError):
+                    self.holds_refused[(target.kind, result.code)] += 1
+                elif agg.pending:
+                    self.holds_granted[target.kind] += 1
         if agg.pending:
             events = agg.take_pending()
             if entity.token == 0:  # only a creator may write to a stream that does not exist
@@ -281,6 +318,16 @@ class EntityHost:
             waits.extend([None] * len(commands))
             return
         entity.last_used = now
+        if self.counting:
+            entity.commands += len(commands)
+            self.busiest.note(stream, entity.commands)
+            if type(commands[0]) in _HOLD_COMMANDS:
+                kind = commands[0].kind
+                self.holds_granted[kind] += len(held)
+                if len(held) < len(commands):  # refusals (or retries answered again): count the refusals
+                    for answer in answers:
+                        if isinstance(answer, DomainError):
+                            self.holds_refused[(kind, answer.code)] += 1
         if events:
             new_events = [NewEvent(name, data) for name, data in events]
             entity.group = self.committer.add(stream, version_before, entity.token, new_events)
@@ -335,6 +382,8 @@ class EntityHost:
         for i in lookups:
             entity = self.entities.get(streams[i])
             if entity is not None:
+                if self.counting:
+                    entity.commands -= 1  # counted when first answered ArchiveLookupNeeded; counted again now
                 results[i], waits[i] = self._apply_one(streams[i], entity, commands[i], now, unclaimed)
         for agg in touched:
             agg.resolved.clear()
@@ -456,6 +505,7 @@ class EntityHost:
     def _evict(self, stream: str, error: RezervError) -> None:
         if self.entities.pop(stream, None) is not None:
             self.stats["evictions"] += 1
+            self.busiest.forget(stream)
         self.committer.discard(stream, error)
 
     def _on_committed(self, group: CommitGroup) -> None:
@@ -563,7 +613,9 @@ class EntityHost:
         leases = []
         for stream in idle:
             entity = self.entities.pop(stream)
+            self.busiest.forget(stream)
             leases.append((stream, entity.token))
+        self.passivations += len(idle)
         await self.fencing.release(leases, self.config.owner)
         return idle
 
@@ -600,6 +652,15 @@ class EntityHost:
 
 
 _HOLD_EVENTS = frozenset({TicketsHeld, CarHeld})
+_HOLD_COMMANDS = frozenset({HoldTickets, HoldCar})
+
+
+def _commit_timings(timings: dict[str, int], groups: dict[int, CommitGroup]) -> None:
+    """The stages a traced batch went through: durable now, after the last group it waited for."""
+    timings["durable_ns"] = time.time_ns()
+    if groups:
+        last = groups[max(groups)]
+        timings.update(commit_started_ns=last.started_ns, commit_ended_ns=last.ended_ns, commit_events=last.event_count)
 
 
 def _has_live_holds(agg: Aggregate) -> bool:

@@ -11,10 +11,13 @@ import asyncio
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from engine.domain.fast_init import speed_up_init
 from engine.log import LoggedEvent
+
+if TYPE_CHECKING:
+    from engine.sales import EntitySales, SalesBatch
 
 
 @speed_up_init
@@ -310,3 +313,23 @@ class RecordArchive(Protocol):
 
     async def forget(self, before_ms: int, limit: int = 10_000) -> int:
         """Delete up to `limit` rows whose keep_until is before `before_ms`; returns how many."""
+
+
+# ---- the sales read model (engine/sales.py) ----------------------------------------------------
+class SalesReadModel(Protocol):
+    """Sales per entity (engine/sales.py): written a batch at a time by the sales consumer, read
+    by /metrics and GET /sales. Adapters: engine/adapters/pg_sales.py and the in-memory fake
+    engine/adapters/memory_sales.py, held to one contract (tests/contract/sales.py). Raises
+    StoreUnavailable when the store cannot be reached."""
+
+    async def apply(self, batch: SalesBatch) -> int:
+        """Add a folded batch, exactly once per hold state; returns how many holds gained a state."""
+
+    async def top(self, limit: int) -> list[EntitySales]:
+        """The `limit` entities with the most revenue (then the most bookings held)."""
+
+    async def of(self, entity: str) -> EntitySales | None:
+        """One entity's counters (`event/<id>` or `car/<id>`), None if it never had a booking."""
+
+    async def totals(self) -> EntitySales:
+        """Every entity's counters added up (entity "*")."""

@@ -19,12 +19,14 @@ import contextlib
 import logging
 import time
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
+from engine import tracing
+from engine.domain import codec
 from engine.domain.errors import StoreUnavailable
 from engine.following import Backoff, LogFollower
 from engine.log import LogCheckpoint, LogReader
-from engine.outbox import RELAY_NAME, Publisher, PublishFailed, plan_batch
+from engine.outbox import RELAY_NAME, OutgoingMessage, Publisher, PublishFailed, plan_batch
 
 log = logging.getLogger("rezerv.relay")
 
@@ -33,6 +35,11 @@ LAG = Gauge(
     "Committed events the outbox relay has not published yet (exact up to 10,000, an estimate above)",
 )
 PUBLISHED = Counter("rezerv_outbox_published_total", "Messages the outbox relay published and the broker acknowledged")
+PUBLISH_SECONDS = Histogram(
+    "rezerv_outbox_publish_seconds",
+    "Time to publish one batch of the log, from sending it until the broker acknowledged all of it",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
 
 TRANSIENT = (StoreUnavailable, PublishFailed)
 
@@ -88,7 +95,14 @@ class OutboxRelay:
         events = await self.reader.read_after(self.checkpoint, self.batch)
         if events:
             messages = plan_batch(events)
+            publishing = None
+            if tracing.ENABLED:
+                messages, publishing = _traced(messages)
+            started = time.perf_counter()
             await self.publisher.publish_many(messages)
+            PUBLISH_SECONDS.observe(time.perf_counter() - started)
+            if publishing:
+                tracing.published(publishing, time.time_ns())
             self.published += len(messages)
             PUBLISHED.inc(len(messages))
             checkpoint = events[-1].checkpoint
@@ -120,3 +134,25 @@ class OutboxRelay:
         `stop` is honoured between batches; a publish to an unreachable broker can take up to the
         publisher's timeout, so cancel the task to stop at once (at least once holds either way)."""
         await self.follower.run(stop)
+
+
+def _traced(messages: list[OutgoingMessage]) -> tuple[list[OutgoingMessage], list[tracing.Publishing]]:
+    """The batch with a `traceparent` header on the messages of sampled bookings (the key of a
+    message is its booking's hold id), and their publish spans (engine/tracing.py)."""
+    out: list[OutgoingMessage] = []
+    publishing: list[tracing.Publishing] = []
+    for message in messages:
+        hold_id = message.key.decode("utf-8", "replace")
+        traced = None
+        if tracing.is_sampled(hold_id):
+            value = codec.decode(message.value)
+            traced = tracing.traced_headers(
+                hold_id, value.event_type, message.topic, value.recorded_at_ms, message.headers
+            )
+        if traced is None:
+            out.append(message)
+            continue
+        headers, span = traced
+        out.append(message._replace(headers=headers))
+        publishing.append(span)
+    return out, publishing

@@ -51,6 +51,7 @@ from engine.domain.events import (
     TicketsHeld,
 )
 from engine.outbox import OutboxMessage
+from engine.saga_metrics import observe_payments, observe_results
 
 log = logging.getLogger("rezerv.saga")
 
@@ -197,6 +198,7 @@ class PaymentWorker:
         replies = await self.execute(steps)
         require_final(replies, "payment steps")
         log_refusals(self.name, steps, replies)
+        observe_payments(messages, steps, replies)
 
 
 class BookingResultsWorker:
@@ -214,6 +216,7 @@ class BookingResultsWorker:
             return
         replies = await self.execute(steps)
         require_final(replies, "booking updates")
+        observe_results(messages, steps, replies)
         refunds = late_refunds(decisions, sources, replies, self.name)
         if refunds:
             refunded = await self.execute(refunds)

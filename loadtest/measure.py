@@ -125,6 +125,8 @@ def process_role(proc: psutil.Process) -> str:
         return "valkey"
     if name == "tansu":
         return "kafka"
+    if name == "prometheus":
+        return "prometheus"
     if name.startswith("ray::ShardActor"):
         return "shards"
     if name.startswith("ray::ServiceActor"):

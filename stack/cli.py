@@ -1,5 +1,5 @@
-"""The `rezerv` command: up, down, migrate, deploy, token, revoke, admin, env, projections (and bench
-and loadtest, from loadtest/)."""
+"""The `rezerv` command: up, down, migrate, deploy, token, revoke, admin, env, projections, top,
+trace, dashboard (and bench and loadtest, from loadtest/)."""
 
 from __future__ import annotations
 
@@ -39,6 +39,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     admin.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input instead of a prompt"
     )
+    top = sub.add_parser("top", help="live view: holds/s, confirmations/s, saga backlog and latency, errors")
+    top.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
+    top.add_argument("--count", type=int, default=0, help="stop after this many refreshes (0: until Ctrl-C)")
+    top.add_argument("--plain", action="store_true", help="print a block per refresh instead of redrawing")
+    top.add_argument("--api", default="", help="the API's URL (default: REZERV_API_HOST and REZERV_API_PORT)")
+    dashboard = sub.add_parser("dashboard", help="draw the Grafana dashboard's panels from a Prometheus as a PNG")
+    dashboard.add_argument("action", choices=["render"])
+    dashboard.add_argument(
+        "--prometheus", default="", help="its URL (default: http://127.0.0.1:REZERV_PROMETHEUS_PORT)"
+    )
+    dashboard.add_argument("--minutes", type=float, default=15, help="the window, ending now (or at --end)")
+    dashboard.add_argument("--end", type=float, default=0, help="the window's end, epoch seconds")
+    dashboard.add_argument("--out", default="dashboard.png", help="the PNG to write")
+    trace = sub.add_parser("trace", help="one booking's trace as a timeline (from REZERV_TRACE_DIR)")
+    trace.add_argument("hold_id", help="the booking's hold id")
     bench = sub.add_parser("bench", help="benchmarks (see BENCHMARKS.md)")
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     loadtest = sub.add_parser("loadtest", help="Locust through the REST API, lock-based baselines, the audit")
@@ -72,6 +87,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             from stack.services import deploy_all
 
             return deploy_all(Settings.from_env())
+        if args.command == "top":
+            from stack.top import run_top
+
+            return run_top(args.interval, args.count, True if args.plain else None, args.api)
+        if args.command == "dashboard":
+            from pathlib import Path
+
+            from stack.dashboard_render import render
+
+            url = args.prometheus or f"http://127.0.0.1:{Settings.from_env().prometheus_port}"
+            count = render(url, Path(args.out), args.minutes, args.end or None)
+            print(f"{args.out}: {count} panels from {url}")
+            return 0
+        if args.command == "trace":
+            from stack.trace_cli import run_trace
+
+            return run_trace(args.hold_id)
         if args.command == "token":
             return _token(args.subject, args.admin, args.ttl)
         if args.command == "revoke":

@@ -42,9 +42,10 @@ import psutil
 
 from engine.config import ConfigError, Settings
 from stack.processes import ManagedProcess, StartupError, require_free_port, tail, tcp_accepts
+from stack.prometheus import INSTALL_HINT, EmbeddedPrometheus, prometheus_binary, prometheus_config
 from stack.ray_auth import TOKEN_FILE, use_token
 from stack.secrets import private_secret
-from stack.servers import RAY_ENV, EmbeddedKafka, EmbeddedPostgres, EmbeddedRay, EmbeddedValkey
+from stack.servers import RAY_ENV, EmbeddedKafka, EmbeddedPostgres, EmbeddedRay, EmbeddedValkey, ray_temp_dir
 from stack.supervision import GiveUp, RestartPolicy, StepTimer
 
 
@@ -158,6 +159,9 @@ class Stack:
     provider: ManagedProcess | None = None
     urls: dict[str, str] = field(default_factory=dict)
     supervised: list[Supervised] = field(default_factory=list)
+    targets: list[dict[str, Any]] = field(default_factory=list)  # every metrics endpoint, once up
+    prometheus: EmbeddedPrometheus | None = None
+    embedded_ray: bool = False
 
     @property
     def files(self) -> RunFiles:
@@ -211,6 +215,8 @@ class Stack:
         self._step("Kafka topics", lambda: asyncio.run(_topics(s.kafka_bootstrap, s.kafka_topic_prefix)))
 
         dashboard = ""
+        prometheus_bin = prometheus_binary() if s.metrics else None  # REZERV_METRICS=0: nothing to scrape
+        prometheus_url = f"http://127.0.0.1:{s.prometheus_port}"
         if not s.ray_address:
             use_token(self.files.ray_token_file)  # the Ray head, the API and this process share it
             os.environ.update(RAY_ENV)  # and its drivers (`rezerv deploy`, the API) look for it on 127.0.0.1
@@ -222,10 +228,13 @@ class Stack:
                 num_cpus=s.ray_num_cpus,
                 log_dir=self.files.log_dir,
             )
+            if prometheus_bin:  # the Ray dashboard's metrics view reads Ray's metrics from it
+                ray_head.extra_env["RAY_PROMETHEUS_HOST"] = prometheus_url
             self._step("Ray head", lambda: ray_head.start(timeout))
             self.started.append(("Ray head", ray_head))
             self._supervise("Ray head", lambda: ray_head.process, lambda: self._restart_ray(ray_head))
             self.settings = s = s.replace(ray_address=ray_head.address)
+            self.embedded_ray = True
             dashboard = ray_head.dashboard_url
 
         self._step("background services", self._deploy_services)
@@ -236,13 +245,49 @@ class Stack:
         self._supervise("API", lambda: self.api, self._restart_api)
         if s.demo_data:
             self._step("demo data", self._load_demo)
+        self.targets = self._wait_for_targets()
+        self._write_prometheus_config()
+        if prometheus_bin:
+            prometheus = EmbeddedPrometheus(prometheus_bin, self._prometheus_dir, s.prometheus_port, self.files.log_dir)
+            self._step("Prometheus", lambda: prometheus.start(timeout))
+            self.started.append(("Prometheus", prometheus))
+            self._supervise("Prometheus", lambda: prometheus.process, lambda: _restart(prometheus, timeout))
+            self.prometheus = prometheus
         self.urls = {
             "API docs": f"http://{s.api_host}:{s.api_port}/docs",
             "Readiness": f"http://{s.api_host}:{s.api_port}/readyz",
             "Metrics": f"http://{s.api_host}:{s.api_port}/metrics",
             "Ray dashboard": dashboard or f"(external Ray at {s.ray_address})",
+            "Prometheus": prometheus_url if prometheus_bin else "",
         }
         self._print_ready(time.monotonic() - t0)
+
+    @property
+    def _prometheus_dir(self) -> Path:
+        return self.settings.data_dir / "prometheus"
+
+    def _wait_for_targets(self, wait_s: float = 20.0) -> list[dict[str, Any]]:
+        """Every metrics endpoint the API lists, once each shard and service has one (or after `wait_s`)."""
+        s = self.settings
+        expected = 1 + s.shard_count + 3 if s.metrics else 1  # the API, the shards, the three saga services
+        url = f"http://{s.api_host}:{s.api_port}/metrics/targets"
+        deadline = time.monotonic() + wait_s
+        targets: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            status, body = _get_json(url)
+            if status == 200 and isinstance(body, list):
+                targets = body
+                if len(targets) >= expected:
+                    break
+            time.sleep(0.5)
+        return targets
+
+    def _write_prometheus_config(self) -> None:
+        s = self.settings
+        ray_file = ray_temp_dir(s.data_dir) / "prom_metrics_service_discovery.json" if self.embedded_ray else None
+        self._prometheus_dir.mkdir(parents=True, exist_ok=True)
+        config = prometheus_config(f"http://{s.api_host}:{s.api_port}", ray_file)
+        (self._prometheus_dir / "prometheus.yml").write_text(config)
 
     def _step(self, what: str, action: Callable[[], object]) -> None:
         t = time.monotonic()
@@ -293,6 +338,8 @@ class Stack:
                 (s.ray_client_port, "the Ray client server", "REZERV_RAY_CLIENT_PORT"),
                 (s.dashboard_port, "the Ray dashboard", "REZERV_DASHBOARD_PORT"),
             ]
+        if s.metrics and prometheus_binary():
+            wanted.append((s.prometheus_port, "Prometheus", "REZERV_PROMETHEUS_PORT"))
         for port, what, setting in wanted:
             require_free_port(port, what, setting)
 
@@ -420,6 +467,8 @@ class Stack:
             f"  Readiness       {self.urls['Readiness']}",
             f"  Metrics         {self.urls['Metrics']}",
             f"  Ray dashboard   {self.urls['Ray dashboard']}  ({token_note})",
+            self._prometheus_line(),
+            "  Scrape targets  " + (self._target_lines() or "(none answered yet: see /metrics/targets)"),
             f"  Data directory  {s.data_dir.resolve()}  (logs in {self.files.log_dir.resolve()})",
             f"  PostgreSQL      {redacted(s.database_url)}",
             f"  Redis           {redacted(s.redis_url)}",
@@ -430,6 +479,25 @@ class Stack:
             "",
         ]
         self.out("\n".join(lines))
+
+    def _prometheus_line(self) -> str:
+        config = self._prometheus_dir / "prometheus.yml"
+        if self.prometheus is not None:
+            return f"  Prometheus      {self.urls['Prometheus']}  (scraping every target below; config {config})"
+        if not self.settings.metrics:
+            return "  Prometheus      not started: metrics are off (REZERV_METRICS=0)"
+        return f"  Prometheus      not on the PATH: {INSTALL_HINT}; then `prometheus --config.file={config}`"
+
+    def _target_lines(self) -> str:
+        lines = []
+        for target in self.targets:
+            labels = target.get("labels", {})
+            for address in target.get("targets", []):
+                lines.append(f"{labels.get('process', '?'):<18} http://{address}/metrics")
+        ray_file = ray_temp_dir(self.settings.data_dir) / "prom_metrics_service_discovery.json"
+        if self.embedded_ray:
+            lines.append(f"{'ray (agents)':<18} listed in {ray_file}")
+        return "\n                  ".join(lines)
 
     def _secret_files(self) -> str:
         f = self.files
@@ -597,7 +665,7 @@ async def _topics(bootstrap: str, prefix: str) -> None:
     await ensure_topics(bootstrap, prefix=prefix)
 
 
-def _get_json(url: str) -> tuple[int, dict[str, Any]]:
+def _get_json(url: str) -> tuple[int, Any]:
     try:
         with urllib.request.urlopen(url, timeout=3) as resp:
             return resp.status, json.loads(resp.read() or b"{}")

@@ -42,13 +42,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge, Histogram
 
+from engine import tracing
 from engine.adapters.kafka_topics import TOPICS, ensure_topics
 from engine.cancellation import as_failure
 from engine.domain import codec
 from engine.following import Backoff
-from engine.outbox import OutboxMessage
+from engine.outbox import OutboxMessage, split_generation
 
 log = logging.getLogger("rezerv.consumer")
 
@@ -62,6 +63,24 @@ HANDLER_FAILURES = Counter(
     "rezerv_consumer_handler_failures_total",
     "Failed attempts to act on a batch (the handler or the processed-ids lookup raised); the batch is retried",
     ["consumer"],
+)
+
+LAG = Gauge(
+    "rezerv_consumer_lag_messages",
+    "Messages on a partition after the last batch a consumer fetched (high watermark minus its next offset)",
+    ["consumer", "topic", "partition"],
+)
+BATCH_MESSAGES = Histogram(
+    "rezerv_consumer_batch_messages",
+    "Records per batch a consumer fetched (skipped types included)",
+    ["consumer"],
+    buckets=(1, 4, 16, 64, 256, 1024, 4096, 16384),
+)
+BATCH_SECONDS = Histogram(
+    "rezerv_consumer_batch_seconds",
+    "Time to act on one fetched batch: the processed-ids lookup and the handler, retries included",
+    ["consumer"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 
 Handler = Callable[[list[OutboxMessage]], Awaitable[None]]
@@ -88,6 +107,7 @@ class Batch:
     starts: dict[TopicPartition, int]  # per partition, the offset of the batch's first record
     ends: dict[TopicPartition, int]  # per partition, the offset after its last record (what to commit)
     skipped: int = 0  # records whose "type" header names a type the consumer does not act on
+    delivered: list[tracing.Delivered] = field(default_factory=list)  # sampled messages (tracing on only)
 
     @property
     def message_ids(self) -> list[str]:
@@ -125,6 +145,8 @@ def decode_batch(records: Mapping[TopicPartition, Sequence[Any]], event_types: f
     messages: list[OutboxMessage] = []
     skipped = 0
     undecodable: list[Undecodable] = []
+    delivered: list[tracing.Delivered] = []
+    traced = tracing.ENABLED
     starts: dict[TopicPartition, int] = {}
     ends: dict[TopicPartition, int] = {}
     for tp in sorted(records, key=lambda tp: (tp.topic, tp.partition)):
@@ -142,9 +164,13 @@ def decode_batch(records: Mapping[TopicPartition, Sequence[Any]], event_types: f
             decoded = decode_message(record.value)
             if isinstance(decoded, OutboxMessage):
                 messages.append(decoded)
+                if traced and len(record.headers or ()) > 2:  # only a sampled message has a third header
+                    parent = tracing.header_traceparent(record.headers)
+                    if parent is not None:
+                        delivered.append(tracing.Delivered(parent, decoded.event_type, int(record.timestamp)))
             else:
                 undecodable.append(Undecodable(tp.topic, tp.partition, int(record.offset), decoded))
-    return Batch(messages, undecodable, starts, ends, skipped)
+    return Batch(messages, undecodable, starts, ends, skipped, delivered)
 
 
 def select_fresh(messages: Iterable[OutboxMessage], already_processed: Collection[str]) -> list[OutboxMessage]:
@@ -361,6 +387,13 @@ class MessageConsumer:
         self._finished.set()
         self._outage: _Streak | None = None
         self._labels = {"consumer": name}
+        # Metric children resolved once (per partition as partitions appear), not per batch.
+        self._lag: dict[TopicPartition, Any] = {}  # removed when this consumer stops (see `run`)
+        self._trace_topic = (split_generation(topic) or (topic, 0))[0]  # spans name the topic, not its generation
+        self._batch_messages = BATCH_MESSAGES.labels(name)
+        self._batch_seconds = BATCH_SECONDS.labels(name)
+        HANDLER_FAILURES.labels(name)  # exported at 0 from the start
+        self._lag_zeroed_at = 0.0
 
     # -- lifecycle
 
@@ -379,7 +412,16 @@ class MessageConsumer:
                     self._broker_trouble(as_failure(exc))
                     await self._wait(stop, self.reconnect_backoff.next())
         finally:
+            self._forget_lag()
             self._finished.set()
+
+    def _forget_lag(self) -> None:
+        """A consumer that stops (a drained topic generation: its topic name is new every period)
+        takes its partitions' lag series with it, so the series stay those of live generations."""
+        for tp in self._lag:
+            with contextlib.suppress(KeyError):
+                LAG.remove(self.name, tp.topic, str(tp.partition))
+        self._lag.clear()
 
     def caught_up(self) -> bool:
         """True when the last fetch came back empty with every assigned partition read up to its
@@ -445,14 +487,36 @@ class MessageConsumer:
                 fetched_under = _Membership(assignments.epoch, _generation(consumer))
                 self._at_end = _at_end(consumer) if not records else False
                 if records:
-                    await self._consume(
-                        consumer, assignments, fetched_under, decode_batch(records, self.event_types), stop
-                    )
-                elif time.monotonic() - self._ends_checked_at > self.end_check_s:
-                    await self._check_positions(consumer)
+                    fetched_ns = time.time_ns() if tracing.ENABLED else 0
+                    batch = decode_batch(records, self.event_types)
+                    self._observe_fetch(consumer, batch)
+                    await self._consume(consumer, assignments, fetched_under, batch, stop, fetched_ns)
+                else:
+                    self._caught_up()
+                    if time.monotonic() - self._ends_checked_at > self.end_check_s:
+                        await self._check_positions(consumer)
         finally:
             self._at_end = False
             await self._close(consumer)
+
+    def _observe_fetch(self, consumer: AIOKafkaConsumer, batch: Batch) -> None:
+        """Per fetched batch: its size, and each fetched partition's lag behind its high watermark."""
+        self._batch_messages.observe(sum(batch.ends[tp] - batch.starts[tp] for tp in batch.ends))
+        for tp, end in batch.ends.items():
+            high = consumer.highwater(tp)
+            if high is not None:
+                child = self._lag.get(tp)
+                if child is None:
+                    child = self._lag[tp] = LAG.labels(self.name, tp.topic, str(tp.partition))
+                child.set(max(0, high - end))
+
+    def _caught_up(self) -> None:
+        """An empty fetch: nothing is waiting on the partitions this consumer reads (set at most once a second)."""
+        now = time.monotonic()
+        if now - self._lag_zeroed_at >= 1.0:
+            self._lag_zeroed_at = now
+            for child in self._lag.values():
+                child.set(0)
 
     async def _consume(
         self,
@@ -461,6 +525,7 @@ class MessageConsumer:
         fetched_under: _Membership,
         batch: Batch,
         stop: asyncio.Event,
+        fetched_ns: int = 0,
     ) -> None:
         """Fence, act, commit one batch (see the module docstring for the fence)."""
         if not await self._commit(consumer, assignments, fetched_under, batch.starts, "fence"):
@@ -485,7 +550,15 @@ class MessageConsumer:
                 self._refused_since = None
             return
         self._refused_since = None
-        if await self._act(batch, consumer, assignments, fetched_under, stop):
+        started = time.perf_counter()
+        started_ns = time.time_ns() if batch.delivered else 0
+        acted = await self._act(batch, consumer, assignments, fetched_under, stop)
+        self._batch_seconds.observe(time.perf_counter() - started)
+        if batch.delivered and acted:
+            tracing.record_consumed(
+                self.name, self._trace_topic, batch.delivered, fetched_ns, started_ns, time.time_ns()
+            )
+        if acted:
             await self._commit(consumer, assignments, fetched_under, batch.ends, "batch")
 
     async def _act(

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from typing import Generic, TypeVar
 
 import asyncpg
+from prometheus_client import Counter
 
 from engine.adapters.pg_event_store import TRANSIENT_DB_ERRORS
 from engine.adapters.pg_log import PostgresLogReader
@@ -33,6 +34,12 @@ from engine.following import Backoff, LogFollower
 from engine.log import LogCheckpoint, LoggedEvent, LogReader
 
 R = TypeVar("R")
+
+APPLIED = Counter(
+    "rezerv_projection_applied_events_total",
+    "Events of the log a projection applied (its batches that committed), by checkpoint name",
+    ["projection"],
+)
 
 MOVE_CHECKPOINT = """
 INSERT INTO log_checkpoints AS c (name, txid, position) VALUES ($1, $4::xid8, $5)
@@ -72,6 +79,7 @@ class CheckpointedProjection(Generic[R]):
         self.log = logger or logging.getLogger(f"rezerv.projections.{name}")
         self.checkpoint: LogCheckpoint | None = None  # the saved one, once loaded
         self.applied = 0  # events this instance applied (its batches that committed)
+        self.applied_metric = APPLIED.labels(name)
         self.follower = LogFollower(
             self.what,
             name,
@@ -124,6 +132,7 @@ class CheckpointedProjection(Generic[R]):
             raise StoreUnavailable(f"applying {len(events)} events after {after}: {exc}") from exc
         self.checkpoint = target
         self.applied += len(events)
+        self.applied_metric.inc(len(events))
         await self.after_commit(result)
         return len(events)
 

@@ -37,6 +37,7 @@ def up_environment(data_dir: Path, **extra: str) -> dict[str, str]:
         REZERV_RAY_CLIENT_PORT=str(free_port()),
         REZERV_DASHBOARD_PORT=str(free_port()),
         REZERV_PROVIDER_PORT=str(free_port()),
+        REZERV_PROMETHEUS_PORT=str(free_port()),  # used when Prometheus is installed
         REZERV_RAY_NUM_CPUS="2",
         REZERV_STARTUP_TIMEOUT_S="90",
     )

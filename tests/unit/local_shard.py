@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from actors.client import InventoryClient
 from actors.wire import decode_batch, encode_replies
@@ -39,11 +40,11 @@ class ShiftedClock:
 class _RemoteMethod:
     """The `.remote` of a Ray actor method: call it, get something to await."""
 
-    def __init__(self, fn: Callable[[bytes], Awaitable[bytes]]) -> None:
+    def __init__(self, fn: Callable[..., Awaitable[Any]]) -> None:
         self._fn = fn
 
-    def remote(self, payload: bytes) -> Awaitable[bytes]:
-        return self._fn(payload)
+    def remote(self, payload: bytes, *args: Any) -> Awaitable[Any]:
+        return self._fn(payload, *args)
 
 
 class LocalShard:
@@ -52,13 +53,16 @@ class LocalShard:
         self.call = _RemoteMethod(self._call)
         self.calls = 0
 
-    async def _call(self, payload: bytes) -> bytes:
+    async def _call(self, payload: bytes, traced: bool = False) -> Any:
+        """As ShardActor.call: with `traced`, the replies and the batch's stages."""
         self.calls += 1
+        stages: dict[str, int] | None = {"received_ns": time.time_ns()} if traced else None
         try:
             commands = decode_batch(payload)
         except InvalidCommand as err:
             return encode_replies([err])
-        return encode_replies(await self.host.execute(commands))
+        out = encode_replies(await self.host.execute(commands, stages))
+        return out if stages is None else (out, stages)
 
 
 @dataclass

@@ -11,6 +11,7 @@ import pytest
 
 from api.app import create_app
 from api.auth import issue_token
+from engine.adapters.memory_sales import InMemorySales
 from engine.config import Settings
 from tests.dates import starts_in
 from tests.unit.api.asgi_client import AsgiClient, Reply
@@ -112,7 +113,7 @@ def settings() -> Settings:
 
 def api_over(settings: Settings, inventory: LocalInventory) -> Api:
     """An API with these settings over these shards, and tokens for root (admin), alice and bob."""
-    app = create_app(settings, dependencies=[], inventory=inventory.client)
+    app = create_app(settings, dependencies=[], inventory=inventory.client, sales=InMemorySales())
     return Api(
         http=AsgiClient(app),
         settings=settings,

@@ -130,7 +130,7 @@ class Stalled:
         self.call = self
 
     def remote(self, payload: bytes) -> Any:
-        async def later() -> bytes:
+        async def later() -> Any:
             await self.gate.wait()
             return await self.shard.call.remote(payload)
 

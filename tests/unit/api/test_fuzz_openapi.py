@@ -40,6 +40,7 @@ from api.metrics import Message, Receive, Scope, Send
 from api.revocation import InMemoryRevocations
 from api.wiring import Stores
 from engine.adapters.memory_accounts import InMemoryAccounts, InMemoryFailures
+from engine.adapters.memory_sales import InMemorySales
 from engine.adapters.memory_topups import InMemoryTopups
 from engine.config import Settings
 from engine.domain.commands import (
@@ -120,6 +121,7 @@ class AppOnLocalShards:
             revocations=InMemoryRevocations(),
             stores=stores,
             catalog=EmptyCatalog(),
+            sales=InMemorySales(),
         )
         self.inventory: LocalInventory | None = None
         self._starting: asyncio.Lock | None = None
