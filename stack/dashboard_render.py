@@ -68,8 +68,9 @@ def render(prometheus: str, out: Path, minutes: float, end: float | None = None,
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))  # type: ignore[no-untyped-call]
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
+        ax.set_xlim(mdates.date2num(_utc(start)), mdates.date2num(_utc(end)))  # type: ignore[no-untyped-call]
         if ax.lines:
-            ax.legend(fontsize=6, loc="upper left", ncol=2)
+            _legend(ax)
         else:
             ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, fontsize=8, color="grey")
     for index in range(len(panels), rows * columns):
@@ -84,6 +85,21 @@ def render(prometheus: str, out: Path, minutes: float, end: float | None = None,
     figure.savefig(out, dpi=80)
     plt.close(figure)
     return len(panels)
+
+
+LEGEND_MAX = 12  # a panel whose label set changed over the window (the busiest entities) lists this many
+
+
+def _legend(ax: Any) -> None:
+    """The panel's legend, cut to LEGEND_MAX entries so that it never covers the figure below."""
+    from matplotlib.lines import Line2D
+
+    handles, labels = ax.get_legend_handles_labels()
+    if len(handles) > LEGEND_MAX:
+        more = len(handles) - (LEGEND_MAX - 1)
+        handles = [*handles[: LEGEND_MAX - 1], Line2D([], [], linestyle="none")]
+        labels = [*labels[: LEGEND_MAX - 1], f"... and {more} more"]
+    ax.legend(handles, labels, fontsize=6, loc="upper left", ncol=2)
 
 
 def _utc(epoch_s: float) -> Any:
