@@ -23,12 +23,22 @@ def _bounded(command_timeout_s: float | None) -> dict[str, Any]:
 
 
 async def create_pool(url: str, size: int, command_timeout_s: float | None = None, **kwargs: Any) -> asyncpg.Pool:
+    """The pool of the API, the saga services and the commands. Like every rezerv pool it gives a
+    connection back without a reset query (see `_keep_session`)."""
     # statement_cache_size stays on: the hot statements are few and prepared once per connection.
+    kwargs.setdefault("reset", _keep_session)
     return await asyncpg.create_pool(url, min_size=1, max_size=size, **_bounded(command_timeout_s), **kwargs)
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
-    """No reset on release: the append path leaves no session state (no locks, listeners, SET)."""
+    """No reset query on release. asyncpg still rolls back a transaction left open and forgets the
+    connection's listeners before calling this; its default reset adds `RESET ALL; UNLISTEN *;
+    CLOSE ALL; pg_advisory_unlock_all()`, one more round trip (and a statement for PostgreSQL)
+    every time a connection goes back, for session state rezerv never leaves behind: no session
+    SET (settings are per pool, at connect), no cursor outside a transaction, advisory locks only
+    transaction-scoped or released in a `finally` (migrations), LISTEN undone by its subscription.
+    In the API a release ran once per coalesced booking read; in the saga services once per inbox
+    lookup and projection batch."""
 
 
 async def create_entity_pool(url: str, size: int, command_timeout_s: float | None = None) -> asyncpg.Pool:
