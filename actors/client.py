@@ -7,12 +7,14 @@ call costs about 1 ms of CPU (half in the caller, half in the actor; Ray 2.60 on
 machine), a ceiling near 1,000-1,500 calls/s however the actor is written, while calls carrying
 batches of 100 commands reached 100-130k commands/s.
 
-A second call (up to `calls_in_flight`) leaves beside one already out only with a full batch.
-Sending partial batches side by side spent that millisecond on two or three commands a call at
-moderate load (a flash sale at 16-256 closed-loop users: 2.5 commands a call, about 40% more
-CPU per hold in the API and the shards, BENCHMARKS.md section 3), while waiting for the call in
-flight costs a partial batch one round trip; a full batch gains nothing by waiting, so at high
-load calls still overlap.
+A second call (up to `calls_in_flight`) leaves beside one already out only with at least a
+quarter of a batch (`overlap_min`, batch_max // 4). Sending partial batches side by side spent
+that millisecond on two or three commands a call at moderate load (a flash sale at 16-256
+closed-loop users: 2.5 commands a call, about 40% more CPU per hold in the API and the shards,
+BENCHMARKS.md section 3), while waiting for the call in flight costs a small batch one round
+trip. Demanding a full batch instead cost the engine benchmark's sell-out with 1,024 callers
+about 30%: its callers come back a call at a time, and a remainder short of a full batch then
+waited behind calls that were already full.
 
 Retries: a command answered with a TransientError (store down, entity re-owned) or lost with
 its shard (the actor died mid-call: "may or may not have been executed") is sent again, with
@@ -92,12 +94,20 @@ class ShardChannel:
     caller's one future is resolved only with a final answer. A caller therefore awaits a single
     future per command, which matters at tens of thousands of commands per second."""
 
-    def __init__(self, handle_for: HandleFactory, index: int, batch_max: int, calls_in_flight: int) -> None:
+    def __init__(
+        self,
+        handle_for: HandleFactory,
+        index: int,
+        batch_max: int,
+        calls_in_flight: int,
+        overlap_min: int | None = None,
+    ) -> None:
         self.handle_for = handle_for
         self.index = index
         self.handle: Any = None
         self.batch_max = batch_max
         self.calls_in_flight = calls_in_flight
+        self.overlap_min = overlap_min if overlap_min is not None else max(1, batch_max // 4)
         self.queue: list[Pending] = []
         self.in_flight = 0
         self._scheduled = False
@@ -127,11 +137,11 @@ class ShardChannel:
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _may_send(self) -> bool:
-        """Whether a call may leave now: none is out, or a full batch waits and a slot is free
-        (a partial batch waits for the call out; see the module's docstring)."""
+        """Whether a call may leave now: none is out, or at least `overlap_min` commands wait and
+        a slot is free (a smaller batch waits for the call out; see the module's docstring)."""
         if not self.in_flight:
             return bool(self.queue)
-        return self.in_flight < self.calls_in_flight and len(self.queue) >= self.batch_max
+        return self.in_flight < self.calls_in_flight and len(self.queue) >= self.overlap_min
 
     def _flush(self) -> None:
         self._scheduled = False

@@ -50,13 +50,16 @@ def handle() -> _HeldCalls:
     return _HeldCalls()
 
 
-async def test_commands_sent_while_a_call_is_out_wait_and_leave_together_in_the_next(handle: _HeldCalls) -> None:
-    channel = ShardChannel(lambda _: handle, 0, batch_max=8, calls_in_flight=4)
+async def test_a_few_commands_sent_while_a_call_is_out_wait_and_leave_together_in_the_next(
+    handle: _HeldCalls,
+) -> None:
+    channel = ShardChannel(lambda _: handle, 0, batch_max=16, calls_in_flight=4)
+    assert channel.overlap_min == 4, "a quarter of a batch by default"
     first = channel.submit(_hold(0))
     await _settle()
     later = [channel.submit(_hold(n)) for n in range(1, 4)]
     await _settle()
-    assert handle.sizes() == [1], "a partial batch does not leave beside the call in flight"
+    assert handle.sizes() == [1], "three commands do not leave beside the call in flight"
     handle.answer(0)
     await _settle()
     assert handle.sizes() == [1, 3]
@@ -65,21 +68,24 @@ async def test_commands_sent_while_a_call_is_out_wait_and_leave_together_in_the_
     assert all(isinstance(r, InsufficientInventory) for r in replies)
 
 
-async def test_a_full_batch_leaves_beside_the_call_in_flight_up_to_the_limit(handle: _HeldCalls) -> None:
-    channel = ShardChannel(lambda _: handle, 0, batch_max=4, calls_in_flight=2)
+async def test_a_quarter_batch_leaves_beside_the_call_in_flight_up_to_the_limit(handle: _HeldCalls) -> None:
+    channel = ShardChannel(lambda _: handle, 0, batch_max=16, calls_in_flight=2)
     futures = [channel.submit(_hold(0))]
     await _settle()
-    futures += [channel.submit(_hold(n)) for n in range(1, 10)]
+    futures += [channel.submit(_hold(n)) for n in range(1, 5)]
     await _settle()
-    assert handle.sizes() == [1, 4], "one full batch joins the call out; the limit keeps the rest waiting"
+    assert handle.sizes() == [1, 4], "four commands join the call out"
+    futures += [channel.submit(_hold(n)) for n in range(5, 24)]
+    await _settle()
+    assert handle.sizes() == [1, 4], "the limit of two calls keeps the rest waiting"
     handle.answer(0)
     await _settle()
-    assert handle.sizes() == [1, 4, 4], "a freed slot takes the next full batch"
+    assert handle.sizes() == [1, 4, 16], "a freed slot takes a full batch"
     handle.answer(1)
     await _settle()
-    assert handle.sizes() == [1, 4, 4], "the last command is a partial batch: it waits for the call out"
+    assert handle.sizes() == [1, 4, 16], "the last three are less than a quarter: they wait for the call out"
     handle.answer(2)
     await _settle()
-    assert handle.sizes() == [1, 4, 4, 1]
+    assert handle.sizes() == [1, 4, 16, 3]
     handle.answer(3)
-    assert len(await asyncio.gather(*futures)) == 10
+    assert len(await asyncio.gather(*futures)) == 24
