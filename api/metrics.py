@@ -69,22 +69,18 @@ class MetricsMiddleware:
 def api_families(edge: Any) -> Any:
     """What the API counts as plain integers, as metric families (read when scraped): the token
     cache, the hot path's own counts, and the engine client's queues."""
-    from prometheus_client.core import CounterMetricFamily
-
-    from actors.process_metrics import client_families, counter
+    from actors.process_metrics import client_families, counter, labelled_counter
 
     verifier = edge.app.state.token_verifier
-    tokens = CounterMetricFamily(
-        "rezerv_token_cache_reads", "Bearer tokens looked up in the verified-token cache, by result", labels=["result"]
+    yield labelled_counter(
+        "rezerv_token_cache_reads",
+        "Bearer tokens looked up in the verified-token cache, by result",
+        ["result"],
+        {"hit": verifier.hits, "miss": verifier.misses},
     )
-    tokens.add_metric(["hit"], verifier.hits)
-    tokens.add_metric(["miss"], verifier.misses)
-    yield tokens
     yield counter("rezerv_hot_path_answered", "Hot requests answered by the hot path itself", edge.answered)
     yield counter("rezerv_hot_path_fallbacks", "Hot requests handed to FastAPI (not the plain case)", edge.fallbacks)
-    yield counter(
-        "rezerv_http_overloaded", "Hot requests refused with 429 (past REZERV_API_MAX_IN_FLIGHT)", edge.rejected
-    )
+    yield counter("rezerv_http_overloaded", "Hot requests refused with 429 (past the admission limit)", edge.rejected)
     inventory = edge.app.state.inventory
     if inventory is not None:
         yield from client_families(inventory)

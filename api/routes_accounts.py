@@ -19,7 +19,7 @@ from starlette.responses import Response
 from api.auth import Principal, Unauthorized, issue_token_with_id, verifier_of
 from api.errors import ApiProblem, status_of
 from api.responses import OrjsonResponse
-from api.schemas import Body, ProblemOut
+from api.schemas import Body, problem_responses
 from engine.accounts import AccessToken, Account, AccountService, Session, Throttled
 from engine.config import Settings
 from engine.domain.errors import DomainError
@@ -47,10 +47,6 @@ class RefreshIn(Body):
 
 class LogoutIn(Body):
     refresh_token: Annotated[str, Field(strict=True, max_length=256)] = ""
-
-
-def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": ProblemOut, "description": "an RFC 9457 problem"} for status in statuses}
 
 
 def refusal(error: DomainError) -> ApiProblem:
@@ -110,7 +106,7 @@ def access_issuer(settings: Settings) -> Any:
     "/auth/register",
     summary="Create a customer account (email or username, and a password)",
     status_code=201,
-    responses=_problems(409, 422, 429, 503),
+    responses=problem_responses(409, 422, 429, 503),
 )
 async def register(body: RegisterIn, request: Request) -> Response:
     account = await _act(service_of(request).register(body.login, body.password, address_of(request)))
@@ -120,7 +116,7 @@ async def register(body: RegisterIn, request: Request) -> Response:
 @router.post(
     "/auth/login",
     summary="Log in: a short-lived access token and a refresh token",
-    responses=_problems(401, 422, 429, 503),
+    responses=problem_responses(401, 422, 429, 503),
 )
 async def login(body: LoginIn, request: Request) -> Response:
     session = await _act(service_of(request).login(body.login, body.password, address_of(request)))
@@ -130,7 +126,7 @@ async def login(body: LoginIn, request: Request) -> Response:
 @router.post(
     "/auth/refresh",
     summary="A new access token and refresh token for a refresh token (which is used up)",
-    responses=_problems(401, 422, 503),
+    responses=problem_responses(401, 422, 503),
 )
 async def refresh(body: RefreshIn, request: Request) -> Response:
     return OrjsonResponse(session_body(await _act(service_of(request).refresh(body.refresh_token))))
@@ -140,7 +136,7 @@ async def refresh(body: RefreshIn, request: Request) -> Response:
     "/auth/logout",
     summary="End the refresh token's log-in and the request's access token",
     status_code=204,
-    responses=_problems(422, 503),
+    responses=problem_responses(422, 503),
 )
 async def logout(body: LogoutIn, request: Request) -> Response:
     principal: Principal | None = None

@@ -28,7 +28,7 @@ from api.dependencies import Postgres, pool_of
 from api.errors import ApiProblem
 from api.parameters import known_parameters
 from api.responses import OrjsonResponse, iso_utc
-from api.schemas import ID_PATTERN, BookingOut, CustomerBookingsOut, ProblemOut
+from api.schemas import ID_PATTERN, BookingOut, CustomerBookingsOut, problem_responses
 from engine.projections.bookings import TIME_FIELD, Booking
 
 MAX_PAGE = 200
@@ -136,10 +136,6 @@ def booking_body(booking: Booking) -> dict[str, Any]:
     }
 
 
-def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": ProblemOut, "description": "an RFC 9457 problem"} for status in statuses}
-
-
 def visible(booking: Booking | None, principal: Principal, hold_id: str) -> Booking:
     """The booking if `principal` may see it; another customer's booking is missing, like one that
     does not exist (ApiProblem 404)."""
@@ -153,7 +149,7 @@ def visible(booking: Booking | None, principal: Principal, hold_id: str) -> Book
     "/bookings/{hold_id}",
     tags=["bookings"],
     summary="A booking's status, history and payment (admin or its customer)",
-    responses={200: {"model": BookingOut, "description": "the booking"}, **_problems(401, 404, 422, 503)},
+    responses={200: {"model": BookingOut, "description": "the booking"}, **problem_responses(401, 404, 422, 503)},
 )
 async def read_booking(hold_id: PathId, principal: CurrentPrincipal, bookings: Bookings) -> Response:
     """404 when the read model has no such hold (or not yet: it trails the log by a moment), and
@@ -168,7 +164,7 @@ async def read_booking(hold_id: PathId, principal: CurrentPrincipal, bookings: B
     summary="A customer's bookings, most recently held first (admin or the customer)",
     responses={
         200: {"model": CustomerBookingsOut, "description": "the bookings"},
-        **_problems(400, 401, 403, 422, 503),
+        **problem_responses(400, 401, 403, 422, 503),
     },
     dependencies=[Depends(known_parameters("limit", "status", "cursor"))],
 )

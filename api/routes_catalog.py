@@ -28,7 +28,7 @@ from api.cursors import CursorCodec, InvalidCursor
 from api.dependencies import Postgres, Redis, pool_of
 from api.errors import ApiProblem
 from api.parameters import known_parameters
-from api.schemas import MAX_PRICE, MAX_RENTAL_DAYS, CarPageOut, EventPageOut, ProblemOut
+from api.schemas import MAX_PRICE, MAX_RENTAL_DAYS, CarPageOut, EventPageOut, problem_responses
 from engine.adapters.pg_catalog import tier_json
 from engine.config import Settings
 from engine.domain.cars import rental_price
@@ -168,10 +168,6 @@ CAR_PARAMETERS = (
     "limit",
     "cursor",
 )
-
-
-def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": ProblemOut, "description": "an RFC 9457 problem"} for status in statuses}
 
 
 def _invalid(detail: str) -> ApiProblem:
@@ -348,7 +344,7 @@ _LISTING_DOC = (
         "-excluded), filters, sorting (default: by relevance with `q`, else by start). Only events "
         "whose sales are open are listed. " + _LISTING_DOC
     ),
-    responses={**_EVENT_PAGE, **_problems(400, 422, 503)},
+    responses={**_EVENT_PAGE, **problem_responses(400, 422, 503)},
     dependencies=[Depends(known_parameters(*EVENT_PARAMETERS))],
 )
 async def search_events(
@@ -379,7 +375,7 @@ async def search_events(
     "/admin/events",
     summary="List events, closed ones included (admin)",
     description="The filters and pages of `GET /events`, plus `sales`; never cached. " + _LISTING_DOC,
-    responses={**_EVENT_PAGE, **_problems(400, 401, 403, 422, 503)},
+    responses={**_EVENT_PAGE, **problem_responses(400, 401, 403, 422, 503)},
     dependencies=[Depends(known_parameters(*EVENT_PARAMETERS, "sales"))],
 )
 async def admin_events(
@@ -414,7 +410,7 @@ async def admin_events(
         "the window. Without a window, cars in maintenance today are not listed. Sorted by daily "
         "rate. " + _LISTING_DOC
     ),
-    responses={**_CAR_PAGE, **_problems(400, 422, 503)},
+    responses={**_CAR_PAGE, **problem_responses(400, 422, 503)},
     dependencies=[Depends(known_parameters(*CAR_PARAMETERS))],
 )
 async def search_cars(
@@ -446,7 +442,7 @@ async def search_cars(
         "The filters and pages of `GET /cars`, plus `blocked` (yes: has a current or coming "
         "maintenance block); never cached. " + _LISTING_DOC
     ),
-    responses={**_CAR_PAGE, **_problems(400, 401, 403, 422, 503)},
+    responses={**_CAR_PAGE, **problem_responses(400, 401, 403, 422, 503)},
     dependencies=[Depends(known_parameters(*CAR_PARAMETERS, "blocked"))],
 )
 async def admin_cars(

@@ -44,9 +44,9 @@ from api.schemas import (
     HoldCarIn,
     HoldOut,
     HoldTicketsIn,
-    ProblemOut,
     RegisterCarIn,
     WalletOut,
+    problem_responses,
 )
 from engine.config import Settings
 from engine.domain.commands import (
@@ -77,10 +77,6 @@ HoldKey = Annotated[str | None, Header(alias=HOLD_KEY, description="customers: t
 
 
 Responses = dict[int | str, dict[str, Any]]
-
-
-def _problems(*statuses: int) -> Responses:
-    return {status: {"model": ProblemOut, "description": "an RFC 9457 problem"} for status in statuses}
 
 
 _DONE: Responses = {200: {"model": DoneOut, "description": "an identical earlier request was already applied"}}
@@ -128,7 +124,7 @@ def _state(view: StateView, what: str, entity_id: str) -> Response:
     tags=["events"],
     summary="Create a ticketed event (admin)",
     status_code=201,
-    responses={**_CREATED, **_problems(401, 403, 409, 422, 503)},
+    responses={**_CREATED, **problem_responses(401, 403, 409, 422, 503)},
 )
 async def create_event(body: CreateEventIn, _admin: AdminPrincipal, inventory: Inventory, request: Request) -> Response:
     """`starts_at` must lie in the future and within REZERV_BOOKING_HORIZON_DAYS (422
@@ -153,7 +149,7 @@ async def create_event(body: CreateEventIn, _admin: AdminPrincipal, inventory: I
     "/events/{event_id}",
     tags=["events"],
     summary="An event's tiers and live availability, from the event itself (no token needed)",
-    responses={200: {"model": EventOut, "description": "the event"}, **_problems(404, 422, 503)},
+    responses={200: {"model": EventOut, "description": "the event"}, **problem_responses(404, 422, 503)},
 )
 async def get_event(event_id: PathId, inventory: Inventory) -> Response:
     return _state(await inventory.execute(GetState(event_id, EVENT)), "event", event_id)
@@ -163,7 +159,7 @@ async def get_event(event_id: PathId, inventory: Inventory) -> Response:
     "/events/{event_id}/capacity",
     tags=["events"],
     summary="Add tickets to a tier (admin)",
-    responses={**_DONE, **_problems(401, 403, 404, 422, 503)},
+    responses={**_DONE, **problem_responses(401, 403, 404, 422, 503)},
 )
 async def add_capacity(event_id: PathId, body: AddCapacityIn, _admin: AdminPrincipal, inventory: Inventory) -> Response:
     return _done(await inventory.execute(AddCapacity(event_id, body.change_id, body.tier, body.quantity)))
@@ -173,7 +169,7 @@ async def add_capacity(event_id: PathId, body: AddCapacityIn, _admin: AdminPrinc
     "/events/{event_id}/close",
     tags=["events"],
     summary="Stop selling tickets (admin)",
-    responses={**_DONE, **_problems(401, 403, 404, 503)},
+    responses={**_DONE, **problem_responses(401, 403, 404, 503)},
 )
 async def close_sales(event_id: PathId, _admin: AdminPrincipal, inventory: Inventory) -> Response:
     return _done(await inventory.execute(CloseSales(event_id)))
@@ -184,7 +180,7 @@ async def close_sales(event_id: PathId, _admin: AdminPrincipal, inventory: Inven
     tags=["events"],
     summary="Hold tickets (Idempotency-Key required)",
     status_code=201,
-    responses={**_HOLD, **_problems(400, 401, 403, 404, 409, 422, 503)},
+    responses={**_HOLD, **problem_responses(400, 401, 403, 404, 409, 422, 503)},
 )
 async def hold_tickets(
     event_id: PathId,
@@ -210,7 +206,7 @@ async def hold_tickets(
     tags=["cars"],
     summary="Register a rental car (admin)",
     status_code=201,
-    responses={**_CREATED, **_problems(401, 403, 409, 422, 503)},
+    responses={**_CREATED, **problem_responses(401, 403, 409, 422, 503)},
 )
 async def register_car(body: RegisterCarIn, _admin: AdminPrincipal, inventory: Inventory, request: Request) -> Response:
     """Confirmed rentals of this car can be cancelled until `cancel_cutoff_s` before their first day."""
@@ -232,7 +228,7 @@ async def register_car(body: RegisterCarIn, _admin: AdminPrincipal, inventory: I
     "/cars/{car_id}",
     tags=["cars"],
     summary="A car's rates and taken intervals, from the car itself (no token needed)",
-    responses={200: {"model": CarOut, "description": "the car"}, **_problems(404, 422, 503)},
+    responses={200: {"model": CarOut, "description": "the car"}, **problem_responses(404, 422, 503)},
 )
 async def get_car(car_id: PathId, inventory: Inventory) -> Response:
     return _state(await inventory.execute(GetState(car_id, CAR)), "car", car_id)
@@ -243,7 +239,7 @@ async def get_car(car_id: PathId, inventory: Inventory) -> Response:
     tags=["cars"],
     summary="Hold a car for [start, end) (Idempotency-Key required)",
     status_code=201,
-    responses={**_HOLD, **_problems(400, 401, 403, 404, 409, 422, 503)},
+    responses={**_HOLD, **problem_responses(400, 401, 403, 404, 409, 422, 503)},
 )
 async def hold_car(
     car_id: PathId,
@@ -266,7 +262,7 @@ async def hold_car(
     tags=["cars"],
     summary="Block a car for maintenance (admin)",
     status_code=201,
-    responses={**_CREATED, **_problems(401, 403, 404, 409, 422, 503)},
+    responses={**_CREATED, **problem_responses(401, 403, 404, 409, 422, 503)},
 )
 async def block_car(car_id: PathId, body: BlockCarIn, _admin: AdminPrincipal, inventory: Inventory) -> Response:
     command = BlockCar(car_id, body.block_id, body.start, body.end, body.reason)
@@ -277,7 +273,7 @@ async def block_car(car_id: PathId, body: BlockCarIn, _admin: AdminPrincipal, in
     "/cars/{car_id}/blocks/{block_id}",
     tags=["cars"],
     summary="Remove a maintenance block (admin)",
-    responses={**_DONE, **_problems(401, 403, 404, 503)},
+    responses={**_DONE, **problem_responses(401, 403, 404, 503)},
 )
 async def unblock_car(car_id: PathId, block_id: PathId, _admin: AdminPrincipal, inventory: Inventory) -> Response:
     return _done(await inventory.execute(UnblockCar(car_id, block_id)))
@@ -288,7 +284,7 @@ async def unblock_car(car_id: PathId, block_id: PathId, _admin: AdminPrincipal, 
     "/{kind}/{entity_id}/holds/{hold_id}/release",
     tags=["bookings"],
     summary="Release a hold",
-    responses={**_DONE, **_problems(401, 403, 404, 409, 503)},
+    responses={**_DONE, **problem_responses(401, 403, 404, 409, 503)},
 )
 async def release_hold(
     kind: BookingKind,
@@ -315,7 +311,7 @@ async def release_hold(
     "/{kind}/{entity_id}/holds/{hold_id}/cancel",
     tags=["bookings"],
     summary="Cancel a confirmed booking",
-    responses={**_DONE, **_problems(401, 403, 404, 409, 503)},
+    responses={**_DONE, **problem_responses(401, 403, 404, 409, 503)},
 )
 async def cancel_booking(
     kind: BookingKind,
@@ -340,7 +336,7 @@ async def cancel_booking(
     "/{kind}/{entity_id}/holds/{hold_id}/confirm",
     tags=["bookings"],
     summary="Confirm a hold by hand (admin)",
-    responses={**_DONE, **_problems(401, 403, 404, 409, 503)},
+    responses={**_DONE, **problem_responses(401, 403, 404, 409, 503)},
 )
 async def confirm_booking(
     kind: BookingKind, entity_id: PathId, hold_id: PathId, admin: AdminPrincipal, inventory: Inventory
@@ -358,7 +354,7 @@ async def confirm_booking(
     tags=["wallets"],
     summary="Credit a wallet by hand, with the reason recorded (admin); customers top up instead",
     status_code=201,
-    responses={**_CREATED, **_problems(401, 403, 422, 503)},
+    responses={**_CREATED, **problem_responses(401, 403, 422, 503)},
 )
 async def deposit(customer_id: PathId, body: DepositIn, principal: CurrentPrincipal, inventory: Inventory) -> Response:
     """Money that did not come through the payment provider: only an admin may add it, and the
@@ -378,7 +374,7 @@ async def deposit(customer_id: PathId, body: DepositIn, principal: CurrentPrinci
     "/wallets/{customer_id}",
     tags=["wallets"],
     summary="A wallet's balance (admin or its owner)",
-    responses={200: {"model": WalletOut, "description": "the wallet"}, **_problems(401, 403, 422, 503)},
+    responses={200: {"model": WalletOut, "description": "the wallet"}, **problem_responses(401, 403, 422, 503)},
 )
 async def get_wallet(customer_id: PathId, principal: CurrentPrincipal, inventory: Inventory) -> Response:
     """Every customer has a wallet, empty until the first deposit, so this never answers 404."""

@@ -30,7 +30,7 @@ from api.errors import ApiProblem
 from api.hold_keys import require_self_or_admin
 from api.inventory import inventory_of
 from api.responses import OrjsonResponse, iso_utc
-from api.schemas import ID_PATTERN, Body, Id, ProblemOut
+from api.schemas import ID_PATTERN, Body, Id, problem_responses
 from engine.config import Settings
 from engine.domain.commands import Deposit, Withdraw
 from engine.projections.ledger import Entry
@@ -64,10 +64,6 @@ class WithdrawalIn(Body):
     amount: Amount
 
 
-def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": ProblemOut, "description": "an RFC 9457 problem"} for status in statuses}
-
-
 def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
@@ -95,7 +91,7 @@ def topup_body(topup: Topup) -> dict[str, Any]:
     "/wallets/{customer_id}/topups",
     summary="Top up a wallet through the payment provider (its owner): answers the checkout to pay at",
     status_code=201,
-    responses=_problems(401, 403, 409, 422, 503),
+    responses=problem_responses(401, 403, 409, 422, 503),
 )
 async def open_topup(
     customer_id: PathId,
@@ -125,7 +121,7 @@ async def open_topup(
 @router.get(
     "/wallets/{customer_id}/topups/{topup_id}",
     summary="A top-up and its state: PENDING until the provider's callback, then CREDITED",
-    responses=_problems(401, 403, 404, 503),
+    responses=problem_responses(401, 403, 404, 503),
 )
 async def read_topup(customer_id: PathId, topup_id: PathId, principal: CurrentPrincipal, request: Request) -> Response:
     require_self_or_admin(principal, customer_id)
@@ -139,7 +135,7 @@ async def read_topup(customer_id: PathId, topup_id: PathId, principal: CurrentPr
     "/payments/callback",
     tags=["payments"],
     summary="The payment provider's signed callback (HMAC over the body in Rezerv-Signature)",
-    responses=_problems(400, 401, 404, 422, 503),
+    responses=problem_responses(400, 401, 404, 422, 503),
 )
 async def provider_callback(request: Request) -> Response:
     """Refused unless the signature over the raw body checks out with the provider's secret and
@@ -177,7 +173,7 @@ async def provider_callback(request: Request) -> Response:
     "/wallets/{customer_id}/withdrawals",
     summary="Withdraw money (its owner): never below zero nor below what pending bookings need",
     status_code=201,
-    responses=_problems(401, 403, 409, 422, 503),
+    responses=problem_responses(401, 403, 409, 422, 503),
 )
 async def withdraw(customer_id: PathId, body: WithdrawalIn, principal: CurrentPrincipal, request: Request) -> Response:
     require_self_or_admin(principal, customer_id)
@@ -227,7 +223,7 @@ def entry_body(e: Entry) -> dict[str, Any]:
 @router.get(
     "/wallets/{customer_id}/statement",
     summary="Every deposit, charge, refund and withdrawal with the balance after it, newest first",
-    responses=_problems(401, 403, 422, 503),
+    responses=problem_responses(401, 403, 422, 503),
 )
 async def read_statement(
     customer_id: PathId,

@@ -14,7 +14,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlsplit
 
 import orjson
@@ -27,7 +27,7 @@ from api.auth import CurrentPrincipal, Principal
 from api.errors import ApiProblem
 from api.notification_hub import NotificationHub
 from api.responses import OrjsonResponse
-from api.schemas import ID_PATTERN, Body, ProblemOut
+from api.schemas import ID_PATTERN, Body, problem_responses
 from engine.notifications import NotificationStore, Stored, Webhook, body
 
 router = APIRouter(tags=["notifications"])
@@ -55,10 +55,6 @@ class WebhookIn(Body):
         return url
 
 
-def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": ProblemOut, "description": "an RFC 9457 problem"} for status in statuses}
-
-
 def _mine(principal: Principal, customer_id: str) -> None:
     if not principal.may_act_for(customer_id):
         raise ApiProblem(403, "not-your-notifications", "Forbidden", f"only {customer_id} or an admin may see these")
@@ -72,7 +68,7 @@ def _store(request: Request) -> NotificationStore:
 @router.get(
     "/customers/{customer_id}/notifications",
     summary="The customer's notifications, newest first (unread only with unread=true)",
-    responses=_problems(401, 403, 422, 503),
+    responses=problem_responses(401, 403, 422, 503),
 )
 async def list_notifications(
     customer_id: PathId,
@@ -94,7 +90,7 @@ async def list_notifications(
 @router.post(
     "/customers/{customer_id}/notifications/read",
     summary="Mark notifications read: the given ids, or all",
-    responses=_problems(401, 403, 422, 503),
+    responses=problem_responses(401, 403, 422, 503),
 )
 async def mark_read(
     customer_id: PathId, payload: MarkReadIn, principal: CurrentPrincipal, request: Request
@@ -113,7 +109,7 @@ async def mark_read(
     summary="New notifications as they happen (Server-Sent Events); Last-Event-ID resumes",
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "an event per notification"},
-        **_problems(401, 403, 503),
+        **problem_responses(401, 403, 503),
     },
 )
 async def stream(
@@ -175,7 +171,7 @@ def _event(stored: Stored) -> dict[str, str]:
     "/customers/{customer_id}/webhook",
     summary="Register (or replace) the customer's webhook; answers its signing secret, once",
     status_code=201,
-    responses=_problems(401, 403, 422, 503),
+    responses=problem_responses(401, 403, 422, 503),
 )
 async def set_webhook(
     customer_id: PathId, payload: WebhookIn, principal: CurrentPrincipal, request: Request
@@ -190,7 +186,9 @@ async def set_webhook(
     return OrjsonResponse({"customer_id": customer_id, "url": payload.url, "secret": secret}, status_code=201)
 
 
-@router.get("/customers/{customer_id}/webhook", summary="The customer's webhook", responses=_problems(401, 403, 404))
+@router.get(
+    "/customers/{customer_id}/webhook", summary="The customer's webhook", responses=problem_responses(401, 403, 404)
+)
 async def get_webhook(customer_id: PathId, principal: CurrentPrincipal, request: Request) -> Response:
     _mine(principal, customer_id)
     hook = await _store(request).webhook(customer_id)
@@ -207,7 +205,10 @@ async def get_webhook(customer_id: PathId, principal: CurrentPrincipal, request:
 
 
 @router.delete(
-    "/customers/{customer_id}/webhook", summary="Remove the webhook", status_code=204, responses=_problems(401, 403)
+    "/customers/{customer_id}/webhook",
+    summary="Remove the webhook",
+    status_code=204,
+    responses=problem_responses(401, 403),
 )
 async def delete_webhook(customer_id: PathId, principal: CurrentPrincipal, request: Request) -> Response:
     _mine(principal, customer_id)

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from api.auth import AdminPrincipal
 from api.responses import OrjsonResponse
 from api.revocation import RevocationStore, RevokedTokens
-from api.schemas import ProblemOut, RevokedTokenOut, RevokeTokenIn
+from api.schemas import RevokedTokenOut, RevokeTokenIn, problem_responses
 from engine.config import Settings
 from engine.domain.errors import StoreUnavailable
 
@@ -26,7 +26,7 @@ router = APIRouter()
     responses={
         201: {"model": RevokedTokenOut, "description": "revoked"},
         200: {"model": RevokedTokenOut, "description": "it was revoked already"},
-        **{s: {"model": ProblemOut, "description": "an RFC 9457 problem"} for s in (401, 403, 422, 503)},
+        **problem_responses(401, 403, 422, 503),
     },
 )
 async def revoke_token(body: RevokeTokenIn, _admin: AdminPrincipal, request: Request) -> Response:

@@ -32,7 +32,7 @@ from api.auth import AdminPrincipal
 from api.dependencies import Postgres
 from api.errors import ApiProblem
 from api.responses import OrjsonResponse
-from api.schemas import ID_PATTERN, ProblemOut, SalesListOut, SalesOut
+from api.schemas import ID_PATTERN, ProblemOut, SalesListOut, SalesOut, problem_responses
 from engine.domain.errors import StoreUnavailable
 from engine.ports import SalesReadModel
 from engine.sales import EntitySales, status_counts
@@ -103,9 +103,7 @@ async def get_sales(request: Request) -> SalesReadModel:
 
 
 Sales = Annotated[SalesReadModel, Depends(get_sales)]
-_PROBLEMS: dict[int | str, dict[str, Any]] = {
-    s: {"model": ProblemOut, "description": "an RFC 9457 problem"} for s in (401, 403, 422, 503)
-}
+_PROBLEMS = problem_responses(401, 403, 422, 503)
 
 
 @router.get(

@@ -256,6 +256,11 @@ class ProblemErrorOut(BaseModel):
     message: str
 
 
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """A route's `responses` entries for the statuses it answers with a problem (the OpenAPI document)."""
+    return {status: {"model": ProblemOut, "description": "an RFC 9457 problem"} for status in statuses}
+
+
 class ProblemOut(BaseModel):
     """RFC 9457 problem details, with the error's stable `code` as an extension member."""
 
