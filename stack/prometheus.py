@@ -47,6 +47,11 @@ def prometheus_binary() -> str | None:
     return shutil.which("prometheus")
 
 
+def config_path(prometheus_dir: Path) -> Path:
+    """Where `rezerv up` writes the configuration (and the embedded Prometheus reads it)."""
+    return prometheus_dir / "prometheus.yml"
+
+
 @dataclass
 class EmbeddedPrometheus:
     binary: str
@@ -61,7 +66,7 @@ class EmbeddedPrometheus:
 
     @property
     def config_file(self) -> Path:
-        return self.data_dir / "prometheus.yml"
+        return config_path(self.data_dir)
 
     def start(self, timeout_s: float = 60.0) -> None:
         (self.data_dir / "data").mkdir(parents=True, exist_ok=True)

@@ -42,7 +42,7 @@ import psutil
 
 from engine.config import ConfigError, Settings
 from stack.processes import ManagedProcess, StartupError, require_free_port, tail, tcp_accepts
-from stack.prometheus import INSTALL_HINT, EmbeddedPrometheus, prometheus_binary, prometheus_config
+from stack.prometheus import INSTALL_HINT, EmbeddedPrometheus, config_path, prometheus_binary, prometheus_config
 from stack.ray_auth import TOKEN_FILE, use_token
 from stack.secrets import private_secret
 from stack.servers import RAY_ENV, EmbeddedKafka, EmbeddedPostgres, EmbeddedRay, EmbeddedValkey, ray_temp_dir
@@ -269,7 +269,9 @@ class Stack:
     def _wait_for_targets(self, wait_s: float = 20.0) -> list[dict[str, Any]]:
         """Every metrics endpoint the API lists, once each shard and service has one (or after `wait_s`)."""
         s = self.settings
-        expected = 1 + s.shard_count + 3 if s.metrics else 1  # the API, the shards, the three saga services
+        from actors.services import ROLES
+
+        expected = 1 + s.shard_count + len(ROLES) if s.metrics else 1  # the API, the shards, the saga services
         url = f"http://{s.api_host}:{s.api_port}/metrics/targets"
         deadline = time.monotonic() + wait_s
         targets: list[dict[str, Any]] = []
@@ -287,7 +289,7 @@ class Stack:
         ray_file = ray_temp_dir(s.data_dir) / "prom_metrics_service_discovery.json" if self.embedded_ray else None
         self._prometheus_dir.mkdir(parents=True, exist_ok=True)
         config = prometheus_config(f"http://{s.api_host}:{s.api_port}", ray_file)
-        (self._prometheus_dir / "prometheus.yml").write_text(config)
+        config_path(self._prometheus_dir).write_text(config)
 
     def _step(self, what: str, action: Callable[[], object]) -> None:
         t = time.monotonic()
@@ -481,7 +483,7 @@ class Stack:
         self.out("\n".join(lines))
 
     def _prometheus_line(self) -> str:
-        config = self._prometheus_dir / "prometheus.yml"
+        config = config_path(self._prometheus_dir)
         if self.prometheus is not None:
             return f"  Prometheus      {self.urls['Prometheus']}  (scraping every target below; config {config})"
         if not self.settings.metrics:
