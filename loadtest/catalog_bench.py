@@ -2,12 +2,17 @@
 
     python -m loadtest.catalog_bench wrk --api http://127.0.0.1:8000 --kind search --seconds 30
     python -m loadtest.catalog_bench locust --api http://127.0.0.1:8000 --kind cars --users 64
+    python -m loadtest.catalog_bench paced --api http://127.0.0.1:8000 --kind search --users 64
     python -m loadtest.catalog_bench lag --rate 2000 --seconds 20
 
 `wrk`: wrk (C, closed loop) at `--connections` over a fixed list of distinct catalog queries
 (event searches or car availability windows), with CPU per process (API, PostgreSQL, Valkey,
 wrk) sampled over the same window. Run it against an API with the cache and one without
 (REZERV_CATALOG_CACHE_TTL_S=0) to compare.
+
+`paced`: `--users` users with think time, as `locust` has them, timed by a lighter generator
+(loadtest/paced.py: aiohttp on uvloop), whose own tail is a few milliseconds where Locust's is
+tens on this machine; `--kind healthz` measures that floor on a no-op route.
 
 `lag`: a flash sale through the engine (holds at `--rate` per second on one event, over Ray, as
 the engine benchmark sends them) while the catalog's distance behind the log is sampled every
@@ -250,6 +255,50 @@ def locust_main(args: argparse.Namespace) -> int:
     return 0 if total.get("failures", 1) == 0 else 1
 
 
+def paced_main(args: argparse.Namespace) -> int:
+    """Paced users (loadtest/paced.py) over the same queries as `wrk`, CPU per process alongside."""
+    import os
+    import threading
+
+    from loadtest import paced
+
+    settings = Settings.from_env()
+    port = int(args.api.rsplit(":", 1)[1])
+    if args.kind == "healthz":
+        paths = ["/healthz"]
+    else:
+        paths = search_paths(args.distinct) if args.kind == "search" else car_paths(args.distinct)
+    low, high = (float(x) for x in args.wait.split(","))
+    sampler = CpuSampler({**roles(settings, port), "generator": [os.getpid()]})
+    # CPU over the middle of the run, sampled from a thread: the generator's loop is busy timing
+    timer = threading.Timer(min(5.0, args.seconds / 4), sampler.start)
+    timer.start()
+    result = paced.run(args.api, paths, args.users, args.seconds, (low, high))
+    cpu = sampler.stop() if not timer.is_alive() else {}
+    summary = {
+        "kind": args.kind,
+        "api": args.api,
+        "label": args.label,
+        "generator": "paced (aiohttp on uvloop)",
+        "users": args.users,
+        "wait": args.wait,
+        "seconds": args.seconds,
+        "distinct_queries": len(paths),
+        **result.summary(),
+        "cpu": cpu,
+        "machine": machine_description(),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    print(
+        f"{args.label or args.api} {args.kind} (paced, {args.users} users, wait {args.wait}): "
+        + ", ".join(f"{k} {summary[k]}" for k in ("requests_per_s", "p50_ms", "p95_ms", "p99_ms", "max_ms"))
+        + f"; statuses {summary['statuses']}, errors {summary['errors']}; CPU {cpu}"
+    )
+    _save(f"catalog-paced-{args.kind}-{args.label or port}", summary)
+    ok = not result.errors and set(result.statuses) == {200}
+    return 0 if ok else 1
+
+
 # ---- the flash sale and the catalog's distance behind the log --------------------------------
 async def lag_main_async(args: argparse.Namespace) -> int:
     import asyncpg
@@ -413,6 +462,14 @@ def main() -> int:
     loc.add_argument("--wait", default="0.5,1.5", help="think time between a user's requests, 'low,high' s; 0: none")
     loc.add_argument("--seconds", type=int, default=60)
     loc.add_argument("--label", default="")
+    pac = sub.add_parser("paced")
+    pac.add_argument("--api", default="http://127.0.0.1:8000")
+    pac.add_argument("--kind", choices=["search", "cars", "healthz"], default="search")
+    pac.add_argument("--users", type=int, default=64)
+    pac.add_argument("--wait", default="0.5,1.5", help="think time between a user's requests, 'low,high' s")
+    pac.add_argument("--seconds", type=float, default=60.0)
+    pac.add_argument("--distinct", type=int, default=500, help="distinct queries the load draws from")
+    pac.add_argument("--label", default="")
     lag = sub.add_parser("lag")
     lag.add_argument("--rate", type=int, default=2000, help="holds per second; 0: as fast as it goes")
     lag.add_argument("--seconds", type=float, default=20.0)
@@ -422,6 +479,8 @@ def main() -> int:
         return wrk_main(args)
     if args.which == "locust":
         return locust_main(args)
+    if args.which == "paced":
+        return paced_main(args)
     return asyncio.run(lag_main_async(args))
 
 
