@@ -29,7 +29,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import Histogram
 
@@ -38,8 +38,10 @@ from actors.wire import decode_replies, encode_batch
 from engine import tracing
 from engine.domain.commands import Command
 from engine.domain.errors import RezervError, ShardUnavailable, TransientError
+from engine.domain.results import Reply, Result
 
 HandleFactory = Callable[[int], Any]
+R = TypeVar("R", bound=Result)
 log = logging.getLogger("rezerv.client")
 
 CALL_SECONDS = Histogram(
@@ -72,9 +74,9 @@ class Pending:
     def __init__(
         self,
         command: Command,
-        future: asyncio.Future[Any] | None,
+        future: asyncio.Future[Reply] | None,
         deadline: float,
-        callback: Callable[[Any], object] | None = None,
+        callback: Callable[[Reply], object] | None = None,
         trace: tracing.RequestTrace | None = None,
     ) -> None:
         self.command = command
@@ -120,12 +122,12 @@ class ShardChannel:
 
     def submit(
         self, command: Command, retry_for_s: float = 0.0, trace: tracing.RequestTrace | None = None
-    ) -> asyncio.Future[Any]:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    ) -> asyncio.Future[Reply]:
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._enqueue(Pending(command, future, _deadline(retry_for_s), None, trace))
         return future
 
-    def submit_then(self, command: Command, callback: Callable[[Any], object], retry_for_s: float = 0.0) -> None:
+    def submit_then(self, command: Command, callback: Callable[[Reply], object], retry_for_s: float = 0.0) -> None:
         """Like `submit`, but `callback(reply)` is called with the final reply (from the event loop)."""
         self._enqueue(Pending(command, None, _deadline(retry_for_s), callback))
 
@@ -192,7 +194,7 @@ class ShardChannel:
                 self._scheduled = True
                 asyncio.get_running_loop().call_soon(self._flush)
 
-    def _deliver(self, item: Pending, reply: Any) -> None:
+    def _deliver(self, item: Pending, reply: Reply) -> None:
         future = item.future
         if future is not None and future.done():  # the caller gave up (cancelled)
             return
@@ -246,31 +248,39 @@ class InventoryClient:
         self.channels = [ShardChannel(handle_for, i, batch_max, calls_in_flight) for i in range(shard_count)]
         self.retry_for_s = retry_for_s
 
-    def submit(self, command: Command) -> asyncio.Future[Any]:
+    def submit(self, command: Command) -> asyncio.Future[Reply]:
         """One attempt, no retry: a future with the result or a RezervError (never raised)."""
         return self.channels[self.router.shard_of(command.stream_id)].submit(command)
 
-    def request(self, command: Command, trace: tracing.RequestTrace | None = None) -> asyncio.Future[Any]:
+    def request(self, command: Command, trace: tracing.RequestTrace | None = None) -> asyncio.Future[Reply]:
         """A future with the final reply: transient failures are retried (same command, same
         idempotency key) until `retry_for_s`; errors are returned, not raised. `trace`: the
         request's root span when its booking is traced (engine/tracing.py)."""
         return self.channels[self.router.shard_of(command.stream_id)].submit(command, self.retry_for_s, trace)
 
-    def request_then(self, command: Command, callback: Callable[[Any], object]) -> None:
+    def request_then(self, command: Command, callback: Callable[[Reply], object]) -> None:
         """`request` with a callback instead of a future: `callback(reply)` gets the final reply."""
         self.channels[self.router.shard_of(command.stream_id)].submit_then(command, callback, self.retry_for_s)
 
-    async def attempt(self, command: Command) -> Any:
+    async def attempt(self, command: Command) -> Reply:
         return await self.request(command)
 
-    async def execute(self, command: Command) -> Any:
+    async def execute(self, command: Command) -> Result:
         """The result; raises the RezervError if the answer was an error."""
         reply = await self.request(command)
         if isinstance(reply, RezervError):
             raise reply
         return reply
 
-    async def execute_many(self, commands: Sequence[Command]) -> list[Any]:
+    async def execute_as(self, command: Command, expected: type[R]) -> R:
+        """`execute` for a caller that knows which result its command succeeds with: an answer of
+        another type is a bug in the engine, named here rather than found as a missing attribute."""
+        result = await self.execute(command)
+        if not isinstance(result, expected):
+            raise TypeError(f"{type(command).__name__} answered {type(result).__name__}, not {expected.__name__}")
+        return result
+
+    async def execute_many(self, commands: Sequence[Command]) -> list[Reply]:
         return list(await asyncio.gather(*(self.request(c) for c in commands)))
 
     @property

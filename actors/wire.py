@@ -13,6 +13,7 @@ from typing import Any
 from engine.domain import codec
 from engine.domain.commands import Command
 from engine.domain.errors import InvalidCommand, RezervError, error_from_code
+from engine.domain.results import Reply
 
 OK = 0
 ERROR = 1
@@ -32,7 +33,7 @@ def decode_batch(payload: bytes) -> list[Command]:
     return commands
 
 
-def encode_replies(replies: Sequence[Any]) -> bytes:
+def encode_replies(replies: Sequence[Reply]) -> bytes:
     out: list[Any] = []
     head = (OK,)
     for reply in replies:
@@ -43,7 +44,7 @@ def encode_replies(replies: Sequence[Any]) -> bytes:
     return codec.encode(out)
 
 
-def decode_replies(payload: bytes) -> list[Any]:
+def decode_replies(payload: bytes) -> list[Reply]:
     """Results as objects, errors as RezervError instances (not raised)."""
     build = codec.build_record_at
     return [build(item, 1) if item[0] == OK else error_from_code(item[1], item[2]) for item in codec.decode(payload)]

@@ -37,6 +37,7 @@ from engine import tracing
 from engine.config import Settings
 from engine.domain.commands import Command
 from engine.domain.errors import RezervError
+from engine.domain.results import HoldGranted
 
 JSON = b"application/json"
 _KEY_HEADER = IDEMPOTENCY_KEY.lower().encode("latin-1")
@@ -137,6 +138,7 @@ class HotRoutes:
         reply = await inventory.request(command)
         if isinstance(reply, RezervError):
             return _problem(reply, request.path)
+        assert isinstance(reply, HoldGranted), "a hold succeeds with HoldGranted"
         return Answer(201, orjson.dumps(granted_body(reply, id_field)))
 
     async def _traced_hold(self, request: Request, inventory: Any, command: Any, id_field: str) -> Answer:

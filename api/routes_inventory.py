@@ -67,7 +67,7 @@ from engine.domain.commands import (
     UnblockCar,
 )
 from engine.domain.errors import EntityNotFound
-from engine.domain.results import Done, StateView
+from engine.domain.results import Done, HoldGranted, StateView
 
 router = APIRouter()
 
@@ -142,7 +142,7 @@ async def create_event(body: CreateEventIn, _admin: AdminPrincipal, inventory: I
         body.max_tickets_per_booking,
         _cutoff_ms(settings, body.cancel_cutoff_s),
     )
-    return _done(await inventory.execute(command), created=True)
+    return _done(await inventory.execute_as(command, Done), created=True)
 
 
 @router.get(
@@ -152,7 +152,7 @@ async def create_event(body: CreateEventIn, _admin: AdminPrincipal, inventory: I
     responses={200: {"model": EventOut, "description": "the event"}, **problem_responses(404, 422, 503)},
 )
 async def get_event(event_id: PathId, inventory: Inventory) -> Response:
-    return _state(await inventory.execute(GetState(event_id, EVENT)), "event", event_id)
+    return _state(await inventory.execute_as(GetState(event_id, EVENT), StateView), "event", event_id)
 
 
 @router.post(
@@ -162,7 +162,7 @@ async def get_event(event_id: PathId, inventory: Inventory) -> Response:
     responses={**_DONE, **problem_responses(401, 403, 404, 422, 503)},
 )
 async def add_capacity(event_id: PathId, body: AddCapacityIn, _admin: AdminPrincipal, inventory: Inventory) -> Response:
-    return _done(await inventory.execute(AddCapacity(event_id, body.change_id, body.tier, body.quantity)))
+    return _done(await inventory.execute_as(AddCapacity(event_id, body.change_id, body.tier, body.quantity), Done))
 
 
 @router.post(
@@ -172,7 +172,7 @@ async def add_capacity(event_id: PathId, body: AddCapacityIn, _admin: AdminPrinc
     responses={**_DONE, **problem_responses(401, 403, 404, 503)},
 )
 async def close_sales(event_id: PathId, _admin: AdminPrincipal, inventory: Inventory) -> Response:
-    return _done(await inventory.execute(CloseSales(event_id)))
+    return _done(await inventory.execute_as(CloseSales(event_id), Done))
 
 
 @router.post(
@@ -197,7 +197,7 @@ async def hold_tickets(
     body is a 422. Tiers are sorted so the same body always makes the same command.
     """
     command = ticket_hold(request.app.state.settings, principal, event_id, body, idempotency_key)
-    return OrjsonResponse(granted_body(await inventory.execute(command), "event_id"), status_code=201)
+    return OrjsonResponse(granted_body(await inventory.execute_as(command, HoldGranted), "event_id"), status_code=201)
 
 
 # ---- rental cars ---------------------------------------------------------------------------
@@ -221,7 +221,7 @@ async def register_car(body: RegisterCarIn, _admin: AdminPrincipal, inventory: I
         body.discount_per_day,
         _cutoff_ms(request.app.state.settings, body.cancel_cutoff_s),
     )
-    return _done(await inventory.execute(command), created=True)
+    return _done(await inventory.execute_as(command, Done), created=True)
 
 
 @router.get(
@@ -231,7 +231,7 @@ async def register_car(body: RegisterCarIn, _admin: AdminPrincipal, inventory: I
     responses={200: {"model": CarOut, "description": "the car"}, **problem_responses(404, 422, 503)},
 )
 async def get_car(car_id: PathId, inventory: Inventory) -> Response:
-    return _state(await inventory.execute(GetState(car_id, CAR)), "car", car_id)
+    return _state(await inventory.execute_as(GetState(car_id, CAR), StateView), "car", car_id)
 
 
 @router.post(
@@ -254,7 +254,7 @@ async def hold_car(
     Idempotent by key exactly like ticket holds (see hold_tickets).
     """
     command = car_hold(request.app.state.settings, principal, car_id, body, idempotency_key)
-    return OrjsonResponse(granted_body(await inventory.execute(command), "car_id"), status_code=201)
+    return OrjsonResponse(granted_body(await inventory.execute_as(command, HoldGranted), "car_id"), status_code=201)
 
 
 @router.post(
@@ -266,7 +266,7 @@ async def hold_car(
 )
 async def block_car(car_id: PathId, body: BlockCarIn, _admin: AdminPrincipal, inventory: Inventory) -> Response:
     command = BlockCar(car_id, body.block_id, body.start, body.end, body.reason)
-    return _done(await inventory.execute(command), created=True)
+    return _done(await inventory.execute_as(command, Done), created=True)
 
 
 @router.delete(
@@ -276,7 +276,7 @@ async def block_car(car_id: PathId, body: BlockCarIn, _admin: AdminPrincipal, in
     responses={**_DONE, **problem_responses(401, 403, 404, 503)},
 )
 async def unblock_car(car_id: PathId, block_id: PathId, _admin: AdminPrincipal, inventory: Inventory) -> Response:
-    return _done(await inventory.execute(UnblockCar(car_id, block_id)))
+    return _done(await inventory.execute_as(UnblockCar(car_id, block_id), Done))
 
 
 # ---- the booking lifecycle -----------------------------------------------------------------
@@ -304,7 +304,7 @@ async def release_hold(
     require_hold_owner(principal, booking_kind, entity_id, hold_id, hold_key)
     reason = "released by admin" if principal.is_admin else "released by customer"
     command = ReleaseHold(entity_id, booking_kind=booking_kind, hold_id=hold_id, reason=reason)
-    return _done(await inventory.execute(command))
+    return _done(await inventory.execute_as(command, Done))
 
 
 @router.post(
@@ -329,7 +329,7 @@ async def cancel_booking(
     require_hold_owner(principal, booking_kind, entity_id, hold_id, hold_key)
     reason = "cancelled by admin" if principal.is_admin else "cancelled by customer"
     command = CancelBooking(entity_id, booking_kind=booking_kind, hold_id=hold_id, reason=reason)
-    return _done(await inventory.execute(command))
+    return _done(await inventory.execute_as(command, Done))
 
 
 @router.post(
@@ -345,7 +345,7 @@ async def confirm_booking(
     command = ConfirmBooking(
         entity_id, booking_kind=_KIND[kind], hold_id=hold_id, payment_ref=f"manual:{admin.subject}"
     )
-    return _done(await inventory.execute(command))
+    return _done(await inventory.execute_as(command, Done))
 
 
 # ---- wallets -------------------------------------------------------------------------------
@@ -367,7 +367,7 @@ async def deposit(customer_id: PathId, body: DepositIn, principal: CurrentPrinci
             "Only an admin may credit a wallet by hand; customers top up (POST /wallets/{id}/topups).",
         )
     command = Deposit(customer_id, body.deposit_id, body.amount, "admin", f"{body.reason} (by {principal.subject})")
-    return _done(await inventory.execute(command), created=True)
+    return _done(await inventory.execute_as(command, Done), created=True)
 
 
 @router.get(
@@ -379,5 +379,5 @@ async def deposit(customer_id: PathId, body: DepositIn, principal: CurrentPrinci
 async def get_wallet(customer_id: PathId, principal: CurrentPrincipal, inventory: Inventory) -> Response:
     """Every customer has a wallet, empty until the first deposit, so this never answers 404."""
     require_self_or_admin(principal, customer_id)
-    view: StateView = await inventory.execute(GetState(customer_id, WALLET))
+    view: StateView = await inventory.execute_as(GetState(customer_id, WALLET), StateView)
     return OrjsonResponse(view.state)

@@ -33,6 +33,7 @@ from api.responses import OrjsonResponse, iso_utc
 from api.schemas import ID_PATTERN, Body, Id, problem_responses
 from engine.config import Settings
 from engine.domain.commands import Deposit, Withdraw
+from engine.domain.results import Done
 from engine.projections.ledger import Entry
 from engine.signing import HEADER, BadSignature, verify
 from engine.topups import PaymentProvider, Topup, TopupStore, check_amount, deposit_id
@@ -161,8 +162,8 @@ async def provider_callback(request: Request) -> Response:
     if (topup.customer_id, topup.amount) != (customer, amount):
         raise ApiProblem(422, "callback-mismatch", "Callback mismatch", "the callback's customer or amount differ")
     inventory = await inventory_of(request.app)
-    done = await inventory.execute(
-        Deposit(topup.customer_id, deposit_id(topup.provider_ref), topup.amount, "topup", topup.provider_ref)
+    done = await inventory.execute_as(
+        Deposit(topup.customer_id, deposit_id(topup.provider_ref), topup.amount, "topup", topup.provider_ref), Done
     )
     await topups.credited(topup.topup_id, time.time_ns() // 1_000_000)
     return OrjsonResponse({"topup_id": topup.topup_id, "credited": True, "changed": done.changed})
@@ -183,8 +184,8 @@ async def withdraw(customer_id: PathId, body: WithdrawalIn, principal: CurrentPr
     reads: MoneyReads = request.app.state.money_reads
     reserved = await reads.pending_payments(customer_id)
     inventory = await inventory_of(request.app)
-    done = await inventory.execute(
-        Withdraw(customer_id, body.withdrawal_id, body.amount, reserved, settings.withdrawal_daily_limit)
+    done = await inventory.execute_as(
+        Withdraw(customer_id, body.withdrawal_id, body.amount, reserved, settings.withdrawal_daily_limit), Done
     )
     body_out = {"withdrawal_id": body.withdrawal_id, "amount": done.amount, "status": done.status}
     return OrjsonResponse(

@@ -46,12 +46,12 @@ from engine.domain.errors import (
     TransientError,
 )
 from engine.domain.events import CarHeld, TicketsHeld
+from engine.domain.results import Reply
 from engine.group_commit import CommitGroup, GroupCommitter
 from engine.ports import ArchivedRecord, Clock, EventStore, Fencing, NewEvent, RecordArchive, Snapshot, SystemClock
 
 log = logging.getLogger("rezerv.host")
 
-Reply = Any  # a result object, or a RezervError instance
 EventListener = Callable[[str, Aggregate, list[Any]], None]
 
 
@@ -353,7 +353,9 @@ class EntityHost:
         archive = self.archive
         wanted: dict[str, set[str]] = {}
         for i in lookups:
-            wanted.setdefault(streams[i], set()).add(results[i].key)
+            lookup = results[i]
+            assert isinstance(lookup, ArchiveLookupNeeded)
+            wanted.setdefault(streams[i], set()).add(lookup.key)
         names = list(wanted)
         try:
             found = await asyncio.gather(*(archive.get(s, sorted(wanted[s])) for s in names))

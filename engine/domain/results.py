@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.domain.codec import register
+from engine.domain.errors import RezervError
 
 
 @register()
@@ -44,3 +45,11 @@ class StateView:
     stream_id: str
     version: int
     state: Any
+
+
+Result = HoldGranted | Done | StateView
+"""Every answer a command can succeed with."""
+
+Reply = Result | RezervError
+"""What crosses the engine's boundary for one command: a result, or the error it was refused
+with (returned, never raised, so one refusal in a batch costs the others nothing)."""

@@ -22,6 +22,7 @@ from engine.domain.results import HoldGranted
 from engine.hosting import EntityHost, HostConfig
 from engine.ports import ManualClock
 from tests.dates import starts_in
+from tests.replies import as_view
 
 
 @pytest.fixture
@@ -131,6 +132,6 @@ async def test_an_archived_booking_is_one_booking_for_a_host_that_takes_the_even
         [cancelled] = await second.execute([CancelBooking(ev, "event", "k1", "changed my mind")])
         assert getattr(cancelled, "status", "") == "CANCELLED"
         [left] = await second.execute([GetState(ev, target="event")])
-        assert left.state["tiers"][0]["available"] == 9
+        assert as_view(left).state["tiers"][0]["available"] == 9
     finally:
         await second.stop()

@@ -14,7 +14,7 @@ import pytest
 from engine.domain import codec
 from engine.domain.commands import CreateEvent, GetState, HoldTickets, TierSpec
 from engine.domain.errors import InsufficientInventory, RezervError
-from engine.domain.results import HoldGranted
+from engine.domain.results import HoldGranted, StateView
 from tests.dates import starts_in
 from tests.integration.ray_helpers import shard_settings, shards
 
@@ -46,7 +46,7 @@ async def test_concurrent_holds_are_durable_and_never_oversold(database_url: str
         assert set(stored) == set(granted)
         assert sum(r.quantity for r in granted.values()) <= 300
         assert sum(r.quantity for r in granted.values()) >= 298  # refusals only once (nearly) sold out
-        view = await client.execute(GetState("hot", "event"))
+        view = await client.execute_as(GetState("hot", "event"), StateView)
         assert view.state["tiers"][0]["held"] == sum(r.quantity for r in granted.values())
         assert client.stats()["avg_batch"] > 1
 

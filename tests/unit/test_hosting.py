@@ -28,6 +28,7 @@ from engine.domain.errors import InsufficientInventory, OwnershipLost, StoreUnav
 from engine.domain.results import Done, HoldGranted, StateView
 from engine.hosting import EntityHost, HostConfig
 from engine.ports import AppendResult, ManualClock, RecordedEvent, StreamAppend, Turn
+from tests.replies import as_done, as_error, as_view
 
 TTL = 60_000
 
@@ -240,14 +241,14 @@ async def test_idle_entities_are_passivated_and_come_back_intact() -> None:
     assert await host.passivate_idle() == ["event/e1"]
     assert host.entities == {}
     [view] = await host.execute([GetState("e1", "event")])
-    assert view.state["tiers"][0]["confirmed"] == 3
+    assert as_view(view).state["tiers"][0]["confirmed"] == 3
     await host.stop()
 
 
 async def test_unknown_entity_and_bad_stream() -> None:
     host = make_host(InMemoryEventStore())
     [missing] = await host.execute([hold("h1", eid="nope")])
-    assert missing.code == "not-found"
+    assert as_error(missing).code == "not-found"
     [done] = await host.execute([create("new")])
     assert isinstance(done, Done)
     await host.stop()
@@ -273,8 +274,8 @@ async def test_reads_and_refusals_for_unknown_ids_write_nothing() -> None:
     store = InMemoryEventStore()
     host = make_host(store)
     replies = await host.execute([hold("h1", eid="ghost"), GetState("ghost", "event")])
-    assert replies[0].code == "not-found"
-    assert replies[1].version == 0
+    assert as_error(replies[0]).code == "not-found"
+    assert as_view(replies[1]).version == 0
     assert store.heads == {}, "no stream head may be written for an entity that does not exist"
     assert host.entities == {}
     # A creator in the same batch claims the stream and the hold after it succeeds.
@@ -288,7 +289,7 @@ async def test_a_command_for_a_malformed_stream_is_refused_alone() -> None:
     host = make_host(InMemoryEventStore())
     await host.execute([create()])
     replies = await host.execute([GetState("x", "planet"), hold("h1")])
-    assert replies[0].code == "invalid-command"
+    assert as_error(replies[0]).code == "invalid-command"
     assert isinstance(replies[1], HoldGranted)
     await host.stop()
 
@@ -331,12 +332,12 @@ async def test_payment_decisions_are_recorded_once_in_the_wallet() -> None:
     store = InMemoryEventStore()
     host = make_host(store)
     await host.execute([Deposit("alice", "d1", 500)])
-    [done] = await host.execute([Pay("alice", "h1", "event/e1", 500)])
-    assert (done.status, done.changed) == ("SUCCEEDED", True)
+    paid = as_done((await host.execute([Pay("alice", "h1", "event/e1", 500)]))[0])
+    assert (paid.status, paid.changed) == ("SUCCEEDED", True)
     await host.execute([Deposit("alice", "d2", 10)])
-    [again] = await host.execute([Pay("alice", "h1", "event/e1", 500)])
+    again = as_done((await host.execute([Pay("alice", "h1", "event/e1", 500)]))[0])
     assert (again.status, again.changed) == ("SUCCEEDED", False), "the first decision stands"
-    [refund] = await host.execute([Refund("alice", "h1", "expired")])
+    refund = as_done((await host.execute([Refund("alice", "h1", "expired")]))[0])
     assert refund.status == "REFUNDED"
     types = [e.event_type for e in store.streams["wallet/alice"]]
     assert types == ["FundsDeposited", "PaymentSucceeded", "FundsDeposited", "PaymentRefunded"]
@@ -346,8 +347,8 @@ async def test_payment_decisions_are_recorded_once_in_the_wallet() -> None:
 async def test_a_payment_for_a_customer_without_a_wallet_fails_and_creates_the_wallet() -> None:
     store = InMemoryEventStore()
     host = make_host(store)
-    [done] = await host.execute([Pay("nobody", "h1", "event/e1", 500)])
-    assert (done.status, done.changed) == ("FAILED", True)
+    failed = as_done((await host.execute([Pay("nobody", "h1", "event/e1", 500)]))[0])
+    assert (failed.status, failed.changed) == ("FAILED", True)
     assert [e.event_type for e in store.streams["wallet/nobody"]] == ["PaymentFailed"]
     await host.stop()
 
@@ -365,7 +366,7 @@ async def test_holds_expire_on_time_and_release_their_stock() -> None:
     clock.advance(1500)
     assert await host.expire_due() == 1, "h1 expires; c1 was confirmed and must not"
     [view] = await host.execute([GetState("e1", "event")])
-    assert view.state["tiers"][0]["available"] == 2
+    assert as_view(view).state["tiers"][0]["available"] == 2
     await host.stop()
 
 
@@ -421,7 +422,7 @@ async def test_runs_interleaved_across_entities_answer_in_order_and_store_in_ord
         "InsufficientInventory",
         "HoldGranted",
     ]
-    assert replies[3].state["tiers"][0]["held"] == 2, "the read sees the holds before it in the batch"
+    assert as_view(replies[3]).state["tiers"][0]["held"] == 2, "the read sees the holds before it in the batch"
     assert replies[7] == replies[0]
     e1 = [codec.decode_record(r.data) for r in store.streams["event/e1"]]
     assert [(r.version, getattr(e, "hold_id", None)) for r, e in zip(store.streams["event/e1"], e1, strict=True)] == [
@@ -450,11 +451,11 @@ async def test_a_bug_in_a_run_keeps_nothing_of_it_and_the_entity_is_rebuilt(monk
 
     monkeypatch.setitem(TicketedEvent.run_handlers, HoldTickets, broken)
     replies = await host.execute([hold("h1"), hold("h2")])
-    assert [r.code for r in replies] == ["invalid-command", "invalid-command"]
+    assert [as_error(r).code for r in replies] == ["invalid-command", "invalid-command"]
     assert "event/e1" not in host.entities, "memory that may hold unstored changes is dropped"
     monkeypatch.setitem(TicketedEvent.run_handlers, HoldTickets, real)
     [view] = await host.execute([GetState("e1", "event")])
-    assert view.state["tiers"][0]["held"] == 1, "rebuilt from the store: only h0"
+    assert as_view(view).state["tiers"][0]["held"] == 1, "rebuilt from the store: only h0"
     assert held_in_store(store) == 1
     await host.stop()
 

@@ -10,7 +10,7 @@ from actors.routing import Router
 from actors.wire import decode_batch, decode_replies, encode_batch, encode_replies
 from engine.domain.commands import HoldTickets
 from engine.domain.errors import InsufficientInventory, InvalidCommand, OwnershipLost
-from engine.domain.results import HoldGranted
+from engine.domain.results import HoldGranted, Reply
 
 
 def test_rendezvous_is_stable_balanced_and_moves_little() -> None:
@@ -28,7 +28,11 @@ def test_rendezvous_is_stable_balanced_and_moves_little() -> None:
 def test_batches_and_replies_round_trip() -> None:
     commands = [HoldTickets("e1", f"h{i}", "c", (("std", 1),), 1000) for i in range(3)]
     assert decode_batch(encode_batch(commands)) == commands
-    replies = [HoldGranted("e1", "h0", "c", 1, 2, 1), InsufficientInventory("none left"), OwnershipLost("moved")]
+    replies: list[Reply] = [
+        HoldGranted("e1", "h0", "c", 1, 2, 1),
+        InsufficientInventory("none left"),
+        OwnershipLost("moved"),
+    ]
     back = decode_replies(encode_replies(replies))
     assert back[0] == replies[0]
     assert isinstance(back[1], InsufficientInventory)

@@ -35,7 +35,7 @@ from engine.domain.events import (
     PaymentSucceeded,
     TicketsHeld,
 )
-from engine.domain.results import Done
+from engine.domain.results import Done, HoldGranted, StateView
 from engine.outbox import OutboxMessage, message_id
 from engine.saga import (
     LATE_PAYMENT,
@@ -186,7 +186,7 @@ async def booking_status(inventory: LocalInventory, hold_id: str) -> str:
 
 
 async def balance(inventory: LocalInventory, customer: str) -> int:
-    view = await inventory.client.execute(GetState(customer, "wallet"))
+    view = await inventory.client.execute_as(GetState(customer, "wallet"), StateView)
     return int(view.state["balance"])
 
 
@@ -291,7 +291,7 @@ async def test_a_free_ticket_is_confirmed_without_a_charge_even_under_a_minimum_
     await client.execute(CreateEvent("free", "Open day", "Hall", starts_in(30), (TierSpec("gratis", 0, 5),)))
     outbox = Outbox(shards)
     pay, results = workers(shards, PaymentPolicy(min_amount=500))
-    granted = await client.execute(HoldTickets("free", "f1", "carol", (("gratis", 2),), 60_000))
+    granted = await client.execute_as(HoldTickets("free", "f1", "carol", (("gratis", 2),), 60_000), HoldGranted)
     assert granted.amount == 0
     await pay.handle(outbox.new(TicketsHeld))
     [decision] = outbox.new(PaymentSucceeded, PaymentFailed)
@@ -299,11 +299,11 @@ async def test_a_free_ticket_is_confirmed_without_a_charge_even_under_a_minimum_
     assert isinstance(succeeded, PaymentSucceeded)
     assert (succeeded.amount, succeeded.customer_id, succeeded.booking_stream) == (0, "carol", "event/free")
     await results.handle([decision])
-    view = await client.execute(GetState("free", "event"))
+    view = await client.execute_as(GetState("free", "event"), StateView)
     assert view.state["tiers"][0]["confirmed"] == 2
     assert await balance(shards, "carol") == 0
     await client.execute(CancelBooking("free", "event", "f1", "changed plans"))
     await pay.handle(outbox.new(BookingCancelled))
     assert await balance(shards, "carol") == 0
-    wallet = await client.execute(GetState("carol", "wallet"))
+    wallet = await client.execute_as(GetState("carol", "wallet"), StateView)
     assert (wallet.state["balance"], wallet.state["refunds"]) == (0, 1)

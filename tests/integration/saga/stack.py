@@ -19,6 +19,7 @@ from actors.services import ROLES
 from engine.adapters import pg_bookings
 from engine.adapters.kafka_topics import ensure_topics
 from engine.config import Settings
+from engine.domain.results import StateView
 
 TERMINAL = {"CONFIRMED", "RELEASED", "EXPIRED", "CANCELLED"}
 
@@ -55,7 +56,7 @@ class SagaStack:
     async def balance(self, customer: str) -> int:
         from engine.domain.commands import GetState
 
-        view = await self.client.execute(GetState(customer, "wallet"))
+        view = await self.client.execute_as(GetState(customer, "wallet"), StateView)
         return int(view.state["balance"])
 
     async def until(self, check: Callable[[], Awaitable[bool]], timeout_s: float = 30.0, what: str = "") -> None:

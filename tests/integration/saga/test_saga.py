@@ -12,7 +12,7 @@ import pytest
 from engine.adapters.kafka_bus import KafkaPublisher
 from engine.adapters.pg_log import PostgresLogReader
 from engine.domain.commands import CancelBooking, CreateEvent, Deposit, HoldTickets, TierSpec
-from engine.domain.results import HoldGranted
+from engine.domain.results import HoldGranted, StateView
 from engine.log import START
 from engine.outbox import plan_message
 from tests.dates import starts_in
@@ -57,7 +57,7 @@ async def hold(stack: SagaStack, who: str, n: int = 2, tier: str = "std", ttl_ms
 async def available(stack: SagaStack, tier: str = "std") -> int:
     from engine.domain.commands import GetState
 
-    view = await stack.client.execute(GetState("show", "event"))
+    view = await stack.client.execute_as(GetState("show", "event"), StateView)
     return int(next(t["available"] for t in view.state["tiers"] if t["name"] == tier))
 
 
