@@ -83,7 +83,8 @@ class ShardActor:
                     counting=self.settings.metrics,
                 )
                 host.start()
-                host.spawn(host.run_housekeeping(self._stop, on_idle=gc_tuning.collect_when_idle), "housekeeping")
+                upkeep = host.upkeep.run_housekeeping(self._stop, on_idle=gc_tuning.collect_when_idle)
+                host.spawn(upkeep, "housekeeping")
                 self.host = host
         return self.host
 

@@ -51,7 +51,7 @@ def shard_families(shard: ShardActor) -> Iterator[Metric]:
         "rezerv_holds_refused", "Holds refused, by entity kind and reason (the problem code)", ["kind", "reason"],
         refused,
     )  # fmt: skip
-    yield counter("rezerv_holds_expired", "Holds this shard expired when their time ran out", host.expired)
+    yield counter("rezerv_holds_expired", "Holds this shard expired when their time ran out", host.upkeep.expired)
     yield gauge("rezerv_entities_in_memory", "Entities active in this shard's memory", len(host.entities))
     yield counter(
         "rezerv_entity_activations",
@@ -62,7 +62,7 @@ def shard_families(shard: ShardActor) -> Iterator[Metric]:
         "rezerv_entity_evictions", "Entities dropped from memory after a failed commit or lost ownership",
         stats["evictions"],
     )  # fmt: skip
-    yield counter("rezerv_entity_passivations", "Idle entities dropped from memory", host.passivations)
+    yield counter("rezerv_entity_passivations", "Idle entities dropped from memory", host.upkeep.passivations)
     yield counter("rezerv_snapshots", "Entity snapshots taken", stats["snapshots"])
     yield labelled_counter(
         "rezerv_commit_failures", "Streams whose events a group commit did not make durable, by error code", ["code"],

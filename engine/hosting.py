@@ -6,6 +6,10 @@ is no `await` between checking inventory and changing it, so nothing interleaves
 into the group committer; each answer is released only when the events it depends on are
 durable, and becomes a retryable error if they did not become durable.
 
+Here: the hot path (`execute`), activation (claim, load, evict) and what follows a commit
+(snapshots). What the host does besides answering commands (hold timers, leases, passivation,
+forgetting, the archive) is its `upkeep` (engine/upkeep.py); committing is engine/group_commit.py.
+
 Nothing here knows about Ray: actors/shard.py wraps a host in a Ray actor, and the unit tests
 run a host on in-memory fakes.
 """
@@ -25,10 +29,8 @@ from engine.busiest import BusiestKeys
 from engine.domain import codec
 from engine.domain.aggregate import Aggregate, BookingHost, RunHandler
 from engine.domain.archiving import Archiving
-from engine.domain.booking import HELD
 from engine.domain.commands import (
     Command,
-    ExpireHold,
     FromMessage,
     HoldCar,
     HoldTickets,
@@ -48,7 +50,8 @@ from engine.domain.errors import (
 from engine.domain.events import CarHeld, TicketsHeld
 from engine.domain.results import Reply
 from engine.group_commit import CommitGroup, GroupCommitter
-from engine.ports import ArchivedRecord, Clock, EventStore, Fencing, NewEvent, RecordArchive, Snapshot, SystemClock
+from engine.ports import Clock, EventStore, Fencing, NewEvent, RecordArchive, Snapshot, SystemClock
+from engine.upkeep import HostUpkeep
 
 log = logging.getLogger("rezerv.host")
 
@@ -109,7 +112,6 @@ class EntityHost:
         (False with REZERV_METRICS=0: the hot path then does none of it)."""
         self.store = store
         self.archive = archive
-        self._forgot_at = 0
         self.fencing = fencing
         self.config = config
         self.clock = clock or SystemClock()
@@ -121,9 +123,6 @@ class EntityHost:
             store, config.commit_max, self._on_failed, self._on_committed, config.commits_in_flight
         )
         self.listeners: list[EventListener] = []
-        # Hold timers: second -> [(stream, hold id)], armed for every hold this host applies or loads.
-        self.timers: dict[int, list[tuple[str, str]]] = {}
-        self.expired = 0
         self.stats = {
             "batches": 0,
             "commands": 0,
@@ -140,13 +139,13 @@ class EntityHost:
         # For the metrics (read when scraped, written as plain counts: a few per run of commands).
         self.holds_granted: Counter[str] = Counter()  # new holds, by entity kind
         self.holds_refused: Counter[tuple[str, str]] = Counter()  # (entity kind, error code)
-        self.passivations = 0
         self.busiest = BusiestKeys(config.busiest)
         self.counting = counting
+        self.upkeep = HostUpkeep(self)  # hold timers, leases, passivation, forgetting, the archive
 
     def start(self) -> None:
         self.committer.start()
-        self.spawn(self._expire_forever(), "hold expiry")
+        self.spawn(self.upkeep.expire_forever(), "hold expiry")
 
     async def stop(self) -> None:
         await self.committer.stop()
@@ -269,7 +268,7 @@ class EntityHost:
             result = err
         except Exception as exc:  # a bug in a handler: refuse the command, keep the entity honest
             log.exception("command %r failed", command)
-            self._evict(stream, StoreUnavailable("internal error"))
+            self.evict(stream, StoreUnavailable("internal error"))
             return InvalidCommand(f"internal error: {type(exc).__name__}"), None
         entity.last_used = now
         if self.counting:
@@ -291,7 +290,7 @@ class EntityHost:
             entity.group = self.committer.add(stream, version_before, entity.token, new_events, inbox)
             for event in events:
                 if type(event) in _HOLD_EVENTS:  # a new hold: arm its expiry timer
-                    self._arm(event.expires_at, stream, event.hold_id)  # type: ignore[attr-defined]
+                    self.upkeep.arm(event.expires_at, stream, event.hold_id)  # type: ignore[attr-defined]
             for listener in self.listeners:
                 listener(stream, agg, events)
         return result, entity.unfinished_group()
@@ -313,7 +312,7 @@ class EntityHost:
             answers, events, held = runner(agg, commands, now)
         except Exception as exc:  # a bug: part of the run may be applied in memory, none of it is kept
             log.exception("a run of %d %s failed", len(commands), type(commands[0]).__name__)
-            self._evict(stream, StoreUnavailable("internal error"))
+            self.evict(stream, StoreUnavailable("internal error"))
             results.extend([InvalidCommand(f"internal error: {type(exc).__name__}")] * len(commands))
             waits.extend([None] * len(commands))
             return
@@ -332,7 +331,7 @@ class EntityHost:
             new_events = [NewEvent(name, data) for name, data in events]
             entity.group = self.committer.add(stream, version_before, entity.token, new_events)
             for hold_id, expires_at in held:
-                self._arm(expires_at, stream, hold_id)
+                self.upkeep.arm(expires_at, stream, hold_id)
         results.extend(answers)
         waits.extend([entity.unfinished_group()] * len(commands))
 
@@ -389,42 +388,6 @@ class EntityHost:
                 results[i], waits[i] = self._apply_one(streams[i], entity, commands[i], now, unclaimed)
         for agg in touched:
             agg.resolved.clear()
-
-    async def archive_settled(self) -> int:
-        """Move records settled for `archive_after_ms` out of memory: store them in the archive
-        (fenced by the entity's token), then drop each one that is still what was stored. Returns
-        how many left memory. A record stored whose event then fails to commit is harmless: the
-        failure reloads the entity from the log, and a row is read only for a key not in memory."""
-        archive, cfg = self.archive, self.config
-        if archive is None or cfg.archive_after_ms <= 0:
-            return 0
-        moved = 0
-        for stream, entity in list(self.entities.items()):
-            agg = entity.agg
-            if not isinstance(agg, Archiving) or entity.token == 0:
-                continue
-            for _ in range(cfg.archive_rounds):
-                now = self.clock.now_ms()
-                rows = agg.archivable(now - cfg.archive_after_ms, now, cfg.idempotency_ttl_ms, cfg.archive_batch)
-                if not rows:
-                    break
-                stored = [ArchivedRecord(key, codec.encode(row), keep) for key, row, keep in rows]
-                try:
-                    await archive.put(stream, entity.token, stored)
-                except OwnershipLost:
-                    break  # another host owns it now; renew_leases drops it here
-                if self.entities.get(stream) is not entity:
-                    break
-                dropped = agg.archive(rows, self.clock.now_ms(), cfg.idempotency_ttl_ms)
-                moved += dropped
-                if dropped < len(rows):
-                    break  # some changed meanwhile: they wait for the next round
-        self.stats["archived"] += moved
-        now = self.clock.now_ms()
-        if now - self._forgot_at >= cfg.archive_forget_every_ms:
-            self._forgot_at = now
-            await archive.forget(now)
-        return moved
 
     # ---- activation ---------------------------------------------------------------------------
     async def _activate(self, stream_id: str, may_create: bool = True) -> Entity:
@@ -488,7 +451,7 @@ class EntityHost:
         self.entities[stream_id] = entity
         if isinstance(agg, BookingHost):  # timers survive restarts: re-armed from state
             for hold_id, expires_at in agg.active_holds():
-                self._arm(expires_at, stream_id, hold_id)
+                self.upkeep.arm(expires_at, stream_id, hold_id)
         self.stats["activations"] += 1
         for listener in self.listeners:
             listener(stream_id, agg, [])
@@ -502,9 +465,9 @@ class EntityHost:
             self.last_failure = f"{stream}: {error.message}"
             if isinstance(error, OwnershipLost):
                 self.lost[stream] = self.clock.now_ms() + self.config.lease_ms
-            self._evict(stream, error)
+            self.evict(stream, error)
 
-    def _evict(self, stream: str, error: RezervError) -> None:
+    def evict(self, stream: str, error: RezervError) -> None:
         if self.entities.pop(stream, None) is not None:
             self.stats["evictions"] += 1
             self.busiest.forget(stream)
@@ -536,54 +499,7 @@ class EntityHost:
         self.stats["snapshots"] += 1
         self.spawn(self.store.save_snapshot(snapshot), f"snapshot {stream}")
 
-    # ---- hold expiry --------------------------------------------------------------------------
-    def _arm(self, expires_at: int, stream: str, hold_id: str) -> None:
-        self.timers.setdefault(expires_at // 1000 + 1, []).append((stream, hold_id))
-
-    async def expire_due(self) -> int:
-        """Expire every hold whose time has come; returns how many were expired now.
-
-        A timer may be stale (the hold was confirmed or released since): only holds still HELD in
-        memory are sent an ExpireHold. A hold of an entity no longer in memory is left to the saga
-        supervisor's sweep (it finds overdue holds in the bookings projection)."""
-        now = self.clock.now_ms()
-        due_seconds = [s for s in self.timers if s * 1000 <= now]
-        if not due_seconds:
-            return 0
-        commands: list[Command] = []
-        later: list[tuple[int, str, str]] = []
-        for second in sorted(due_seconds):
-            for stream, hold_id in self.timers.pop(second):
-                entity = self.entities.get(stream)
-                if entity is None or not isinstance(entity.agg, BookingHost):
-                    continue
-                booking = entity.agg.bookings.get(hold_id)
-                if booking is None or booking.status is not HELD:
-                    continue
-                if booking.expires_at > now:  # filed under a second that is only partly over
-                    later.append((booking.expires_at, stream, hold_id))
-                    continue
-                kind, entity_id = split_stream_id(stream)
-                commands.append(ExpireHold(entity_id, kind, hold_id))
-        for expires_at, stream, hold_id in later:
-            self._arm(expires_at, stream, hold_id)
-        if not commands:
-            return 0
-        replies = await self.execute(commands)
-        expired = sum(1 for r in replies if getattr(r, "status", "") == "EXPIRED" and getattr(r, "changed", False))
-        self.expired += expired
-        return expired
-
-    async def _expire_forever(self) -> None:
-        period = self.config.expiry_tick_ms / 1000
-        while True:
-            await asyncio.sleep(period)
-            try:
-                await self.expire_due()
-            except Exception:
-                log.exception("expiring due holds failed; retrying")
-
-    # ---- housekeeping -------------------------------------------------------------------------
+    # ---- background work ----------------------------------------------------------------------
     def spawn(self, work: Awaitable[Any], what: str) -> None:
         async def run() -> None:
             try:
@@ -594,63 +510,6 @@ class EntityHost:
         task = asyncio.get_running_loop().create_task(run())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    async def renew_leases(self) -> list[str]:
-        """Extend this host's leases; drop the entities another host has taken over."""
-        leases = [(s, e.token) for s, e in self.entities.items()]
-        lost = await self.fencing.renew(leases, self.config.owner, self.config.lease_ms)
-        for stream in lost:
-            self.lost[stream] = self.clock.now_ms() + self.config.lease_ms
-            self._evict(stream, OwnershipLost(f"{stream} was taken over by another host"))
-        return lost
-
-    async def passivate_idle(self) -> list[str]:
-        """Drop entities unused for `passivate_after_ms` whose events are all durable."""
-        cutoff = self.clock.now_ms() - self.config.passivate_after_ms
-        idle = [
-            s
-            for s, e in self.entities.items()
-            if e.last_used < cutoff and e.group is None and not _has_live_holds(e.agg)  # keep their timers
-        ]
-        leases = []
-        for stream in idle:
-            entity = self.entities.pop(stream)
-            self.busiest.forget(stream)
-            leases.append((stream, entity.token))
-        self.passivations += len(idle)
-        await self.fencing.release(leases, self.config.owner)
-        return idle
-
-    def forget_settled(self) -> int:
-        """Drop from memory what no decision needs any more: bookings that ended, and payments that
-        failed or were refunded, longer ago than the idempotency lifetime (a retry of those is
-        answered as new after that; see Aggregate.compact). Snapshots compact too, but an entity
-        that is not snapshotted (few events, or all of them long ago) would otherwise keep them
-        for as long as it stays in memory. Returns how many were dropped."""
-        forget_before = self.clock.now_ms() - self.config.idempotency_ttl_ms
-        return sum(entity.agg.compact(forget_before) for entity in list(self.entities.values()))
-
-    async def run_housekeeping(
-        self, stop: asyncio.Event, period_s: float | None = None, on_idle: Callable[[], object] | None = None
-    ) -> None:
-        """Renew leases and passivate idle entities; call `on_idle` when no batch came in a whole period."""
-        period = period_s if period_s is not None else max(0.5, self.config.lease_ms / 3000)
-        batches = self.stats["batches"]
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), period)
-            if stop.is_set():
-                return
-            try:
-                await self.renew_leases()
-                await self.passivate_idle()
-                self.forget_settled()
-                await self.archive_settled()
-            except Exception:
-                log.exception("housekeeping failed; retrying in %.1f s", period)
-            if on_idle is not None and self.stats["batches"] == batches:
-                on_idle()
-            batches = self.stats["batches"]
 
 
 _HOLD_EVENTS = frozenset({TicketsHeld, CarHeld})
@@ -663,10 +522,6 @@ def _commit_timings(timings: dict[str, int], groups: dict[int, CommitGroup]) -> 
     if groups:
         last = groups[max(groups)]
         timings.update(commit_started_ns=last.started_ns, commit_ended_ns=last.ended_ns, commit_events=last.event_count)
-
-
-def _has_live_holds(agg: Aggregate) -> bool:
-    return isinstance(agg, BookingHost) and any(r.status is HELD for r in agg.bookings.values())
 
 
 def _creates(command: Command) -> bool:

@@ -115,7 +115,7 @@ async def test_an_archived_booking_is_one_booking_for_a_host_that_takes_the_even
     await first.execute([CreateEvent(ev, "E", "V", starts_in(30), (TierSpec("std", 100, 10),)), hold(ev, "k1", 3)])
     await first.execute([ConfirmBooking(ev, "event", "k1", "paid")])
     clock.advance(1_001)
-    assert await first.archive_settled() == 1
+    assert await first.upkeep.archive_settled() == 1
     await first.execute([hold(ev, "k2")])  # a commit after archiving: a snapshot without k1
     await first.stop()
     rows = await pool.fetchval("SELECT count(*) FROM record_archive WHERE stream_id = $1", f"event/{ev}")

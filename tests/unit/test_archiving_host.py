@@ -61,7 +61,7 @@ async def sold_and_archived(store: InMemoryEventStore, clock: ManualClock) -> En
     await host.execute([create(), hold("h1", 2), hold("h2"), hold("h3")])
     await host.execute([ConfirmBooking("e1", "event", "h1", "pay-1"), ReleaseHold("e1", "event", "h2", "no money")])
     clock.advance(AFTER + 1)
-    assert await host.archive_settled() == 2
+    assert await host.upkeep.archive_settled() == 2
     return host
 
 
@@ -84,7 +84,7 @@ async def test_a_booking_settled_less_than_the_delay_ago_stays_in_memory() -> No
     await host.execute([create(), hold("h1")])
     await host.execute([ConfirmBooking("e1", "event", "h1")])
     clock.advance(AFTER - 1)
-    assert await host.archive_settled() == 0
+    assert await host.upkeep.archive_settled() == 0
     assert "h1" in event_of(host).bookings
     await host.stop()
 
@@ -172,7 +172,7 @@ async def test_a_host_that_lost_the_entity_archives_nothing_and_keeps_its_record
     await host.execute([ConfirmBooking("e1", "event", "h1")])
     await store.claim("event/e1", host.entities["event/e1"].token + 1, "someone else")
     clock.advance(AFTER + 1)
-    assert await host.archive_settled() == 0
+    assert await host.upkeep.archive_settled() == 0
     assert await store.get("event/e1", ["h1"]) == {}
     await host.stop()
 
@@ -185,7 +185,7 @@ async def test_archived_payments_are_answered_as_decided_and_refunded_once() -> 
     failed = Pay("alice", "s2", "event/e1", 5_000)
     await host.execute([paid, failed])
     clock.advance(AFTER + 1)
-    assert await host.archive_settled() == 2
+    assert await host.upkeep.archive_settled() == 2
     wallet = host.entities["wallet/alice"].agg
     assert isinstance(wallet, Wallet)
     assert wallet.payments == {}
@@ -214,7 +214,7 @@ async def test_a_round_archives_in_writes_of_the_configured_size() -> None:
     await host.execute([create(), *(hold(f"h{i}") for i in range(5))])
     await host.execute([ReleaseHold("e1", "event", f"h{i}") for i in range(5)])
     clock.advance(AFTER + 1)
-    assert await host.archive_settled() == 4, "two writes of two"
-    assert await host.archive_settled() == 1
+    assert await host.upkeep.archive_settled() == 4, "two writes of two"
+    assert await host.upkeep.archive_settled() == 1
     assert event_of(host).bookings == {}
     await host.stop()

@@ -195,9 +195,9 @@ async def test_lease_renewal_notices_a_takeover() -> None:
     b = make_host(store, fencing, owner="b", clock=clock)
     await a.execute([create()])
     await b.execute([GetState("e1", "event")])
-    assert await a.renew_leases() == ["event/e1"]
+    assert await a.upkeep.renew_leases() == ["event/e1"]
     assert "event/e1" not in a.entities
-    assert await b.renew_leases() == []
+    assert await b.upkeep.renew_leases() == []
     await a.stop()
     await b.stop()
 
@@ -238,7 +238,7 @@ async def test_idle_entities_are_passivated_and_come_back_intact() -> None:
     await host.execute([create(), hold("h1", 3)])
     await host.execute([ConfirmBooking("e1", "event", "h1")])  # no live hold left: nothing keeps it in memory
     clock.advance(2000)
-    assert await host.passivate_idle() == ["event/e1"]
+    assert await host.upkeep.passivate_idle() == ["event/e1"]
     assert host.entities == {}
     [view] = await host.execute([GetState("e1", "event")])
     assert as_view(view).state["tiers"][0]["confirmed"] == 3
@@ -362,9 +362,9 @@ async def test_holds_expire_on_time_and_release_their_stock() -> None:
     await host.execute([hold("c1", 1, eid="e2")])
     await host.execute([ConfirmBooking("e2", "event", "c1")])
     clock.advance(TTL - 1)
-    assert await host.expire_due() == 0
+    assert await host.upkeep.expire_due() == 0
     clock.advance(1500)
-    assert await host.expire_due() == 1, "h1 expires; c1 was confirmed and must not"
+    assert await host.upkeep.expire_due() == 1, "h1 expires; c1 was confirmed and must not"
     [view] = await host.execute([GetState("e1", "event")])
     assert as_view(view).state["tiers"][0]["available"] == 2
     await host.stop()
@@ -379,7 +379,7 @@ async def test_timers_are_rearmed_when_an_entity_is_loaded_again() -> None:
     second = make_host(store, InMemoryFencing(clock=clock), owner="second", clock=clock)
     await second.execute([GetState("e1", "event")])  # activation re-arms h1's timer
     clock.advance(TTL + 1000)
-    assert await second.expire_due() == 1
+    assert await second.upkeep.expire_due() == 1
     expired = [r for r in store.streams["event/e1"] if r.event_type == "HoldExpired"]
     assert len(expired) == 1
     await second.stop()
@@ -391,7 +391,7 @@ async def test_an_entity_with_live_holds_is_not_passivated() -> None:
     host = make_host(store, clock=clock, passivate_after_ms=1000)
     await host.execute([create(), hold("h1")])
     clock.advance(2000)
-    assert await host.passivate_idle() == []
+    assert await host.upkeep.passivate_idle() == []
     await host.stop()
 
 
@@ -433,7 +433,7 @@ async def test_runs_interleaved_across_entities_answer_in_order_and_store_in_ord
     ]
     assert held_in_store(store, "event/e2") == 1
     clock.advance(TTL + 1000)
-    assert await host.expire_due() == 4, "every hold granted in a run has its expiry timer"
+    assert await host.upkeep.expire_due() == 4, "every hold granted in a run has its expiry timer"
     await host.stop()
 
 
@@ -479,9 +479,9 @@ async def test_what_no_decision_needs_leaves_memory_after_the_idempotency_lifeti
     await host.execute([ConfirmBooking("e1", "event", "kept", payment_ref="p")])
     await host.execute([Deposit("alice", "d1", 100), Pay("alice", "too-dear", "event/e1", 5_000)])
     clock.advance(30_000)
-    assert host.forget_settled() == 0, "within the lifetime a retry must still find them"
+    assert host.upkeep.forget_settled() == 0, "within the lifetime a retry must still find them"
     clock.advance(31_000)
-    assert host.forget_settled() == 2
+    assert host.upkeep.forget_settled() == 2
     bookings = host.entities["event/e1"].agg.bookings  # type: ignore[attr-defined]
     assert set(bookings) == {"kept"}, "a confirmed booking may still be cancelled"
     assert host.entities["wallet/alice"].agg.payments == {}  # type: ignore[attr-defined]

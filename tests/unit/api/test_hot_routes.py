@@ -309,7 +309,7 @@ async def test_holds_after_the_start_are_answered_the_same_both_ways() -> None:
         assert comparable(late[0]) == comparable(late[1])
         for twin in (pair.hot, pair.plain):  # the hold's time ran out too: expire it now on both, not by the sweep
             for shard in twin.inventory.shards:
-                await shard.host.expire_due()
+                await shard.host.upkeep.expire_due()
         retry = await pair.both("POST", "/events/soon/holds", json=body, headers=early)
         assert (retry[0].status, retry[0].json()["status"]) == (201, "EXPIRED")
         assert comparable(retry[0]) == comparable(retry[1]), "a retry after the start"

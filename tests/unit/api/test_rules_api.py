@@ -99,7 +99,7 @@ async def test_a_retried_key_of_a_released_or_expired_hold_says_so(timed: Api, c
     await timed.hold_tickets("e1", {"standard": 1}, "x", ttl_seconds=1)
     clock.travel(5_000)
     for shard in timed.inventory.shards:  # the expiry sweep runs every couple of seconds; run it now
-        await shard.host.expire_due()
+        await shard.host.upkeep.expire_due()
     assert (await timed.hold_tickets("e1", {"standard": 1}, "x", ttl_seconds=1)).json()["status"] == "EXPIRED"
     assert (await timed.tier("e1", "standard"))["held"] == 0
 
