@@ -443,6 +443,19 @@ def _save(name: str, summary: dict[str, Any]) -> None:
     (RESULTS / f"{name}-{stamp}.json").write_text(json.dumps(summary, indent=1))
 
 
+def _users_parser(sub: Any, name: str, kinds: list[str], wait_note: str = "") -> argparse.ArgumentParser:
+    """A subcommand of users with think time (`locust`, `paced`): the options they share."""
+    parser: argparse.ArgumentParser = sub.add_parser(name)
+    parser.add_argument("--api", default="http://127.0.0.1:8000")
+    parser.add_argument("--kind", choices=kinds, default="search")
+    parser.add_argument("--users", type=int, default=64)
+    think = f"think time between a user's requests, 'low,high' s{wait_note}"
+    parser.add_argument("--wait", default="0.5,1.5", help=think)
+    parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--label", default="")
+    return parser
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="which", required=True)
@@ -455,21 +468,9 @@ def main() -> int:
     wrk.add_argument("--warm", action="store_true", help="touch every query once before measuring")
     wrk.add_argument("--label", default="")
     wrk.add_argument("--verbose", action="store_true")
-    loc = sub.add_parser("locust")
-    loc.add_argument("--api", default="http://127.0.0.1:8000")
-    loc.add_argument("--kind", choices=["search", "cars", "mixed"], default="search")
-    loc.add_argument("--users", type=int, default=64)
-    loc.add_argument("--wait", default="0.5,1.5", help="think time between a user's requests, 'low,high' s; 0: none")
-    loc.add_argument("--seconds", type=int, default=60)
-    loc.add_argument("--label", default="")
-    pac = sub.add_parser("paced")
-    pac.add_argument("--api", default="http://127.0.0.1:8000")
-    pac.add_argument("--kind", choices=["search", "cars", "healthz"], default="search")
-    pac.add_argument("--users", type=int, default=64)
-    pac.add_argument("--wait", default="0.5,1.5", help="think time between a user's requests, 'low,high' s")
-    pac.add_argument("--seconds", type=float, default=60.0)
+    _users_parser(sub, "locust", ["search", "cars", "mixed"], "; 0: none")
+    pac = _users_parser(sub, "paced", ["search", "cars", "healthz"])
     pac.add_argument("--distinct", type=int, default=500, help="distinct queries the load draws from")
-    pac.add_argument("--label", default="")
     lag = sub.add_parser("lag")
     lag.add_argument("--rate", type=int, default=2000, help="holds per second; 0: as fast as it goes")
     lag.add_argument("--seconds", type=float, default=20.0)

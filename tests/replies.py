@@ -4,25 +4,30 @@ or an error, and the type checker knows it."""
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from engine.domain.errors import RezervError
 from engine.domain.results import Done, HoldGranted, Reply, StateView
 
+K = TypeVar("K", StateView, Done, HoldGranted, RezervError)
+
+
+def _narrowed(reply: Reply, kind: type[K]) -> K:
+    assert isinstance(reply, kind), f"expected {kind.__name__}, got {reply!r}"
+    return reply
+
 
 def as_view(reply: Reply) -> StateView:
-    assert isinstance(reply, StateView), f"expected a state view, got {reply!r}"
-    return reply
+    return _narrowed(reply, StateView)
 
 
 def as_done(reply: Reply) -> Done:
-    assert isinstance(reply, Done), f"expected Done, got {reply!r}"
-    return reply
+    return _narrowed(reply, Done)
 
 
 def as_granted(reply: Reply) -> HoldGranted:
-    assert isinstance(reply, HoldGranted), f"expected a granted hold, got {reply!r}"
-    return reply
+    return _narrowed(reply, HoldGranted)
 
 
 def as_error(reply: Reply) -> RezervError:
-    assert isinstance(reply, RezervError), f"expected an error, got {reply!r}"
-    return reply
+    return _narrowed(reply, RezervError)
