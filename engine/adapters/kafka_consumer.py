@@ -302,6 +302,23 @@ def fetch_pause_s(min_interval_s: float, since_last_fetch_s: float, last_count: 
     return max(0.0, min_interval_s - since_last_fetch_s)
 
 
+FETCH_WAIT_MIN_MS = 50
+FETCH_WAIT_MAX_MS = 500  # aiokafka's own default
+
+
+def fetch_wait_ms(min_interval_s: float) -> int:
+    """How long the broker may hold a fetch open: the consumer's own pace, from 50 to 500 ms.
+
+    A consumer that takes a batch at most every `min_interval_s` gains nothing from fetches that
+    come back sooner, and every fetch is a request the broker pays for, data or not: tansu holds an
+    empty fetch for the whole wait, so an idle consumer costs it 1000 / wait requests a second.
+    With the saga paced at 200 ms, 200 ms instead of 50 took the broker from 8-12% of a core to
+    6-7% at 16 and 64 users, hold to confirmed unchanged (BENCHMARKS.md section 2). A consumer
+    not paced (REZERV_SAGA_BATCH_INTERVAL_MS=0) keeps 50 ms: Kafka answers a fetch as soon as data
+    arrives, tansu only when the wait is over, and that wait is added to every saga hop."""
+    return int(min(FETCH_WAIT_MAX_MS, max(FETCH_WAIT_MIN_MS, min_interval_s * 1000)))
+
+
 class MessageConsumer:
     """One consumer of one topic for one saga participant; see the module docstring.
 
@@ -329,7 +346,7 @@ class MessageConsumer:
         commit_timeout_s: float = 10.0,
         admin_timeout_s: float = 15.0,
         max_poll_interval_ms: int = 300_000,
-        fetch_max_wait_ms: int = 50,
+        fetch_max_wait_ms: int | None = None,
         fence_patience_s: float = 5.0,
         handler_backoff: Backoff | None = None,
         reconnect_backoff: Backoff | None = None,
@@ -366,9 +383,8 @@ class MessageConsumer:
         # A handler retried longer than this leaves the group (aiokafka's rule); its batch is then
         # not committed and comes again, to this consumer or another, and `processed` drops it.
         self.max_poll_interval_ms = max_poll_interval_ms
-        # How long the broker may hold a fetch open waiting for data. Kafka answers as soon as data
-        # arrives; a broker that waits the whole interval instead adds it to every saga hop.
-        self.fetch_max_wait_ms = fetch_max_wait_ms
+        # How long the broker may hold a fetch open waiting for data (`fetch_wait_ms`).
+        self.fetch_max_wait_ms = fetch_max_wait_ms if fetch_max_wait_ms is not None else fetch_wait_ms(min_interval_s)
         self.handler_backoff = handler_backoff or Backoff(0.2, 5.0)
         self.reconnect_backoff = reconnect_backoff or Backoff(0.2, 5.0)
         self.handled = 0  # messages this instance handed to a handler that returned
