@@ -463,11 +463,14 @@ class EntityHost:
         for stream, error in failed.items():
             self.failures[error.code] += 1
             self.last_failure = f"{stream}: {error.message}"
-            if isinstance(error, OwnershipLost):
-                self.lost[stream] = self.clock.now_ms() + self.config.lease_ms
             self.evict(stream, error)
 
     def evict(self, stream: str, error: RezervError) -> None:
+        """Drop an entity from memory and fail what waits for its commit with `error`. One that
+        another host took over (OwnershipLost) is not activated here again until that host's
+        lease could have run out."""
+        if isinstance(error, OwnershipLost):
+            self.lost[stream] = self.clock.now_ms() + self.config.lease_ms
         if self.entities.pop(stream, None) is not None:
             self.stats["evictions"] += 1
             self.busiest.forget(stream)

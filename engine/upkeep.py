@@ -93,7 +93,6 @@ class HostUpkeep:
         leases = [(s, e.token) for s, e in self.host.entities.items()]
         lost = await self.host.fencing.renew(leases, self.host.config.owner, self.host.config.lease_ms)
         for stream in lost:
-            self.host.lost[stream] = self.host.clock.now_ms() + self.host.config.lease_ms
             self.host.evict(stream, OwnershipLost(f"{stream} was taken over by another host"))
         return lost
 
