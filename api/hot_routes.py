@@ -37,7 +37,7 @@ from engine import tracing
 from engine.config import Settings
 from engine.domain.commands import Command
 from engine.domain.errors import RezervError
-from engine.domain.results import HoldGranted
+from engine.domain.results import HoldGranted, Reply
 
 JSON = b"application/json"
 _KEY_HEADER = IDEMPOTENCY_KEY.lower().encode("latin-1")
@@ -135,21 +135,13 @@ class HotRoutes:
             return _problem(error, request.path)
         if tracing.ENABLED:
             return await self._traced_hold(request, inventory, command, id_field)
-        reply = await inventory.request(command)
-        if isinstance(reply, RezervError):
-            return _problem(reply, request.path)
-        assert isinstance(reply, HoldGranted), "a hold succeeds with HoldGranted"
-        return Answer(201, orjson.dumps(granted_body(reply, id_field)))
+        return _hold_answer(await inventory.request(command), request.path, id_field)
 
     async def _traced_hold(self, request: Request, inventory: Any, command: Any, id_field: str) -> Answer:
         """`_hold`'s last step with tracing on: the same answer, and a root span if the booking is sampled."""
         template = "/events/{event_id}/holds" if id_field == "event_id" else "/cars/{car_id}/holds"
         span = tracing.start_request(f"POST {template}", command.hold_id, time.time_ns())
-        reply = await inventory.request(command, span)
-        if isinstance(reply, RezervError):
-            answer = _problem(reply, request.path)
-        else:
-            answer = Answer(201, orjson.dumps(granted_body(reply, id_field)))
+        answer = _hold_answer(await inventory.request(command, span), request.path, id_field)
         if span is not None:
             span.finish(answer.status, time.time_ns())
         return answer
@@ -165,6 +157,14 @@ class HotRoutes:
         except ApiProblem as problem:
             return _answer(api_problem_response(problem, request.path))
         return Answer(200, orjson.dumps(booking_body(booking)))
+
+
+def _hold_answer(reply: Reply, path: str, id_field: str) -> Answer:
+    """A hold's reply as the route's answer: 201 with the hold, or the error's problem."""
+    if isinstance(reply, RezervError):
+        return _problem(reply, path)
+    assert isinstance(reply, HoldGranted), "a hold succeeds with HoldGranted"
+    return Answer(201, orjson.dumps(granted_body(reply, id_field)))
 
 
 def _problem(error: RezervError, path: str) -> Answer:
