@@ -83,6 +83,11 @@ def car_paths(count: int, seed: int = 8) -> list[str]:
     return sorted(paths)
 
 
+def query_paths(kind: str, count: int) -> list[str]:
+    """The catalog queries a run draws from: event searches or car windows."""
+    return search_paths(count) if kind == "search" else car_paths(count)
+
+
 def wrk_script(paths: list[str]) -> str:
     quoted = ",\n".join(json.dumps(p) for p in paths)
     return (
@@ -169,7 +174,7 @@ def run_wrk(
 
 def wrk_main(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    paths = search_paths(args.distinct) if args.kind == "search" else car_paths(args.distinct)
+    paths = query_paths(args.kind, args.distinct)
     port = int(args.api.rsplit(":", 1)[1])
     if args.warm:  # one pass over every query first, so a cached API starts warm
         run_wrk(args.api, paths, 8, max(2, len(paths) // 500))
@@ -264,17 +269,15 @@ def paced_main(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     port = int(args.api.rsplit(":", 1)[1])
-    if args.kind == "healthz":
-        paths = ["/healthz"]
-    else:
-        paths = search_paths(args.distinct) if args.kind == "search" else car_paths(args.distinct)
+    paths = ["/healthz"] if args.kind == "healthz" else query_paths(args.kind, args.distinct)
     low, high = (float(x) for x in args.wait.split(","))
     sampler = CpuSampler({**roles(settings, port), "generator": [os.getpid()]})
     # CPU over the middle of the run, sampled from a thread: the generator's loop is busy timing
     timer = threading.Timer(min(5.0, args.seconds / 4), sampler.start)
     timer.start()
     result = paced.run(args.api, paths, args.users, args.seconds, (low, high))
-    cpu = sampler.stop() if not timer.is_alive() else {}
+    timer.join()  # it fired a quarter of the way in at the latest
+    cpu = sampler.stop()
     summary = {
         "kind": args.kind,
         "api": args.api,
