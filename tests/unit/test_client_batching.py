@@ -1,4 +1,4 @@
-"""When the engine client sends a Ray call: one call out at a time unless a full batch waits.
+"""When the engine client sends a Ray call: one call out at a time unless a quarter of a batch waits.
 
 A fake actor handle holds every call open until the test answers it, and records how many
 commands each call carried; the wire format is the real one.
