@@ -31,9 +31,9 @@ from api.metrics_targets import all_targets
 from api.openapi import install_openapi
 from api.problems import install_problem_handlers
 from api.responses import OrjsonResponse
-from api.revocation import PostgresOverApiPool, RevocationStore, RevokedTokens
+from api.revocation import PostgresOverApiPool, RevokedTokens
 from api.routes_accounts import router as accounts_router
-from api.routes_bookings import BookingsRepository, default_bookings
+from api.routes_bookings import default_bookings
 from api.routes_bookings import router as bookings_router
 from api.routes_catalog import default_catalog, default_pages
 from api.routes_catalog import router as catalog_router
@@ -46,8 +46,7 @@ from api.sales import router as sales_router
 from api.wiring import Stores, default_stores, install
 from engine import tracing
 from engine.config import Settings
-from engine.ports import SalesReadModel
-from engine.projections.catalog_queries import CatalogReader
+from engine.ports import BookingsRepository, CatalogReader, RevocationStore, SalesReadModel
 
 log = logging.getLogger("rezerv.api")
 

@@ -16,7 +16,8 @@ import asyncio
 import contextlib
 import logging
 
-from engine.notifications import NotificationStore, Stored
+from engine.notifications import Stored
+from engine.ports import NotificationStore
 
 log = logging.getLogger("rezerv.api.notifications")
 QUEUE_SIZE = 1_000

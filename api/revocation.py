@@ -25,17 +25,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+
+from engine.ports import RevocationStore
 
 log = logging.getLogger("rezerv.api.revocation")
-
-
-class RevocationStore(Protocol):
-    async def revoke(self, token_id: str, expires_at_ms: int, reason: str) -> bool:
-        """Record the revocation until `expires_at_ms` (epoch ms); False if it was recorded already."""
-
-    async def active(self) -> set[str]:
-        """The ids of revocations not yet past their expiry."""
 
 
 @dataclass

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.responses import Response
@@ -29,6 +29,7 @@ from api.errors import ApiProblem
 from api.parameters import known_parameters
 from api.responses import OrjsonResponse, iso_utc
 from api.schemas import ID_PATTERN, BookingOut, CustomerBookingsOut, problem_responses
+from engine.ports import BookingsRepository
 from engine.projections.bookings import TIME_FIELD, Booking
 
 MAX_PAGE = 200
@@ -45,17 +46,6 @@ class BookingStatus(StrEnum):
     RELEASED = "RELEASED"
     EXPIRED = "EXPIRED"
     CANCELLED = "CANCELLED"
-
-
-class BookingsRepository(Protocol):
-    async def get(self, hold_id: str) -> Booking | None:
-        """The booking, or None if the read model has no such hold."""
-
-    async def of_customer(
-        self, customer_id: str, limit: int, statuses: Sequence[str] = (), before: tuple[int, str] | None = None
-    ) -> list[Booking]:
-        """Up to `limit` of the customer's bookings in `statuses` (any if empty), most recently
-        held first (ties by hold id, descending), after `before` = (held_at, hold_id) if given."""
 
 
 class PostgresBookings:

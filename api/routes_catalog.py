@@ -32,6 +32,7 @@ from api.schemas import MAX_PRICE, MAX_RENTAL_DAYS, CarPageOut, EventPageOut, pr
 from engine.adapters.pg_catalog import tier_json
 from engine.config import Settings
 from engine.domain.cars import rental_price
+from engine.ports import CatalogReader
 from engine.projections.catalog import EventEntry
 from engine.projections.catalog_queries import (
     ANY,
@@ -45,7 +46,6 @@ from engine.projections.catalog_queries import (
     CarItem,
     CarPage,
     CarQuery,
-    CatalogReader,
     EventPage,
     EventQuery,
     InvalidPosition,

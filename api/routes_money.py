@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import time
 import uuid
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Header, Path, Query, Request
@@ -34,9 +34,10 @@ from api.schemas import ID_PATTERN, Body, Id, problem_responses
 from engine.config import Settings
 from engine.domain.commands import Deposit, Withdraw
 from engine.domain.results import Done
+from engine.ports import MoneyReads, PaymentProvider, TopupStore
 from engine.projections.ledger import Entry
 from engine.signing import HEADER, BadSignature, verify
-from engine.topups import PaymentProvider, Topup, TopupStore, check_amount, deposit_id
+from engine.topups import Topup, check_amount, deposit_id
 
 router = APIRouter(tags=["wallets"])
 
@@ -44,13 +45,6 @@ PathId = Annotated[str, Path(pattern=ID_PATTERN)]
 NAMESPACE = uuid.UUID("5b0a5e57-2f0e-4e5c-9d59-1c7b3f7f0a11")
 MAX_PAGE = 200
 TOP_VERSION = 2**31 - 1
-
-
-class MoneyReads(Protocol):
-    async def statement(self, wallet_id: str, before_version: int, limit: int) -> list[Entry]: ...
-
-    async def pending_payments(self, customer_id: str) -> int:
-        """The amount of the customer's bookings HELD and not paid yet."""
 
 
 Amount = Annotated[int, Field(strict=True, ge=1, le=10**12)]

@@ -28,7 +28,8 @@ from api.errors import ApiProblem
 from api.notification_hub import NotificationHub
 from api.responses import OrjsonResponse
 from api.schemas import ID_PATTERN, Body, problem_responses
-from engine.notifications import NotificationStore, Stored, Webhook, body
+from engine.notifications import Stored, Webhook, body
+from engine.ports import NotificationStore
 
 router = APIRouter(tags=["notifications"])
 

@@ -10,10 +10,11 @@ from starlette.responses import Response
 
 from api.auth import AdminPrincipal
 from api.responses import OrjsonResponse
-from api.revocation import RevocationStore, RevokedTokens
+from api.revocation import RevokedTokens
 from api.schemas import RevokedTokenOut, RevokeTokenIn, problem_responses
 from engine.config import Settings
 from engine.domain.errors import StoreUnavailable
+from engine.ports import RevocationStore
 
 router = APIRouter()
 

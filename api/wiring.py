@@ -18,14 +18,12 @@ from api.dependencies import Postgres, Redis
 from api.lazy import LazyPool, LazyRedis
 from api.notification_hub import NotificationHub
 from api.routes_accounts import access_issuer
-from api.routes_money import MoneyReads
-from engine.accounts import AccountService, AccountStore, FailureCounter
+from engine.accounts import AccountService
 from engine.config import Settings
 from engine.domain.accounts import ThrottlePolicy
 from engine.domain.errors import StoreUnavailable
-from engine.notifications import NotificationStore
 from engine.passwords import Argon2Parameters, Passwords
-from engine.topups import PaymentProvider, TopupStore
+from engine.ports import AccountStore, FailureCounter, MoneyReads, NotificationStore, PaymentProvider, TopupStore
 
 
 class _NoDatabase:

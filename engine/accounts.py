@@ -1,4 +1,6 @@
-"""Accounts: register, log in, refresh, log out; the ports they need and the service that uses them.
+"""Accounts: register, log in, refresh, log out; the records its ports pass and the service that uses them.
+
+The ports (`AccountStore`, `FailureCounter`) are in engine/ports.py with every other one.
 
 The service is the only place these rules are wired together, tested against in-memory fakes
 (tests/unit/test_accounts.py); the stores are adapters (engine/adapters/pg_accounts.py for
@@ -26,7 +28,6 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from engine.domain.accounts import (
     CUSTOMER,
@@ -41,6 +42,7 @@ from engine.domain.accounts import (
 )
 from engine.domain.errors import DomainError
 from engine.passwords import Passwords
+from engine.ports import AccountStore, FailureCounter
 
 REGISTRATIONS_PER_ADDRESS = "register:"
 
@@ -73,37 +75,6 @@ class UseResult:
     family_id: str = ""
     family_expires_at_ms: int = 0
     revoked_access: tuple[tuple[str, int], ...] = ()  # (jti, expiry) of access tokens to refuse from now
-
-
-class AccountStore(Protocol):
-    async def create(self, account: Account) -> bool:
-        """Store a new account; False if its login (or id) is taken."""
-
-    async def by_login(self, login: str) -> Account | None: ...
-
-    async def set_password_hash(self, account_id: str, password_hash: str) -> None:
-        """Replace the account's hash (a rehash with the current parameters at log-in)."""
-
-    async def add_refresh(self, token: RefreshToken) -> None: ...
-
-    async def use_refresh(self, token_hash: str, now_ms: int) -> UseResult:
-        """Present a refresh token, atomically: if it is current (see engine.domain.accounts
-        `presented`), use it up; if it was used before, revoke its family. Returns what happened
-        (with the account and the family to continue), and on a reuse the access tokens of the
-        family to refuse."""
-
-    async def revoke_family(self, token_hash: str, now_ms: int) -> tuple[tuple[str, int], ...]:
-        """Revoke the family of a refresh token (logging out); returns its access tokens (jti, expiry)."""
-
-
-class FailureCounter(Protocol):
-    async def counts(self, keys: Sequence[str]) -> list[tuple[int, float]]:
-        """Per key: (failures counted, seconds left in their window; 0 if none)."""
-
-    async def add(self, keys: Sequence[str], window_s: float) -> None:
-        """Count one failure for each key; a key's window starts at its first failure."""
-
-    async def clear(self, key: str) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from engine.cancellation import as_failure
-from engine.log import LogReader, LogSubscription
+from engine.ports import LogReader, LogSubscription
 
 
 class Backoff:

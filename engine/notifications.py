@@ -24,7 +24,6 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from engine.domain import codec
 from engine.domain.commands import split_stream_id
@@ -144,39 +143,3 @@ def next_attempt(attempts: int, now_ms: int, first_s: float = 1.0, cap_s: float 
     webhook that comes back is not hit by every queued delivery in the same moment)."""
     delay = min(cap_s, first_s * 2 ** max(0, attempts - 1))
     return now_ms + int(delay * 1000 * random.uniform(0.8, 1.2))
-
-
-class NotificationStore(Protocol):
-    async def store(self, notifications: Sequence[Notification], now_ms: int) -> list[Stored]:
-        """Store the ones not stored before (by message id), in one transaction with a webhook
-        delivery for each whose customer has a webhook; returns those stored now, by id."""
-
-    async def page(self, customer_id: str, before_id: int, limit: int, unread_only: bool) -> list[Stored]:
-        """The customer's notifications older than `before_id`, newest first."""
-
-    async def mark_read(self, customer_id: str, ids: Sequence[int] | None, now_ms: int) -> int:
-        """Mark the customer's notifications `ids` (None: all) read; returns how many changed."""
-
-    async def after(self, customer_ids: Sequence[str], after_id: int, limit: int) -> list[Stored]:
-        """Notifications of these customers stored after `after_id`, oldest first (the live stream)."""
-
-    async def last_id(self) -> int: ...
-
-    async def set_webhook(self, webhook: Webhook) -> None: ...
-
-    async def webhook(self, customer_id: str) -> Webhook | None: ...
-
-    async def delete_webhook(self, customer_id: str) -> bool: ...
-
-    async def due(self, now_ms: int, limit: int) -> list[Delivery]:
-        """Deliveries whose time has come, oldest first."""
-
-    async def delivered(self, delivery_ids: Sequence[int]) -> None: ...
-
-    async def retry_later(self, delivery_id: int, attempts: int, at_ms: int, error: str) -> None: ...
-
-    async def dead_letter(self, delivery_id: int, attempts: int, error: str, now_ms: int) -> None:
-        """Move the delivery to the dead-letter table (kept for an operator, never retried)."""
-
-    async def dead_letters(self, customer_id: str) -> list[tuple[int, int, str]]:
-        """(notification id, attempts, last error) of the customer's parked deliveries."""

@@ -21,8 +21,9 @@ from collections.abc import Awaitable, Callable, Sequence
 import orjson
 
 from engine.following import wait_until
-from engine.notifications import Delivery, NotificationStore, body, next_attempt, plan
+from engine.notifications import Delivery, body, next_attempt, plan
 from engine.outbox import OutboxMessage
+from engine.ports import NotificationStore
 from engine.signing import HEADER, sign
 
 log = logging.getLogger("rezerv.notifier")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
 from engine.domain import codec
 from engine.log import LoggedEvent
@@ -83,11 +83,6 @@ class PublishFailed(RuntimeError):
     """The broker did not acknowledge every message of a batch; some may have been delivered.
 
     Transient by nature (broker down, restarted, topic missing): the relay sends the batch again."""
-
-
-class Publisher(Protocol):
-    async def publish_many(self, messages: Sequence[OutgoingMessage]) -> None:
-        """Return only when the broker has acknowledged every message; else raise PublishFailed."""
 
 
 def message_id(stream_id: str, version: int) -> str:

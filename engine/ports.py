@@ -1,23 +1,35 @@
-"""Ports: what the engine needs from the outside world, as Protocols.
+"""Ports: what the engine and the API need from the outside world, as Protocols, all in this module.
 
 Adapters live in engine/adapters/ (asyncpg, redis, aiokafka, and in-memory fakes for unit
 tests). The same contract tests (tests/contract/) run against the fake and the real adapter, so
 a unit test on the fake proves something about production.
+
+Why one module: a reader finds every boundary of the system in one place, and a service shows
+what it depends on by importing from here, never from an adapter. The records a port passes
+(an Account, a Topup, a Notification...) stay with the service that defines their meaning;
+this module names them for the type checker only. tests/unit/test_ports.py keeps it so.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from engine.domain.fast_init import speed_up_init
-from engine.log import LoggedEvent
+from engine.log import LogCheckpoint, LoggedEvent
 
 if TYPE_CHECKING:
+    from engine.accounts import Account, RefreshToken, UseResult
+    from engine.notifications import Delivery, Notification, Stored, Webhook
+    from engine.outbox import OutgoingMessage
+    from engine.projections.bookings import Booking
+    from engine.projections.catalog_queries import CarPage, CarQuery, EventPage, EventQuery, Position
+    from engine.projections.ledger import Entry
     from engine.sales import EntitySales, SalesBatch
+    from engine.topups import Checkout, Topup
 
 
 @speed_up_init
@@ -333,3 +345,172 @@ class SalesReadModel(Protocol):
 
     async def totals(self) -> EntitySales:
         """Every entity's counters added up (entity "*")."""
+
+
+# ---- the event log, read in order by the relay and the projections (engine/following.py) ---------
+class LogSubscription(Protocol):
+    """A live "the log grew" notification; closing it stops the callbacks."""
+
+    def is_active(self) -> bool:
+        """False once closed or once its connection is gone (then listen again, or just poll)."""
+
+    async def close(self) -> None: ...
+
+
+class LogReader(Protocol):
+    async def read_after(self, checkpoint: LogCheckpoint, limit: int) -> list[LoggedEvent]:
+        """Up to `limit` events after `checkpoint`, in log order, none of them still uncommitted.
+
+        Reading again from the checkpoint of the last event returned never skips an event that
+        commits later. Raises StoreUnavailable when the store cannot be reached."""
+
+    async def load_checkpoint(self, name: str) -> LogCheckpoint:
+        """The saved checkpoint of reader `name`, or START if it has none."""
+
+    async def save_checkpoint(self, name: str, checkpoint: LogCheckpoint) -> None:
+        """Save reader `name`'s checkpoint, unless the saved one is already further (never backwards)."""
+
+    async def lag(self, checkpoint: LogCheckpoint, exact_up_to: int = 10_000) -> int:
+        """Committed events after `checkpoint`: exact up to `exact_up_to`, an estimate above it."""
+
+    async def listen(self, on_append: Callable[[], None]) -> LogSubscription:
+        """Call `on_append` (no arguments, in the event loop) soon after events are appended.
+
+        A wake-up hint only: it may come late, twice, or for an append a reader cannot read yet;
+        readers still poll."""
+
+
+# ---- the message broker, as the outbox relay and the saga supervisor publish to it ---------------
+class Publisher(Protocol):
+    async def publish_many(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Return only when the broker has acknowledged every message; else raise PublishFailed."""
+
+
+# ---- accounts, refresh tokens and failed log-ins (engine/accounts.py) ----------------------------
+class AccountStore(Protocol):
+    async def create(self, account: Account) -> bool:
+        """Store a new account; False if its login (or id) is taken."""
+
+    async def by_login(self, login: str) -> Account | None: ...
+
+    async def set_password_hash(self, account_id: str, password_hash: str) -> None:
+        """Replace the account's hash (a rehash with the current parameters at log-in)."""
+
+    async def add_refresh(self, token: RefreshToken) -> None: ...
+
+    async def use_refresh(self, token_hash: str, now_ms: int) -> UseResult:
+        """Present a refresh token, atomically: if it is current (see engine.domain.accounts
+        `presented`), use it up; if it was used before, revoke its family. Returns what happened
+        (with the account and the family to continue), and on a reuse the access tokens of the
+        family to refuse."""
+
+    async def revoke_family(self, token_hash: str, now_ms: int) -> tuple[tuple[str, int], ...]:
+        """Revoke the family of a refresh token (logging out); returns its access tokens (jti, expiry)."""
+
+
+class FailureCounter(Protocol):
+    async def counts(self, keys: Sequence[str]) -> list[tuple[int, float]]:
+        """Per key: (failures counted, seconds left in their window; 0 if none)."""
+
+    async def add(self, keys: Sequence[str], window_s: float) -> None:
+        """Count one failure for each key; a key's window starts at its first failure."""
+
+    async def clear(self, key: str) -> None: ...
+
+
+# ---- top-ups and the payment provider behind them (engine/topups.py) -----------------------------
+class TopupStore(Protocol):
+    async def open(self, topup: Topup, daily_limit: int) -> Topup:
+        """Record `topup` PENDING (or return the one with its id, recorded before). Raises
+        TopupLimit if the customer's top-ups of the last 24 hours plus this one pass `daily_limit`;
+        IdempotencyConflict-like TopupRefused if the id was used for another amount or customer."""
+
+    async def checkout(self, topup_id: str, provider_ref: str, checkout_url: str) -> None: ...
+
+    async def by_provider_ref(self, provider_ref: str) -> Topup | None: ...
+
+    async def get(self, topup_id: str) -> Topup | None: ...
+
+    async def credited(self, topup_id: str, now_ms: int) -> None: ...
+
+
+class PaymentProvider(Protocol):
+    async def create_checkout(self, topup: Topup, callback_url: str) -> Checkout:
+        """Ask the provider for a checkout of `topup` (idempotent by topup id)."""
+
+
+# ---- notifications and webhooks (engine/notifications.py, engine/notifier.py) --------------------
+class NotificationStore(Protocol):
+    async def store(self, notifications: Sequence[Notification], now_ms: int) -> list[Stored]:
+        """Store the ones not stored before (by message id), in one transaction with a webhook
+        delivery for each whose customer has a webhook; returns those stored now, by id."""
+
+    async def page(self, customer_id: str, before_id: int, limit: int, unread_only: bool) -> list[Stored]:
+        """The customer's notifications older than `before_id`, newest first."""
+
+    async def mark_read(self, customer_id: str, ids: Sequence[int] | None, now_ms: int) -> int:
+        """Mark the customer's notifications `ids` (None: all) read; returns how many changed."""
+
+    async def after(self, customer_ids: Sequence[str], after_id: int, limit: int) -> list[Stored]:
+        """Notifications of these customers stored after `after_id`, oldest first (the live stream)."""
+
+    async def last_id(self) -> int: ...
+
+    async def set_webhook(self, webhook: Webhook) -> None: ...
+
+    async def webhook(self, customer_id: str) -> Webhook | None: ...
+
+    async def delete_webhook(self, customer_id: str) -> bool: ...
+
+    async def due(self, now_ms: int, limit: int) -> list[Delivery]:
+        """Deliveries whose time has come, oldest first."""
+
+    async def delivered(self, delivery_ids: Sequence[int]) -> None: ...
+
+    async def retry_later(self, delivery_id: int, attempts: int, at_ms: int, error: str) -> None: ...
+
+    async def dead_letter(self, delivery_id: int, attempts: int, error: str, now_ms: int) -> None:
+        """Move the delivery to the dead-letter table (kept for an operator, never retried)."""
+
+    async def dead_letters(self, customer_id: str) -> list[tuple[int, int, str]]:
+        """(notification id, attempts, last error) of the customer's parked deliveries."""
+
+
+# ---- the catalog's read side (engine/projections/catalog_queries.py) -----------------------------
+class CatalogReader(Protocol):
+    async def search_events(self, query: EventQuery, limit: int, after: Position | None) -> EventPage:
+        """Up to `limit` events matching `query`, in its sort order, strictly after `after`.
+
+        Raises InvalidPosition when `after` does not fit the sort."""
+
+    async def search_cars(self, query: CarQuery, limit: int, after: Position | None) -> CarPage:
+        """Up to `limit` cars matching `query`, in its sort order, strictly after `after`."""
+
+
+# ---- revoked access tokens (api/revocation.py) ---------------------------------------------------
+class RevocationStore(Protocol):
+    async def revoke(self, token_id: str, expires_at_ms: int, reason: str) -> bool:
+        """Record the revocation until `expires_at_ms` (epoch ms); False if it was recorded already."""
+
+    async def active(self) -> set[str]:
+        """The ids of revocations not yet past their expiry."""
+
+
+# ---- the bookings read model, as the API reads it ------------------------------------------------
+class BookingsRepository(Protocol):
+    async def get(self, hold_id: str) -> Booking | None:
+        """The booking, or None if the read model has no such hold."""
+
+    async def of_customer(
+        self, customer_id: str, limit: int, statuses: Sequence[str] = (), before: tuple[int, str] | None = None
+    ) -> list[Booking]:
+        """Up to `limit` of the customer's bookings in `statuses` (any if empty), most recently
+        held first (ties by hold id, descending), after `before` = (held_at, hold_id) if given."""
+
+
+# ---- wallet statements and pending payments, as the API reads them -------------------------------
+class MoneyReads(Protocol):
+    async def statement(self, wallet_id: str, before_version: int, limit: int) -> list[Entry]: ...
+
+    async def pending_payments(self, customer_id: str) -> int:
+        """The amount of the customer's bookings HELD and not paid yet."""

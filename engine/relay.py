@@ -25,8 +25,9 @@ from engine import tracing
 from engine.domain import codec
 from engine.domain.errors import StoreUnavailable
 from engine.following import Backoff, LogFollower
-from engine.log import LogCheckpoint, LogReader
-from engine.outbox import RELAY_NAME, OutgoingMessage, Publisher, PublishFailed, plan_batch
+from engine.log import LogCheckpoint
+from engine.outbox import RELAY_NAME, OutgoingMessage, PublishFailed, plan_batch
+from engine.ports import LogReader, Publisher
 
 log = logging.getLogger("rezerv.relay")
 

@@ -33,8 +33,8 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from engine.domain.commands import Command, ExpireHold
-from engine.outbox import OutgoingMessage, Publisher, plan_message
-from engine.ports import Clock, PendingSagas, SystemClock
+from engine.outbox import OutgoingMessage, plan_message
+from engine.ports import Clock, PendingSagas, Publisher, SystemClock
 
 log = logging.getLogger("rezerv.supervisor")
 

@@ -14,7 +14,6 @@ or a replay within the tolerance). Amounts are limited per top-up and per custom
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 from engine.domain.errors import DomainError
 
@@ -59,27 +58,7 @@ def over_daily_limit(recent: list[tuple[int, int]], amount: int, limit: int, now
     return None if used + amount <= limit else max(0, limit - used)
 
 
-class TopupStore(Protocol):
-    async def open(self, topup: Topup, daily_limit: int) -> Topup:
-        """Record `topup` PENDING (or return the one with its id, recorded before). Raises
-        TopupLimit if the customer's top-ups of the last 24 hours plus this one pass `daily_limit`;
-        IdempotencyConflict-like TopupRefused if the id was used for another amount or customer."""
-
-    async def checkout(self, topup_id: str, provider_ref: str, checkout_url: str) -> None: ...
-
-    async def by_provider_ref(self, provider_ref: str) -> Topup | None: ...
-
-    async def get(self, topup_id: str) -> Topup | None: ...
-
-    async def credited(self, topup_id: str, now_ms: int) -> None: ...
-
-
 @dataclass(frozen=True)
 class Checkout:
     provider_ref: str
     checkout_url: str
-
-
-class PaymentProvider(Protocol):
-    async def create_checkout(self, topup: Topup, callback_url: str) -> Checkout:
-        """Ask the provider for a checkout of `topup` (idempotent by topup id)."""

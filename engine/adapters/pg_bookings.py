@@ -31,8 +31,8 @@ from engine.adapters.pg_log import PostgresLogReader
 from engine.adapters.pg_projection import CheckpointedProjection
 from engine.domain.errors import StoreUnavailable
 from engine.following import Backoff
-from engine.log import LoggedEvent, LogReader
-from engine.ports import OverdueHold, UndecidedHold, UndeliveredDecision, Unrefunded
+from engine.log import LoggedEvent
+from engine.ports import LogReader, OverdueHold, UndecidedHold, UndeliveredDecision, Unrefunded
 from engine.projections.bookings import (
     BOOKING_FIELDS,
     INSERTED_FIELDS,

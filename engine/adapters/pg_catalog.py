@@ -24,7 +24,8 @@ import orjson
 
 from engine.adapters.pg_projection import CheckpointedProjection
 from engine.following import Backoff
-from engine.log import LoggedEvent, LogReader
+from engine.log import LoggedEvent
+from engine.ports import LogReader
 from engine.projections.catalog import (
     PROJECTION_NAME,
     CarEntry,

@@ -256,7 +256,7 @@ async def _projected_through(pool: asyncpg.Pool) -> int | None:
 
 
 class PostgresCatalog:
-    """The CatalogReader over a pool (engine/projections/catalog_queries.py)."""
+    """The CatalogReader port (engine/ports.py) over a pool; what each query means: catalog_queries.py."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool

@@ -31,7 +31,8 @@ from engine.adapters.pg_event_store import TRANSIENT_DB_ERRORS
 from engine.adapters.pg_log import PostgresLogReader
 from engine.domain.errors import StoreUnavailable
 from engine.following import Backoff, LogFollower
-from engine.log import LogCheckpoint, LoggedEvent, LogReader
+from engine.log import LogCheckpoint, LoggedEvent
+from engine.ports import LogReader
 
 R = TypeVar("R")
 

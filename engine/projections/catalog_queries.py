@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
@@ -100,13 +100,3 @@ class CarPage:
     items: list[CarItem]
     next_after: Position | None
     projected_through_ms: int | None
-
-
-class CatalogReader(Protocol):
-    async def search_events(self, query: EventQuery, limit: int, after: Position | None) -> EventPage:
-        """Up to `limit` events matching `query`, in its sort order, strictly after `after`.
-
-        Raises InvalidPosition when `after` does not fit the sort."""
-
-    async def search_cars(self, query: CarQuery, limit: int, after: Position | None) -> CarPage:
-        """Up to `limit` cars matching `query`, in its sort order, strictly after `after`."""

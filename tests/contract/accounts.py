@@ -1,4 +1,4 @@
-"""The AccountStore and FailureCounter contracts (engine/accounts.py): one suite each, run against
+"""The AccountStore and FailureCounter contracts (engine/ports.py): one suite each, run against
 the in-memory fakes (tests/unit) and PostgreSQL / Redis (tests/integration). A subclass
 provides the `store` (or `failures`) fixture."""
 
@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from engine.accounts import Account, AccountStore, FailureCounter, RefreshToken
+from engine.accounts import Account, RefreshToken
 from engine.domain.accounts import EXPIRED, REUSED, REVOKED, ROTATED, UNKNOWN
+from engine.ports import AccountStore, FailureCounter
 
 NOW = 1_800_000_000_000
 

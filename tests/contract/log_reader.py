@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from engine.log import START, LogCheckpoint, LoggedEvent, LogReader
-from engine.ports import EventStore, NewEvent, StreamAppend
+from engine.log import START, LogCheckpoint, LoggedEvent
+from engine.ports import EventStore, LogReader, NewEvent, StreamAppend
 
 
 def sid() -> str:

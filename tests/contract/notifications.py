@@ -1,11 +1,12 @@
-"""The NotificationStore contract (engine/notifications.py), run against the in-memory store
+"""The NotificationStore contract (engine/ports.py), run against the in-memory store
 (tests/unit) and PostgreSQL (tests/integration). A subclass provides the `notifications` fixture."""
 
 from __future__ import annotations
 
 import uuid
 
-from engine.notifications import CONFIRMED, REFUNDED, Notification, NotificationStore, Webhook
+from engine.notifications import CONFIRMED, REFUNDED, Notification, Webhook
+from engine.ports import NotificationStore
 
 NOW = 1_800_000_000_000
 

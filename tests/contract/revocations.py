@@ -1,4 +1,4 @@
-"""The RevocationStore contract (api/revocation.py): one suite, run against the in-memory store
+"""The RevocationStore contract (engine/ports.py): one suite, run against the in-memory store
 (tests/unit) and PostgreSQL (tests/integration). A subclass provides the `store` fixture."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from api.revocation import RevocationStore
+from engine.ports import RevocationStore
 
 
 def now_ms() -> int:

@@ -1,4 +1,4 @@
-"""The TopupStore contract (engine/topups.py), run against the in-memory store (tests/unit) and
+"""The TopupStore contract (engine/ports.py), run against the in-memory store (tests/unit) and
 PostgreSQL (tests/integration). A subclass provides the `topups` fixture."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ import uuid
 
 import pytest
 
-from engine.topups import CREDITED, PENDING, Topup, TopupLimit, TopupRefused, TopupStore
+from engine.ports import TopupStore
+from engine.topups import CREDITED, PENDING, Topup, TopupLimit, TopupRefused
 
 NOW = 1_800_000_000_000
 DAY = 24 * 3600 * 1000
