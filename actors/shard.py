@@ -2,7 +2,7 @@
 
 A plain class, made remote in actors/factory.py. Its only hot method is `call`: one batch of
 msgpack-encoded commands in, one list of encoded replies out. Adapters (asyncpg pool, Redis)
-are created on the first call, inside the actor's event loop. When Ray restarts the actor after
+are built on the first call, inside the actor's event loop, by actors/wiring.py. When Ray restarts the actor after
 a crash, the new instance starts empty and rebuilds entities from the store on demand, under a
 new owner id and new fencing tokens.
 """
@@ -19,26 +19,12 @@ from typing import Any
 from actors import gc_tuning, process_metrics
 from actors.shard_metrics import shard_families
 from actors.wire import decode_batch, encode_replies
+from actors.wiring import build_host
 from engine.config import Settings
 from engine.domain.errors import InvalidCommand
-from engine.hosting import EntityHost, HostConfig
+from engine.hosting import EntityHost
 
 log = logging.getLogger("rezerv.shard")
-
-
-def host_config(settings: Settings, owner: str) -> HostConfig:
-    return HostConfig(
-        owner=owner,
-        commit_max=settings.commit_max,
-        commits_in_flight=settings.commits_in_flight,
-        snapshot_every=settings.snapshot_every,
-        snapshot_min_interval_ms=int(settings.snapshot_min_interval_s * 1000),
-        passivate_after_ms=int(settings.passivate_after_s * 1000),
-        idempotency_ttl_ms=int(settings.idempotency_ttl_s * 1000),
-        lease_ms=int(settings.lease_ttl_s * 1000),
-        archive_after_ms=int(settings.archive_after_s * 1000),
-        busiest=settings.metrics_top_entities,
-    )
 
 
 class ShardActor:
@@ -64,24 +50,7 @@ class ShardActor:
             self._lock = asyncio.Lock()
         async with self._lock:
             if self.host is None:
-                from engine.adapters.pg_event_store import PostgresEventStore
-                from engine.adapters.pg_pool import create_entity_pool, create_writer_pool
-                from engine.adapters.redis_client import create_redis
-                from engine.adapters.redis_fencing import RedisFencing
-
-                s = self.settings
-                pool = await create_entity_pool(s.database_url, s.db_pool_size, s.db_command_timeout_s)
-                writers = await create_writer_pool(s.database_url, s.commits_in_flight, s.db_command_timeout_s)
-                redis = create_redis(self.settings.redis_url)
-                self._resources = [pool, writers, redis]
-                store = PostgresEventStore(pool, writers)
-                host = EntityHost(
-                    store,
-                    RedisFencing(redis),
-                    host_config(self.settings, self.owner),
-                    archive=store,
-                    counting=self.settings.metrics,
-                )
+                host, self._resources = await build_host(self.settings, self.owner)
                 host.start()
                 upkeep = host.upkeep.run_housekeeping(self._stop, on_idle=gc_tuning.collect_when_idle)
                 host.spawn(upkeep, "housekeeping")

@@ -22,7 +22,7 @@ from api.auth import TokenVerifier
 from api.catalog_cache import CatalogPages
 from api.catalog_fast_path import CatalogFastPath
 from api.cursors import CursorCodec
-from api.dependencies import Dependency, Postgres, dependencies_from, run_check
+from api.dependencies import Dependency, run_check
 from api.edge import Edge
 from api.errors import install_error_handlers
 from api.hot_routes import HotRoutes
@@ -31,19 +31,17 @@ from api.metrics_targets import all_targets
 from api.openapi import install_openapi
 from api.problems import install_problem_handlers
 from api.responses import OrjsonResponse
-from api.revocation import PostgresOverApiPool, RevokedTokens
+from api.revocation import RevokedTokens
 from api.routes_accounts import router as accounts_router
-from api.routes_bookings import default_bookings
 from api.routes_bookings import router as bookings_router
-from api.routes_catalog import default_catalog, default_pages
 from api.routes_catalog import router as catalog_router
 from api.routes_inventory import router as inventory_router
 from api.routes_money import router as money_router
 from api.routes_notifications import router as notifications_router
 from api.routes_tokens import router as tokens_router
-from api.sales import default_sales, refresh_sales_metrics
+from api.sales import refresh_sales_metrics
 from api.sales import router as sales_router
-from api.wiring import Stores, default_stores, install
+from api.wiring import Stores, compose, install
 from engine import tracing
 from engine.config import Settings
 from engine.ports import BookingsRepository, CatalogReader, RevocationStore, SalesReadModel
@@ -77,11 +75,9 @@ def create_app(
     `hot_path=False` leaves the hot requests to FastAPI too (the tests compare the two)."""
     settings = settings or Settings.from_env()
     tracing.configure_from(settings, "rezerv-api")
-    deps = dependencies if dependencies is not None else dependencies_from(settings)
-    if revocations is None:
-        postgres = next((d for d in deps if isinstance(d, Postgres)), None)
-        revocations = PostgresOverApiPool(postgres.get_pool) if postgres is not None else None
-    revoked = RevokedTokens(revocations.active if revocations else None, settings.revocation_refresh_s)
+    parts = compose(settings, dependencies, bookings, revocations, sales, catalog, catalog_pages, stores)
+    deps = parts.dependencies
+    revoked = RevokedTokens(parts.revocations.active if parts.revocations else None, settings.revocation_refresh_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -112,15 +108,15 @@ def create_app(
     app.state.settings = settings
     app.state.dependencies = {d.name: d for d in deps}
     app.state.inventory = inventory
-    app.state.bookings = bookings if bookings is not None else default_bookings(app.state.dependencies)
-    app.state.revocations = revocations
-    app.state.sales = sales if sales is not None else default_sales(app.state.dependencies)
+    app.state.bookings = parts.bookings
+    app.state.revocations = parts.revocations
+    app.state.sales = parts.sales
     app.state.revoked_tokens = revoked
     app.state.token_verifier = TokenVerifier(settings, revoked)
-    app.state.catalog = catalog if catalog is not None else default_catalog(app.state.dependencies)
-    app.state.catalog_pages = catalog_pages or default_pages(settings, app.state.dependencies)
+    app.state.catalog = parts.catalog
+    app.state.catalog_pages = parts.catalog_pages
     app.state.cursors = CursorCodec(settings.jwt_secret)
-    install(app, settings, stores if stores is not None else default_stores(app.state.dependencies))
+    install(app, settings, parts.stores)
     install_problem_handlers(app)
     install_error_handlers(app)
     app.add_middleware(CatalogFastPath)  # inside the metrics: cache hits are counted as requests too

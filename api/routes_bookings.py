@@ -14,7 +14,7 @@ document the shapes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -76,12 +76,6 @@ class PostgresBookings:
         from engine.adapters.pg_bookings import customer_bookings
 
         return await customer_bookings(await self._pool(), customer_id, limit, statuses, before)
-
-
-def default_bookings(dependencies: Mapping[str, object]) -> BookingsRepository:
-    """The repository `create_app` uses when none is given: the "postgres" dependency's pool."""
-    postgres = dependencies.get("postgres")
-    return PostgresBookings(postgres if isinstance(postgres, Postgres) else None)
 
 
 async def get_bookings(request: Request) -> BookingsRepository:

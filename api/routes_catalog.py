@@ -12,7 +12,6 @@ the route does not know (`offset`, a misspelt filter) is a 422, never silently i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import UTC, date, datetime, time
 from enum import StrEnum
 from functools import partial
@@ -25,12 +24,11 @@ from starlette.responses import Response
 from api.auth import AdminPrincipal
 from api.catalog_cache import CatalogPages, iso_utc, page_key
 from api.cursors import CursorCodec, InvalidCursor
-from api.dependencies import Postgres, Redis, pool_of
+from api.dependencies import Postgres, pool_of
 from api.errors import ApiProblem
 from api.parameters import known_parameters
 from api.schemas import MAX_PRICE, MAX_RENTAL_DAYS, CarPageOut, EventPageOut, problem_responses
 from engine.adapters.pg_catalog import tier_json
-from engine.config import Settings
 from engine.domain.cars import rental_price
 from engine.ports import CatalogReader
 from engine.projections.catalog import EventEntry
@@ -74,22 +72,6 @@ class LazyPostgresCatalog:
         from engine.adapters.pg_catalog_search import search_cars
 
         return await search_cars(await pool_of(self.postgres), query, limit, after)
-
-
-def default_catalog(dependencies: Mapping[str, object]) -> CatalogReader:
-    postgres = dependencies.get("postgres")
-    return LazyPostgresCatalog(postgres if isinstance(postgres, Postgres) else None)
-
-
-def default_pages(settings: Settings, dependencies: Mapping[str, object]) -> CatalogPages:
-    """Pages cached in the "redis" dependency's Redis, under the deployment's namespace."""
-    redis = dependencies.get("redis")
-    if not isinstance(redis, Redis) or not redis.url:
-        return CatalogPages(None, 0)
-    from engine.adapters.redis_page_cache import RedisPageCache, catalog_prefix
-
-    cache = RedisPageCache(redis.get_client(), catalog_prefix(settings.namespace))
-    return CatalogPages(cache, settings.catalog_cache_ttl_s)
 
 
 # The dependencies are `async` so FastAPI calls them inline instead of in its thread pool.

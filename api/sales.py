@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -71,11 +71,6 @@ class SalesOverApiPool:
 
     async def totals(self) -> EntitySales:
         return await (await self._model()).totals()
-
-
-def default_sales(dependencies: Mapping[str, object]) -> SalesReadModel:
-    postgres = dependencies.get("postgres")
-    return SalesOverApiPool(postgres if isinstance(postgres, Postgres) else None)
 
 
 def sales_body(sales: EntitySales) -> dict[str, Any]:

@@ -1,8 +1,12 @@
-"""The stores behind accounts, money and notifications, for one API process.
+"""The API process's composition root: every adapter the API uses is chosen and built here.
 
-`create_app(stores=...)` takes them (the unit tests pass in-memory ones); by default they are
-the PostgreSQL and Redis adapters over the API's own pool and client, connected on first use
-(api/lazy.py). `install` puts the services built on them into the app's state.
+`compose` takes what a caller gives (the unit tests pass in-memory stores, read models and a
+fake engine client through `create_app`) and builds the rest over the process's dependencies
+(api/dependencies.py): PostgreSQL through the API's own pool and Redis through its client, both
+connected on first use (api/lazy.py). Without PostgreSQL the accounts, top-ups and failure
+counts are in memory and the money reads answer 503. `install` puts the services built on the
+stores into the app's state. Nothing else in api/ constructs an adapter; the routes read what
+is here from `app.state`.
 """
 
 from __future__ import annotations
@@ -14,16 +18,32 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from api.dependencies import Postgres, Redis
+from api.catalog_cache import CatalogPages
+from api.dependencies import Dependency, Postgres, Redis, dependencies_from
 from api.lazy import LazyPool, LazyRedis
 from api.notification_hub import NotificationHub
+from api.revocation import PostgresOverApiPool
 from api.routes_accounts import access_issuer
+from api.routes_bookings import PostgresBookings
+from api.routes_catalog import LazyPostgresCatalog
+from api.sales import SalesOverApiPool
 from engine.accounts import AccountService
 from engine.config import Settings
 from engine.domain.accounts import ThrottlePolicy
 from engine.domain.errors import StoreUnavailable
 from engine.passwords import Argon2Parameters, Passwords
-from engine.ports import AccountStore, FailureCounter, MoneyReads, NotificationStore, PaymentProvider, TopupStore
+from engine.ports import (
+    AccountStore,
+    BookingsRepository,
+    CatalogReader,
+    FailureCounter,
+    MoneyReads,
+    NotificationStore,
+    PaymentProvider,
+    RevocationStore,
+    SalesReadModel,
+    TopupStore,
+)
 
 
 class _NoDatabase:
@@ -70,6 +90,59 @@ def default_stores(dependencies: Mapping[str, object]) -> Stores:
     return Stores(
         PostgresAccounts(pool), failures, PostgresTopups(pool), PostgresMoneyReads(pool), PostgresNotifications(pool)
     )
+
+
+@dataclass
+class ApiParts:
+    """What one API process is built from: its dependencies and the adapters over them."""
+
+    dependencies: list[Dependency]
+    bookings: BookingsRepository
+    revocations: RevocationStore | None  # None: no PostgreSQL, revoked tokens live in memory only
+    sales: SalesReadModel
+    catalog: CatalogReader
+    catalog_pages: CatalogPages
+    stores: Stores
+
+
+def compose(
+    settings: Settings,
+    dependencies: list[Dependency] | None = None,
+    bookings: BookingsRepository | None = None,
+    revocations: RevocationStore | None = None,
+    sales: SalesReadModel | None = None,
+    catalog: CatalogReader | None = None,
+    catalog_pages: CatalogPages | None = None,
+    stores: Stores | None = None,
+) -> ApiParts:
+    """The parts given, and for every one not given the default over `dependencies` (by default
+    those of `settings`: PostgreSQL, Redis, Kafka and Ray)."""
+    deps = dependencies if dependencies is not None else dependencies_from(settings)
+    named: dict[str, object] = {d.name: d for d in deps}
+    postgres = next((d for d in deps if isinstance(d, Postgres)), None)
+    redis = named.get("redis")
+    if revocations is None and postgres is not None:
+        revocations = PostgresOverApiPool(postgres.get_pool)
+    return ApiParts(
+        dependencies=deps,
+        bookings=bookings if bookings is not None else PostgresBookings(postgres),
+        revocations=revocations,
+        sales=sales if sales is not None else SalesOverApiPool(postgres),
+        catalog=catalog if catalog is not None else LazyPostgresCatalog(postgres),
+        catalog_pages=catalog_pages or _cached_pages(settings, redis),
+        stores=stores if stores is not None else default_stores(named),
+    )
+
+
+def _cached_pages(settings: Settings, redis: object) -> CatalogPages:
+    """Catalog pages cached in the "redis" dependency's Redis, under the deployment's namespace;
+    no cache without one."""
+    if not isinstance(redis, Redis) or not redis.url:
+        return CatalogPages(None, 0)
+    from engine.adapters.redis_page_cache import RedisPageCache, catalog_prefix
+
+    cache = RedisPageCache(redis.get_client(), catalog_prefix(settings.namespace))
+    return CatalogPages(cache, settings.catalog_cache_ttl_s)
 
 
 def install(app: FastAPI, settings: Settings, stores: Stores) -> None:

@@ -1,0 +1,327 @@
+"""The composition roots of rezerv's Ray processes: what a shard and each saga service are built from.
+
+Every adapter a Ray process uses is chosen and built here, and only here: `build_host` for a
+shard (its pools, Redis fencing, the event store and the entity host over them), `ServiceWiring`
+for each saga service role (actors/services.py lists them). The actor classes keep what Ray
+needs of a process (start, stop, ping, stats, metrics); the engine's services receive their
+ports already built (engine/ports.py) and never import an adapter (an import contract in
+pyproject.toml). The adapters are imported inside the functions: a process imports only what
+its role uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from engine.config import Settings
+from engine.domain.commands import Command
+from engine.hosting import EntityHost, HostConfig
+
+log = logging.getLogger("rezerv.services")
+
+
+def host_config(settings: Settings, owner: str) -> HostConfig:
+    return HostConfig(
+        owner=owner,
+        commit_max=settings.commit_max,
+        commits_in_flight=settings.commits_in_flight,
+        snapshot_every=settings.snapshot_every,
+        snapshot_min_interval_ms=int(settings.snapshot_min_interval_s * 1000),
+        passivate_after_ms=int(settings.passivate_after_s * 1000),
+        idempotency_ttl_ms=int(settings.idempotency_ttl_s * 1000),
+        lease_ms=int(settings.lease_ttl_s * 1000),
+        archive_after_ms=int(settings.archive_after_s * 1000),
+        busiest=settings.metrics_top_entities,
+    )
+
+
+async def build_host(settings: Settings, owner: str) -> tuple[EntityHost, list[Any]]:
+    """A shard's entity host over PostgreSQL and Redis, and the connections to close at shutdown
+    (each has `aclose` or `close`). Built inside the actor's event loop, on its first call."""
+    from engine.adapters.pg_event_store import PostgresEventStore
+    from engine.adapters.pg_pool import create_entity_pool, create_writer_pool
+    from engine.adapters.redis_client import create_redis
+    from engine.adapters.redis_fencing import RedisFencing
+
+    s = settings
+    pool = await create_entity_pool(s.database_url, s.db_pool_size, s.db_command_timeout_s)
+    writers = await create_writer_pool(s.database_url, s.commits_in_flight, s.db_command_timeout_s)
+    redis = create_redis(s.redis_url)
+    store = PostgresEventStore(pool, writers)
+    host = EntityHost(
+        store,
+        RedisFencing(redis),
+        host_config(s, owner),
+        archive=store,
+        counting=s.metrics,
+    )
+    return host, [pool, writers, redis]
+
+
+class ServiceWiring:
+    """Builds one saga service role's loops and hands each to `spawn`; the connections it opens
+    go to `closers` (closed by the actor's `stop`), and the parts an operator or a test asks
+    about (the relay, the consumers, the supervisor, the engine client) to `parts`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        stop_event: asyncio.Event,
+        spawn: Callable[[str, Awaitable[None]], None],
+        closers: list[Callable[[], Awaitable[Any]]],
+        parts: dict[str, Any],
+    ) -> None:
+        self.settings = settings
+        self.stop_event = stop_event
+        self._spawn = spawn
+        self.closers = closers
+        self.parts = parts
+
+    async def start(self, role: str) -> None:
+        await getattr(self, f"_start_{role}")()
+
+    async def _pool(self, size: int = 3) -> Any:
+        from engine.adapters.pg_pool import create_pool
+
+        pool = await create_pool(self.settings.database_url, size, self.settings.db_command_timeout_s)
+        self.closers.append(pool.close)
+        return pool
+
+    def _execute(self) -> Callable[[Sequence[Command]], Awaitable[list[Any]]]:
+        from actors.client import ray_client
+
+        client = self.parts["client"] = ray_client(self.settings)
+        return client.execute_many
+
+    async def _start_outbox(self) -> None:
+        from engine.adapters.kafka_bus import KafkaPublisher
+        from engine.adapters.pg_bookings import BookingsProjection
+        from engine.adapters.pg_log import PostgresLogReader
+        from engine.adapters.pg_sagas import PostgresPendingSagas
+        from engine.relay import OutboxRelay
+        from engine.saga_supervisor import SagaSupervisor
+
+        pool = await self._pool(4)
+        publisher = KafkaPublisher(
+            self.settings.kafka_bootstrap,
+            topic_prefix=self.settings.kafka_topic_prefix,
+            generation_ms=self._generation_ms(),
+            lead_ms=self._lead_ms(),
+        )
+        self.closers.append(publisher.close)
+        relay = OutboxRelay(
+            PostgresLogReader(pool), publisher, min_interval_s=self.settings.saga_batch_interval_ms / 1000
+        )
+        projection = BookingsProjection(
+            pool, PostgresLogReader(pool), min_interval_s=self.settings.projection_interval_s
+        )
+        supervisor = SagaSupervisor(
+            PostgresPendingSagas(pool),
+            publisher,
+            self._execute(),
+            int(self.settings.saga_retry_after_s * 1000),
+            inbox_retention_s=self.settings.inbox_retention_s,
+        )
+        self.parts.update(relay=relay, projection=projection, supervisor=supervisor)
+        self._spawn("outbox-relay", relay.run(self.stop_event))
+        self._spawn("bookings-projection", projection.run(self.stop_event))
+        await self._start_catalog()
+        self._spawn("saga-supervisor", supervisor.run(self.stop_event, self.settings.expiry_sweep_s))
+        if self._generation_ms():
+            self._spawn("topic-retirer", self._retire_generations(pool))
+        if self.settings.ledger:
+            await self._start_ledger()
+
+    def _generation_ms(self) -> int:
+        return int(self.settings.kafka_generation_s * 1000)
+
+    def _lead_ms(self) -> int:
+        """A new generation's topics and groups are made this long before it begins: two
+        session timeouts, about four group joins on tansu."""
+        return 2 * self.settings.kafka_session_timeout_ms
+
+    async def _retire_generations(self, pool: Any, period_s: float = 10.0) -> None:
+        """Delete the topic generations every live consumer has drained (kafka_generations.py)."""
+        from functools import partial
+
+        from engine.adapters.kafka_generations import retire_generations
+        from engine.adapters.kafka_topics import TOPICS, delete_topics, list_topic_names
+        from engine.adapters.pg_generations import PostgresGenerationRegistry
+        from engine.following import wait_until
+
+        s = self.settings
+        registry = PostgresGenerationRegistry(pool)
+        topics = [s.kafka_topic_prefix + name for name in TOPICS]
+        while not self.stop_event.is_set():
+            try:
+                await retire_generations(
+                    topics,
+                    registry,
+                    partial(list_topic_names, s.kafka_bootstrap),
+                    partial(delete_topics, s.kafka_bootstrap),
+                    int(time.time() * 1000),
+                    self._generation_ms(),
+                    int(s.kafka_consumer_absent_s * 1000),
+                )
+            except Exception as exc:
+                log.warning("retiring topic generations failed (%r); trying again in %.0f s", exc, period_s)
+            await wait_until(self.stop_event, None, period_s)
+
+    async def _start_ledger(self) -> None:
+        """The ledger projection (wallet statements), in this process too: an actor process costs
+        ~50 MB and idle CPU. Its own small pool, so its batches never wait behind the relay's."""
+        from engine.adapters.pg_ledger import LedgerProjection
+
+        ledger = LedgerProjection(await self._pool(2), min_interval_s=self.settings.projection_interval_s)
+        self.parts["ledger"] = ledger
+        self._spawn("ledger-projection", ledger.run(self.stop_event))
+
+    async def _start_catalog(self) -> None:
+        """The catalog projection, in this process too (an actor process costs ~50 MB and idle
+        CPU); its own small pool, so that its batches never wait behind the relay's."""
+        from engine.adapters.pg_catalog import CatalogProjection
+        from engine.adapters.redis_client import create_redis
+        from engine.adapters.redis_page_cache import RedisPageCache, catalog_prefix
+
+        invalidate = None
+        if self.settings.redis_url:
+            redis = create_redis(self.settings.redis_url, max_connections=4)
+            self.closers.append(redis.aclose)
+            invalidate = RedisPageCache(redis, catalog_prefix(self.settings.namespace)).invalidate
+        catalog = CatalogProjection(
+            await self._pool(3), invalidate=invalidate, min_interval_s=self.settings.catalog_interval_s
+        )
+        self.parts["catalog"] = catalog
+        self._spawn("catalog-projection", catalog.run(self.stop_event))
+
+    async def _start_payments(self) -> None:
+        from engine.saga import PAYMENT_WORKER, PaymentPolicy, PaymentWorker
+
+        policy = PaymentPolicy(self.settings.payment_max_tickets, self.settings.payment_min_amount)
+        worker = PaymentWorker(self._execute(), policy)
+        await self._consume("bookings", PAYMENT_WORKER, worker.handle, worker.event_types)
+        if self.settings.sales:
+            await self._start_sales()
+
+    async def _start_sales(self) -> None:
+        """The sales consumer: its own group on the bookings topic, a batch at most every
+        REZERV_SALES_INTERVAL_S written in one statement, no inbox (engine/sales.py)."""
+        from engine.adapters.pg_sales import PostgresSales
+        from engine.sales import SALES_CONSUMER, SALES_EVENT_TYPES, fold
+
+        sales = PostgresSales(await self._pool(1))
+
+        async def handle(messages: list[Any]) -> None:
+            await sales.apply(fold(messages))
+
+        async def nothing_processed(_ids: list[str]) -> set[str]:
+            return set()  # exactly once by the read model's own state, not by an inbox
+
+        await self._consume(
+            "bookings",
+            SALES_CONSUMER,
+            handle,
+            SALES_EVENT_TYPES,
+            processed=nothing_processed,
+            part="sales",
+            batch_max=20_000,
+            min_interval_s=self.settings.sales_interval_s,
+        )
+
+    async def _start_results(self) -> None:
+        from engine.saga import RESULTS_WORKER, BookingResultsWorker
+
+        worker = BookingResultsWorker(self._execute())
+        await self._consume("payments", RESULTS_WORKER, worker.handle, worker.event_types)
+        if self.settings.notifier:
+            await self._start_notifier()
+
+    async def _start_notifier(self) -> None:
+        from engine.adapters.http_post import aiohttp_post
+        from engine.adapters.pg_notifications import PostgresNotifications
+        from engine.notifications import BOOKING_OUTCOMES, NOTIFIER, PAYMENT_OUTCOMES
+        from engine.notifier import Notifier, WebhookDeliverer
+
+        store = PostgresNotifications(await self._pool(3))
+        post, close = aiohttp_post()
+        self.closers.append(close)
+        deliverer = WebhookDeliverer(store, post, self.settings.webhook_max_attempts, self.settings.webhook_timeout_s)
+        notifier = Notifier(store, deliverer.wake)
+        self.parts.update(notifier=notifier, webhooks=deliverer)
+        for topic, outcomes in (("bookings", BOOKING_OUTCOMES), ("payments", PAYMENT_OUTCOMES)):
+            name = f"{NOTIFIER}-{topic}"
+            await self._consume(topic, name, notifier.handle, outcomes, notifier.processed, part=name)
+        self._spawn("webhook-deliveries", deliverer.run(self.stop_event))
+
+    async def _consume(
+        self,
+        topic: str,
+        name: str,
+        handler: Callable[[Any], Awaitable[None]],
+        event_types: frozenset[str],
+        processed: Callable[[list[str]], Awaitable[set[str]]] | None = None,
+        part: str = "consumer",
+        batch_max: int = 500,
+        min_interval_s: float | None = None,
+    ) -> None:
+        """A consumer group on `topic` (one per live topic generation); `processed`: its inbox
+        lookup (default: the saga's inbox); `part`: its name in `self.parts`; `min_interval_s`:
+        at least this long between fetches while it keeps up (default: the saga's pacing,
+        REZERV_SAGA_BATCH_INTERVAL_MS)."""
+        from functools import partial
+
+        from engine.adapters.kafka_consumer import MessageConsumer
+        from engine.adapters.kafka_generations import GenerationalConsumer
+        from engine.adapters.kafka_topics import TOPICS, list_topic_names
+        from engine.adapters.pg_event_store import PostgresEventStore
+        from engine.adapters.pg_generations import PostgresGenerationRegistry
+
+        pool = await self._pool(2)
+        if processed is None:
+            store = PostgresEventStore(pool)
+
+            async def processed(message_ids: list[str]) -> set[str]:
+                return await store.processed(name, message_ids)
+
+        prefix = self.settings.kafka_topic_prefix
+        session = self.settings.kafka_session_timeout_ms
+        if min_interval_s is None:
+            min_interval_s = self.settings.saga_batch_interval_ms / 1000
+
+        def reader(topic_name: str, group_id: str) -> MessageConsumer:
+            return MessageConsumer(
+                self.settings.kafka_bootstrap,
+                topic_name,
+                group_id,
+                name,
+                handler,
+                processed,
+                batch_max=batch_max,
+                session_timeout_ms=session,
+                heartbeat_interval_ms=max(100, session // 6),
+                min_interval_s=min_interval_s,
+                event_types=event_types,
+                partitions=TOPICS[topic],
+            )
+
+        if not self._generation_ms():
+            consumer = reader(prefix + topic, prefix + name)
+            self.parts[part] = consumer
+            self._spawn(f"consumer-{name}", consumer.run(self.stop_event))
+            return
+        generations = GenerationalConsumer(
+            prefix + topic,
+            prefix + name,
+            name,
+            reader,
+            PostgresGenerationRegistry(pool),
+            partial(list_topic_names, self.settings.kafka_bootstrap),
+            self._generation_ms(),
+            lead_ms=self._lead_ms(),
+        )
+        self.parts[part] = generations
+        self._spawn(f"consumer-{name}", generations.run(self.stop_event))
