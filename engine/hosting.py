@@ -6,9 +6,11 @@ is no `await` between checking inventory and changing it, so nothing interleaves
 into the group committer; each answer is released only when the events it depends on are
 durable, and becomes a retryable error if they did not become durable.
 
-Here: the hot path (`execute`), activation (claim, load, evict) and what follows a commit
-(snapshots). What the host does besides answering commands (hold timers, leases, passivation,
-forgetting, the archive) is its `upkeep` (engine/upkeep.py); committing is engine/group_commit.py.
+Three parts, one job each: the host itself is the hot path (`execute`) and what follows a commit
+(answers released, snapshots, evictions); bringing an entity into memory (fencing token, claim,
+snapshot and events) is its `activation` (engine/activation.py); what it does besides answering
+commands (hold timers, leases, passivation, forgetting, the archive) is its `upkeep`
+(engine/upkeep.py). Committing is engine/group_commit.py.
 
 Nothing here knows about Ray: actors/shard.py wraps a host in a Ray actor, and the unit tests
 run a host on in-memory fakes.
@@ -25,6 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from engine.activation import Activation, Entity
 from engine.busiest import BusiestKeys
 from engine.domain import codec
 from engine.domain.aggregate import Aggregate, BookingHost, RunHandler
@@ -37,7 +40,7 @@ from engine.domain.commands import (
     RestoreRecord,
     split_stream_id,
 )
-from engine.domain.entities import aggregate_class, decode_snapshot, encode_snapshot
+from engine.domain.entities import aggregate_class, encode_snapshot
 from engine.domain.errors import (
     ArchiveLookupNeeded,
     DomainError,
@@ -77,27 +80,6 @@ class HostConfig:
     busiest: int = 20  # how many of the busiest entities the host keeps track of (its metrics)
 
 
-class Entity:
-    """An active entity: its aggregate, its fencing token, and its newest uncommitted group."""
-
-    __slots__ = ("agg", "commands", "durable_version", "group", "last_used", "snapshot_at", "snapshot_version", "token")
-
-    def __init__(self, agg: Aggregate, token: int, now: int) -> None:
-        self.agg = agg
-        self.token = token
-        self.group: CommitGroup | None = None
-        self.durable_version = agg.version
-        self.snapshot_version = agg.version
-        self.snapshot_at = now
-        self.last_used = now
-        self.commands = 0  # commands applied to it since it was activated (the busiest are exported)
-
-    def unfinished_group(self) -> CommitGroup | None:
-        """What an answer about this entity waits for: its newest group, unless that one is done."""
-        group = self.group
-        return group if group is not None and not group.done.is_set() else None
-
-
 class EntityHost:
     def __init__(
         self,
@@ -116,8 +98,7 @@ class EntityHost:
         self.config = config
         self.clock = clock or SystemClock()
         self.entities: dict[str, Entity] = {}
-        self.lost: dict[str, int] = {}  # stream -> until when another host owns it
-        self._activating: dict[str, asyncio.Future[Entity]] = {}
+        self.activation = Activation(store, fencing, config.owner, config.lease_ms, self.clock, self._adopt)
         self._background: set[asyncio.Task[Any]] = set()
         self.committer = GroupCommitter(
             store, config.commit_max, self._on_failed, self._on_committed, config.commits_in_flight
@@ -175,7 +156,9 @@ class EntityHost:
                 missing[stream] = missing.get(stream, False) or _creates(c)
         if missing:
             wanted = list(missing)
-            outcomes = await asyncio.gather(*(self._activate(s, missing[s]) for s in wanted), return_exceptions=True)
+            outcomes = await asyncio.gather(
+                *(self.activation.activate(s, missing[s]) for s in wanted), return_exceptions=True
+            )
             for stream, outcome in zip(wanted, outcomes, strict=True):
                 if isinstance(outcome, BaseException):
                     failures[stream] = _as_rezerv_error(outcome)
@@ -389,73 +372,18 @@ class EntityHost:
         for agg in touched:
             agg.resolved.clear()
 
-    # ---- activation ---------------------------------------------------------------------------
-    async def _activate(self, stream_id: str, may_create: bool = True) -> Entity:
-        if not may_create:
-            probe = await self._probe(stream_id)
-            if probe is not None:
-                return probe
-        pending = self._activating.get(stream_id)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[Entity] = asyncio.get_running_loop().create_future()
-        self._activating[stream_id] = future
-        try:
-            entity = await self._load(stream_id)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: other waiters re-raise it, nobody else must
-            raise
-        finally:
-            del self._activating[stream_id]
-        future.set_result(entity)
-        return entity
-
-    async def _probe(self, stream_id: str) -> Entity | None:
-        """For a batch that cannot create the stream: an empty, unregistered entity if it does not exist.
-
-        Nothing is claimed or cached, so reads and refusals for made-up ids write nothing."""
-        cls, entity_id = aggregate_class(stream_id)
-        if stream_id in self._activating or await self.store.current_token(stream_id) != 0:
-            return None
-        return Entity(cls(entity_id), 0, self.clock.now_ms())
-
-    async def _load(self, stream_id: str) -> Entity:
-        cls, entity_id = aggregate_class(stream_id)
-        until = self.lost.get(stream_id)
-        if until is not None:
-            if until > self.clock.now_ms():
-                raise OwnershipLost(f"{stream_id} is owned by another host")
-            del self.lost[stream_id]
-        owner, lease_ms = self.config.owner, self.config.lease_ms
-        floor = await self.store.current_token(stream_id)
-        token = await self.fencing.acquire(stream_id, owner, floor, lease_ms)
-        claim = await self.store.claim(stream_id, token, owner)
-        agg: Aggregate | None = None
-        snapshot = None
-        if claim.version:  # a new stream has neither snapshot nor events: two round trips saved
-            snapshot = await self.store.load_snapshot(stream_id)
-        if snapshot is not None and snapshot.version <= claim.version:
-            agg = decode_snapshot(stream_id, snapshot.version, snapshot.state)
-        if agg is None:
-            agg = cls(entity_id)
-        if claim.version > agg.version:
-            for recorded in await self.store.load(stream_id, after_version=agg.version):
-                agg.apply(codec.decode_record(recorded.data))
-        if agg.version != claim.version:
-            raise StoreUnavailable(f"{stream_id}: loaded version {agg.version}, claimed {claim.version}")
-        now = self.clock.now_ms()
-        entity = Entity(agg, token, now)
-        if snapshot is not None:
-            entity.snapshot_version = snapshot.version
+    # ---- activation (engine/activation.py loads; the host adopts what it loaded) --------------
+    def _adopt(self, stream_id: str, entity: Entity) -> None:
+        """Take a freshly loaded entity into memory: its hold timers re-armed from its state (they
+        survive restarts), the listeners told, the activation counted."""
         self.entities[stream_id] = entity
-        if isinstance(agg, BookingHost):  # timers survive restarts: re-armed from state
+        agg = entity.agg
+        if isinstance(agg, BookingHost):
             for hold_id, expires_at in agg.active_holds():
                 self.upkeep.arm(expires_at, stream_id, hold_id)
         self.stats["activations"] += 1
         for listener in self.listeners:
             listener(stream_id, agg, [])
-        return entity
 
     # ---- after a commit -----------------------------------------------------------------------
     def _on_failed(self, failed: dict[str, RezervError]) -> None:
@@ -470,7 +398,7 @@ class EntityHost:
         another host took over (OwnershipLost) is not activated here again until that host's
         lease could have run out."""
         if isinstance(error, OwnershipLost):
-            self.lost[stream] = self.clock.now_ms() + self.config.lease_ms
+            self.activation.refuse(stream)
         if self.entities.pop(stream, None) is not None:
             self.stats["evictions"] += 1
             self.busiest.forget(stream)
