@@ -14,12 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from engine.config import Settings
-from engine.domain.commands import Command
 from engine.hosting import EntityHost, HostConfig
+from engine.ports import ExecuteCommands
 
 log = logging.getLogger("rezerv.services")
 
@@ -91,7 +91,7 @@ class ServiceWiring:
         self.closers.append(pool.close)
         return pool
 
-    def _execute(self) -> Callable[[Sequence[Command]], Awaitable[list[Any]]]:
+    def _execute(self) -> ExecuteCommands:
         from actors.client import ray_client
 
         client = self.parts["client"] = ray_client(self.settings)

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from engine.domain.commands import Command
 from engine.domain.fast_init import speed_up_init
+from engine.domain.results import Reply
 from engine.log import LogCheckpoint, LoggedEvent
 
 if TYPE_CHECKING:
@@ -345,6 +347,12 @@ class SalesReadModel(Protocol):
 
     async def totals(self) -> EntitySales:
         """Every entity's counters added up (entity "*")."""
+
+
+# ---- the engine, as the saga's workers and supervisor drive it ---------------------------------
+ExecuteCommands = Callable[[Sequence[Command]], Awaitable[list[Reply]]]
+"""Apply a batch of commands on the shards (actors/client.py `execute_many`, or a local host in
+tests): one reply per command, in order, a Result or the RezervError that refused it."""
 
 
 # ---- the event log, read in order by the relay and the projections (engine/following.py) ---------

@@ -26,7 +26,7 @@ succeeded is refunded by the payment worker when the ending arrives. Either refu
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +50,9 @@ from engine.domain.events import (
     PaymentSucceeded,
     TicketsHeld,
 )
+from engine.domain.results import Reply
 from engine.outbox import OutboxMessage
+from engine.ports import ExecuteCommands
 from engine.saga_metrics import observe_payments, observe_results
 
 log = logging.getLogger("rezerv.saga")
@@ -58,7 +60,7 @@ log = logging.getLogger("rezerv.saga")
 PAYMENT_WORKER = "payment-worker"
 RESULTS_WORKER = "booking-results"
 
-Execute = Callable[[Sequence[Command]], Awaitable[list[Any]]]
+Execute = ExecuteCommands  # the engine, in batches (engine/ports.py)
 Hold = TicketsHeld | CarHeld
 Ending = HoldReleased | HoldExpired | BookingCancelled
 Decision = PaymentSucceeded | PaymentFailed
@@ -155,7 +157,7 @@ LATE_PAYMENT = "the booking ended before the payment arrived"
 
 
 def late_refunds(
-    decisions: Sequence[Decision], sources: Sequence[OutboxMessage], replies: Sequence[Any], name: str
+    decisions: Sequence[Decision], sources: Sequence[OutboxMessage], replies: Sequence[Reply], name: str
 ) -> list[Command]:
     """Refunds of payments that succeeded for bookings that could not be confirmed any more (they
     ended first): the confirmation was refused, so the refund is what completes the message."""
@@ -166,14 +168,14 @@ def late_refunds(
     ]
 
 
-def require_final(replies: Sequence[Any], what: str) -> None:
+def require_final(replies: Sequence[Reply], what: str) -> None:
     """Raise SagaStepFailed if any reply is a transient failure: the batch must come again."""
     transient = [r for r in replies if isinstance(r, TransientError)]
     if transient:
         raise SagaStepFailed(f"{len(transient)} {what} failed transiently, e.g. {transient[0]}")
 
 
-def log_refusals(name: str, steps: Sequence[Command], replies: Sequence[Any]) -> None:
+def log_refusals(name: str, steps: Sequence[Command], replies: Sequence[Reply]) -> None:
     """A step refused for good (not a business answer the saga expects) is a bug worth a log line."""
     for step, reply in zip(steps, replies, strict=True):
         if isinstance(reply, RezervError) and not isinstance(reply, TransientError):

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from prometheus_client import Counter, Histogram
 
 from engine.domain.commands import Command, ConfirmBooking, FromMessage, Pay, ReleaseHold
-from engine.domain.results import Done
+from engine.domain.results import Done, Reply
 from engine.outbox import OutboxMessage
 
 _STEP_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -48,7 +47,7 @@ def _sources(messages: Sequence[OutboxMessage]) -> dict[str, int]:
     return {m.message_id: m.recorded_at_ms for m in messages}
 
 
-def observe_payments(messages: Sequence[OutboxMessage], steps: Sequence[Command], replies: Sequence[Any]) -> None:
+def observe_payments(messages: Sequence[OutboxMessage], steps: Sequence[Command], replies: Sequence[Reply]) -> None:
     """After the payment worker's batch: decisions by result, and hold -> decided per new decision."""
     now_ms = time.time_ns() // 1_000_000
     recorded = _sources(messages)
@@ -71,7 +70,7 @@ def observe_payments(messages: Sequence[OutboxMessage], steps: Sequence[Command]
         _FAILED.inc(failed)
 
 
-def observe_results(messages: Sequence[OutboxMessage], steps: Sequence[Command], replies: Sequence[Any]) -> None:
+def observe_results(messages: Sequence[OutboxMessage], steps: Sequence[Command], replies: Sequence[Reply]) -> None:
     """After the results worker's batch: bookings confirmed or released, and decided -> confirmed."""
     now_ms = time.time_ns() // 1_000_000
     recorded = _sources(messages)

@@ -28,17 +28,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, fields
-from typing import Any
 
-from engine.domain.commands import Command, ExpireHold
+from engine.domain.commands import ExpireHold
 from engine.outbox import OutgoingMessage, plan_message
-from engine.ports import Clock, PendingSagas, Publisher, SystemClock
+from engine.ports import Clock, ExecuteCommands, PendingSagas, Publisher, SystemClock
 
 log = logging.getLogger("rezerv.supervisor")
 
-Execute = Callable[[Sequence[Command]], Awaitable[list[Any]]]
+Execute = ExecuteCommands  # the engine, in batches (engine/ports.py)
 
 
 @dataclass

@@ -35,7 +35,7 @@ from engine.domain.events import (
     PaymentSucceeded,
     TicketsHeld,
 )
-from engine.domain.results import Done, HoldGranted, StateView
+from engine.domain.results import Done, HoldGranted, Reply, StateView
 from engine.outbox import OutboxMessage, message_id
 from engine.saga import (
     LATE_PAYMENT,
@@ -135,7 +135,11 @@ def test_only_a_succeeded_payment_whose_confirmation_was_refused_is_refunded() -
     late = message("wallet/alice", 3, PaymentSucceeded("h2", "event/e1", "alice", 3_000, AT))
     failed = message("wallet/bob", 4, PaymentFailed("h3", "event/e1", "bob", 900, "insufficient funds", AT))
     decisions, sources, _ = result_steps([ok, late, failed], RESULTS_WORKER)
-    replies = [Done("e1", "h1", "CONFIRMED"), InvalidTransition("h2 is EXPIRED"), InvalidTransition("h3 is EXPIRED")]
+    replies: list[Reply] = [
+        Done("e1", "h1", "CONFIRMED"),
+        InvalidTransition("h2 is EXPIRED"),
+        InvalidTransition("h3 is EXPIRED"),
+    ]
     assert late_refunds(decisions, sources, replies, RESULTS_WORKER) == [
         FromMessage("alice", RESULTS_WORKER, "wallet/alice@3", Refund("alice", "h2", LATE_PAYMENT))
     ]

@@ -11,7 +11,7 @@ from aiokafka import TopicPartition
 from engine.adapters.kafka_consumer import LAG, MessageConsumer
 from engine.domain.commands import ConfirmBooking, FromMessage, Pay, ReleaseHold
 from engine.domain.errors import InsufficientFunds
-from engine.domain.results import Done
+from engine.domain.results import Done, Reply
 from engine.outbox import OutboxMessage
 from engine.saga_metrics import (
     DECIDED_TO_CONFIRMED,
@@ -65,7 +65,7 @@ def test_confirmations_are_timed_from_the_decision_and_releases_counted() -> Non
         FromMessage("e1", "booking-results", "d2", ReleaseHold("e1", "event", "h2", "payment failed")),
         FromMessage("e1", "booking-results", "d3", ConfirmBooking("e1", "event", "h3", "h3")),
     ]
-    replies = [Done("e1", "h1", "CONFIRMED"), Done("e1", "h2", "RELEASED"), InsufficientFunds("refused")]
+    replies: list[Reply] = [Done("e1", "h1", "CONFIRMED"), Done("e1", "h2", "RELEASED"), InsufficientFunds("refused")]
     observe_results(messages, steps, replies)
     assert _histogram(DECIDED_TO_CONFIRMED)[0] - count == 1
     assert (_count(OUTCOMES, "confirmed") - confirmed, _count(OUTCOMES, "released") - released) == (1, 1)
