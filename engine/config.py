@@ -70,13 +70,17 @@ class Settings:
         default=3.0, metadata={"doc": "how long the API retries a transient failure before its 503"}
     )
 
-    # Embedded servers (used only when the matching URL above is empty).
+    # Embedded servers (used only when the matching URL above is empty). Their default ports lie
+    # below the range Linux hands out to outgoing connections (32768-60999): a port in that range
+    # can be held by any client's connection at the moment a server starts or is restarted, and the
+    # server then cannot listen on it. Outside Ray's worker range too (10002-19999), and off the
+    # usual ports of a PostgreSQL, Redis (and Sentinel) or Kafka already running on the machine.
     data_dir: Path = field(default=Path(".rezerv"), metadata={"doc": "data directory of `rezerv up`"})
-    postgres_port: int = field(default=55432, metadata={"doc": "embedded PostgreSQL port"})
-    redis_port: int = field(default=56379, metadata={"doc": "embedded Valkey port"})
-    kafka_port: int = field(default=59092, metadata={"doc": "embedded Kafka-compatible broker port"})
-    ray_port: int = field(default=56380, metadata={"doc": "embedded Ray GCS port"})
-    ray_client_port: int = field(default=56381, metadata={"doc": "embedded Ray client-server port"})
+    postgres_port: int = field(default=25432, metadata={"doc": "embedded PostgreSQL port"})
+    redis_port: int = field(default=25379, metadata={"doc": "embedded Valkey port"})
+    kafka_port: int = field(default=25092, metadata={"doc": "embedded Kafka-compatible broker port"})
+    ray_port: int = field(default=25380, metadata={"doc": "embedded Ray GCS port"})
+    ray_client_port: int = field(default=25381, metadata={"doc": "embedded Ray client-server port"})
     dashboard_port: int = field(default=8265, metadata={"doc": "Ray dashboard port"})
     ray_num_cpus: int = field(default=0, metadata={"doc": "CPUs Ray advertises; 0 = detect"})
     startup_timeout_s: float = field(default=60.0, metadata={"doc": "how long `up` waits per server"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -14,13 +15,13 @@ def test_the_default_ports_are_every_port_setting_of_a_fresh_configuration() -> 
     defaults = Settings()
     expected = {getattr(defaults, name) for name in vars(defaults) if name.endswith("_port")}
     assert processes.default_ports() == expected
-    assert {8000, 55432} <= processes.default_ports()
+    assert {8000, 25432} <= processes.default_ports()
 
 
 def test_a_free_port_handed_out_by_the_kernel_is_skipped_when_it_is_a_default(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    handed_out = iter([55432, 8000, 43210])
+    handed_out = iter([25432, 8000, 43210])
 
     class KernelSocket(socket.socket):
         def getsockname(self) -> tuple[str, int]:
@@ -46,3 +47,22 @@ def test_a_port_held_for_a_moment_is_waited_for_and_one_held_longer_is_refused()
     started = time.monotonic()
     require_free_port(port, "a test", "X", patience_s=3.0)
     assert 0.2 < time.monotonic() - started < 3.0
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The ports this kernel hands out to outgoing connections (Linux's default if it cannot say)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except OSError:
+        return 32768, 60999
+
+
+@pytest.mark.parametrize("name", sorted(n for n in vars(Settings()) if n.endswith("_port")))
+def test_no_default_port_can_be_held_by_an_outgoing_connection_or_a_ray_worker(name: str) -> None:
+    from stack.servers import RAY_WORKER_PORTS
+
+    port = getattr(Settings(), name)
+    low, high = _ephemeral_range()
+    assert not low <= port <= high, f"{name}={port} lies in the kernel's ephemeral range {low}-{high}"
+    assert not RAY_WORKER_PORTS[0] <= port <= RAY_WORKER_PORTS[1], f"{name}={port} lies in Ray's worker ports"
