@@ -52,7 +52,7 @@ class Notification:
     booking_stream: str  # event/<id> or car/<id>
     outcome: str
     reason: str
-    amount: int  # the refund's amount; 0 otherwise
+    amount: int  # what was charged (CONFIRMED; 0 if confirmed before events carried it) or refunded; else 0
     at: int  # when the outcome happened (the event's time, epoch ms)
 
 
@@ -75,8 +75,9 @@ def notification_of(message: OutboxMessage) -> Notification | None:
             mid, event.customer_id, event.saga_id, event.booking_stream, REFUNDED, event.reason, event.amount, event.at
         )
     stream = message.stream_id
+    amount = 0
     if isinstance(event, BookingConfirmed):
-        outcome, reason = CONFIRMED, ""
+        outcome, reason, amount = CONFIRMED, "", event.amount
     elif isinstance(event, HoldReleased):
         outcome, reason = RELEASED, event.reason
     elif isinstance(event, HoldExpired):
@@ -87,7 +88,7 @@ def notification_of(message: OutboxMessage) -> Notification | None:
         return None
     if not event.customer_id:
         return None
-    return Notification(mid, event.customer_id, event.hold_id, stream, outcome, reason, 0, event.at)
+    return Notification(mid, event.customer_id, event.hold_id, stream, outcome, reason, amount, event.at)
 
 
 def plan(messages: Sequence[OutboxMessage]) -> list[Notification]:

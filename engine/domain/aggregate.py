@@ -298,7 +298,7 @@ class BookingHost(Aggregate, Archiving):
         rec = self.booking(cmd.hold_id)
         if not check_transition(rec.hold_id, rec.status, CONFIRMED):
             return self._done(rec, changed=False)
-        self.record(BookingConfirmed(self.entity_id, rec.hold_id, cmd.payment_ref, now, rec.customer_id))
+        self.record(BookingConfirmed(self.entity_id, rec.hold_id, cmd.payment_ref, now, rec.customer_id, rec.amount))
         return self._done(rec, changed=True)
 
     def release(self, cmd: ReleaseHold, now: int) -> Done:

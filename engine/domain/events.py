@@ -126,8 +126,10 @@ class CarUnblocked(Event):
 
 # ---- booking lifecycle (events and cars) -----------------------------------------------------
 # Schema 2 added `customer_id` (last, so that the saga can refund an ended booking in the customer's
-# wallet without a lookup); events of schema 1 are read with an empty one.
-@register(version=2)
+# wallet without a lookup); events of schema 1 are read with an empty one. BookingConfirmed's
+# schema 3 added the booking's `amount`, so that the confirmation a customer is notified of says
+# what was charged; confirmations of schema 2 are read with 0 (unknown).
+@register(version=3)
 @dataclass(frozen=True, slots=True)
 class BookingConfirmed(Event):
     entity_id: str
@@ -135,6 +137,7 @@ class BookingConfirmed(Event):
     payment_ref: str
     at: int
     customer_id: str = ""
+    amount: int = 0
 
 
 @register(version=2)
@@ -172,6 +175,11 @@ def _with_unknown_customer(fields: list[object]) -> list[object]:
 
 for _name in ("BookingConfirmed", "HoldReleased", "HoldExpired", "BookingCancelled"):
     upcaster(_name, 1)(_with_unknown_customer)
+
+
+@upcaster("BookingConfirmed", 2)
+def _with_unknown_amount(fields: list[object]) -> list[object]:
+    return [*fields, 0]
 
 
 # ---- wallets ---------------------------------------------------------------------------------

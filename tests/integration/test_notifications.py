@@ -125,6 +125,7 @@ async def test_webhooks_are_signed_retried_after_failures_and_parked_after_the_l
             body, headers = received[-1]
             assert verify("whsec-ann", headers[HEADER], body, time.time()) > 0
             assert b'"outcome":"CONFIRMED"' in body
+            assert b'"amount":100' in body, "a confirmation says what was charged"
             assert await store.due(clock[0] + 10**9, 10) == []
             [(_, attempts, error)] = await store.dead_letters("bob")
             assert "onnect" in error, error

@@ -39,7 +39,7 @@ def message(stream: str, version: int, event: object) -> OutboxMessage:
 def outcomes() -> list[OutboxMessage]:
     return [
         message("event/e1", 1, TicketsHeld("e1", "h1", "ann", (("std", 1),), 100, 1, NOW, NOW)),
-        message("event/e1", 2, BookingConfirmed("e1", "h1", "pay", NOW, "ann")),
+        message("event/e1", 2, BookingConfirmed("e1", "h1", "pay", NOW, "ann", 100)),
         message("event/e1", 3, HoldReleased("e1", "h2", "payment failed: insufficient funds", NOW, "bob")),
         message("car/c1", 4, HoldExpired("c1", "h3", NOW, "cy")),
         message("event/e1", 5, BookingCancelled("e1", "h1", "cancelled by customer", NOW, "ann")),
@@ -52,13 +52,22 @@ def outcomes() -> list[OutboxMessage]:
 def test_every_outcome_is_one_notification_with_its_reason_and_nothing_else_is() -> None:
     got = [(n.customer_id, n.hold_id, n.outcome, n.reason, n.amount, n.booking_stream) for n in plan(outcomes())]
     assert got == [
-        ("ann", "h1", "CONFIRMED", "", 0, "event/e1"),
+        ("ann", "h1", "CONFIRMED", "", 100, "event/e1"),
         ("bob", "h2", "RELEASED", "payment failed: insufficient funds", 0, "event/e1"),
         ("cy", "h3", "EXPIRED", "the hold expired", 0, "car/c1"),
         ("ann", "h1", "CANCELLED", "cancelled by customer", 0, "event/e1"),
         ("ann", "h1", "REFUNDED", "booking cancelled", 100, "event/e1"),
     ]
     assert len(plan(outcomes() + outcomes())) == 5, "a message twice in a batch is one notification"
+
+
+def test_a_confirmation_stored_before_it_carried_the_amount_is_notified_with_an_amount_of_0() -> None:
+    schema_2 = codec.encode(("BookingConfirmed", 2, "e1", "h1", "pay", NOW, "ann"))  # as written before
+    event = codec.decode_record(schema_2)
+    assert event == BookingConfirmed("e1", "h1", "pay", NOW, "ann", 0)
+    old = OutboxMessage("event/e1@2", "event/e1", 2, "BookingConfirmed", schema_2, NOW)
+    [notification] = plan([old])
+    assert (notification.outcome, notification.amount) == ("CONFIRMED", 0)
 
 
 async def test_the_notifier_stores_each_outcome_once_under_redelivery() -> None:

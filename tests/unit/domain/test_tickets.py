@@ -106,7 +106,10 @@ def test_confirm_moves_held_to_confirmed_once() -> None:
     assert (done.status, done.changed) == ("CONFIRMED", True)
     again = ev.handle(ConfirmBooking("e1", "event", "h1", "pay-1"), T0 + 2)
     assert (again.status, again.changed) == ("CONFIRMED", False)
-    assert [type(e) for e in ev.take_pending()] == [TicketsHeld, BookingConfirmed]
+    held, confirmed = ev.take_pending()
+    assert isinstance(held, TicketsHeld)
+    assert isinstance(confirmed, BookingConfirmed)
+    assert confirmed.amount == held.amount > 0  # the confirmation says what the booking costs
     assert (ev.tiers["std"].held, ev.tiers["std"].confirmed) == (0, 2)
 
 
