@@ -60,7 +60,6 @@ log = logging.getLogger("rezerv.saga")
 PAYMENT_WORKER = "payment-worker"
 RESULTS_WORKER = "booking-results"
 
-Execute = ExecuteCommands  # the engine, in batches (engine/ports.py)
 Hold = TicketsHeld | CarHeld
 Ending = HoldReleased | HoldExpired | BookingCancelled
 Decision = PaymentSucceeded | PaymentFailed
@@ -188,7 +187,7 @@ class PaymentWorker:
 
     event_types = PAYMENT_EVENT_TYPES
 
-    def __init__(self, execute: Execute, policy: PaymentPolicy, name: str = PAYMENT_WORKER) -> None:
+    def __init__(self, execute: ExecuteCommands, policy: PaymentPolicy, name: str = PAYMENT_WORKER) -> None:
         self.execute = execute
         self.policy = policy
         self.name = name
@@ -208,7 +207,7 @@ class BookingResultsWorker:
 
     event_types = RESULT_EVENT_TYPES
 
-    def __init__(self, execute: Execute, name: str = RESULTS_WORKER) -> None:
+    def __init__(self, execute: ExecuteCommands, name: str = RESULTS_WORKER) -> None:
         self.execute = execute
         self.name = name
 

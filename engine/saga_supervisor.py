@@ -36,8 +36,6 @@ from engine.ports import Clock, ExecuteCommands, PendingSagas, Publisher, System
 
 log = logging.getLogger("rezerv.supervisor")
 
-Execute = ExecuteCommands  # the engine, in batches (engine/ports.py)
-
 
 @dataclass
 class SweepReport:
@@ -61,7 +59,7 @@ class SagaSupervisor:
         self,
         sagas: PendingSagas,
         publisher: Publisher,
-        execute: Execute,
+        execute: ExecuteCommands,
         retry_after_ms: int,
         expiry_grace_ms: int = 2000,
         batch: int = 500,
