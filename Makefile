@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install -q --disable-pip-version-check -c constraints.txt
 
-.PHONY: up down test unit integration e2e lint format typecheck check bench bench-engine bench-saga loadtest loadtest-compare clean help
+.PHONY: up down test unit integration e2e lint format typecheck check bench bench-engine bench-saga loadtest loadtest-compare loadtest-wrk clean help
 
 SCENARIO ?= flash-sale
 
@@ -18,6 +18,7 @@ help:
 	@echo "make bench-engine | bench-saga  benchmarks recorded in BENCHMARKS.md"
 	@echo "make loadtest [SCENARIO=flash-sale|rental-storm|browse-and-book]  Locust step load + audit"
 	@echo "make loadtest-compare  the flash sale on rezerv and on the lock-based baselines"
+	@echo "make loadtest-wrk      the flash sale driven by wrk (holds only, 256 connections, 60 s; needs wrk)"
 	@echo "make down       stop a running 'make up'"
 
 $(PY):
@@ -75,6 +76,9 @@ loadtest: $(VENV)/.dev-installed
 
 loadtest-compare: $(VENV)/.dev-installed
 	$(VENV)/bin/rezerv loadtest compare
+
+loadtest-wrk: $(VENV)/.dev-installed
+	$(VENV)/bin/rezerv loadtest run --generator wrk --users 256 --window 60
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

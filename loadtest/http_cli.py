@@ -3,6 +3,7 @@
     rezerv loadtest run [--scenario flash-sale|rental-storm|browse-and-book] [--users 16,64,256,1024]
     rezerv loadtest run --web                 # Locust's web UI instead of the step load
     rezerv loadtest compare                   # the flash sale on rezerv, then on each baseline
+    rezerv loadtest run --generator wrk --users 256 --window 60   # holds only, from wrk (C)
 
 Exit status 1 when an audit fails (or a target does not start), 0 otherwise.
 """
@@ -25,6 +26,7 @@ from loadtest.targets import BaselineServers, BaselineTarget, RezervTarget, Targ
 from stack.processes import StartupError
 
 DEFAULT_RESULTS = Path("loadtest/results")
+GENERATORS = ("locust", "wrk")
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -43,6 +45,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--drain-timeout", type=float, default=180.0, help="longest wait for nothing HELD")
     parser.add_argument("--logins-per-s", type=float, default=0.0, help="log-ins per second beside the bookings")
     parser.add_argument("--watch", type=int, default=0, help="customers whose notification streams are timed")
+    parser.add_argument(
+        "--generator",
+        choices=GENERATORS,
+        default="locust",
+        help="locust (holds and reads, as users do) or wrk (holds only, each step's users are connections;"
+        " the flash sale only; wrk must be installed)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,7 +96,35 @@ def _options(args: argparse.Namespace, scenario: str) -> RunOptions:
         web_port=getattr(args, "web_port", 8089),
         logins_per_s=args.logins_per_s,
         watch=args.watch,
+        generator=args.generator,
     )
+
+
+def generator_problem(args: argparse.Namespace, scenario: str) -> str | None:
+    """Why the options cannot run with wrk (it posts holds for one hot event and nothing else)."""
+    if args.generator != "wrk":
+        return None
+    if scenario != FLASH_SALE:
+        return "--generator wrk runs the flash sale only"
+    unsupported = [
+        flag
+        for flag, used in (
+            ("--web", getattr(args, "web", False)),
+            ("--logins-per-s", args.logins_per_s > 0),
+            ("--watch", args.watch > 0),
+            ("--locust-processes", args.locust_processes != 1),
+        )
+        if used
+    ]
+    if unsupported:
+        return f"--generator wrk does not take {', '.join(unsupported)} (Locust options)"
+    from loadtest.wrk_step import WrkMissing, find_wrk
+
+    try:
+        find_wrk()
+    except WrkMissing as exc:
+        return str(exc)
+    return None
 
 
 def _rezerv_target(args: argparse.Namespace) -> RezervTarget:
@@ -102,6 +139,10 @@ def _rezerv_target(args: argparse.Namespace) -> RezervTarget:
 
 async def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     scenario = FLASH_SALE if args.which == "compare" else args.scenario
+    problem = generator_problem(args, scenario)
+    if problem:
+        print(f"rezerv loadtest: {problem}", file=sys.stderr)
+        return 2
     options = _options(args, scenario)
     tag = uuid.uuid4().hex[:6]
     run_dir = args.results / time.strftime("%Y%m%d-%H%M%S")

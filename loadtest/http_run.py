@@ -37,6 +37,7 @@ from loadtest.population import ACCOUNTS, FLASH_SALE, HOT_TIER, HOT_TIER_SIZE, P
 from loadtest.records import read_acknowledgements, read_client_holds, read_outcome_counts
 from loadtest.scenarios.paths import SCENARIO_FILES, WINDOW_FILE, login_users
 from loadtest.targets import Target, get_json
+from loadtest.wrk_step import convert_records, find_wrk, lua_script, parse_summary, wrk_argv
 
 GENERATOR_SATURATED = 90.0  # percent of a core: above it, a Locust process is the limit, not the target
 READ_ROUTE = "GET /bookings/{id}"
@@ -59,6 +60,7 @@ class RunOptions:
     web_port: int = 8089
     logins_per_s: float = 0.0  # log-ins beside the bookings (argon2 on the server)
     watch: int = 0  # customers whose notification streams this process watches
+    generator: str = "locust"  # or "wrk": holds only, no reads (loadtest/wrk_step.py)
 
 
 def _log(text: str) -> None:
@@ -126,6 +128,8 @@ def _start_locust(argv: list[str], log_path: Path | None) -> subprocess.Popen[by
 async def run_step(
     target: Target, population: Population, population_file: Path, users: int, options: RunOptions, step_dir: Path
 ) -> dict[str, Any]:
+    if options.generator == "wrk":
+        return await run_wrk_step(target, population, users, options, step_dir)
     await asyncio.to_thread(_top_up, population)
     argv = locust_argv(options, target, users, population_file, step_dir)
     proc = await asyncio.to_thread(_start_locust, argv, step_dir / "locust.log")
@@ -150,6 +154,95 @@ async def run_step(
         summary["notifications"] = watch.summary()
         (step_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+async def run_wrk_step(
+    target: Target, population: Population, connections: int, options: RunOptions, step_dir: Path
+) -> dict[str, Any]:
+    """A step driven by wrk: `connections` connections posting holds for the window, no reads.
+    The window is wrk's run; the rest (quiet, the store's count, the summary) is a Locust step's."""
+    wrk = find_wrk()
+    await asyncio.to_thread(_top_up, population)
+    event = population.events[0]
+    script = step_dir / "wrk.lua"
+    prefix = f"{population.tag}-{uuid.uuid4().hex[:8]}"
+    path = f"/events/{event['event_id']}/holds"
+    text = lua_script(population.customers, path, event["tiers"][0], prefix, step_dir)
+    argv = wrk_argv(wrk, target.base_url, connections, options.window_s, script)
+    log_path = step_dir / "wrk.log"
+    start = time.time()
+    proc = await asyncio.to_thread(_start_wrk, argv, script, text, log_path)
+    try:
+        sampler = TreeCpuSampler(roots=[*target.cpu_roots(), proc.pid], singles={"loadtest driver": [os.getpid()]})
+        sampler.start()
+        end = start + max(1, round(options.window_s))
+        await asyncio.sleep(max(0.0, end - time.time()))
+        cpu = sampler.stop()
+        code = await asyncio.to_thread(proc.wait, 60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            await asyncio.to_thread(proc.wait, 10)
+    await asyncio.sleep(2.0)  # outcomes of the window's last bookings still arriving
+    figures_of_wrk = parse_summary(await asyncio.to_thread(log_path.read_text))
+    answers = await asyncio.to_thread(
+        convert_records, step_dir, step_dir, population.customers, "event", event["event_id"]
+    )
+    quiet = await target.quiet(population, options.drain_timeout_s)
+    figures = await target.window(population, start, end)
+    length = end - start
+    statuses = dict(answers.statuses)
+    unanswered = answers.sent - sum(statuses.values())  # in flight when wrk stopped, or timed out
+    hold_route = {
+        "requests": figures_of_wrk["requests"],
+        "failures": figures_of_wrk["requests"] - statuses.get("201", 0),
+        "p50_ms": round(figures_of_wrk["p50_us"] / 1000, 1),
+        "p95_ms": round(figures_of_wrk["p95_us"] / 1000, 1),
+        "p99_ms": round(figures_of_wrk["p99_us"] / 1000, 1),
+        "statuses": dict(sorted(statuses.items())),
+    }
+    generator = sampler.per_process.get("load generator", [])
+    summary = {
+        "target": target.name,
+        "scenario": options.scenario,
+        "generator": "wrk",
+        "users": connections,
+        "window_s": round(length, 2),
+        "requests_per_s": round(figures_of_wrk["requests"] / length, 1),
+        "holds_per_s": round(answers.acknowledged / length, 1),
+        "confirmed_per_s": round(figures.confirmed / length, 1),
+        "hold_p50_ms": hold_route["p50_ms"],
+        "hold_p99_ms": hold_route["p99_ms"],
+        "hold_to_confirmed_p50_ms": figures.confirm_p50_ms,
+        "hold_to_confirmed_p99_ms": figures.confirm_p99_ms,
+        "held_at_end": figures.held_at_end,
+        "drain_s": round(figures.drain_s, 2),
+        "quiet_after_s": round(quiet.waited_s, 2),
+        "left_in_flight": quiet.in_flight,
+        "left_held": quiet.held,
+        "booking_reads_404": 0,
+        "errors_by_status": {k: v for k, v in statuses.items() if k != "201"},
+        "socket_errors": {k: figures_of_wrk[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts")},
+        "unanswered": unanswered,
+        "unmatched_201": answers.unmatched,
+        "keys": answers.keys(),
+        "routes": {HOLD_ROUTES[0]: hold_route},
+        "cpu_percent": cpu,
+        **cost_per_booking(cpu, length, answers.acknowledged, figures.confirmed),
+        "generator_processes_percent": generator,
+        "generator_saturated": any(p >= GENERATOR_SATURATED for p in generator),
+        "generator_exit": code,
+    }
+    (step_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _start_wrk(argv: list[str], script: Path, text: str, log_path: Path) -> subprocess.Popen[bytes]:
+    """The script written, wrk started with its output to `log_path`."""
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(text)
+    with log_path.open("wb") as log:
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
 def step_summary(
@@ -232,6 +325,9 @@ def cost_per_booking(cpu: dict[str, float], window_s: float, holds: int, confirm
 def describe_step(s: dict[str, Any]) -> str:
     cpu = ", ".join(f"{k} {v:.0f}%" for k, v in s["cpu_percent"].items())
     warn = "  [LOAD GENERATOR SATURATED]" if s["generator_saturated"] else ""
+    if s.get("generator") == "wrk":
+        errors = {k: v for k, v in s["socket_errors"].items() if v}
+        warn += f"\n      wrk: {s['unanswered']} requests in flight when it stopped; socket errors {errors or 'none'}"
     logins = s["routes"].get("POST /auth/login")
     if logins:
         rate = logins["requests"] / s["window_s"] if s["window_s"] else 0

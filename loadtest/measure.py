@@ -131,7 +131,7 @@ def process_role(proc: psutil.Process) -> str:
         return "shards"
     if name.startswith("ray::ServiceActor"):
         return "saga services"
-    if "locust" in cmdline:
+    if "locust" in cmdline or name == "wrk":
         return "load generator"
     if "loadtest.baselines" in cmdline:
         return "baseline api"

@@ -4,6 +4,7 @@ it starts for the run (fresh data directory, free ports), with the audit passing
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 
 import pytest
@@ -48,6 +49,35 @@ def test_a_short_flash_sale_runs_end_to_end_and_its_audit_passes() -> None:
         for name in ("locust_stats.csv", "locust.html", "summary.json"):
             assert (run_dir / "rezerv" / "users-00004" / name).exists()
         assert (run_dir / "chart.png").stat().st_size > 10_000
+        assert processes_mentioning("rezerv-loadtest-") == []
+    finally:
+        remove_tree(root)
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="the wrk program is not installed")
+def test_a_short_flash_sale_driven_by_wrk_counts_its_confirmations_and_its_audit_passes() -> None:
+    root = session_root()
+    try:
+        env = up_environment(root / "unused")  # the command picks its own data directory and ports
+        argv = [REZERV, "loadtest", "run", "--generator", "wrk", "--users", "8", "--window", "3"]
+        argv += ["--customers", "20", "--results", str(root / "results")]
+        result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=240)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert "audit of rezerv: OK" in result.stdout
+        (run_dir,) = (root / "results").iterdir()
+        summary = json.loads((run_dir / "summary.json").read_text())
+        (target,) = summary["targets"]
+        (step,) = target["steps"]
+        checks = {c["check"]: c["checked"] for c in target["audit"]["checks"]}
+        assert step["generator"] == "wrk"
+        assert step["holds_per_s"] > 0
+        assert step["confirmed_per_s"] > 0
+        assert step["unmatched_201"] == 0
+        # every 201 wrk saw was matched to its key and checked against the store
+        assert checks["acknowledged holds stored exactly once"] == step["keys"]["acknowledged"] > 0
+        assert step["cpu_percent"]["load generator"] > 0
+        assert step["left_held"] == 0
+        assert "GET /bookings/{id}" not in step["routes"]  # wrk reads nothing
         assert processes_mentioning("rezerv-loadtest-") == []
     finally:
         remove_tree(root)
