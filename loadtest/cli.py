@@ -46,6 +46,9 @@ def main(argv: Sequence[str]) -> int:
     ):
         saga.add_argument(name, type=int, default=default)
     sub.add_parser("consumers", help="CPU per booking of the notifier and the ledger projection, in-process")
+    calls = sub.add_parser("ray-calls", help="CPU of one Ray actor call in the caller and the actor, by call pattern")
+    calls.add_argument("--seconds", type=float, default=6.0, help="seconds per pattern")
+    calls.add_argument("--json", default="", help="also write the results to this file")
     args = parser.parse_args(list(argv))
 
     if args.which == "engine":
@@ -65,6 +68,10 @@ def main(argv: Sequence[str]) -> int:
 
         saga_results = uvloop.run(run_saga(args))
         return 0 if all(r.other_endings == {} for r in saga_results) else 1
+    if args.which == "ray-calls":
+        from loadtest.bench_ray_calls import main as ray_calls
+
+        return ray_calls(args.seconds, args.json)
     if args.which == "consumers":
         from loadtest.bench_consumers import main as consumers
 

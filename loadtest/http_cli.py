@@ -52,6 +52,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="locust (holds and reads, as users do) or wrk (holds only, each step's users are connections;"
         " the flash sale only; wrk must be installed)",
     )
+    parser.add_argument(
+        "--think-ms",
+        type=int,
+        default=0,
+        help="wrk: each connection waits this long between an answer and its next hold"
+        " (N connections offer at most N*1000/think holds/s)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,13 +104,16 @@ def _options(args: argparse.Namespace, scenario: str) -> RunOptions:
         logins_per_s=args.logins_per_s,
         watch=args.watch,
         generator=args.generator,
+        think_ms=args.think_ms,
     )
 
 
 def generator_problem(args: argparse.Namespace, scenario: str) -> str | None:
     """Why the options cannot run with wrk (it posts holds for one hot event and nothing else)."""
+    if args.think_ms < 0:
+        return "--think-ms must be 0 or more"
     if args.generator != "wrk":
-        return None
+        return "--think-ms is for --generator wrk (Locust users do not pause)" if args.think_ms else None
     if scenario != FLASH_SALE:
         return "--generator wrk runs the flash sale only"
     unsupported = [

@@ -61,6 +61,7 @@ class RunOptions:
     logins_per_s: float = 0.0  # log-ins beside the bookings (argon2 on the server)
     watch: int = 0  # customers whose notification streams this process watches
     generator: str = "locust"  # or "wrk": holds only, no reads (loadtest/wrk_step.py)
+    think_ms: int = 0  # wrk: each connection's pause between an answer and its next hold
 
 
 def _log(text: str) -> None:
@@ -167,7 +168,7 @@ async def run_wrk_step(
     script = step_dir / "wrk.lua"
     prefix = f"{population.tag}-{uuid.uuid4().hex[:8]}"
     path = f"/events/{event['event_id']}/holds"
-    text = lua_script(population.customers, path, event["tiers"][0], prefix, step_dir)
+    text = lua_script(population.customers, path, event["tiers"][0], prefix, step_dir, options.think_ms)
     argv = wrk_argv(wrk, target.base_url, connections, options.window_s, script)
     log_path = step_dir / "wrk.log"
     start = time.time()
@@ -207,6 +208,7 @@ async def run_wrk_step(
         "scenario": options.scenario,
         "generator": "wrk",
         "users": connections,
+        "think_ms": options.think_ms,
         "window_s": round(length, 2),
         "requests_per_s": round(figures_of_wrk["requests"] / length, 1),
         "holds_per_s": round(answers.acknowledged / length, 1),

@@ -54,15 +54,23 @@ def _lua_string(text: str) -> str:
     return json.dumps(text)  # a JSON string of ASCII is a valid Lua string literal
 
 
-def lua_script(customers: Sequence[Customer], path: str, tier: str, key_prefix: str, raw_dir: Path) -> str:
+def lua_script(
+    customers: Sequence[Customer], path: str, tier: str, key_prefix: str, raw_dir: Path, think_ms: int = 0
+) -> str:
     """The wrk script: holds of 1-4 tickets of `tier` at `path` for random customers, each with a
-    new key (`key_prefix`, the thread's number, a counter), every request and answer logged."""
+    new key (`key_prefix`, the thread's number, a counter), every request and answer logged.
+    `think_ms`: each connection waits this long after an answer before its next request (wrk's
+    `delay`), so C connections offer at most C * 1000 / think_ms holds/s: a rate below the
+    system's ceiling, where the saga's latency can be read at a known load."""
+    if think_ms < 0:
+        raise ValueError("think_ms must be 0 or more")
     if not customers:
         raise ValueError("a wrk step needs at least one customer")
     if any(not c.customer_id.isascii() or not c.token.isascii() for c in customers):
         raise ValueError("customer ids and tokens must be ASCII")
     rows = ",\n".join(f"  {{{_lua_string(c.customer_id)}, {_lua_string('Bearer ' + c.token)}}}" for c in customers)
     raw = _lua_string(str(raw_dir / "wrk-raw-"))
+    delay = f"function delay()\n  return {think_ms}\nend\n\n" if think_ms else ""
     return f"""-- written by loadtest/wrk_step.py for one step of `rezerv loadtest run --generator wrk`
 local customers = {{
 {rows}
@@ -101,7 +109,7 @@ function request()
   return wrk.format("POST", path, headers, body_start .. math.random(1, 4) .. "}}}}")
 end
 
-function response(status, headers, body)
+{delay}function response(status, headers, body)
   if status == 201 then
     local hold_id = string.match(body, '"hold_id":"([^"]+)"') or "-"
     local amount = string.match(body, '"amount":(%d+)') or "-"

@@ -120,3 +120,18 @@ def test_wrk_is_refused_for_other_scenarios_and_with_locust_only_options() -> No
 def test_wrk_missing_is_a_problem_before_anything_starts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("loadtest.wrk_step.shutil.which", lambda _name: None)
     assert "not on PATH" in str(generator_problem(_args("--generator", "wrk"), FLASH_SALE))
+
+
+def test_a_think_time_makes_each_connection_pause_between_an_answer_and_its_next_hold(tmp_path: Path) -> None:
+    assert "function delay()" not in lua_script(CUSTOMERS, "/events/e/holds", "std", "run", tmp_path)
+    paced = lua_script(CUSTOMERS, "/events/e/holds", "std", "run", tmp_path, think_ms=60)
+    assert "function delay()\n  return 60\nend" in paced
+    with pytest.raises(ValueError, match="0 or more"):
+        lua_script(CUSTOMERS, "/events/e/holds", "std", "run", tmp_path, think_ms=-1)
+
+
+def test_a_think_time_is_refused_for_locust_and_when_negative(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("loadtest.wrk_step.shutil.which", lambda _name: "/usr/bin/wrk")
+    assert "for --generator wrk" in str(generator_problem(_args("--think-ms", "50"), FLASH_SALE))
+    assert "0 or more" in str(generator_problem(_args("--generator", "wrk", "--think-ms", "-5"), FLASH_SALE))
+    assert generator_problem(_args("--generator", "wrk", "--think-ms", "50"), FLASH_SALE) is None

@@ -1,0 +1,41 @@
+"""`rezerv bench ray-calls` measures calls it really made: a caller's CPU divided by its calls."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+import psutil
+
+from loadtest.bench_ray_calls import Echo, Pattern, measure, table
+
+
+class _InProcess:
+    """The Echo actor called in this process, with the `.remote` of a Ray method."""
+
+    def __init__(self) -> None:
+        self.echo = Echo()
+        self.calls = 0
+
+    @property
+    def call(self) -> Any:
+        outer = self
+
+        class _Method:
+            async def remote(self, payload: bytes, delay_s: float) -> bytes:
+                outer.calls += 1
+                return await outer.echo.call(payload, delay_s)
+
+        return _Method()
+
+
+def test_each_pattern_counts_the_calls_made_and_their_cpu_per_call() -> None:
+    actor = _InProcess()
+    me = psutil.Process(os.getpid())
+    cost = asyncio.run(measure(actor, me, Pattern("two lanes, 1 ms apart", 2, 0.001, 0.0), 0.2))
+    assert actor.calls > 10
+    assert abs(cost.calls_per_s * 0.2 - actor.calls) <= actor.calls * 0.2  # the rate is the calls made
+    assert cost.caller_us_per_call > 0
+    assert cost.actor_us_per_call > 0  # here the "actor" is this process too
+    assert "| two lanes, 1 ms apart |" in table([cost])
