@@ -16,6 +16,10 @@ trip. Demanding a full batch instead cost the engine benchmark's sell-out with 1
 about 30%: its callers come back a call at a time, and a remainder short of a full batch then
 waited behind calls that were already full.
 
+How a batch travels (`direct`): over the shard's Unix socket when the caller is on the shard's
+node (actors/shard_stream.py), otherwise, or when the socket cannot be opened, as a Ray call.
+Both carry the same bytes; a broken channel is opened again for the next batch.
+
 Retries: a command answered with a TransientError (store down, entity re-owned) or lost with
 its shard (the actor died mid-call: "may or may not have been executed") is sent again, with
 the same idempotency key, until `retry_for_s` runs out. Every command is idempotent, so the
@@ -28,12 +32,13 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from prometheus_client import Histogram
+from prometheus_client import Gauge, Histogram
 
 from actors.routing import Router
+from actors.shard_stream import StreamLink, node_id
 from actors.wire import decode_replies, encode_batch
 from engine import tracing
 from engine.domain.commands import Command
@@ -42,6 +47,9 @@ from engine.domain.results import Reply, Result
 
 HandleFactory = Callable[[int], Any]
 R = TypeVar("R", bound=Result)
+Link = Callable[..., Awaitable[Any]]
+"""Sends one encoded batch to a shard: `link(payload)` -> replies, `link(payload, True)` ->
+(replies, stages). A Ray actor method's `.remote`, or a StreamLink's `call`."""
 log = logging.getLogger("rezerv.client")
 
 CALL_SECONDS = Histogram(
@@ -53,6 +61,11 @@ CALL_COMMANDS = Histogram(
     "rezerv_engine_call_commands",
     "Commands carried by one Ray call to a shard (the batch size)",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+)
+SHARD_LINKS = Gauge(
+    "rezerv_engine_shard_links",
+    "Shards this process sends batches to, by how they travel: stream (the shard's Unix socket) or ray",
+    ["transport"],
 )
 QUEUE_SECONDS = Histogram(
     "rezerv_engine_queue_seconds",
@@ -103,10 +116,16 @@ class ShardChannel:
         batch_max: int,
         calls_in_flight: int,
         overlap_min: int | None = None,
+        direct: bool = False,
     ) -> None:
         self.handle_for = handle_for
         self.index = index
         self.handle: Any = None
+        self.direct = direct
+        self.link: Link | None = None
+        self.stream: StreamLink | None = None
+        self.transport = ""  # how the open link carries batches: "stream" or "ray"
+        self._linking: asyncio.Lock | None = None
         self.batch_max = batch_max
         self.calls_in_flight = calls_in_flight
         self.overlap_min = overlap_min if overlap_min is not None else max(1, batch_max // 4)
@@ -158,8 +177,7 @@ class ShardChannel:
 
     async def _send(self, batch: list[Pending]) -> None:
         try:
-            if self.handle is None:
-                self.handle = self.handle_for(self.index)
+            link = self.link or await self._open_link()
             payload = encode_batch([item.command for item in batch])
             self.calls += 1
             self.commands += len(batch)
@@ -169,9 +187,9 @@ class ShardChannel:
             traced = [item for item in batch if item.trace is not None] if tracing.ENABLED else None
             if traced:  # the shard reports its stages with the answer (actors/shard.py)
                 sent_ns = time.time_ns()
-                raw, stages = _with_stages(await self.handle.call.remote(payload, True))
+                raw, stages = _with_stages(await link(payload, True))
             else:
-                raw = await self.handle.call.remote(payload)
+                raw = await link(payload)
             replies = decode_replies(raw)
             decoded = time.perf_counter()
             if traced:
@@ -185,6 +203,7 @@ class ShardChannel:
                 self._deliver(item, reply)
             self.resolve_s += time.perf_counter() - decoded
         except Exception as exc:  # the shard died or restarted mid-call, or was never reachable
+            self._drop_link()
             error = _shard_error(exc)
             for item in batch:
                 self._deliver(item, error)
@@ -193,6 +212,43 @@ class ShardChannel:
             if self.queue and not self._scheduled:
                 self._scheduled = True
                 asyncio.get_running_loop().call_soon(self._flush)
+
+    async def _open_link(self) -> Link:
+        """The shard's socket if it is on this node and `direct`, else its Ray method; one at a
+        time, so the calls of a burst share the link the first of them opened."""
+        if self._linking is None:
+            self._linking = asyncio.Lock()
+        async with self._linking:
+            if self.link is not None:
+                return self.link
+            if self.handle is None:
+                self.handle = self.handle_for(self.index)
+            link: Link = self._ray_call
+            if self.direct and hasattr(self.handle, "channel"):
+                where = await self.handle.channel.remote()
+                if where and where.get("node") == node_id():
+                    try:
+                        self.stream = await StreamLink.open(where["path"], where["secret"])
+                        link = self.stream.call
+                    except OSError as exc:  # not reachable from here after all: Ray carries it
+                        log.warning("shard %d: socket %s not usable (%s); using Ray calls", self.index, where, exc)
+            self.link = link
+            self.transport = "stream" if self.stream is not None else "ray"
+            SHARD_LINKS.labels(self.transport).inc()
+            return link
+
+    def _ray_call(self, payload: bytes, *traced: bool) -> Any:
+        """A Ray call of the shard's `call`, looked up on each batch (a restarted actor keeps its
+        handle; a test may swap the method)."""
+        return self.handle.call.remote(payload, *traced)
+
+    def _drop_link(self) -> None:
+        """After a failed call: a broken socket is opened anew (the shard may have restarted)."""
+        stream = self.stream
+        if self.link is not None and (stream is None or stream.broken is not None):
+            SHARD_LINKS.labels(self.transport).dec()
+            self.link = None
+            self.stream = None
 
     def _deliver(self, item: Pending, reply: Reply) -> None:
         future = item.future
@@ -243,9 +299,12 @@ class InventoryClient:
         batch_max: int = 256,
         calls_in_flight: int = 4,
         retry_for_s: float = 15.0,
+        direct: bool = False,
     ) -> None:
         self.router = Router(shard_count)
-        self.channels = [ShardChannel(handle_for, i, batch_max, calls_in_flight) for i in range(shard_count)]
+        self.channels = [
+            ShardChannel(handle_for, i, batch_max, calls_in_flight, direct=direct) for i in range(shard_count)
+        ]
         self.retry_for_s = retry_for_s
 
     def submit(self, command: Command) -> asyncio.Future[Reply]:
@@ -297,6 +356,7 @@ class InventoryClient:
             "retries": self.retries,
             "round_trip_s": sum(c.round_trip_s for c in self.channels),
             "resolve_s": sum(c.resolve_s for c in self.channels),
+            "stream_links": sum(1 for c in self.channels if c.stream is not None),
         }
 
 
@@ -314,4 +374,5 @@ def ray_client(settings: Any, retry_for_s: float = 15.0) -> InventoryClient:
         batch_max=settings.batch_max,
         calls_in_flight=settings.calls_in_flight,
         retry_for_s=retry_for_s,
+        direct=settings.shard_transport == "stream",
     )

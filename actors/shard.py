@@ -1,7 +1,8 @@
 """A shard: one Ray actor process hosting many entities (events, cars, wallets).
 
 A plain class, made remote in actors/factory.py. Its only hot method is `call`: one batch of
-msgpack-encoded commands in, one list of encoded replies out. Adapters (asyncpg pool, Redis)
+msgpack-encoded commands in, one list of encoded replies out. Callers on the shard's node send
+the same batches over its Unix socket instead (`channel`, actors/shard_stream.py). Adapters (asyncpg pool, Redis)
 are built on the first call, inside the actor's event loop, by actors/wiring.py. When Ray restarts the actor after
 a crash, the new instance starts empty and rebuilds entities from the store on demand, under a
 new owner id and new fencing tokens.
@@ -18,6 +19,7 @@ from typing import Any
 
 from actors import gc_tuning, process_metrics
 from actors.shard_metrics import shard_families
+from actors.shard_stream import StreamServer, node_id
 from actors.wire import decode_batch, encode_replies
 from actors.wiring import build_host
 from engine.config import Settings
@@ -38,6 +40,7 @@ class ShardActor:
         self._resources: list[Any] = []
         self.timings = {"call_s": 0.0, "decode_s": 0.0, "encode_s": 0.0}
         self.calls_in_progress = 0
+        self.stream = StreamServer(self.call)
         logging.basicConfig(level=self.settings.log_level)
         gc_tuning.tune()
         self.metrics_address = process_metrics.start(self.settings)
@@ -82,6 +85,12 @@ class ShardActor:
         timings["call_s"] += t3 - t0
         return out if stages is None else (out, stages)
 
+    async def channel(self) -> dict[str, str]:
+        """How to reach this shard's socket: its node, address and secret (started on first use)."""
+        await self._ensure_host()
+        path = await self.stream.start()
+        return {"node": node_id(), "path": path, "secret": self.stream.secret}
+
     async def ping(self) -> dict[str, Any]:
         await self._ensure_host()
         return {"index": self.index, "owner": self.owner, "pid": os.getpid(), "metrics": self.metrics_address}
@@ -112,6 +121,7 @@ class ShardActor:
     async def shutdown(self) -> None:
         """Release leases and connections (used by tests and `rezerv down`; a crash skips it)."""
         self._stop.set()
+        await self.stream.close()
         if self.host is not None:
             await self.host.stop()
         for resource in self._resources:

@@ -23,6 +23,9 @@ from engine.domain.aggregate import MAX_HORIZON_DAYS
 PREFIX = "REZERV_"
 
 
+SHARD_TRANSPORTS = ("stream", "ray")
+
+
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable and what to fix."""
 
@@ -95,6 +98,10 @@ class Settings:
     shard_count: int = field(default=2, metadata={"doc": "inventory shard actors"})
     batch_max: int = field(default=256, metadata={"doc": "commands per Ray call, caller side"})
     calls_in_flight: int = field(default=4, metadata={"doc": "Ray calls in flight per shard, caller side"})
+    shard_transport: str = field(
+        default="stream",
+        metadata={"doc": "how batches reach a shard on the same node: stream (its Unix socket) or ray (Ray calls)"},
+    )
     commit_max: int = field(default=4096, metadata={"doc": "events per group-commit transaction"})
     commits_in_flight: int = field(default=1, metadata={"doc": "group commits running at once per shard"})
     db_pool_size: int = field(default=4, metadata={"doc": "PostgreSQL connections per process"})
@@ -296,6 +303,8 @@ class Settings:
             raise ConfigError(f"{PREFIX}KAFKA_GENERATION_S must be 0 (no generations) or at least 10 seconds")
         if self.api_min_in_flight > self.api_max_in_flight:
             raise ConfigError(f"{PREFIX}API_MIN_IN_FLIGHT must not exceed {PREFIX}API_MAX_IN_FLIGHT")
+        if self.shard_transport not in SHARD_TRANSPORTS:
+            raise ConfigError(f"{PREFIX}SHARD_TRANSPORT must be one of {', '.join(SHARD_TRANSPORTS)}")
         if self.api_target_latency_ms <= 0:
             raise ConfigError(f"{PREFIX}API_TARGET_LATENCY_MS must be positive")
         if self.catalog_cache_ttl_s < 0:

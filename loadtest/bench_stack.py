@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from actors.client import InventoryClient
+from actors.client import InventoryClient, ray_client
 from actors.factory import shard_handle
 from engine.adapters.pg_event_store import PostgresEventStore
 from engine.adapters.pg_migrations import migrate_url
@@ -115,8 +115,7 @@ class BenchStack:
             self.pids["saga services"] = [p["pid"] for p in started]
 
     def client(self) -> InventoryClient:
-        s = self.settings
-        return InventoryClient(lambda i: self.handles[i], s.shard_count, s.batch_max, s.calls_in_flight)
+        return ray_client(self.settings)
 
     async def warm_up(self) -> None:
         """Open every shard's pool and connections before anything is measured."""

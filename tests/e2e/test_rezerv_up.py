@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -137,6 +138,13 @@ def test_up_is_ready_stops_clean_and_keeps_its_data(data_root: Path) -> None:
             with urllib.request.urlopen(first.api + url, timeout=5) as resp:
                 assert resp.status == 200
         hold_id = book_through_the_whole_system(first.api, env)
+        with urllib.request.urlopen(first.api + "/metrics", timeout=5) as resp:
+            links = dict(
+                re.findall(r'^rezerv_engine_shard_links\{transport="(\w+)"\} ([0-9.]+)$', resp.read().decode(), re.M)
+            )
+        # The API (on uvloop) sends its batches over the shards' sockets, not as Ray calls.
+        assert float(links.get("stream", 0)) >= 1, links
+        assert float(links.get("ray", 0)) == 0, links
         assert the_catalog_lists(first.api, "e2e-show")["event_id"] == "e2e-show"
         assert len(first.descendants) > 5, "expected servers below rezerv up"
         first.record_descendants()

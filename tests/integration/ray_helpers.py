@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from actors.client import InventoryClient
+from actors.client import InventoryClient, ray_client
 from actors.factory import shard_handle
 from engine.config import Settings
 
@@ -29,7 +29,7 @@ async def shards(settings: Settings) -> AsyncIterator[tuple[InventoryClient, lis
     import ray
 
     handles = [shard_handle(settings, i) for i in range(settings.shard_count)]
-    client = InventoryClient(lambda i: handles[i], settings.shard_count, settings.batch_max, settings.calls_in_flight)
+    client = ray_client(settings)
     try:
         yield client, handles
     finally:

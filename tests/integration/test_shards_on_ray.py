@@ -19,6 +19,12 @@ from tests.dates import starts_in
 from tests.integration.ray_helpers import shard_settings, shards
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_cluster")]
+transports = pytest.mark.parametrize("transport", ["stream", "ray"])  # REZERV_SHARD_TRANSPORT
+
+
+def used_sockets(client: Any) -> list[bool]:
+    """Per shard the client called: whether its batches went over the shard's socket."""
+    return [channel.stream is not None for channel in client.channels if channel.calls]
 
 
 async def held_in_store(database_url: str, stream: str) -> dict[str, Any]:
@@ -33,8 +39,11 @@ async def held_in_store(database_url: str, stream: str) -> dict[str, Any]:
     return {e.hold_id: e for e in events}
 
 
-async def test_concurrent_holds_are_durable_and_never_oversold(database_url: str, redis_url: str) -> None:
-    settings = shard_settings(database_url, redis_url, shard_count=2)
+@transports
+async def test_concurrent_holds_are_durable_and_never_oversold(
+    database_url: str, redis_url: str, transport: str
+) -> None:
+    settings = shard_settings(database_url, redis_url, shard_count=2, shard_transport=transport)
     async with shards(settings) as (client, _):
         await client.execute(CreateEvent("hot", "Hot", "Hall", starts_in(30), (TierSpec("std", 100, 300),)))
         holds = [HoldTickets("hot", f"h{i}", f"c{i % 50}", (("std", 1 + i % 3),), 600_000) for i in range(400)]
@@ -49,10 +58,14 @@ async def test_concurrent_holds_are_durable_and_never_oversold(database_url: str
         view = await client.execute_as(GetState("hot", "event"), StateView)
         assert view.state["tiers"][0]["held"] == sum(r.quantity for r in granted.values())
         assert client.stats()["avg_batch"] > 1
+        assert set(used_sockets(client)) == {transport == "stream"}
 
 
-async def test_killing_a_shard_mid_load_loses_nothing_acknowledged(database_url: str, redis_url: str) -> None:
-    settings = shard_settings(database_url, redis_url, shard_count=1, batch_max=64)
+@transports
+async def test_killing_a_shard_mid_load_loses_nothing_acknowledged(
+    database_url: str, redis_url: str, transport: str
+) -> None:
+    settings = shard_settings(database_url, redis_url, shard_count=1, batch_max=64, shard_transport=transport)
     async with shards(settings) as (client, handles):
         await client.execute(CreateEvent("k", "K", "Hall", starts_in(30), (TierSpec("std", 100, 1500),)))
         first_pid = (await handles[0].ping.remote())["pid"]
@@ -69,6 +82,7 @@ async def test_killing_a_shard_mid_load_loses_nothing_acknowledged(database_url:
 
         task = asyncio.create_task(load())
         await third.wait()
+        socket_before = client.channels[0].stream
         os.kill(first_pid, signal.SIGKILL)
         replies = await task
         assert len(replies) == len(holds)
@@ -82,6 +96,10 @@ async def test_killing_a_shard_mid_load_loses_nothing_acknowledged(database_url:
             assert (reply.expires_at, reply.amount) == (stored[hold_id].expires_at, stored[hold_id].amount)
         assert len(granted) == 1500
         assert client.retries > 0, "the kill should have forced retries"
+        if transport == "stream":
+            assert socket_before is not None
+            assert client.channels[0].stream is not None
+            assert client.channels[0].stream is not socket_before, "the restarted shard's socket was opened"
 
 
 async def _pid_after_restart(handle: Any) -> int:

@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from actors.client import InventoryClient
+from actors.client import InventoryClient, ray_client
 from actors.factory import service_handle, shard_handle
 from actors.services import ROLES
 from engine.adapters import pg_bookings
@@ -93,7 +93,7 @@ async def saga_stack(
     services = {role: service_handle(settings, role) for role in ROLES}
     await asyncio.gather(*(s.ping.remote() for s in shards))
     await asyncio.gather(*(services[r].start.remote() for r in ROLES))
-    client = InventoryClient(lambda i: shards[i], settings.shard_count, retry_for_s=20.0)
+    client = ray_client(settings, retry_for_s=20.0)
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=3)
     try:
         yield SagaStack(settings, client, shards, services, pool)
