@@ -215,13 +215,7 @@ async def run_wrk_step(
         "confirmed_per_s": round(figures.confirmed / length, 1),
         "hold_p50_ms": hold_route["p50_ms"],
         "hold_p99_ms": hold_route["p99_ms"],
-        "hold_to_confirmed_p50_ms": figures.confirm_p50_ms,
-        "hold_to_confirmed_p99_ms": figures.confirm_p99_ms,
-        "held_at_end": figures.held_at_end,
-        "drain_s": round(figures.drain_s, 2),
-        "quiet_after_s": round(quiet.waited_s, 2),
-        "left_in_flight": quiet.in_flight,
-        "left_held": quiet.held,
+        **after_the_window(figures, quiet),
         "booking_reads_404": 0,
         "errors_by_status": {k: v for k, v in statuses.items() if k != "201"},
         "socket_errors": {k: figures_of_wrk[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts")},
@@ -280,13 +274,7 @@ def step_summary(
         "confirmed_per_s": round(figures.confirmed / length, 1),
         "hold_p50_ms": hold.p50_ms if hold else None,
         "hold_p99_ms": hold.p99_ms if hold else None,
-        "hold_to_confirmed_p50_ms": figures.confirm_p50_ms,
-        "hold_to_confirmed_p99_ms": figures.confirm_p99_ms,
-        "held_at_end": figures.held_at_end,
-        "drain_s": round(figures.drain_s, 2),
-        "quiet_after_s": round(quiet.waited_s, 2),
-        "left_in_flight": quiet.in_flight,
-        "left_held": quiet.held,
+        **after_the_window(figures, quiet),
         "booking_reads_404": reads.statuses.get("404", 0) if reads else 0,
         "errors_by_status": errors_by_status(routes),
         "keys": read_outcome_counts(step_dir),
@@ -300,6 +288,20 @@ def step_summary(
     }
     (step_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def after_the_window(figures: Any, quiet: Any) -> dict[str, Any]:
+    """What the store says of a step's window (the saga's latency, what was still HELD) and how
+    long the system took to be quiet after it: the same for every load generator."""
+    return {
+        "hold_to_confirmed_p50_ms": figures.confirm_p50_ms,
+        "hold_to_confirmed_p99_ms": figures.confirm_p99_ms,
+        "held_at_end": figures.held_at_end,
+        "drain_s": round(figures.drain_s, 2),
+        "quiet_after_s": round(quiet.waited_s, 2),
+        "left_in_flight": quiet.in_flight,
+        "left_held": quiet.held,
+    }
 
 
 SAGA_ROLES = ("saga services", "kafka")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,25 +17,25 @@ from tests.servers import remove_tree, session_root
 pytestmark = pytest.mark.slow
 
 
+def run_loadtest(root: Path, *options: str) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    """`rezerv loadtest run` with `options` and 20 customers: (run folder, target, its only step),
+    after checking that it passed and its audit was clean."""
+    env = up_environment(root / "unused")  # the command picks its own data directory and ports
+    argv = [REZERV, "loadtest", "run", *options, "--customers", "20", "--results", str(root / "results")]
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "audit of rezerv: OK" in result.stdout
+    (run_dir,) = (root / "results").iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    (target,) = summary["targets"]
+    (step,) = target["steps"]
+    return run_dir, target, step
+
+
 def test_a_short_flash_sale_runs_end_to_end_and_its_audit_passes() -> None:
     root = session_root()
     try:
-        env = up_environment(root / "unused")  # the command picks its own data directory and ports
-        argv = [REZERV, "loadtest", "run", "--users", "4", "--window", "3", "--customers", "20"]
-        argv += ["--read-after", "0.5", "--results", str(root / "results")]
-        result = subprocess.run(
-            argv,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=240,
-        )
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        assert "audit of rezerv: OK" in result.stdout
-        (run_dir,) = (root / "results").iterdir()
-        summary = json.loads((run_dir / "summary.json").read_text())
-        (target,) = summary["targets"]
-        (step,) = target["steps"]
+        run_dir, target, step = run_loadtest(root, "--users", "4", "--window", "3", "--read-after", "0.5")
         assert target["audit"]["ok"]
         assert {c["check"] for c in target["audit"]["checks"] if c["checked"] > 0} >= {
             "acknowledged holds stored exactly once",
@@ -58,16 +60,7 @@ def test_a_short_flash_sale_runs_end_to_end_and_its_audit_passes() -> None:
 def test_a_short_flash_sale_driven_by_wrk_counts_its_confirmations_and_its_audit_passes() -> None:
     root = session_root()
     try:
-        env = up_environment(root / "unused")  # the command picks its own data directory and ports
-        argv = [REZERV, "loadtest", "run", "--generator", "wrk", "--users", "8", "--window", "3"]
-        argv += ["--customers", "20", "--results", str(root / "results")]
-        result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=240)
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        assert "audit of rezerv: OK" in result.stdout
-        (run_dir,) = (root / "results").iterdir()
-        summary = json.loads((run_dir / "summary.json").read_text())
-        (target,) = summary["targets"]
-        (step,) = target["steps"]
+        _, target, step = run_loadtest(root, "--generator", "wrk", "--users", "8", "--window", "3")
         checks = {c["check"]: c["checked"] for c in target["audit"]["checks"]}
         assert step["generator"] == "wrk"
         assert step["holds_per_s"] > 0
