@@ -1,11 +1,13 @@
 """The caller side of the shards: route, coalesce, send as bytes, retry what is safe to retry.
 
-Commands submitted in the same event-loop tick for the same shard leave as one Ray call (up to
+Commands submitted in the same event-loop tick for the same shard leave as one call (up to
 `batch_max` commands). While a call is out, new commands queue and go with the next call, so
-batches grow with load and the Ray hop is paid once per batch, not once per command: one Ray
-call costs about 1 ms of CPU (half in the caller, half in the actor; Ray 2.60 on a 2-core
-machine), a ceiling near 1,000-1,500 calls/s however the actor is written, while calls carrying
-batches of 100 commands reached 100-130k commands/s.
+batches grow with load and the hop is paid once per batch, not once per command: one Ray call
+costs 1.1-4 ms of CPU, caller and actor together (Ray 2.60 on a 2-core machine; `rezerv bench
+ray-calls`), a ceiling near 1,000-1,500 calls/s however the actor is written, while calls carrying
+batches of 100 commands reached 100-130k commands/s. Over the shard's socket (below) the hop is
+cheaper (at 16 Locust users the API's CPU per booking fell by 30% and the shards' by 42%,
+BENCHMARKS.md section 3), and a batch still pays its group commit once.
 
 A second call (up to `calls_in_flight`) leaves beside one already out only with at least a
 quarter of a batch (`overlap_min`, batch_max // 4). Sending partial batches side by side spent
@@ -54,12 +56,12 @@ log = logging.getLogger("rezerv.client")
 
 CALL_SECONDS = Histogram(
     "rezerv_engine_call_seconds",
-    "Round trip of one Ray call to a shard, from sending its batch to decoding its replies",
+    "Round trip of one call to a shard (socket or Ray), from sending its batch to decoding its replies",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 CALL_COMMANDS = Histogram(
     "rezerv_engine_call_commands",
-    "Commands carried by one Ray call to a shard (the batch size)",
+    "Commands carried by one call to a shard (the batch size)",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
 )
 SHARD_LINKS = Gauge(

@@ -6,7 +6,7 @@
 
 Each handler takes a batch of outbox messages and returns once every effect is durable, or raises
 (a transient failure) so the consumer loop hands it the batch again and commits no offset. A batch
-is one call to `execute` (the engine client splits it into one Ray call per shard), however many
+is one call to `execute` (the engine client splits it into one call per shard), however many
 messages it holds: work per booking is the cost to avoid, batches are the way.
 
 What to send is decided by pure functions of the messages (`payment_steps`, `result_steps`,
