@@ -126,7 +126,6 @@ class ShardChannel:
         self.direct = direct
         self.link: Link | None = None
         self.stream: StreamLink | None = None
-        self.transport = ""  # how the open link carries batches: "stream" or "ray"
         self._linking: asyncio.Lock | None = None
         self.batch_max = batch_max
         self.calls_in_flight = calls_in_flight
@@ -235,9 +234,15 @@ class ShardChannel:
                     except OSError as exc:  # not reachable from here after all: Ray carries it
                         log.warning("shard %d: socket %s not usable (%s); using Ray calls", self.index, where, exc)
             self.link = link
-            self.transport = "stream" if self.stream is not None else "ray"
             SHARD_LINKS.labels(self.transport).inc()
             return link
+
+    @property
+    def transport(self) -> str:
+        """How the open link carries batches: "stream" (the shard's socket), "ray", or "" (none open)."""
+        if self.link is None:
+            return ""
+        return "stream" if self.stream is not None else "ray"
 
     def _ray_call(self, payload: bytes, *traced: bool) -> Any:
         """A Ray call of the shard's `call`, looked up on each batch (a restarted actor keeps its

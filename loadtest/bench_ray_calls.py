@@ -20,6 +20,8 @@ from typing import Any
 
 import psutil
 
+from loadtest.measure import cpu_seconds
+
 PAYLOAD = b"x" * 600  # about a batch of a few holds, msgpack-encoded
 
 
@@ -62,11 +64,6 @@ class Echo:
         return os.getpid()
 
 
-def _cpu_s(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return float(times.user + times.system)
-
-
 async def measure(actor: Any, actor_process: psutil.Process, pattern: Pattern, seconds: float) -> CallCost:
     caller = psutil.Process()
     calls = 0
@@ -80,10 +77,10 @@ async def measure(actor: Any, actor_process: psutil.Process, pattern: Pattern, s
             if pattern.gap_s:
                 await asyncio.sleep(pattern.gap_s)
 
-    caller0, actor0, t0 = _cpu_s(caller), _cpu_s(actor_process), time.perf_counter()
+    caller0, actor0, t0 = cpu_seconds(caller), cpu_seconds(actor_process), time.perf_counter()
     await asyncio.gather(*(lane() for _ in range(pattern.in_flight)))
     elapsed = time.perf_counter() - t0
-    caller_s, actor_s = _cpu_s(caller) - caller0, _cpu_s(actor_process) - actor0
+    caller_s, actor_s = cpu_seconds(caller) - caller0, cpu_seconds(actor_process) - actor0
     return CallCost(
         pattern.name,
         round(calls / elapsed, 1),

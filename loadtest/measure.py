@@ -67,18 +67,19 @@ class CpuSampler:
             except psutil.Error:
                 continue
         for pid, (_, proc) in self._procs.items():
-            self._before[pid] = _cpu(proc)
+            self._before[pid] = cpu_seconds(proc)
         self._t0 = time.perf_counter()
 
     def stop(self) -> dict[str, float]:
         wall = time.perf_counter() - self._t0
         used: dict[str, float] = {}
         for pid, (role, proc) in self._procs.items():
-            used[role] = used.get(role, 0.0) + max(0.0, _cpu(proc) - self._before[pid])
+            used[role] = used.get(role, 0.0) + max(0.0, cpu_seconds(proc) - self._before[pid])
         return {role: round(100 * seconds / wall, 1) for role, seconds in sorted(used.items())}
 
 
-def _cpu(proc: psutil.Process) -> float:
+def cpu_seconds(proc: psutil.Process) -> float:
+    """The process's user + system CPU time so far; 0 once it is gone."""
     try:
         times = proc.cpu_times()
         return float(times.user + times.system)
@@ -178,7 +179,7 @@ class TreeCpuSampler:
     def start(self) -> None:
         self._procs.clear()
         self._collect()
-        self._before = {pid: _cpu(proc) for pid, (_, proc) in self._procs.items()}
+        self._before = {pid: cpu_seconds(proc) for pid, (_, proc) in self._procs.items()}
         self._busy0 = _busy_seconds()
         self._t0 = time.perf_counter()
 
@@ -188,7 +189,7 @@ class TreeCpuSampler:
         used: dict[str, float] = {}
         self.per_process = {}
         for pid, (role, proc) in self._procs.items():
-            seconds = max(0.0, _cpu(proc) - self._before.get(pid, 0.0))
+            seconds = max(0.0, cpu_seconds(proc) - self._before.get(pid, 0.0))
             used[role] = used.get(role, 0.0) + seconds
             self.per_process.setdefault(role, []).append(round(100 * seconds / wall, 1))
         out = {role: round(100 * seconds / wall, 1) for role, seconds in sorted(used.items())}
