@@ -15,7 +15,7 @@ the listeners told) is the host's `adopt` callback, run once per load before any
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from engine.domain import codec
 from engine.domain.aggregate import Aggregate
@@ -57,13 +57,16 @@ class Activation:
         lease_ms: int,
         clock: Clock,
         adopt: Callable[[str, Entity], None],
+        active: Mapping[str, Entity],
     ) -> None:
+        """`active`: the host's entity table, where `adopt` puts what is loaded."""
         self.store = store
         self.fencing = fencing
         self.owner = owner
         self.lease_ms = lease_ms
         self.clock = clock
         self.adopt = adopt
+        self.active = active
         self.lost: dict[str, int] = {}  # stream -> until when another host owns it
         self._loading: dict[str, asyncio.Future[Entity]] = {}
 
@@ -73,7 +76,15 @@ class Activation:
 
     async def activate(self, stream_id: str, may_create: bool = True) -> Entity:
         """The entity of `stream_id`, loaded and adopted; for a batch that may not create it and a
-        stream that does not exist, an empty, unclaimed one (token 0) that nobody keeps."""
+        stream that does not exist, an empty, unclaimed one (token 0) that nobody keeps.
+
+        A caller that found the stream missing may start here only after another caller's load
+        of it was adopted (a batch checks, then its activation runs a turn of the loop later):
+        it gets that entity. Loading it again would claim it under a newer token, and this host's
+        commits under the older one would be fenced as if another host had taken it over."""
+        adopted = self.active.get(stream_id)
+        if adopted is not None:
+            return adopted
         if not may_create:
             probe = await self._probe(stream_id)
             if probe is not None:

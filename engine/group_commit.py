@@ -64,7 +64,7 @@ class CommitGroup:
         await self.done.wait()
 
 
-FailureHandler = Callable[[dict[str, RezervError]], None]
+FailureHandler = Callable[[CommitGroup, dict[str, RezervError]], None]  # the group, why per stream
 CommitHandler = Callable[[CommitGroup], None]
 
 
@@ -187,7 +187,7 @@ class GroupCommitter:
             result = await self.store.append(appends, turn)
         except asyncio.CancelledError:
             group.failure = StoreUnavailable("the host is stopping; the commit's outcome is unknown")
-            self.on_failed({s: group.failure for s in group.appends})
+            self.on_failed(group, {s: group.failure for s in group.appends})
             raise
         except RezervError as exc:
             group.failure = exc if exc.retryable else StoreUnavailable(str(exc))
@@ -201,12 +201,12 @@ class GroupCommitter:
         self.commit_seconds += elapsed
         if result is None:
             assert group.failure is not None
-            self.on_failed({s: group.failure for s in group.appends})
+            self.on_failed(group, {s: group.failure for s in group.appends})
             return
         failed = _classify(result)
         if failed:
             group.errors.update(failed)
-            self.on_failed(failed)
+            self.on_failed(group, failed)
         self.commits += 1
         durable = group.event_count - sum(len(group.appends[s].events) for s in failed)
         self.committed_events += durable

@@ -98,7 +98,9 @@ class EntityHost:
         self.config = config
         self.clock = clock or SystemClock()
         self.entities: dict[str, Entity] = {}
-        self.activation = Activation(store, fencing, config.owner, config.lease_ms, self.clock, self._adopt)
+        self.activation = Activation(
+            store, fencing, config.owner, config.lease_ms, self.clock, self._adopt, self.entities
+        )
         self._background: set[asyncio.Task[Any]] = set()
         self.committer = GroupCommitter(
             store, config.commit_max, self._on_failed, self._on_committed, config.commits_in_flight
@@ -386,11 +388,18 @@ class EntityHost:
             listener(stream_id, agg, [])
 
     # ---- after a commit -----------------------------------------------------------------------
-    def _on_failed(self, failed: dict[str, RezervError]) -> None:
-        """Drop every entity whose events did not become durable, before anything else runs."""
+    def _on_failed(self, group: CommitGroup, failed: dict[str, RezervError]) -> None:
+        """Drop every entity whose events did not become durable, before anything else runs.
+
+        An entity this host has loaded again since (a newer token: it was evicted while the
+        group was in flight) is not the one that failed: it stays, and a fenced commit under the
+        older token is not another host's takeover."""
         for stream, error in failed.items():
             self.failures[error.code] += 1
             self.last_failure = f"{stream}: {error.message}"
+            entity, append = self.entities.get(stream), group.appends.get(stream)
+            if entity is not None and append is not None and entity.token > append.token:
+                continue
             self.evict(stream, error)
 
     def evict(self, stream: str, error: RezervError) -> None:

@@ -89,10 +89,15 @@ class HostUpkeep:
                 log.exception("expiring due holds failed; retrying")
 
     async def renew_leases(self) -> list[str]:
-        """Extend this host's leases; drop the entities another host has taken over."""
+        """Extend this host's leases; drop the entities another host has taken over (not one this
+        host has loaded again under a newer token while the renewal was on its way)."""
         leases = [(s, e.token) for s, e in self.host.entities.items()]
         lost = await self.host.fencing.renew(leases, self.host.config.owner, self.host.config.lease_ms)
+        renewed = dict(leases)
         for stream in lost:
+            entity = self.host.entities.get(stream)
+            if entity is not None and entity.token > renewed[stream]:
+                continue
             self.host.evict(stream, OwnershipLost(f"{stream} was taken over by another host"))
         return lost
 

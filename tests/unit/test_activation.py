@@ -25,8 +25,15 @@ class CountingStore(InMemoryEventStore):
 
 
 def activation(store: InMemoryEventStore, clock: ManualClock, adopted: list[tuple[str, Entity]]) -> Activation:
+    """An Activation whose host keeps what it adopts in a table, as EntityHost does."""
     fencing = InMemoryFencing(clock=clock)
-    return Activation(store, fencing, "host-a", LEASE_MS, clock, lambda s, e: adopted.append((s, e)))
+    table: dict[str, Entity] = {}
+
+    def adopt(stream: str, entity: Entity) -> None:
+        adopted.append((stream, entity))
+        table[stream] = entity
+
+    return Activation(store, fencing, "host-a", LEASE_MS, clock, adopt, table)
 
 
 async def test_commands_arriving_while_a_stream_loads_share_one_load_and_one_adoption() -> None:
@@ -38,6 +45,19 @@ async def test_commands_arriving_while_a_stream_loads_share_one_load_and_one_ado
     assert store.claims == 1
     assert adopted == [(STREAM, first)]
     assert first.token == await store.current_token(STREAM) > 0
+
+
+async def test_a_stream_already_adopted_is_handed_out_without_a_second_claim() -> None:
+    store, clock = CountingStore(), ManualClock()
+    adopted: list[tuple[str, Entity]] = []
+    loading = activation(store, clock, adopted)
+    first = await loading.activate(STREAM)
+    token = await store.current_token(STREAM)
+    assert await loading.activate(STREAM) is first
+    assert await loading.activate(STREAM, may_create=False) is first
+    assert store.claims == 1
+    assert await store.current_token(STREAM) == token == first.token
+    assert adopted == [(STREAM, first)]
 
 
 async def test_a_batch_that_cannot_create_the_stream_claims_nothing_and_keeps_nothing() -> None:

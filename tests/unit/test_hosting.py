@@ -163,6 +163,71 @@ async def test_a_retry_while_the_first_attempt_is_in_flight_gets_the_same_durabl
     await host.stop()
 
 
+@dataclass
+class LoadGatedStore(InMemoryEventStore):
+    """Loading a stream's events waits, once read, until the test opens the gate."""
+
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+    loading: asyncio.Event = field(default_factory=asyncio.Event)
+    claims: int = 0
+
+    async def claim(self, stream_id: str, token: int, owner: str):  # type: ignore[no-untyped-def]
+        self.claims += 1
+        return await super().claim(stream_id, token, owner)
+
+    async def load(self, stream_id: str, after_version: int = 0) -> list[RecordedEvent]:
+        events = await super().load(stream_id, after_version)
+        self.loading.set()
+        await self.gate.wait()
+        return events
+
+
+async def test_a_batch_that_found_the_entity_missing_as_its_load_finished_uses_that_load() -> None:
+    # A restarted shard: the stream exists, and the first batches after the restart all find it
+    # missing. The second batch checks just before the first one's load is adopted, and starts
+    # its own activation just after: it must take the adopted entity, not claim the stream again
+    # (a second claim fences this host's own first commit and locks the stream out for a lease).
+    store = LoadGatedStore()
+    await make_host(store, owner="crashed").execute([create()])
+    store.claims = 0
+    host = make_host(store, owner="restarted")
+    first = asyncio.create_task(host.execute([hold("a")]))
+    await store.loading.wait()
+    second = asyncio.create_task(host.execute([hold("b")]))  # runs its check before the load ends
+    store.gate.set()
+    assert isinstance((await first)[0], HoldGranted)
+    assert isinstance((await second)[0], HoldGranted)
+    assert store.claims == 1
+    assert isinstance((await host.execute([hold("c")]))[0], HoldGranted)
+    assert held_in_store(store) == 3
+    await host.stop()
+
+
+async def test_a_commit_fenced_by_this_hosts_own_newer_load_leaves_that_load_in_place() -> None:
+    # The entity is dropped while a commit of it is in flight (as a bug in a handler drops it),
+    # and the next command loads it again under a newer token. The old commit is then fenced:
+    # its holds are not granted, but the new entity stays, and nothing is locked out for a lease.
+    store = GatedStore()
+    store.gate.set()
+    host = make_host(store)
+    await host.execute([create()])
+    store.gate.clear()
+    store.entered.clear()
+    in_flight = asyncio.create_task(host.execute([hold("a")]))
+    await store.entered.wait()
+    old_token = host.entities["event/e1"].token
+    host.evict("event/e1", StoreUnavailable("internal error"))
+    after = asyncio.create_task(host.execute([hold("b")]))
+    await asyncio.sleep(0.01)
+    assert host.entities["event/e1"].token > old_token
+    store.gate.set()
+    assert isinstance((await in_flight)[0], OwnershipLost)
+    assert isinstance((await after)[0], HoldGranted)
+    assert isinstance((await host.execute([hold("c")]))[0], HoldGranted)
+    assert held_in_store(store) == 2
+    await host.stop()
+
+
 async def test_two_hosts_one_entity_only_the_newest_writes_and_nothing_is_oversold() -> None:
     store = InMemoryEventStore()
     clock = ManualClock()
@@ -200,6 +265,30 @@ async def test_lease_renewal_notices_a_takeover() -> None:
     assert await b.upkeep.renew_leases() == []
     await a.stop()
     await b.stop()
+
+
+async def test_a_renewal_overtaken_by_this_hosts_own_newer_load_keeps_that_load() -> None:
+    class SlowRenewal(InMemoryFencing):
+        """Renewals wait for the test, as a Redis round trip lets other work run meanwhile."""
+
+        gate = asyncio.Event()
+
+        async def renew(self, leases, owner, lease_ms):  # type: ignore[no-untyped-def]
+            await self.gate.wait()
+            return await super().renew(leases, owner, lease_ms)
+
+    clock = ManualClock()
+    host = make_host(InMemoryEventStore(), SlowRenewal(clock=clock), clock=clock)
+    await host.execute([create()])
+    renewal = asyncio.create_task(host.upkeep.renew_leases())
+    await asyncio.sleep(0)
+    host.evict("event/e1", StoreUnavailable("internal error"))  # dropped, then loaded again
+    assert isinstance((await host.execute([hold("a")]))[0], HoldGranted)
+    SlowRenewal.gate.set()
+    assert await renewal == ["event/e1"]  # the old token's lease is gone: this host replaced it
+    assert "event/e1" in host.entities
+    assert isinstance((await host.execute([hold("b")]))[0], HoldGranted)
+    await host.stop()
 
 
 async def test_snapshot_is_taken_and_used_on_activation() -> None:
