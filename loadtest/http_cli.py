@@ -61,6 +61,16 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _share(text: str) -> float:
+    try:
+        share = float(text)
+    except ValueError:
+        share = -1.0
+    if not 0.0 <= share <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a share from 0 to 1 (0.25: a quarter)")
+    return share
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rezerv loadtest", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -76,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", type=Path, default=None, help="with --base-url: its data directory")
     run.add_argument("--web", action="store_true", help="Locust's web UI instead of the step load")
     run.add_argument("--web-port", type=int, default=8089)
+    run.add_argument(
+        "--unfunded",
+        type=_share,
+        default=0.0,
+        help="the share of customers (0 to 1) left without money: their bookings fail to pay and are released",
+    )
     _common(run)
     compare = sub.add_parser("compare", help="the flash sale on rezerv and on each lock-based baseline, back to back")
     compare.add_argument(
@@ -105,6 +121,7 @@ def _options(args: argparse.Namespace, scenario: str) -> RunOptions:
         watch=args.watch,
         generator=args.generator,
         think_ms=args.think_ms,
+        unfunded=getattr(args, "unfunded", 0.0),
     )
 
 

@@ -62,6 +62,7 @@ class RunOptions:
     watch: int = 0  # customers whose notification streams this process watches
     generator: str = "locust"  # or "wrk": holds only, no reads (loadtest/wrk_step.py)
     think_ms: int = 0  # wrk: each connection's pause between an answer and its next hold
+    unfunded: float = 0.0  # the share of customers left without money: their payments fail
 
 
 def _log(text: str) -> None:
@@ -212,10 +213,9 @@ async def run_wrk_step(
         "window_s": round(length, 2),
         "requests_per_s": round(figures_of_wrk["requests"] / length, 1),
         "holds_per_s": round(answers.acknowledged / length, 1),
-        "confirmed_per_s": round(figures.confirmed / length, 1),
         "hold_p50_ms": hold_route["p50_ms"],
         "hold_p99_ms": hold_route["p99_ms"],
-        **after_the_window(figures, quiet),
+        **after_the_window(figures, quiet, length),
         "booking_reads_404": 0,
         "errors_by_status": {k: v for k, v in statuses.items() if k != "201"},
         "socket_errors": {k: figures_of_wrk[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts")},
@@ -224,7 +224,7 @@ async def run_wrk_step(
         "keys": answers.keys(),
         "routes": {HOLD_ROUTES[0]: hold_route},
         "cpu_percent": cpu,
-        **cost_per_booking(cpu, length, answers.acknowledged, figures.confirmed),
+        **cost_per_booking(cpu, length, answers.acknowledged, figures.confirmed + figures.released),
         "generator_processes_percent": generator,
         "generator_saturated": any(p >= GENERATOR_SATURATED for p in generator),
         "generator_exit": code,
@@ -271,16 +271,15 @@ def step_summary(
         "window_s": round(length, 2),
         "requests_per_s": round(requests_per_s, 1),
         "holds_per_s": round(len(acks) / length, 1),
-        "confirmed_per_s": round(figures.confirmed / length, 1),
         "hold_p50_ms": hold.p50_ms if hold else None,
         "hold_p99_ms": hold.p99_ms if hold else None,
-        **after_the_window(figures, quiet),
+        **after_the_window(figures, quiet, length),
         "booking_reads_404": reads.statuses.get("404", 0) if reads else 0,
         "errors_by_status": errors_by_status(routes),
         "keys": read_outcome_counts(step_dir),
         "routes": {name: r.as_json() for name, r in routes.items()},
         "cpu_percent": cpu,
-        **cost_per_booking(cpu, length, len(acks), figures.confirmed),
+        **cost_per_booking(cpu, length, len(acks), figures.confirmed + figures.released),
         "generator_processes_percent": generator,
         "generator_saturated": any(p >= GENERATOR_SATURATED for p in generator),
         "locust_processes": options.locust_processes,
@@ -290,10 +289,18 @@ def step_summary(
     return summary
 
 
-def after_the_window(figures: Any, quiet: Any) -> dict[str, Any]:
-    """What the store says of a step's window (the saga's latency, what was still HELD) and how
-    long the system took to be quiet after it: the same for every load generator."""
+def unfunded_customers(options: RunOptions) -> int:
+    """How many of the customers get no money (`--unfunded`, a share of `--customers`)."""
+    return round(options.unfunded * options.customers)
+
+
+def after_the_window(figures: Any, quiet: Any, window_s: float) -> dict[str, Any]:
+    """What the store says of a step's window (bookings confirmed, and released because their
+    payment failed; the saga's latency; what was still HELD) and how long the system took to be
+    quiet after it: the same for every load generator."""
     return {
+        "confirmed_per_s": round(figures.confirmed / window_s, 1),
+        "released_per_s": round(figures.released / window_s, 1),
         "hold_to_confirmed_p50_ms": figures.confirm_p50_ms,
         "hold_to_confirmed_p99_ms": figures.confirm_p99_ms,
         "held_at_end": figures.held_at_end,
@@ -307,28 +314,31 @@ def after_the_window(figures: Any, quiet: Any) -> dict[str, Any]:
 SAGA_ROLES = ("saga services", "kafka")
 
 
-def cost_per_booking(cpu: dict[str, float], window_s: float, holds: int, confirmed: int) -> dict[str, Any]:
+def cost_per_booking(cpu: dict[str, float], window_s: float, holds: int, settled: int) -> dict[str, Any]:
     """CPU per unit of work in the window, from the CPU per role (percent of one core).
 
-    `cpu_us_per_booking`: each role's CPU divided by the bookings confirmed in the window.
+    `settled`: the bookings the saga finished in the window, confirmed or (their payment having
+    failed) released; with every customer funded, the confirmed ones.
+    `cpu_us_per_booking`: each role's CPU divided by the bookings settled in the window.
     `api_us_per_hold`: the API process's CPU divided by the holds it granted (its booking reads
     included, so an upper bound). `saga_us_per_booking`: the saga's own processes (the services:
-    relay, projection, supervisor, payment and results workers; and the broker) per confirmed
+    relay, projection, supervisor, payment and results workers; and the broker) per settled
     booking; the shards' and PostgreSQL's shares of a booking are in `cpu_us_per_booking`."""
 
     def per(role_cpu: float, units: int) -> float | None:
         return round(role_cpu / 100 * window_s / units * 1e6, 1) if units else None
 
     return {
-        "cpu_us_per_booking": {role: per(value, confirmed) for role, value in cpu.items()},
+        "cpu_us_per_booking": {role: per(value, settled) for role, value in cpu.items()},
         "api_us_per_hold": per(cpu.get("api", 0.0), holds),
-        "saga_us_per_booking": per(sum(cpu.get(role, 0.0) for role in SAGA_ROLES), confirmed),
+        "saga_us_per_booking": per(sum(cpu.get(role, 0.0) for role in SAGA_ROLES), settled),
     }
 
 
 def describe_step(s: dict[str, Any]) -> str:
     cpu = ", ".join(f"{k} {v:.0f}%" for k, v in s["cpu_percent"].items())
     warn = "  [LOAD GENERATOR SATURATED]" if s["generator_saturated"] else ""
+    released = f", {s['released_per_s']:.0f} released/s (payment failed)" if s.get("released_per_s") else ""
     if s.get("generator") == "wrk":
         errors = {k: v for k, v in s["socket_errors"].items() if v}
         warn += f"\n      wrk: {s['unanswered']} requests in flight when it stopped; socket errors {errors or 'none'}"
@@ -348,7 +358,8 @@ def describe_step(s: dict[str, Any]) -> str:
     return (
         f"  {s['target']:>18} {s['users']:>5} users: {s['requests_per_s']:>8.0f} req/s, "
         f"{s['holds_per_s']:>7.0f} holds/s, "
-        f"{s['confirmed_per_s']:>7.0f} confirmed/s, hold p50 {s['hold_p50_ms']} ms p99 {s['hold_p99_ms']} ms, "
+        f"{s['confirmed_per_s']:>7.0f} confirmed/s{released}, "
+        f"hold p50 {s['hold_p50_ms']} ms p99 {s['hold_p99_ms']} ms, "
         f"hold->confirmed p50 {s['hold_to_confirmed_p50_ms']} ms p99 {s['hold_to_confirmed_p99_ms']} ms, "
         f"HELD at end {s['held_at_end']} (drained in {s['drain_s']} s), errors {s['errors_by_status']}, "
         f"404 reads {s['booking_reads_404']}{warn}\n      CPU: {cpu}\n"
@@ -381,11 +392,15 @@ async def run_target(target: Target, options: RunOptions, run_dir: Path, tag: st
             options.events,
             options.cars,
             accounts=ACCOUNTS if options.logins_per_s > 0 else 0,
+            unfunded=unfunded_customers(options),
         )
         population_file = target_dir / "population.json"
         population.save(population_file)
         took = time.monotonic() - t0
-        _log(f"{target.name}: {len(population.customers)} customers funded, catalog created ({took:.1f} s)")
+        unfunded = unfunded_customers(options)
+        unpaid = f" ({unfunded} more without money)" if unfunded else ""
+        funded = len(population.customers) - unfunded
+        _log(f"{target.name}: {funded} customers funded{unpaid}, catalog created ({took:.1f} s)")
         steps = []
         if options.web:
             await _web_session(target, population, population_file, options, target_dir / "web")

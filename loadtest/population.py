@@ -94,9 +94,13 @@ def _car(car_id: str) -> DemoRequest:
 
 
 def plan(
-    scenario: str, tag: str, customers: int, events: int, cars: int
+    scenario: str, tag: str, customers: int, events: int, cars: int, unfunded: int = 0
 ) -> tuple[list[str], list[DemoRequest], dict[str, Any]]:
-    """(customer ids, the requests that create the catalog and fund them, the catalog to record)."""
+    """(customer ids, the requests that create the catalog and fund them, the catalog to record).
+    The last `unfunded` customers get no money: each of their bookings fails to pay and is
+    released (the saga's failure path, `--unfunded`)."""
+    if not 0 <= unfunded <= customers:
+        raise ValueError(f"unfunded must be between 0 and the {customers} customers, not {unfunded}")
     ids = [f"c{tag}-{i:05d}" for i in range(customers)]
     requests: list[DemoRequest] = []
     catalog: dict[str, Any] = {"events": [], "cars": []}
@@ -121,7 +125,7 @@ def plan(
             catalog["cars"].append(car_id)
     else:
         raise ValueError(f"unknown scenario {scenario!r}; one of {', '.join(SCENARIOS)}")
-    for customer in ids:
+    for customer in ids[: customers - unfunded]:
         body = {"deposit_id": f"load-{tag}", "amount": DEPOSIT, "reason": "load test"}
         requests.append(DemoRequest("POST", f"/wallets/{customer}/deposits", body))
     return ids, requests, catalog
@@ -137,11 +141,13 @@ def create(
     cars: int = 20,
     threads: int = 16,
     accounts: int = 0,
+    unfunded: int = 0,
 ) -> Population:
-    """Create the catalog and fund the customers through the API; returns the population."""
+    """Create the catalog and fund the customers (all but the last `unfunded`) through the API;
+    returns the population."""
     settings = Settings(jwt_secret=jwt_secret)
     admin = issue_token(settings, "loadtest-admin", ("admin",), TOKEN_TTL_S)
-    ids, requests, catalog = plan(scenario, tag, customers, events, cars)
+    ids, requests, catalog = plan(scenario, tag, customers, events, cars, unfunded)
     catalog_requests = [r for r in requests if not r.path.startswith("/wallets/")]
     send_requests(base_url, admin, catalog_requests)
     deposits = [r for r in requests if r.path.startswith("/wallets/")]

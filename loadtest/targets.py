@@ -69,6 +69,7 @@ class WindowFigures:
     drain_s: float  # from the end of the window until the last of those was confirmed or ended
     confirm_p50_ms: float | None = None  # hold -> confirmed, for the bookings held in the window
     confirm_p99_ms: float | None = None
+    released: int = 0  # bookings released inside the window (a payment that failed, with --unfunded)
 
 
 class Target(Protocol):
@@ -167,10 +168,11 @@ _HELD = "SELECT count(*) FROM bookings WHERE status = 'HELD' AND booking_stream 
 
 _WINDOW = """
 WITH b AS (
-    SELECT held_at, confirmed_at, coalesce(confirmed_at, released_at, expired_at) AS left_held
+    SELECT held_at, confirmed_at, released_at, coalesce(confirmed_at, released_at, expired_at) AS left_held
       FROM bookings WHERE booking_stream = ANY($1::text[])
 )
 SELECT count(*) FILTER (WHERE confirmed_at BETWEEN $2 AND $3) AS confirmed,
+       count(*) FILTER (WHERE released_at BETWEEN $2 AND $3) AS released,
        count(*) FILTER (WHERE held_at <= $3 AND (left_held IS NULL OR left_held > $3)) AS held_at_end,
        max(left_held) FILTER (WHERE held_at <= $3 AND left_held > $3) AS last_exit,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY confirmed_at - held_at)
@@ -269,6 +271,7 @@ class RezervTarget(_LazyPool):
             drain,
             None if p50 is None else round(float(p50), 1),
             None if p99 is None else round(float(p99), 1),
+            int(row["released"]),
         )
 
     async def audit(self, population: Population, clients: Sequence[ClientHold]) -> Verdict:

@@ -60,7 +60,7 @@ def test_cost_per_booking_divides_each_roles_cpu_by_the_work_of_the_window() -> 
     from loadtest.http_run import cost_per_booking
 
     cpu = {"api": 40.0, "saga services": 30.0, "kafka": 10.0, "shards": 50.0}
-    cost = cost_per_booking(cpu, window_s=10.0, holds=2_000, confirmed=1_600)
+    cost = cost_per_booking(cpu, window_s=10.0, holds=2_000, settled=1_600)
     assert cost["api_us_per_hold"] == 2_000.0  # 0.4 core x 10 s / 2,000 holds
     assert cost["saga_us_per_booking"] == 2_500.0  # (0.3 + 0.1) x 10 s / 1,600
     assert cost["cpu_us_per_booking"]["shards"] == 3_125.0
