@@ -78,17 +78,18 @@ class Activation:
         """The entity of `stream_id`, loaded and adopted; for a batch that may not create it and a
         stream that does not exist, an empty, unclaimed one (token 0) that nobody keeps.
 
-        A caller that found the stream missing may start here only after another caller's load
-        of it was adopted (a batch checks, then its activation runs a turn of the loop later):
-        it gets that entity. Loading it again would claim it under a newer token, and this host's
-        commits under the older one would be fenced as if another host had taken it over."""
-        adopted = self.active.get(stream_id)
-        if adopted is not None:
-            return adopted
-        if not may_create:
+        Another caller's load of the stream may have been adopted since this caller found it
+        missing (a batch checks, then its activation runs a turn of the loop later; a probe waits
+        for the store): this caller then gets that entity. From that look-up to registering a
+        load there is no await. Loading it again would claim it under a newer token, and this
+        host's commits under the older one would be fenced as if another host had taken it over."""
+        if not may_create and stream_id not in self.active:
             probe = await self._probe(stream_id)
             if probe is not None:
                 return probe
+        adopted = self.active.get(stream_id)  # looked up after the probe's round trip too
+        if adopted is not None:
+            return adopted
         pending = self._loading.get(stream_id)
         if pending is not None:
             return await asyncio.shield(pending)

@@ -203,6 +203,40 @@ async def test_a_batch_that_found_the_entity_missing_as_its_load_finished_uses_t
     await host.stop()
 
 
+async def test_a_read_that_probed_the_store_while_a_hold_loaded_the_entity_uses_that_load() -> None:
+    class SlowFirstProbe(InMemoryEventStore):
+        """The first look at a stream's token waits for the test, as a round trip lets others run."""
+
+        gate = asyncio.Event()
+        waiting = asyncio.Event()
+        claims = 0
+
+        async def current_token(self, stream_id: str) -> int:
+            if not self.waiting.is_set():
+                self.waiting.set()
+                await self.gate.wait()
+            return await super().current_token(stream_id)
+
+        async def claim(self, stream_id: str, token: int, owner: str):  # type: ignore[no-untyped-def]
+            self.claims += 1
+            return await super().claim(stream_id, token, owner)
+
+    store = SlowFirstProbe()
+    SlowFirstProbe.waiting.set()
+    await make_host(store, owner="crashed").execute([create()])
+    SlowFirstProbe.waiting.clear()
+    store.claims = 0
+    host = make_host(store, owner="restarted")
+    read = asyncio.create_task(host.execute([GetState("e1", "event")]))  # probes: may not create
+    await SlowFirstProbe.waiting.wait()
+    assert isinstance((await host.execute([hold("a")]))[0], HoldGranted)  # loads it meanwhile
+    SlowFirstProbe.gate.set()
+    view = as_view((await read)[0])
+    assert view.state["tiers"][0]["held"] == 1  # the entity the hold loaded, its hold included
+    assert store.claims == 1, "the read must take the hold's load, not claim the stream again"
+    await host.stop()
+
+
 async def test_a_commit_fenced_by_this_hosts_own_newer_load_leaves_that_load_in_place() -> None:
     # The entity is dropped while a commit of it is in flight (as a bug in a handler drops it),
     # and the next command loads it again under a newer token. The old commit is then fenced:
