@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loadtest import server_latency
 from loadtest.locust_results import errors_by_status, read_routes, requests_in_window
 from loadtest.measure import TreeCpuSampler, machine_description
 from loadtest.notification_watch import watching
@@ -140,8 +141,10 @@ async def run_step(
             window = await _wait_for_window(step_dir, proc, 60 + users / 50)
             sampler = TreeCpuSampler(roots=[*target.cpu_roots(), proc.pid], singles={"loadtest driver": [os.getpid()]})
             sampler.start()
+            api_before = await asyncio.to_thread(server_latency.scrape, target.base_url)
             await asyncio.sleep(max(0.0, window["end"] - time.time()))
             cpu = sampler.stop()
+            api_after = await asyncio.to_thread(server_latency.scrape, target.base_url)
             await asyncio.sleep(2.0)  # outcomes of the window's last bookings still arriving
         generator = sampler.per_process.get("load generator", [])
         code = await asyncio.to_thread(proc.wait, options.window_s + 180)
@@ -152,9 +155,10 @@ async def run_step(
     quiet = await target.quiet(population, options.drain_timeout_s)
     figures = await target.window(population, window["start"], window["end"])
     summary = step_summary(target, users, options, step_dir, window, cpu, generator, quiet, figures, code)
+    summary["api_admitted_holds"] = server_latency.admitted_between(api_before, api_after)
     if options.watch:
         summary["notifications"] = watch.summary()
-        (step_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    (step_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
@@ -172,6 +176,7 @@ async def run_wrk_step(
     text = lua_script(population.customers, path, event["tiers"][0], prefix, step_dir, options.think_ms)
     argv = wrk_argv(wrk, target.base_url, connections, options.window_s, script)
     log_path = step_dir / "wrk.log"
+    api_before = await asyncio.to_thread(server_latency.scrape, target.base_url)
     start = time.time()
     proc = await asyncio.to_thread(_start_wrk, argv, script, text, log_path)
     try:
@@ -181,6 +186,7 @@ async def run_wrk_step(
         await asyncio.sleep(max(0.0, end - time.time()))
         cpu = sampler.stop()
         code = await asyncio.to_thread(proc.wait, 60)
+        api_after = await asyncio.to_thread(server_latency.scrape, target.base_url)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -228,6 +234,7 @@ async def run_wrk_step(
         "generator_processes_percent": generator,
         "generator_saturated": any(p >= GENERATOR_SATURATED for p in generator),
         "generator_exit": code,
+        "api_admitted_holds": server_latency.admitted_between(api_before, api_after),
     }
     (step_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
@@ -285,7 +292,6 @@ def step_summary(
         "locust_processes": options.locust_processes,
         "locust_exit": locust_exit,
     }
-    (step_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
@@ -339,6 +345,13 @@ def describe_step(s: dict[str, Any]) -> str:
     cpu = ", ".join(f"{k} {v:.0f}%" for k, v in s["cpu_percent"].items())
     warn = "  [LOAD GENERATOR SATURATED]" if s["generator_saturated"] else ""
     released = f", {s['released_per_s']:.0f} released/s (payment failed)" if s.get("released_per_s") else ""
+    own = s.get("api_admitted_holds")
+    if own and own["admitted"]:
+        bound = f"at most {own['p99_at_most_ms']} ms" if own["p99_at_most_ms"] is not None else "over 5 s"
+        warn += (
+            f"\n      the API's own time for the {own['admitted']} holds it admitted: p99 {bound}, "
+            f"{own['within_250ms'] * 100:.1f}% within 250 ms"
+        )
     if s.get("generator") == "wrk":
         errors = {k: v for k, v in s["socket_errors"].items() if v}
         warn += f"\n      wrk: {s['unanswered']} requests in flight when it stopped; socket errors {errors or 'none'}"

@@ -12,6 +12,7 @@ from loadtest.http_run import after_the_window, describe_step, unfunded_customer
 from loadtest.population import FLASH_SALE, plan
 from loadtest.targets import WindowFigures
 from stack.demo import DemoRequest
+from tests.unit.loadtest.steps import printable_step
 
 
 def deposited(requests: list[DemoRequest]) -> set[str]:
@@ -49,22 +50,6 @@ def test_a_step_reports_the_bookings_released_for_want_of_money_beside_the_confi
     quiet = SimpleNamespace(waited_s=0.5, in_flight=0, held=0)
     window = after_the_window(figures, quiet, 10.0)
     assert (window["confirmed_per_s"], window["released_per_s"]) == (30.0, 10.0)
-    step = {
-        "target": "rezerv",
-        "users": 16,
-        "requests_per_s": 80.0,
-        "holds_per_s": 40.0,
-        "hold_p50_ms": 9.0,
-        "hold_p99_ms": 30.0,
-        "errors_by_status": {},
-        "booking_reads_404": 0,
-        "generator_saturated": False,
-        "routes": {},
-        "cpu_percent": {"api": 30.0},
-        "api_us_per_hold": 150.0,
-        "saga_us_per_booking": 300.0,
-        "cpu_us_per_booking": {"api": 100.0},
-        **window,
-    }
+    step = printable_step(**window)
     assert "30 confirmed/s, 10 released/s (payment failed)" in describe_step(step)
     assert "released/s" not in describe_step(step | {"released_per_s": 0.0})

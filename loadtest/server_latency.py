@@ -1,0 +1,88 @@
+"""How long rezerv's API itself took over the holds it admitted, from its own /metrics.
+
+Why beside the load generator's figures: on one small machine the generator shares the cores
+with what it measures, and past capacity its own queueing dominates what it reports (at 2,048
+Locust users in one process the hold p99 was 20 s while the API had answered every admitted hold
+within a second; BENCHMARKS.md, section 3, "Past capacity"). The API times each hot request from
+its admission to its answer (`rezerv_http_request_seconds`, api/metrics.py) and counts the ones it
+refused with 429 at 0 s (api/edge.py), so the difference of two scrapes, less those refusals,
+is the distribution of the admitted holds' own time. The histogram's buckets bound the figures:
+the share within 250 ms is exact (0.25 s is a bucket bound), the p99 is "at most" a bound.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from prometheus_client.parser import text_string_to_metric_families
+
+LATENCY = "rezerv_http_request_seconds"
+REQUESTS = "rezerv_http_requests"
+HOLD_ROUTES = ("/events/{event_id}/holds", "/cars/{car_id}/holds")
+WITHIN_S = 0.25  # issue 16's bound for admitted requests past capacity
+
+
+@dataclass
+class Scrape:
+    """Per hold route: the latency histogram's cumulative counts by bound, and the 429s answered."""
+
+    buckets: dict[str, dict[float, float]] = field(default_factory=dict)
+    refused: dict[str, float] = field(default_factory=dict)
+
+
+def parse(text: str, routes: Iterable[str] = HOLD_ROUTES) -> Scrape:
+    """The hold routes' figures from a /metrics text."""
+    wanted = set(routes)
+    scrape = Scrape()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            route = sample.labels.get("route")
+            if route not in wanted:
+                continue
+            if family.name == LATENCY and sample.name == f"{LATENCY}_bucket":
+                scrape.buckets.setdefault(route, {})[float(sample.labels["le"])] = sample.value
+            elif family.name == REQUESTS and sample.labels.get("status") == "429":
+                scrape.refused[route] = scrape.refused.get(route, 0.0) + sample.value
+    return scrape
+
+
+def admitted(before: Scrape, after: Scrape) -> dict[str, float | int | None]:
+    """The admitted holds between two scrapes: how many, the share answered within 250 ms, and
+    the smallest bucket bound (ms) that 99% of them stayed under (None: no admitted hold)."""
+    counts: dict[float, float] = {}
+    for route, buckets in after.buckets.items():
+        earlier = before.buckets.get(route, {})
+        refused = after.refused.get(route, 0.0) - before.refused.get(route, 0.0)
+        for bound, value in buckets.items():
+            # A 429 is observed at 0 s, so it sits in every cumulative bucket.
+            counts[bound] = counts.get(bound, 0.0) + value - earlier.get(bound, 0.0) - refused
+    total = counts.get(math.inf, 0.0)
+    if total <= 0:
+        return {"admitted": 0, "within_250ms": None, "p99_at_most_ms": None}
+    bounds = sorted(counts)
+    p99 = next(b for b in bounds if counts[b] >= 0.99 * total)
+    return {
+        "admitted": round(total),
+        "within_250ms": round(counts.get(WITHIN_S, 0.0) / total, 4),
+        "p99_at_most_ms": None if math.isinf(p99) else round(p99 * 1000, 1),
+    }
+
+
+def scrape(base_url: str) -> Scrape | None:
+    """The API's hold figures now (blocking: run it in a thread); None where /metrics is not
+    rezerv's (the baselines)."""
+    from loadtest.targets import get_json
+
+    status, text = get_json(base_url + "/metrics")
+    if status != 200 or not isinstance(text, str):
+        return None
+    return parse(text)
+
+
+def admitted_between(before: Scrape | None, after: Scrape | None) -> dict[str, float | int | None] | None:
+    """`admitted` for two scrapes, None if either could not be taken."""
+    if before is None or after is None:
+        return None
+    return admitted(before, after)

@@ -1,0 +1,80 @@
+"""The API's own time for the holds it admitted, from two scrapes of its /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+from loadtest.http_run import describe_step
+from loadtest.server_latency import admitted, admitted_between, parse
+from tests.unit.loadtest.steps import printable_step
+
+HOLDS = "/events/{event_id}/holds"
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)  # api/metrics.py
+
+
+class Api:
+    """A registry with the API's two metrics, observed as api/edge.py observes them."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "rezerv_http_requests_total", "answered", ["route", "method", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "rezerv_http_request_seconds", "latency", ["route"], buckets=BUCKETS, registry=self.registry
+        )
+
+    def answer(self, status: int, seconds: float, route: str = HOLDS) -> None:
+        self.requests.labels(route, "POST", str(status)).inc()
+        self.latency.labels(route).observe(0.0 if status == 429 else seconds)
+
+    def text(self) -> str:
+        return generate_latest(self.registry).decode()
+
+
+def test_the_admitted_holds_between_two_scrapes_leave_out_the_refusals_and_what_came_before() -> None:
+    api = Api()
+    api.answer(201, 3.0)  # before the window: not counted
+    before = parse(api.text())
+    for _ in range(96):
+        api.answer(201, 0.02)
+    api.answer(201, 0.3)
+    api.answer(201, 0.3)
+    api.answer(503, 0.7)
+    api.answer(201, 1.5)
+    for _ in range(50):
+        api.answer(429, 0.0)
+    api.answer(200, 9.0, route="/bookings/{hold_id}")  # another route: not a hold
+    figures = admitted(before, parse(api.text()))
+    assert figures["admitted"] == 100
+    assert figures["within_250ms"] == 0.96
+    assert figures["p99_at_most_ms"] == 1000.0  # the 99th is the 0.7 s answer
+
+
+def test_a_p99_past_the_last_bucket_has_no_bound_and_no_admitted_hold_has_no_figures() -> None:
+    api = Api()
+    before = parse(api.text())
+    api.answer(201, 0.01)
+    api.answer(201, 7.0)
+    assert admitted(before, parse(api.text()))["p99_at_most_ms"] is None
+    quiet = Api()
+    quiet.answer(429, 0.0)
+    empty = admitted(parse(Api().text()), parse(quiet.text()))
+    assert empty == {"admitted": 0, "within_250ms": None, "p99_at_most_ms": None}
+
+
+def test_car_holds_count_too_and_a_target_without_rezervs_metrics_has_no_figures() -> None:
+    api = Api()
+    before = parse(api.text())
+    api.answer(201, 0.01, route="/cars/{car_id}/holds")
+    api.answer(201, 0.01)
+    assert admitted(before, parse(api.text()))["admitted"] == 2
+    assert admitted_between(None, before) is None
+    assert admitted_between(before, None) is None
+
+
+def test_a_step_prints_the_apis_own_time_beside_the_generators() -> None:
+    own = {"admitted": 100, "within_250ms": 0.96, "p99_at_most_ms": 1000.0}
+    text = describe_step(printable_step(api_admitted_holds=own))
+    assert "the API's own time for the 100 holds it admitted: p99 at most 1000.0 ms, 96.0% within 250 ms" in text
+    assert "own time" not in describe_step(printable_step(api_admitted_holds=None))
