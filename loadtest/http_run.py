@@ -349,8 +349,8 @@ def describe_step(s: dict[str, Any]) -> str:
     if own and own["admitted"]:
         bound = f"at most {own['p99_at_most_ms']} ms" if own["p99_at_most_ms"] is not None else "over 5 s"
         warn += (
-            f"\n      the API's own time for the {own['admitted']} holds it admitted: p99 {bound}, "
-            f"{own['within_250ms'] * 100:.1f}% within 250 ms"
+            f"\n      the API's own time, admission to answer, for the {own['admitted']} holds it admitted and answered"
+            f" in the window: p99 {bound}, {own['within_250ms'] * 100:.1f}% within 250 ms"
         )
     if s.get("generator") == "wrk":
         errors = {k: v for k, v in s["socket_errors"].items() if v}

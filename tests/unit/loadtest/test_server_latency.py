@@ -76,5 +76,8 @@ def test_car_holds_count_too_and_a_target_without_rezervs_metrics_has_no_figures
 def test_a_step_prints_the_apis_own_time_beside_the_generators() -> None:
     own = {"admitted": 100, "within_250ms": 0.96, "p99_at_most_ms": 1000.0}
     text = describe_step(printable_step(api_admitted_holds=own))
-    assert "the API's own time for the 100 holds it admitted: p99 at most 1000.0 ms, 96.0% within 250 ms" in text
+    assert (
+        "the API's own time, admission to answer, for the 100 holds it admitted and answered in the window: "
+        "p99 at most 1000.0 ms, 96.0% within 250 ms"
+    ) in text
     assert "own time" not in describe_step(printable_step(api_admitted_holds=None))
