@@ -43,6 +43,7 @@ from loadtest.wrk_step import convert_records, find_wrk, lua_script, parse_summa
 GENERATOR_SATURATED = 90.0  # percent of a core: above it, a Locust process is the limit, not the target
 READ_ROUTE = "GET /bookings/{id}"
 HOLD_ROUTES = ("POST /events/{id}/holds", "POST /cars/{id}/holds")
+API_BEFORE, API_AFTER = "api-metrics-before.txt", "api-metrics-after.txt"  # the API's /metrics around the window
 
 
 @dataclass
@@ -141,10 +142,10 @@ async def run_step(
             window = await _wait_for_window(step_dir, proc, 60 + users / 50)
             sampler = TreeCpuSampler(roots=[*target.cpu_roots(), proc.pid], singles={"loadtest driver": [os.getpid()]})
             sampler.start()
-            api_before = await asyncio.to_thread(server_latency.scrape, target.base_url)
+            api_before = await asyncio.to_thread(server_latency.scrape, target.base_url, step_dir / API_BEFORE)
             await asyncio.sleep(max(0.0, window["end"] - time.time()))
             cpu = sampler.stop()
-            api_after = await asyncio.to_thread(server_latency.scrape, target.base_url)
+            api_after = await asyncio.to_thread(server_latency.scrape, target.base_url, step_dir / API_AFTER)
             await asyncio.sleep(2.0)  # outcomes of the window's last bookings still arriving
         generator = sampler.per_process.get("load generator", [])
         code = await asyncio.to_thread(proc.wait, options.window_s + 180)
@@ -176,7 +177,7 @@ async def run_wrk_step(
     text = lua_script(population.customers, path, event["tiers"][0], prefix, step_dir, options.think_ms)
     argv = wrk_argv(wrk, target.base_url, connections, options.window_s, script)
     log_path = step_dir / "wrk.log"
-    api_before = await asyncio.to_thread(server_latency.scrape, target.base_url)
+    api_before = await asyncio.to_thread(server_latency.scrape, target.base_url, step_dir / API_BEFORE)
     start = time.time()
     proc = await asyncio.to_thread(_start_wrk, argv, script, text, log_path)
     try:
@@ -186,7 +187,7 @@ async def run_wrk_step(
         await asyncio.sleep(max(0.0, end - time.time()))
         cpu = sampler.stop()
         code = await asyncio.to_thread(proc.wait, 60)
-        api_after = await asyncio.to_thread(server_latency.scrape, target.base_url)
+        api_after = await asyncio.to_thread(server_latency.scrape, target.base_url, step_dir / API_AFTER)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -70,19 +71,21 @@ def admitted(before: Scrape, after: Scrape) -> dict[str, float | int | None]:
     }
 
 
-def scrape(base_url: str) -> Scrape | None:
-    """The API's hold figures now (blocking: run it in a thread); None where /metrics is not
-    rezerv's (the baselines)."""
+def scrape(base_url: str, keep: Path) -> str | None:
+    """The API's /metrics now, also written to `keep` (blocking: run it in a thread); None where
+    there is no rezerv /metrics (the baselines)."""
     from loadtest.targets import get_json
 
     status, text = get_json(base_url + "/metrics")
-    if status != 200 or not isinstance(text, str):
+    if status != 200 or not isinstance(text, str) or LATENCY not in text:
         return None
-    return parse(text)
+    keep.parent.mkdir(parents=True, exist_ok=True)
+    keep.write_text(text)
+    return text
 
 
-def admitted_between(before: Scrape | None, after: Scrape | None) -> dict[str, float | int | None] | None:
-    """`admitted` for two scrapes, None if either could not be taken."""
+def admitted_between(before: str | None, after: str | None) -> dict[str, float | int | None] | None:
+    """`admitted` for two /metrics texts, None if either could not be taken."""
     if before is None or after is None:
         return None
-    return admitted(before, after)
+    return admitted(parse(before), parse(after))

@@ -52,7 +52,13 @@ def test_a_short_flash_sale_runs_end_to_end_and_its_audit_passes() -> None:
         assert step["cpu_percent"]["load generator"] > 0
         assert step["left_in_flight"] == 0
         assert step["left_held"] == 0
-        for name in ("locust_stats.csv", "locust.html", "summary.json"):
+        for name in (
+            "locust_stats.csv",
+            "locust.html",
+            "summary.json",
+            "api-metrics-before.txt",
+            "api-metrics-after.txt",
+        ):
             assert (run_dir / "rezerv" / "users-00004" / name).exists()
         assert (run_dir / "chart.png").stat().st_size > 10_000
         assert processes_mentioning("rezerv-loadtest-") == []

@@ -69,8 +69,9 @@ def test_car_holds_count_too_and_a_target_without_rezervs_metrics_has_no_figures
     api.answer(201, 0.01, route="/cars/{car_id}/holds")
     api.answer(201, 0.01)
     assert admitted(before, parse(api.text()))["admitted"] == 2
-    assert admitted_between(None, before) is None
-    assert admitted_between(before, None) is None
+    assert admitted_between(api.text(), api.text()) == {"admitted": 0, "within_250ms": None, "p99_at_most_ms": None}
+    assert admitted_between(None, api.text()) is None
+    assert admitted_between(api.text(), None) is None
 
 
 def test_a_step_prints_the_apis_own_time_beside_the_generators() -> None:
