@@ -13,6 +13,7 @@ from engine.adapters.memory_fencing import InMemoryFencing
 from engine.adapters.memory_store import InMemoryEventStore
 from engine.domain import codec
 from engine.domain.commands import (
+    Command,
     ConfirmBooking,
     CreateEvent,
     Deposit,
@@ -25,7 +26,7 @@ from engine.domain.commands import (
     TierSpec,
 )
 from engine.domain.errors import InsufficientInventory, OwnershipLost, StoreUnavailable, TransientError
-from engine.domain.results import Done, HoldGranted, StateView
+from engine.domain.results import Done, HoldGranted, Reply, StateView
 from engine.hosting import EntityHost, HostConfig
 from engine.ports import AppendResult, ManualClock, RecordedEvent, StreamAppend, Turn
 from tests.replies import as_done, as_error, as_view
@@ -59,6 +60,23 @@ def make_host(
     return host
 
 
+async def commit_in_flight(
+    *commands: Command, quantity: int = 10, fail: int = 0, commits_in_flight: int = 1
+) -> tuple[GatedStore, EntityHost, asyncio.Task[list[Reply]]]:
+    """A host whose event exists, and `commands` being executed with their group commit held at
+    the store's gate (the next `fail` appends fail once the gate opens)."""
+    store = GatedStore()
+    store.gate.set()
+    host = make_host(store, commits_in_flight=commits_in_flight)
+    await host.execute([create(quantity=quantity)])
+    store.gate.clear()
+    store.entered.clear()
+    store.fail_next_appends = fail
+    task = asyncio.create_task(host.execute(list(commands)))
+    await store.entered.wait()
+    return store, host, task
+
+
 def create(eid: str = "e1", quantity: int = 10) -> CreateEvent:
     return CreateEvent(
         eid, "Show", "Hall", "2027-06-01T20:00:00+00:00", (TierSpec("std", 100, quantity),)
@@ -79,13 +97,7 @@ def held_in_store(store: InMemoryEventStore, stream: str = "event/e1") -> int:
 
 
 async def test_answers_only_after_the_events_are_durable() -> None:
-    store = GatedStore()
-    store.gate.set()
-    host = make_host(store)
-    await host.execute([create()])
-    store.gate.clear()
-    task = asyncio.create_task(host.execute([hold("h1", 2), hold("h2", 3)]))
-    await store.entered.wait()
+    store, host, task = await commit_in_flight(hold("h1", 2), hold("h2", 3))
     await asyncio.sleep(0.01)
     assert not task.done(), "answered before the commit finished"
     store.gate.set()
@@ -122,15 +134,7 @@ async def test_a_failed_commit_grants_nothing_and_the_entity_is_rebuilt() -> Non
 
 
 async def test_events_decided_on_top_of_a_failed_commit_are_dropped_too() -> None:
-    store = GatedStore()
-    store.gate.set()
-    host = make_host(store)
-    await host.execute([create(quantity=4)])
-    store.gate.clear()
-    store.entered.clear()
-    store.fail_next_appends = 1
-    first = asyncio.create_task(host.execute([hold("h1", 2)]))
-    await store.entered.wait()  # h1's commit is in flight and will fail
+    store, host, first = await commit_in_flight(hold("h1", 2), quantity=4, fail=1)  # h1's commit will fail
     second = asyncio.create_task(host.execute([hold("h2", 2), hold("h3", 1)]))  # h3 sold out only if h1, h2 count
     await asyncio.sleep(0.01)
     store.gate.set()
@@ -146,14 +150,7 @@ async def test_events_decided_on_top_of_a_failed_commit_are_dropped_too() -> Non
 
 
 async def test_a_retry_while_the_first_attempt_is_in_flight_gets_the_same_durable_answer() -> None:
-    store = GatedStore()
-    store.gate.set()
-    host = make_host(store)
-    await host.execute([create()])
-    store.gate.clear()
-    store.entered.clear()
-    first = asyncio.create_task(host.execute([hold("h1", 2)]))
-    await store.entered.wait()
+    store, host, first = await commit_in_flight(hold("h1", 2))
     retry = asyncio.create_task(host.execute([hold("h1", 2)]))
     await asyncio.sleep(0.01)
     assert not retry.done(), "the retry must wait for the first attempt's commit"
@@ -241,14 +238,7 @@ async def test_a_commit_fenced_by_this_hosts_own_newer_load_leaves_that_load_in_
     # The entity is dropped while a commit of it is in flight (as a bug in a handler drops it),
     # and the next command loads it again under a newer token. The old commit is then fenced:
     # its holds are not granted, but the new entity stays, and nothing is locked out for a lease.
-    store = GatedStore()
-    store.gate.set()
-    host = make_host(store)
-    await host.execute([create()])
-    store.gate.clear()
-    store.entered.clear()
-    in_flight = asyncio.create_task(host.execute([hold("a")]))
-    await store.entered.wait()
+    store, host, in_flight = await commit_in_flight(hold("a"))
     old_token = host.entities["event/e1"].token
     host.evict("event/e1", StoreUnavailable("internal error"))
     after = asyncio.create_task(host.execute([hold("b")]))
@@ -419,14 +409,7 @@ async def test_a_command_for_a_malformed_stream_is_refused_alone() -> None:
 
 async def test_two_commits_in_flight_keep_each_stream_in_order() -> None:
     """With two group commits in flight, a stream's second group lands after its first, always."""
-    store = GatedStore()
-    store.gate.set()
-    host = make_host(store, commits_in_flight=2)
-    await host.execute([create(quantity=1000)])
-    store.gate.clear()
-    store.entered.clear()
-    first = asyncio.create_task(host.execute([hold(f"a{i}") for i in range(5)]))
-    await store.entered.wait()
+    store, host, first = await commit_in_flight(*(hold(f"a{i}") for i in range(5)), quantity=1000, commits_in_flight=2)
     second = asyncio.create_task(host.execute([hold(f"b{i}") for i in range(5)]))
     for _ in range(20):
         await asyncio.sleep(0)
