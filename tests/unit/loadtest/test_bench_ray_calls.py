@@ -25,6 +25,7 @@ class _InProcess:
         class _Method:
             async def remote(self, payload: bytes, delay_s: float) -> bytes:
                 outer.calls += 1
+                await asyncio.sleep(0)  # a call lets the other lanes run, as a real one does
                 return await outer.echo.call(payload, delay_s)
 
         return _Method()
