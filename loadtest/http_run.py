@@ -37,7 +37,7 @@ from loadtest.notification_watch import watching
 from loadtest.population import ACCOUNTS, FLASH_SALE, HOT_TIER, HOT_TIER_SIZE, Population, create
 from loadtest.records import read_acknowledgements, read_client_holds, read_outcome_counts
 from loadtest.scenarios.paths import SCENARIO_FILES, WINDOW_FILE, login_users
-from loadtest.targets import Target, get_json
+from loadtest.targets import Quiet, Target, WindowFigures, get_json
 from loadtest.wrk_step import convert_records, find_wrk, lua_script, parse_summary, wrk_argv
 
 GENERATOR_SATURATED = 90.0  # percent of a core: above it, a Locust process is the limit, not the target
@@ -257,8 +257,8 @@ def step_summary(
     window: dict[str, float],
     cpu: dict[str, float],
     generator: list[float],
-    quiet: Any,
-    figures: Any,
+    quiet: Quiet,
+    figures: WindowFigures,
     locust_exit: int,
 ) -> dict[str, Any]:
     start, end = window["start"], window["end"]
@@ -301,7 +301,7 @@ def unfunded_customers(options: RunOptions) -> int:
     return round(options.unfunded * options.customers)
 
 
-def after_the_window(figures: Any, quiet: Any, window_s: float) -> dict[str, Any]:
+def after_the_window(figures: WindowFigures, quiet: Quiet, window_s: float) -> dict[str, Any]:
     """What the store says of a step's window (bookings confirmed, and released because their
     payment failed; the saga's latency; what was still HELD) and how long the system took to be
     quiet after it: the same for every load generator."""
@@ -396,6 +396,7 @@ async def run_target(target: Target, options: RunOptions, run_dir: Path, tag: st
     await asyncio.to_thread(target.start)
     try:
         t0 = time.monotonic()
+        unfunded = unfunded_customers(options)
         population = await asyncio.to_thread(
             create,
             options.scenario,
@@ -406,12 +407,11 @@ async def run_target(target: Target, options: RunOptions, run_dir: Path, tag: st
             options.events,
             options.cars,
             accounts=ACCOUNTS if options.logins_per_s > 0 else 0,
-            unfunded=unfunded_customers(options),
+            unfunded=unfunded,
         )
         population_file = target_dir / "population.json"
         population.save(population_file)
         took = time.monotonic() - t0
-        unfunded = unfunded_customers(options)
         unpaid = f" ({unfunded} more without money)" if unfunded else ""
         funded = len(population.customers) - unfunded
         _log(f"{target.name}: {funded} customers funded{unpaid}, catalog created ({took:.1f} s)")

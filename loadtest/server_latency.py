@@ -19,6 +19,8 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from loadtest.targets import get_json
+
 LATENCY = "rezerv_http_request_seconds"
 REQUESTS = "rezerv_http_requests"
 HOLD_ROUTES = ("/events/{event_id}/holds", "/cars/{car_id}/holds")
@@ -74,8 +76,6 @@ def admitted(before: Scrape, after: Scrape) -> dict[str, float | int | None]:
 def scrape(base_url: str, keep: Path) -> str | None:
     """The API's /metrics now, also written to `keep` (blocking: run it in a thread); None where
     there is no rezerv /metrics (the baselines)."""
-    from loadtest.targets import get_json
-
     status, text = get_json(base_url + "/metrics")
     if status != 200 or not isinstance(text, str) or LATENCY not in text:
         return None

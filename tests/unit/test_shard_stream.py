@@ -48,11 +48,19 @@ async def served() -> AsyncIterator[tuple[_Shard, StreamServer]]:
     await server.close()
 
 
-async def test_answers_come_back_to_their_own_callers_in_whatever_order_they_finish(
-    served: tuple[_Shard, StreamServer],
-) -> None:
+@pytest.fixture
+async def linked(served: tuple[_Shard, StreamServer]) -> AsyncIterator[tuple[_Shard, StreamServer, StreamLink]]:
+    """`served`, and a caller's link to it opened with the shard's secret."""
     shard, server = served
     link = await StreamLink.open(server.path, server.secret)
+    yield shard, server, link
+    await link.close()
+
+
+async def test_answers_come_back_to_their_own_callers_in_whatever_order_they_finish(
+    linked: tuple[_Shard, StreamServer, StreamLink],
+) -> None:
+    shard, _server, link = linked
     first = asyncio.ensure_future(link.call(b"one"))
     second = asyncio.ensure_future(link.call(b"two"))
     shard.gate(b"two").set()
@@ -61,15 +69,14 @@ async def test_answers_come_back_to_their_own_callers_in_whatever_order_they_fin
     shard.gate(b"one").set()
     assert await first == b"answer to one"
     assert shard.applied == [b"two", b"one"]
-    await link.close()
 
 
-async def test_a_traced_batch_comes_back_with_the_shards_stages(served: tuple[_Shard, StreamServer]) -> None:
-    shard, server = served
-    link = await StreamLink.open(server.path, server.secret)
+async def test_a_traced_batch_comes_back_with_the_shards_stages(
+    linked: tuple[_Shard, StreamServer, StreamLink],
+) -> None:
+    shard, _server, link = linked
     shard.gate(b"t").set()
     assert await link.call(b"t", True) == (b"answer to t", {"received_ns": 7})
-    await link.close()
 
 
 async def test_a_connection_without_the_secret_is_closed_before_any_batch_is_applied(
@@ -90,10 +97,9 @@ async def test_a_connection_without_the_secret_is_closed_before_any_batch_is_app
 
 
 async def test_calls_waiting_on_a_dropped_connection_fail_and_the_link_stays_broken(
-    served: tuple[_Shard, StreamServer],
+    linked: tuple[_Shard, StreamServer, StreamLink],
 ) -> None:
-    _shard, server = served
-    link = await StreamLink.open(server.path, server.secret)
+    _shard, server, link = linked
     waiting = asyncio.ensure_future(link.call(b"never answered"))
     await asyncio.sleep(0.05)
     await server.close()  # stops listening; the open connection goes with its handler below

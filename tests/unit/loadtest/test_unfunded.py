@@ -3,14 +3,12 @@ path (payment refused, hold released) is measured like its success path."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
 from loadtest.http_cli import _options, build_parser
 from loadtest.http_run import after_the_window, describe_step, unfunded_customers
 from loadtest.population import FLASH_SALE, plan
-from loadtest.targets import WindowFigures
+from loadtest.targets import Quiet, WindowFigures
 from stack.demo import DemoRequest
 from tests.unit.loadtest.steps import printable_step
 
@@ -47,7 +45,7 @@ def test_a_share_outside_zero_to_one_is_refused_before_anything_starts(
 
 def test_a_step_reports_the_bookings_released_for_want_of_money_beside_the_confirmed_ones() -> None:
     figures = WindowFigures(confirmed=300, held_at_end=0, drain_s=0.0, released=100)
-    quiet = SimpleNamespace(waited_s=0.5, in_flight=0, held=0)
+    quiet = Quiet(in_flight=0, held=0, waited_s=0.5)
     window = after_the_window(figures, quiet, 10.0)
     assert (window["confirmed_per_s"], window["released_per_s"]) == (30.0, 10.0)
     step = printable_step(**window)
