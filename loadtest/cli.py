@@ -49,6 +49,18 @@ def main(argv: Sequence[str]) -> int:
     calls = sub.add_parser("ray-calls", help="CPU of one Ray actor call in the caller and the actor, by call pattern")
     calls.add_argument("--seconds", type=float, default=6.0, help="seconds per pattern")
     calls.add_argument("--json", default="", help="also write the results to this file")
+    append = sub.add_parser("append", help="a group commit in one statement against COPY, by group size")
+    append.add_argument(
+        "--sizes",
+        type=lambda s: s.split(","),
+        default=["1x1", "1x9", "1x30", "20x1", "1x100", "100x1", "1x300", "300x1", "1x1000"],
+        help="comma-separated STREAMSxEVENTS group sizes",
+    )
+    append.add_argument(
+        "--events", type=int, default=9000, help="events appended per shape and round (200 commits at least)"
+    )
+    append.add_argument("--rounds", type=int, default=2, help="rounds of the two shapes, alternating")
+    append.add_argument("--json", default="", help="also write the results to this file")
     args = parser.parse_args(list(argv))
 
     if args.which == "engine":
@@ -72,6 +84,10 @@ def main(argv: Sequence[str]) -> int:
         from loadtest.bench_ray_calls import main as ray_calls
 
         return ray_calls(args.seconds, args.json)
+    if args.which == "append":
+        from loadtest.bench_append import main as append_shapes
+
+        return append_shapes(args.sizes, args.events, args.rounds, args.json)
     if args.which == "consumers":
         from loadtest.bench_consumers import main as consumers
 

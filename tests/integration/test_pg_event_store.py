@@ -1,30 +1,75 @@
 """The PostgreSQL event store passes the EventStore and RecordArchive contracts, plus what only a
-database can show."""
+database can show, with each of its two shapes of append: a small group in one statement, a large
+one copied (engine/adapters/pg_event_store.py). Both must obey the same rules, so every test that
+appends runs with each."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import asyncpg
 import pytest
 
-from engine.adapters.pg_event_store import _ARCHIVE_PUT, PostgresEventStore
+from engine.adapters.pg_event_store import _ARCHIVE_PUT, ONE_STATEMENT_MAX, PostgresEventStore
 from engine.domain.errors import OwnershipLost
 from engine.ports import ArchivedRecord, NewEvent, StreamAppend
 from tests.contract.event_store import EventStoreContract, InboxContract, sid
 from tests.contract.record_archive import RecordArchiveContract
 
+SHAPES = {"in_one_statement": ONE_STATEMENT_MAX, "copied": 0}  # one_statement_max: 0 copies every group
+
+
+@pytest.fixture(params=list(SHAPES))
+def one_statement_max(request: pytest.FixtureRequest) -> int:
+    return SHAPES[request.param]
+
 
 class TestPostgresEventStore(EventStoreContract, InboxContract, RecordArchiveContract):
     @pytest.fixture
-    def store(self, pool: asyncpg.Pool) -> PostgresEventStore:
-        return PostgresEventStore(pool)
+    def store(self, pool: asyncpg.Pool, one_statement_max: int) -> PostgresEventStore:
+        return PostgresEventStore(pool, one_statement_max=one_statement_max)
 
 
-async def test_a_claim_waits_for_an_append_in_flight_and_then_sees_it(pool: asyncpg.Pool) -> None:
+class ShapeSpy(PostgresEventStore):
+    """Counts the groups each shape appended."""
+
+    def __init__(self, pool: asyncpg.Pool, one_statement_max: int) -> None:
+        super().__init__(pool, one_statement_max=one_statement_max)
+        self.shapes: list[str] = []
+
+    async def _in_one_statement(self, *args: Any) -> Any:
+        self.shapes.append("statement")
+        return await super()._in_one_statement(*args)
+
+    async def _copy_then_move(self, *args: Any) -> Any:
+        self.shapes.append("copy")
+        return await super()._copy_then_move(*args)
+
+
+async def test_a_group_up_to_the_limit_is_one_statement_and_a_larger_one_is_copied(pool: asyncpg.Pool) -> None:
+    store = ShapeSpy(pool, one_statement_max=4)
+    a, b = sid(), sid()
+    for s in (a, b):
+        await store.claim(s, 1, "host")
+    four = await store.append(
+        [StreamAppend(a, 0, 1, [NewEvent("E", b"x")] * 2), StreamAppend(b, 0, 1, [NewEvent("E", b"y")] * 2)]
+    )
+    five = await store.append(
+        [StreamAppend(a, 2, 1, [NewEvent("E", b"x")] * 3), StreamAppend(b, 1, 1, [NewEvent("E", b"y")] * 2)]
+    )
+    assert store.shapes == ["statement", "copy"]
+    assert four.failed == frozenset()
+    assert five.conflicts == frozenset({b}), "b's head is at 2, not 1: a conflict, and only for b"
+    assert [len(await store.load(s)) for s in (a, b)] == [5, 2]
+
+
+async def test_a_claim_waits_for_an_append_in_flight_and_then_sees_it(
+    pool: asyncpg.Pool, one_statement_max: int
+) -> None:
     """The fencing handover is serialized by the head row's lock: a new owner that claims while
     the old owner's append is in flight gets the version that includes that append."""
-    store = PostgresEventStore(pool)
+    store = PostgresEventStore(pool, one_statement_max=one_statement_max)
     s = sid()
     await store.claim(s, 1, "old")
     async with pool.acquire() as conn:
@@ -42,8 +87,8 @@ async def test_a_claim_waits_for_an_append_in_flight_and_then_sees_it(pool: asyn
     assert late.fenced == frozenset({s})
 
 
-async def test_concurrent_group_commits_of_disjoint_streams(pool: asyncpg.Pool) -> None:
-    store = PostgresEventStore(pool)
+async def test_concurrent_group_commits_of_disjoint_streams(pool: asyncpg.Pool, one_statement_max: int) -> None:
+    store = PostgresEventStore(pool, one_statement_max=one_statement_max)
     streams = [sid() for _ in range(40)]
     for s in streams:
         await store.claim(s, 1, "a")
@@ -56,11 +101,13 @@ async def test_concurrent_group_commits_of_disjoint_streams(pool: asyncpg.Pool) 
     assert total == 120
 
 
-async def test_a_head_update_waits_for_an_uncommitted_earlier_one_and_builds_on_it(pool: asyncpg.Pool) -> None:
+async def test_a_head_update_waits_for_an_uncommitted_earlier_one_and_builds_on_it(
+    pool: asyncpg.Pool, one_statement_max: int
+) -> None:
     """Two group commits in flight: the later one's head update starts while the earlier one has
     moved the head but not committed. It must wait for that commit and then move the head on from
     the new version, not judge the head by the version it saw when its statement began."""
-    store = PostgresEventStore(pool)
+    store = PostgresEventStore(pool, one_statement_max=one_statement_max)
     s = sid()
     await store.claim(s, 1, "host")
     async with pool.acquire() as conn:

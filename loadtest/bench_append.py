@@ -1,0 +1,178 @@
+"""`rezerv bench append`: the two shapes of a group commit, side by side, on a durable PostgreSQL.
+
+Why: a group commit is the one write every hold waits for, and at the loads of a flash sale with
+16-64 users it is small (a few to a few dozen events). The event store appends a small group in
+one statement and a large one with COPY (engine/adapters/pg_event_store.py); where one shape
+stops paying and the other starts is `ONE_STATEMENT_MAX`, chosen from this benchmark's figures.
+
+For each group size (streams x events per stream) it runs the same appends through each shape,
+whatever the size (the store itself picks by `ONE_STATEMENT_MAX`), in turn, A B A B, one append
+at a time as a shard does, and reports per commit: the time from calling `append` to its answer,
+the CPU of this process (asyncpg and the store's code) and the CPU of every PostgreSQL process.
+PostgreSQL is started for the run with `rezerv up`'s settings (fsync, synchronous_commit and
+full_page_writes on) in a temporary directory, and stopped after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import asyncpg
+import psutil
+
+from engine.adapters.pg_event_store import ONE_STATEMENT_MAX, PostgresEventStore
+from engine.adapters.pg_migrations import migrate_url
+from engine.adapters.pg_pool import create_entity_pool, create_writer_pool
+from engine.ports import NewEvent, StreamAppend
+from loadtest.measure import cpu_seconds, machine_description
+from stack.processes import free_port
+from stack.servers import EmbeddedPostgres
+
+SHAPES = {"one statement": sys.maxsize, "copy": 0}  # the store's one_statement_max that forces each
+EVENT = NewEvent("TicketsHeld", b"x" * 120)  # about a hold's event, msgpack-encoded
+
+
+@dataclass(frozen=True)
+class Size:
+    streams: int
+    events: int  # per stream
+
+    @classmethod
+    def parse(cls, text: str) -> Size:
+        """`STREAMSxEVENTS`, e.g. 1x9: one stream, nine events."""
+        streams, _, events = text.partition("x")
+        size = cls(int(streams), int(events or 1))
+        if size.streams < 1 or size.events < 1:
+            raise ValueError(f"a group size needs at least one stream and one event: {text!r}")
+        return size
+
+    def __str__(self) -> str:
+        return f"{self.streams}x{self.events}"
+
+
+@dataclass(frozen=True)
+class Figures:
+    shape: str
+    size: str
+    commits: int
+    events_stored: int
+    commits_per_s: float
+    p50_ms: float
+    p99_ms: float
+    caller_us_per_commit: float
+    postgres_us_per_commit: float
+
+
+def _postgres_cpu() -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL process, by pid."""
+    return {p.pid: cpu_seconds(p) for p in psutil.process_iter(["name"]) if "postgres" in (p.info["name"] or "")}
+
+
+def _postgres_cpu_since(before: dict[int, float]) -> float:
+    """CPU the PostgreSQL processes used since `before`; one that started since counts whole, one
+    that ended since (an autovacuum worker, say) is left out rather than counted negative."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in _postgres_cpu().items())
+
+
+def _own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def measure(pool: asyncpg.Pool, writers: asyncpg.Pool, shape: str, size: Size, commits: int) -> Figures:
+    """`commits` appends of `size` in `shape`, one after the other, on fresh streams."""
+    store = PostgresEventStore(pool, writers, one_statement_max=SHAPES[shape])
+    tag = uuid.uuid4().hex[:8]
+    versions = {f"bench/{tag}-{i}": 0 for i in range(size.streams)}
+    for stream in versions:
+        versions[stream] = (await store.claim(stream, 1, "bench")).version
+    pg_before = _postgres_cpu()
+    own_before = _own_cpu_s()
+    started = time.perf_counter()
+    times: list[float] = []
+    for _ in range(commits):
+        group = [StreamAppend(s, v, 1, [EVENT] * size.events) for s, v in versions.items()]
+        t = time.perf_counter()
+        result = await store.append(group)
+        times.append(time.perf_counter() - t)
+        if result.failed:
+            raise RuntimeError(f"the benchmark's own appends failed for {sorted(result.failed)}")
+        for stream in versions:
+            versions[stream] += size.events
+    elapsed = time.perf_counter() - started
+    own = _own_cpu_s() - own_before
+    pg = _postgres_cpu_since(pg_before)
+    stored = await pool.fetchval("SELECT count(*) FROM events WHERE stream_id = ANY($1)", list(versions))
+    times.sort()
+    return Figures(
+        shape,
+        str(size),
+        commits,
+        int(stored),
+        round(commits / elapsed, 1),
+        round(times[len(times) // 2] * 1e3, 2),
+        round(times[min(len(times) - 1, int(len(times) * 0.99))] * 1e3, 2),
+        round(own / commits * 1e6),
+        round(pg / commits * 1e6),
+    )
+
+
+def commits_for(size: Size, events: int) -> int:
+    """Enough commits of `size` to append about `events` events, and at least 200."""
+    return max(200, events // (size.streams * size.events))
+
+
+async def run(root: Path, sizes: list[Size], events: int, rounds: int) -> list[Figures]:
+    """Each size in each shape, `rounds` times, on a PostgreSQL of its own under `root`."""
+    pg = EmbeddedPostgres(root / "pg", free_port(), durable=True)
+    await asyncio.to_thread(pg.start)
+    try:
+        await migrate_url(pg.url)
+        pool = await create_entity_pool(pg.url, 2)
+        writers = await create_writer_pool(pg.url, 1)
+        try:
+            results = []
+            for size in sizes:
+                for _ in range(rounds):
+                    for shape in SHAPES:
+                        figures = await measure(pool, writers, shape, size, commits_for(size, events))
+                        print(_line(figures), flush=True)
+                        results.append(figures)
+            return results
+        finally:
+            await pool.close()
+            await writers.close()
+    finally:
+        await asyncio.to_thread(pg.stop)
+
+
+def _line(f: Figures) -> str:
+    return (
+        f"{f.size:>7} {f.shape:>13}: {f.commits_per_s:7.0f} commits/s, p50 {f.p50_ms:5.2f} ms, p99 {f.p99_ms:5.2f} ms, "
+        f"caller {f.caller_us_per_commit:5.0f} us, PostgreSQL {f.postgres_us_per_commit:5.0f} us per commit"
+    )
+
+
+def main(sizes: list[str], events: int, rounds: int, json_path: str = "") -> int:
+    import uvloop
+
+    parsed = [Size.parse(s) for s in sizes]
+    print(f"machine: {machine_description()}; the store appends up to {ONE_STATEMENT_MAX} events in one statement")
+    root = Path(tempfile.mkdtemp(prefix="rezerv-bench-append-"))
+    root.chmod(0o755)  # PostgreSQL may run as another user (stack/servers.py)
+    try:
+        results = uvloop.run(run(root, parsed, events, rounds))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    if json_path:
+        Path(json_path).write_text(json.dumps([asdict(r) for r in results], indent=1))
+    return 0
