@@ -3,14 +3,14 @@
 Why: a group commit is the one write every hold waits for, and at the loads of a flash sale with
 16-64 users it is small (a few to a few dozen events). The event store appends a small group in
 one statement and a large one with COPY (engine/adapters/pg_event_store.py); where one shape
-stops paying and the other starts is `ONE_STATEMENT_MAX`, chosen from this benchmark's figures.
+stops paying and the other starts was chosen from this benchmark's figures.
 
 For each group size (streams x events per stream) it runs the same appends through each shape,
-whatever the size (the store itself picks by `ONE_STATEMENT_MAX`), in turn, A B A B, one append
-at a time as a shard does, and reports per commit: the time from calling `append` to its answer,
-the CPU of this process (asyncpg and the store's code) and the CPU of every PostgreSQL process.
-PostgreSQL is started for the run with `rezerv up`'s settings (fsync, synchronous_commit and
-full_page_writes on) in a temporary directory, and stopped after.
+whatever the size (the store itself picks by ONE_STATEMENT_MAX and ONE_STATEMENT_STREAMS_MAX), in
+turn, A B A B, one append at a time as a shard does, and reports per commit: the time from calling
+`append` to its answer, the CPU of this process (asyncpg and the store's code) and the CPU of
+every PostgreSQL process. PostgreSQL is started for the run with `rezerv up`'s settings (fsync,
+synchronous_commit and full_page_writes on) in a temporary directory, and stopped after.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 import asyncpg
 import psutil
 
-from engine.adapters.pg_event_store import ONE_STATEMENT_MAX, PostgresEventStore
+from engine.adapters.pg_event_store import ONE_STATEMENT_MAX, ONE_STATEMENT_STREAMS_MAX, PostgresEventStore
 from engine.adapters.pg_migrations import migrate_url
 from engine.adapters.pg_pool import create_entity_pool, create_writer_pool
 from engine.ports import NewEvent, StreamAppend
@@ -37,7 +37,7 @@ from loadtest.measure import cpu_seconds, machine_description
 from stack.processes import free_port
 from stack.servers import EmbeddedPostgres
 
-SHAPES = {"one statement": sys.maxsize, "copy": 0}  # the store's one_statement_max that forces each
+SHAPES = {"one statement": sys.maxsize, "copy": 0}  # the store's limits that force each
 EVENT = NewEvent("TicketsHeld", b"x" * 120)  # about a hold's event, msgpack-encoded
 
 
@@ -90,7 +90,8 @@ def _own_cpu_s() -> float:
 
 async def measure(pool: asyncpg.Pool, writers: asyncpg.Pool, shape: str, size: Size, commits: int) -> Figures:
     """`commits` appends of `size` in `shape`, one after the other, on fresh streams."""
-    store = PostgresEventStore(pool, writers, one_statement_max=SHAPES[shape])
+    limit = SHAPES[shape]
+    store = PostgresEventStore(pool, writers, one_statement_max=limit, one_statement_streams_max=limit)
     tag = uuid.uuid4().hex[:8]
     versions = {f"bench/{tag}-{i}": 0 for i in range(size.streams)}
     for stream in versions:
@@ -166,7 +167,10 @@ def main(sizes: list[str], events: int, rounds: int, json_path: str = "") -> int
     import uvloop
 
     parsed = [Size.parse(s) for s in sizes]
-    print(f"machine: {machine_description()}; the store appends up to {ONE_STATEMENT_MAX} events in one statement")
+    print(
+        f"machine: {machine_description()}; the store appends up to {ONE_STATEMENT_MAX} events over "
+        f"{ONE_STATEMENT_STREAMS_MAX} streams in one statement"
+    )
     root = Path(tempfile.mkdtemp(prefix="rezerv-bench-append-"))
     root.chmod(0o755)  # PostgreSQL may run as another user (stack/servers.py)
     try:

@@ -2,12 +2,12 @@
 
 One transaction per group commit, in one of two shapes that obey the same rules:
 
-- Up to `one_statement_max` events (the hot path's groups at moderate load: a few to a few dozen
-  holds): one statement, its own transaction, that locks the heads, moves those it may and inserts
-  the events and inbox rows of the streams it moved. One round trip and one commit, where the
-  other shape takes five (BEGIN, COPY's two, the head UPDATE, COMMIT): at 9 events a group it
-  halved the commit's time and took 60% less CPU from the caller and 35% less from PostgreSQL
-  (BENCHMARKS.md, section 1).
+- Up to `one_statement_max` events over at most `one_statement_streams_max` streams (the hot
+  path's groups at moderate load: a few to a few dozen holds of one event): one statement, its own
+  transaction, that locks the heads, moves those it may and inserts the events and inbox rows of
+  the streams it moved. One round trip and one commit, where the other shape takes five (BEGIN,
+  COPY's two, the head UPDATE, COMMIT): at 9 events a group it halved the commit's time and took
+  60% less CPU from the caller and 35% less from PostgreSQL (BENCHMARKS.md, section 1).
 - Above it: ``BEGIN; COPY the events; UPDATE the stream heads; COMMIT``. COPY, because on large
   groups it costs PostgreSQL about 3.4 us of CPU per event against 4.7 us for an INSERT from
   unnest, and asyncpg less than encoding the arrays; on a 2-core machine that CPU is shared with
@@ -75,9 +75,12 @@ RETURNING s.stream_id
 _EVENT_COLUMNS = ["stream_id", "version", "event_type", "data"]
 
 ONE_STATEMENT_MAX = 128
-"""Groups of at most this many events are appended in one statement (module docstring). The
-crossover measured on this project's machine: the statement took less time and CPU up to ~100
-events, and as much or more from ~300 events or ~100 streams a group."""
+ONE_STATEMENT_STREAMS_MAX = 32
+"""Groups of at most ONE_STATEMENT_MAX events over at most ONE_STATEMENT_STREAMS_MAX streams are
+appended in one statement (module docstring). The crossover measured on this project's machine
+(`rezerv bench append`): the statement took less time and CPU up to ~100 events on one stream and
+at 20 streams, as much at 100 streams or 300 events, more at 1,000 events; and the engine
+benchmark's many-events sell-out (groups of ~125 events over ~100 streams) ran ~7% slower with it."""
 
 # The small shape: `locked` and `ok` as in _MOVE_HEADS (the same head rules); the events and inbox
 # rows are inserted only for the streams whose head `moved` returned, in the statement's own
@@ -190,14 +193,19 @@ TRANSIENT_DB_ERRORS = (
 
 class PostgresEventStore:
     def __init__(
-        self, pool: asyncpg.Pool, writer_pool: asyncpg.Pool | None = None, one_statement_max: int = ONE_STATEMENT_MAX
+        self,
+        pool: asyncpg.Pool,
+        writer_pool: asyncpg.Pool | None = None,
+        one_statement_max: int = ONE_STATEMENT_MAX,
+        one_statement_streams_max: int = ONE_STATEMENT_STREAMS_MAX,
     ) -> None:
         """`pool` serves reads and claims; `writer_pool` (see pg_pool.create_writer_pool), if given,
-        serves group commits. `one_statement_max`: the largest group appended in one statement
-        (0: every group is copied)."""
+        serves group commits. A group of at most `one_statement_max` events over at most
+        `one_statement_streams_max` streams is appended in one statement (0: every group is copied)."""
         self.pool = pool
         self.writers = writer_pool or pool
         self.one_statement_max = one_statement_max
+        self.one_statement_streams_max = one_statement_streams_max
 
     async def claim(self, stream_id: str, token: int, owner: str) -> Claim:
         try:
@@ -232,7 +240,7 @@ class PostgresEventStore:
         inbox = [(consumer, message, item.stream_id) for item in appends for consumer, message in item.inbox]
         try:
             try:
-                if len(records) <= self.one_statement_max:
+                if len(records) <= self.one_statement_max and len(ids) <= self.one_statement_streams_max:
                     left, recorded = await self._in_one_statement(records, heads, inbox, turn or Turn())
                 else:
                     left, recorded = await self._copy_then_move(records, heads, inbox, turn or Turn())

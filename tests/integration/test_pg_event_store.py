@@ -6,36 +6,41 @@ appends runs with each."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import Any
 
 import asyncpg
 import pytest
 
-from engine.adapters.pg_event_store import _ARCHIVE_PUT, ONE_STATEMENT_MAX, PostgresEventStore
+from engine.adapters.pg_event_store import _ARCHIVE_PUT, PostgresEventStore
 from engine.domain.errors import OwnershipLost
 from engine.ports import ArchivedRecord, NewEvent, StreamAppend
 from tests.contract.event_store import EventStoreContract, InboxContract, sid
 from tests.contract.record_archive import RecordArchiveContract
 
-SHAPES = {"in_one_statement": ONE_STATEMENT_MAX, "copied": 0}  # one_statement_max: 0 copies every group
+SHAPES = {"in_one_statement": sys.maxsize, "copied": 0}  # the store's limits that force each shape
 
 
 @pytest.fixture(params=list(SHAPES))
-def one_statement_max(request: pytest.FixtureRequest) -> int:
+def shape(request: pytest.FixtureRequest) -> int:
     return SHAPES[request.param]
+
+
+def store_of(pool: asyncpg.Pool, shape: int) -> PostgresEventStore:
+    return PostgresEventStore(pool, one_statement_max=shape, one_statement_streams_max=shape)
 
 
 class TestPostgresEventStore(EventStoreContract, InboxContract, RecordArchiveContract):
     @pytest.fixture
-    def store(self, pool: asyncpg.Pool, one_statement_max: int) -> PostgresEventStore:
-        return PostgresEventStore(pool, one_statement_max=one_statement_max)
+    def store(self, pool: asyncpg.Pool, shape: int) -> PostgresEventStore:
+        return store_of(pool, shape)
 
 
 class ShapeSpy(PostgresEventStore):
     """Counts the groups each shape appended."""
 
-    def __init__(self, pool: asyncpg.Pool, one_statement_max: int) -> None:
-        super().__init__(pool, one_statement_max=one_statement_max)
+    def __init__(self, pool: asyncpg.Pool, events_max: int, streams_max: int) -> None:
+        super().__init__(pool, one_statement_max=events_max, one_statement_streams_max=streams_max)
         self.shapes: list[str] = []
 
     async def _in_one_statement(self, *args: Any) -> Any:
@@ -48,7 +53,7 @@ class ShapeSpy(PostgresEventStore):
 
 
 async def test_a_group_up_to_the_limit_is_one_statement_and_a_larger_one_is_copied(pool: asyncpg.Pool) -> None:
-    store = ShapeSpy(pool, one_statement_max=4)
+    store = ShapeSpy(pool, events_max=4, streams_max=2)
     a, b = sid(), sid()
     for s in (a, b):
         await store.claim(s, 1, "host")
@@ -64,12 +69,21 @@ async def test_a_group_up_to_the_limit_is_one_statement_and_a_larger_one_is_copi
     assert [len(await store.load(s)) for s in (a, b)] == [5, 2]
 
 
-async def test_a_claim_waits_for_an_append_in_flight_and_then_sees_it(
-    pool: asyncpg.Pool, one_statement_max: int
-) -> None:
+async def test_a_small_group_over_more_streams_than_the_limit_is_copied(pool: asyncpg.Pool) -> None:
+    store = ShapeSpy(pool, events_max=4, streams_max=2)
+    streams = [sid() for _ in range(3)]
+    for s in streams:
+        await store.claim(s, 1, "host")
+    result = await store.append([StreamAppend(s, 0, 1, [NewEvent("E", b"x")]) for s in streams])
+    assert store.shapes == ["copy"]
+    assert result.failed == frozenset()
+    assert [len(await store.load(s)) for s in streams] == [1, 1, 1]
+
+
+async def test_a_claim_waits_for_an_append_in_flight_and_then_sees_it(pool: asyncpg.Pool, shape: int) -> None:
     """The fencing handover is serialized by the head row's lock: a new owner that claims while
     the old owner's append is in flight gets the version that includes that append."""
-    store = PostgresEventStore(pool, one_statement_max=one_statement_max)
+    store = store_of(pool, shape)
     s = sid()
     await store.claim(s, 1, "old")
     async with pool.acquire() as conn:
@@ -87,8 +101,8 @@ async def test_a_claim_waits_for_an_append_in_flight_and_then_sees_it(
     assert late.fenced == frozenset({s})
 
 
-async def test_concurrent_group_commits_of_disjoint_streams(pool: asyncpg.Pool, one_statement_max: int) -> None:
-    store = PostgresEventStore(pool, one_statement_max=one_statement_max)
+async def test_concurrent_group_commits_of_disjoint_streams(pool: asyncpg.Pool, shape: int) -> None:
+    store = store_of(pool, shape)
     streams = [sid() for _ in range(40)]
     for s in streams:
         await store.claim(s, 1, "a")
@@ -102,12 +116,12 @@ async def test_concurrent_group_commits_of_disjoint_streams(pool: asyncpg.Pool, 
 
 
 async def test_a_head_update_waits_for_an_uncommitted_earlier_one_and_builds_on_it(
-    pool: asyncpg.Pool, one_statement_max: int
+    pool: asyncpg.Pool, shape: int
 ) -> None:
     """Two group commits in flight: the later one's head update starts while the earlier one has
     moved the head but not committed. It must wait for that commit and then move the head on from
     the new version, not judge the head by the version it saw when its statement began."""
-    store = PostgresEventStore(pool, one_statement_max=one_statement_max)
+    store = store_of(pool, shape)
     s = sid()
     await store.claim(s, 1, "host")
     async with pool.acquire() as conn:
