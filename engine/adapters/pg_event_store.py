@@ -50,13 +50,13 @@ from engine.ports import (
     check_one_append_per_stream,
 )
 
-# `locked` takes the head rows' locks first. If another transaction holds one (the host's
-# previous group commit, or a fencing claim), SELECT ... FOR UPDATE waits for it and then returns
-# the row's newest version, so the token and version tests below judge the head as it is now.
-# (A plain `UPDATE ... WHERE version = expected` would judge by the snapshot taken when the
-# statement began and silently skip a head another transaction had just moved.)
-_MOVE_HEADS = """
-WITH h AS (
+# The rules of a head move, shared by both shapes. `locked` takes the head rows' locks first. If
+# another transaction holds one (the host's previous group commit, or a fencing claim), SELECT ...
+# FOR UPDATE waits for it and then returns the row's newest version, so the token and version
+# tests of `ok` judge the head as it is now. (A plain `UPDATE ... WHERE version = expected` would
+# judge by the snapshot taken when the statement began and silently skip a head another
+# transaction had just moved.)
+_HEAD_RULES = """h AS (
     SELECT * FROM unnest($1::text[], $2::int[], $3::int[], $4::bigint[]) AS u(stream_id, expected, new_version, token)
 ), locked AS (
     SELECT s.stream_id, s.version, s.token FROM streams AS s
@@ -65,12 +65,14 @@ WITH h AS (
 ), ok AS (
     SELECT h.stream_id, h.new_version, h.token FROM h JOIN locked AS l USING (stream_id)
      WHERE l.token <= h.token AND l.version = h.expected
-)
-UPDATE streams AS s SET version = ok.new_version, token = ok.token, updated_at = now()
+)"""
+
+_MOVE = """UPDATE streams AS s SET version = ok.new_version, token = ok.token, updated_at = now()
   FROM ok
  WHERE s.stream_id = ok.stream_id
-RETURNING s.stream_id
-"""
+RETURNING s.stream_id"""
+
+_MOVE_HEADS = f"WITH {_HEAD_RULES}\n{_MOVE}"
 
 _EVENT_COLUMNS = ["stream_id", "version", "event_type", "data"]
 
@@ -78,29 +80,16 @@ ONE_STATEMENT_MAX = 128
 ONE_STATEMENT_STREAMS_MAX = 32
 """Groups of at most ONE_STATEMENT_MAX events over at most ONE_STATEMENT_STREAMS_MAX streams are
 appended in one statement (module docstring). The crossover measured on this project's machine
-(`rezerv bench append`): the statement took less time and CPU up to ~100 events on one stream and
-at 20 streams, as much at 100 streams or 300 events, more at 1,000 events; and the engine
-benchmark's many-events sell-out (groups of ~125 events over ~100 streams) ran ~7% slower with it."""
+(`rezerv bench append`, BENCHMARKS.md section 1): the statement took less time and CPU up to ~100
+events on one stream and at 20 streams, about as much at 100 streams or 300 events, and more at
+1,000 events (asyncpg encodes the arrays at twice COPY's cost)."""
 
-# The small shape: `locked` and `ok` as in _MOVE_HEADS (the same head rules); the events and inbox
-# rows are inserted only for the streams whose head `moved` returned, in the statement's own
-# transaction, so per stream it is all or nothing without an undo. Every locked head comes back,
-# with whether it moved, for the caller to tell a fenced stream from a conflict.
-_APPEND_IN_ONE = """
-WITH h AS (
-    SELECT * FROM unnest($1::text[], $2::int[], $3::int[], $4::bigint[]) AS u(stream_id, expected, new_version, token)
-), locked AS (
-    SELECT s.stream_id, s.version, s.token FROM streams AS s
-     WHERE s.stream_id IN (SELECT stream_id FROM h)
-       FOR UPDATE
-), ok AS (
-    SELECT h.stream_id, h.new_version, h.token FROM h JOIN locked AS l USING (stream_id)
-     WHERE l.token <= h.token AND l.version = h.expected
-), moved AS (
-    UPDATE streams AS s SET version = ok.new_version, token = ok.token, updated_at = now()
-      FROM ok
-     WHERE s.stream_id = ok.stream_id
-    RETURNING s.stream_id
+# The small shape: the head rules and the move above; the events and inbox rows are inserted only
+# for the streams `moved` returned, in the statement's own transaction, so per stream it is all or
+# nothing without an undo. Every locked head comes back, with whether it moved, for the caller to
+# tell a fenced stream from a conflict.
+_APPEND_IN_ONE = f"""WITH {_HEAD_RULES}, moved AS (
+{_MOVE}
 ), stored AS (
     INSERT INTO events (stream_id, version, event_type, data)
     SELECT e.stream_id, e.version, e.event_type, e.data
@@ -113,8 +102,7 @@ WITH h AS (
      WHERE i.stream_id IN (SELECT stream_id FROM moved)
     ON CONFLICT DO NOTHING
 )
-SELECT l.stream_id, l.version, l.token, l.stream_id IN (SELECT stream_id FROM moved) AS moved FROM locked AS l
-"""
+SELECT l.stream_id, l.version, l.token, l.stream_id IN (SELECT stream_id FROM moved) AS moved FROM locked AS l"""
 
 _UNDO_EVENTS = "DELETE FROM events WHERE stream_id = ANY($1) AND txid = pg_current_xact_id()"
 
