@@ -9,31 +9,32 @@ For each group size (streams x events per stream) it runs the same appends throu
 whatever the size (the store itself picks by ONE_STATEMENT_MAX and ONE_STATEMENT_STREAMS_MAX), in
 turn, A B A B, one append at a time as a shard does, and reports per commit: the time from calling
 `append` to its answer, the CPU of this process (asyncpg and the store's code) and the CPU of
-every PostgreSQL process. PostgreSQL is started for the run with `rezerv up`'s settings (fsync,
-synchronous_commit and full_page_writes on) in a temporary directory, and stopped after.
+the PostgreSQL processes (loadtest/measure.py's CpuSampler). PostgreSQL is started for the run
+with `rezerv up`'s settings (fsync, synchronous_commit and full_page_writes on) in a temporary
+directory, and stopped after.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import resource
+import os
 import shutil
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import asyncpg
-import psutil
 
 from engine.adapters.pg_event_store import ONE_STATEMENT_MAX, ONE_STATEMENT_STREAMS_MAX, PostgresEventStore
 from engine.adapters.pg_migrations import migrate_url
 from engine.adapters.pg_pool import create_entity_pool, create_writer_pool
 from engine.ports import NewEvent, StreamAppend
-from loadtest.measure import cpu_seconds, machine_description
+from loadtest.measure import CpuSampler, latency_summary, machine_description
 from stack.processes import free_port
 from stack.servers import EmbeddedPostgres
 
@@ -72,32 +73,19 @@ class Figures:
     postgres_us_per_commit: float
 
 
-def _postgres_cpu() -> dict[int, float]:
-    """CPU seconds so far of each PostgreSQL process, by pid."""
-    return {p.pid: cpu_seconds(p) for p in psutil.process_iter(["name"]) if "postgres" in (p.info["name"] or "")}
-
-
-def _postgres_cpu_since(before: dict[int, float]) -> float:
-    """CPU the PostgreSQL processes used since `before`; one that started since counts whole, one
-    that ended since (an autovacuum worker, say) is left out rather than counted negative."""
-    return sum(cpu - before.get(pid, 0.0) for pid, cpu in _postgres_cpu().items())
-
-
-def _own_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-async def measure(pool: asyncpg.Pool, writers: asyncpg.Pool, shape: str, size: Size, commits: int) -> Figures:
-    """`commits` appends of `size` in `shape`, one after the other, on fresh streams."""
+async def measure(
+    pool: asyncpg.Pool, writers: asyncpg.Pool, shape: str, size: Size, commits: int, postgres_pids: Sequence[int] = ()
+) -> Figures:
+    """`commits` appends of `size` in `shape`, one after the other, on fresh streams. The CPU of
+    this process, and of the PostgreSQL processes below `postgres_pids` (none: 0), per commit."""
     limit = SHAPES[shape]
     store = PostgresEventStore(pool, writers, one_statement_max=limit, one_statement_streams_max=limit)
     tag = uuid.uuid4().hex[:8]
     versions = {f"bench/{tag}-{i}": 0 for i in range(size.streams)}
     for stream in versions:
         versions[stream] = (await store.claim(stream, 1, "bench")).version
-    pg_before = _postgres_cpu()
-    own_before = _own_cpu_s()
+    sampler = CpuSampler({"driver": [os.getpid()], "postgres": list(postgres_pids)})
+    sampler.start()
     started = time.perf_counter()
     times: list[float] = []
     for _ in range(commits):
@@ -110,20 +98,23 @@ async def measure(pool: asyncpg.Pool, writers: asyncpg.Pool, shape: str, size: S
         for stream in versions:
             versions[stream] += size.events
     elapsed = time.perf_counter() - started
-    own = _own_cpu_s() - own_before
-    pg = _postgres_cpu_since(pg_before)
+    cpu = sampler.stop()  # percent of one core over the loop
+
+    def us_per_commit(role: str) -> float:
+        return round(cpu.get(role, 0.0) / 100 * elapsed / commits * 1e6)
+
     stored = await pool.fetchval("SELECT count(*) FROM events WHERE stream_id = ANY($1)", list(versions))
-    times.sort()
+    latency = latency_summary(times)
     return Figures(
         shape,
         str(size),
         commits,
         int(stored),
         round(commits / elapsed, 1),
-        round(times[len(times) // 2] * 1e3, 2),
-        round(times[min(len(times) - 1, int(len(times) * 0.99))] * 1e3, 2),
-        round(own / commits * 1e6),
-        round(pg / commits * 1e6),
+        round(latency["p50_ms"], 2),
+        round(latency["p99_ms"], 2),
+        us_per_commit("driver"),
+        us_per_commit("postgres"),
     )
 
 
@@ -136,6 +127,7 @@ async def run(root: Path, sizes: list[Size], events: int, rounds: int) -> list[F
     """Each size in each shape, `rounds` times, on a PostgreSQL of its own under `root`."""
     pg = EmbeddedPostgres(root / "pg", free_port(), durable=True)
     await asyncio.to_thread(pg.start)
+    postgres = [pg.process.pid] if pg.process and pg.process.pid else []
     try:
         await migrate_url(pg.url)
         pool = await create_entity_pool(pg.url, 2)
@@ -145,7 +137,7 @@ async def run(root: Path, sizes: list[Size], events: int, rounds: int) -> list[F
             for size in sizes:
                 for _ in range(rounds):
                     for shape in SHAPES:
-                        figures = await measure(pool, writers, shape, size, commits_for(size, events))
+                        figures = await measure(pool, writers, shape, size, commits_for(size, events), postgres)
                         print(_line(figures), flush=True)
                         results.append(figures)
             return results

@@ -6,8 +6,8 @@ One transaction per group commit, in one of two shapes that obey the same rules:
   path's groups at moderate load: a few to a few dozen holds of one event): one statement, its own
   transaction, that locks the heads, moves those it may and inserts the events and inbox rows of
   the streams it moved. One round trip and one commit, where the other shape takes five (BEGIN,
-  COPY's two, the head UPDATE, COMMIT): at 9 events a group it halved the commit's time and took
-  60% less CPU from the caller and 35% less from PostgreSQL (BENCHMARKS.md, section 1).
+  COPY's two, the head UPDATE, COMMIT): at 9 events a group it took 35-45% less time, 55-65% less
+  CPU from the caller and 20-35% less from PostgreSQL (BENCHMARKS.md, section 1).
 - Above it: ``BEGIN; COPY the events; UPDATE the stream heads; COMMIT``. COPY, because on large
   groups it costs PostgreSQL about 3.4 us of CPU per event against 4.7 us for an INSERT from
   unnest, and asyncpg less than encoding the arrays; on a 2-core machine that CPU is shared with
@@ -228,10 +228,9 @@ class PostgresEventStore:
         inbox = [(consumer, message, item.stream_id) for item in appends for consumer, message in item.inbox]
         try:
             try:
-                if len(records) <= self.one_statement_max and len(ids) <= self.one_statement_streams_max:
-                    left, recorded = await self._in_one_statement(records, heads, inbox, turn or Turn())
-                else:
-                    left, recorded = await self._copy_then_move(records, heads, inbox, turn or Turn())
+                small = len(records) <= self.one_statement_max and len(ids) <= self.one_statement_streams_max
+                shape = self._in_one_statement if small else self._copy_then_move
+                left, recorded = await shape(records, heads, inbox, turn or Turn())
             except asyncpg.exceptions.UniqueViolationError:
                 # A version is taken already: another writer raced us (an ownership change). Redo it
                 # the careful way, which copies only the streams whose heads moved.
