@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stack import pg_placement
-from stack.processes import ManagedProcess, StartupError, tcp_accepts, unprivileged_ids
+from stack.processes import ManagedProcess, StartupError, tail, tcp_accepts, unprivileged_ids
 from stack.secrets import write_private
 
 
@@ -518,6 +518,29 @@ class EmbeddedRay:
         deadline = time.monotonic() + timeout_s
         while not tcp_accepts(self.dashboard_port) and time.monotonic() < deadline:
             time.sleep(0.1)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.alive()
+
+    def diagnosis(self) -> str:
+        """What a driver's failure leaves to find out about the head: whether `ray start` still
+        runs, whether the GCS port answers, and the GCS's own last log lines (in Ray's session
+        logs, which the failing driver only points to)."""
+        popen = self.process.popen if self.process else None
+        if popen is None:
+            state = "was not started"
+        elif popen.poll() is None:
+            state = "is running"
+        else:
+            state = f"exited (code {popen.returncode})"
+        gcs = "answers" if tcp_accepts(self.port) else "does not answer"
+        lines = [f"The Ray head {state}; its GCS port {self.port} {gcs}."]
+        logs = ray_temp_dir(self.data_dir) / "session_latest" / "logs"
+        for name in ("gcs_server.err", "gcs_server.out"):
+            path = logs / name
+            if path.exists() and path.stat().st_size > 0:
+                lines.append(f"--- {path} ---\n{tail(path)}")
+        return "\n".join(lines)
 
     def stop(self) -> None:
         if self.process:

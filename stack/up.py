@@ -17,7 +17,8 @@ delay growing with its recent failures (stack/supervision.py), with a log line e
   and the API (a Ray driver of the old cluster) is restarted with it;
 - the API: restarted; it connects to Ray and the stores again on its own.
 A child that dies more than REZERV_RESTART_LIMIT times within REZERV_RESTART_WINDOW_S stops the
-whole stack with a message naming it and its log; `rezerv up` then exits 1.
+whole stack with a message naming it and its log; `rezerv up` then exits 1. During start-up,
+only a Ray head that fails while the services are placed is started again, once.
 """
 
 from __future__ import annotations
@@ -217,6 +218,7 @@ class Stack:
         dashboard = ""
         prometheus_bin = prometheus_binary() if s.metrics else None  # REZERV_METRICS=0: nothing to scrape
         prometheus_url = f"http://127.0.0.1:{s.prometheus_port}"
+        ray_head: EmbeddedRay | None = None
         if not s.ray_address:
             use_token(self.files.ray_token_file)  # the Ray head, the API and this process share it
             os.environ.update(RAY_ENV)  # and its drivers (`rezerv deploy`, the API) look for it on 127.0.0.1
@@ -237,7 +239,7 @@ class Stack:
             self.embedded_ray = True
             dashboard = ray_head.dashboard_url
 
-        self._step("background services", self._deploy_services)
+        self._step("background services", lambda: self._place_services(ray_head))
         if not s.provider_url:
             self._step("payment provider (local)", self._start_provider)
             self._supervise("payment provider", lambda: self.provider, self._start_provider)
@@ -366,27 +368,63 @@ class Stack:
                     f"unset REZERV_RAY_ADDRESS to let `rezerv up` start a local Ray head."
                 )
 
-    def _deploy_services(self) -> None:
+    def _deploy_services(self, head: EmbeddedRay | None = None) -> None:
         """Shards and saga services, placed on Ray by a child `rezerv deploy`: joining Ray here would
-        make this process a Ray driver, and Ray replaces its SIGTERM handler with its own."""
+        make this process a Ray driver, and Ray replaces its SIGTERM handler with its own.
+
+        `head`, the embedded Ray head if there is one, is watched meanwhile: when it dies under the
+        deploy, the wait ends at once (the driver itself would keep reconnecting for 60 s), and any
+        failure says what became of the head and what its GCS logged last."""
         env = dict(os.environ)
         env.update(self.settings.to_env())
         log_path = self.files.log_dir / "deploy.log"
         with log_path.open("ab") as log:
-            result = subprocess.run(
+            deploy = subprocess.Popen(
                 [sys.executable, "-m", "stack.cli", "deploy"],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                timeout=self.settings.startup_timeout_s * 2,
-                check=False,
             )
-        if result.returncode != 0:
-            raise StartupError(
-                f"Placing the shards and saga services on Ray failed (exit {result.returncode}). Read its log: "
-                f"{log_path}\n--- last lines ---\n{tail(log_path)}"
-            )
+        limit_s = self.settings.startup_timeout_s * 2
+        deadline = time.monotonic() + limit_s
+        what = ""
+        try:
+            while (code := deploy.poll()) is None:
+                if head is not None and not head.alive():
+                    what = "stopped: the Ray head died under it"
+                    break
+                if time.monotonic() > deadline:
+                    what = f"stopped: not done within {limit_s:.0f} s"
+                    break
+                time.sleep(0.1)
+        finally:  # a signal (ShutdownRequested) or a failure here leaves no deploy behind
+            if deploy.poll() is None:
+                deploy.kill()
+                deploy.wait()
+        if code == 0:
+            return
+        what = what or f"exit {code}"
+        diagnosis = f"\n{head.diagnosis()}" if head is not None else ""
+        raise StartupError(
+            f"Placing the shards and saga services on Ray failed ({what}). Read its log: "
+            f"{log_path}\n--- last lines ---\n{tail(log_path)}{diagnosis}"
+        )
+
+    def _place_services(self, head: EmbeddedRay | None) -> None:
+        """The first deploy. An embedded Ray head that fails under it is started again, once, as the
+        supervisor does after start-up: a GCS that died once must not cost the whole start-up. A
+        second failure is reported with both."""
+        try:
+            self._deploy_services(head)
+        except StartupError as first:
+            if head is None:
+                raise
+            self.out("  placing the services failed; starting the Ray head again (once). What failed:")
+            self.out("\n".join(f"    {line}" for line in str(first).splitlines()))
+            head.stop()
+            head.start(self.settings.startup_timeout_s)
+            self._deploy_services(head)
 
     def _start_api(self, until: str = "/readyz") -> None:
         """Start uvicorn and wait until `until` answers 200 (/readyz at start-up: every dependency
@@ -581,7 +619,7 @@ class Stack:
         steps.done("old head stopped")
         ray_head.start(self.settings.startup_timeout_s)
         steps.done("head started")
-        self._deploy_services()
+        self._deploy_services(ray_head)
         steps.done("services placed")
         if self.api is not None:
             self.api.stop()

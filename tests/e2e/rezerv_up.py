@@ -142,9 +142,11 @@ class UpRun:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
         self.record_descendants()
-        for pid in self.descendants:
+        for pid, created in self.descendants.items():
             try:
-                psutil.Process(pid).kill()
+                proc = psutil.Process(pid)
+                if abs(proc.create_time() - created) < 0.01:  # not a pid reused by another test's process
+                    proc.kill()
             except psutil.Error:
                 continue
 

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
+import psutil
 import pytest
 
 from api.auth import issue_token
@@ -175,6 +176,39 @@ def test_up_is_ready_stops_clean_and_keeps_its_data(data_root: Path) -> None:
     finally:
         first.kill_everything()
         second.kill_everything()
+
+
+def gcs_pid(run: UpRun) -> int:
+    """The Ray head's GCS among `run`'s processes, by the port it was given."""
+    run.record_descendants()
+    mark = f"--gcs_server_port={run.env['REZERV_RAY_PORT']}"
+    for pid in run.descendants:
+        try:
+            if mark in " ".join(psutil.Process(pid).cmdline()):
+                return pid
+        except psutil.Error:
+            continue
+    raise AssertionError(f"no GCS process below rezerv up:\n{run.output}")
+
+
+def test_a_ray_head_that_dies_while_the_services_are_placed_is_started_again_once(data_root: Path) -> None:
+    # The GCS killed as soon as the head is up: the deploy that follows finds it gone.
+    run = UpRun(up_environment(data_root / "data"))
+    try:
+        run.start()
+        run.wait_for("Ray head ready", timeout_s=90)
+        os.kill(gcs_pid(run), signal.SIGKILL)
+        run.wait_for("rezerv is ready", timeout_s=180)
+        out = run.output
+        assert "placing the services failed; starting the Ray head again (once)" in out
+        assert "The Ray head exited" in out or "does not answer" in out, out  # the diagnosis says why
+        assert out.count("starting the Ray head again") == 1
+        status, body = get_json(run.api + "/readyz")
+        assert (status, body["failing"]) == (200, [])
+        assert run.stop(signal.SIGINT) == 0
+        assert run.survivors() == []
+    finally:
+        run.kill_everything()
 
 
 def run_up_expecting_failure(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
