@@ -6,6 +6,7 @@ of them by tests/unit/conftest.py.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -98,12 +99,24 @@ def ray_cluster(stack_root: Path) -> Iterator[None]:
 _ORDER = {"unit": 0, "contract": 0, "integration": 1, "e2e": 2}
 
 
+def _folder(item: pytest.Item) -> str:
+    parts = item.path.parts
+    return parts[parts.index("tests") + 1] if "tests" in parts else ""
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Unit tests first (fast, and no session server or Ray exists yet), then integration, then e2e."""
+    items.sort(key=lambda item: _ORDER.get(_folder(item), 1))  # stable: keeps file order within each folder
 
-    def rank(item: pytest.Item) -> int:
-        parts = item.path.parts
-        folder = parts[parts.index("tests") + 1] if "tests" in parts else ""
-        return _ORDER.get(folder, 1)
 
-    items.sort(key=rank)  # stable: keeps file order within each folder
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before the first e2e test, shut down the session's Ray (`ray_cluster`, which only the
+    integration tests use): every e2e test starts `rezerv up` with a Ray head of its own, and two
+    clusters on one machine share more than its two cores (Ray's fixed default ports, such as the
+    dashboard agent's 52365, and the idle cluster's daemons and workers)."""
+    if _folder(item) != "e2e" or "ray" not in sys.modules:
+        return
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()

@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -119,6 +120,16 @@ def the_catalog_lists(base: str, event_id: str) -> dict[str, Any]:
             return items[0]
         time.sleep(0.3)
     raise AssertionError(f"the catalog never showed {event_id} confirmed: {found}")
+
+
+def test_no_ray_of_the_test_session_runs_beside_the_e2e_tests() -> None:
+    # tests/conftest.py shuts the integration tests' Ray down before the first e2e test.
+    if "ray" in sys.modules:
+        import ray
+
+        assert not ray.is_initialized()
+    ours = [p.name() for p in psutil.Process().children(recursive=True) if p.is_running()]
+    assert not [name for name in ours if name in ("gcs_server", "raylet")], ours
 
 
 def test_up_is_ready_stops_clean_and_keeps_its_data(data_root: Path) -> None:
