@@ -147,6 +147,9 @@ DELETE FROM record_archive
    AND keep_until < $1
 """
 
+_Records = list[tuple[Any, ...]]  # the events' rows: (stream_id, version, event_type, data)
+_Heads = tuple[list[Any], ...]  # the head moves, by column: stream ids, expected, new versions, tokens
+_Inbox = list[tuple[str, str, str]]  # the inbox rows: (consumer, message_id, stream_id)
 _Outcome = tuple[list[str], dict[str, tuple[int, int]]]  # streams left behind, their (version, token)
 
 
@@ -155,7 +158,7 @@ async def _heads_of(conn: asyncpg.Connection, streams: list[str]) -> dict[str, t
     return {r["stream_id"]: (r["version"], r["token"]) for r in rows}
 
 
-async def _record_inbox(conn: asyncpg.Connection, rows: list[tuple[str, str, str]]) -> None:
+async def _record_inbox(conn: asyncpg.Connection, rows: _Inbox) -> None:
     if rows:
         await conn.execute(
             "INSERT INTO processed_messages (consumer, message_id, stream_id) "
@@ -252,13 +255,7 @@ class PostgresEventStore:
                 conflicts.add(stream)
         return AppendResult(frozenset(fenced), frozenset(conflicts))
 
-    async def _in_one_statement(
-        self,
-        records: list[tuple[Any, ...]],
-        heads: tuple[list[Any], ...],
-        inbox: list[tuple[str, str, str]],
-        turn: Turn,
-    ) -> _Outcome:
+    async def _in_one_statement(self, records: _Records, heads: _Heads, inbox: _Inbox, turn: Turn) -> _Outcome:
         """The small shape: one statement outside any transaction block, so it commits on its own."""
         columns = [list(column) for column in zip(*records, strict=True)] if records else [[], [], [], []]
         messages = [list(column) for column in zip(*inbox, strict=True)] if inbox else [[], [], []]
@@ -268,13 +265,7 @@ class PostgresEventStore:
         left = [s for s in heads[0] if s not in moved]
         return left, {r["stream_id"]: (r["version"], r["token"]) for r in rows if not r["moved"]}
 
-    async def _copy_then_move(
-        self,
-        records: list[tuple[Any, ...]],
-        heads: tuple[list[Any], ...],
-        inbox: list[tuple[str, str, str]],
-        turn: Turn,
-    ) -> _Outcome:
+    async def _copy_then_move(self, records: _Records, heads: _Heads, inbox: _Inbox, turn: Turn) -> _Outcome:
         async with self.writers.acquire() as conn, conn.transaction():
             if records:
                 await conn.copy_records_to_table("events", records=records, columns=_EVENT_COLUMNS)
@@ -287,9 +278,7 @@ class PostgresEventStore:
             await conn.execute(_UNDO_EVENTS, left)
             return left, await _heads_of(conn, left)
 
-    async def _move_then_copy(
-        self, records: list[tuple[Any, ...]], heads: tuple[list[Any], ...], inbox: list[tuple[str, str, str]]
-    ) -> _Outcome:
+    async def _move_then_copy(self, records: _Records, heads: _Heads, inbox: _Inbox) -> _Outcome:
         async with self.writers.acquire() as conn, conn.transaction():
             moved = {r[0] for r in await conn.fetch(_MOVE_HEADS, *heads)}
             kept = [r for r in records if r[0] in moved]
