@@ -44,7 +44,7 @@ from engine.domain.events import (
     HoldReleased,
     RecordRestored,
 )
-from engine.domain.results import Done, StateView
+from engine.domain.results import Done, Reply, Result, StateView
 
 MAX_HOLD_TTL_MS = 7 * 24 * 3600 * 1000
 MAX_ID_LENGTH = 128
@@ -179,10 +179,11 @@ class BookingRecord:
         }
 
 
-Handler = Callable[[Any, Any, int], Any]
+Handler = Callable[[Any, Any, int], Result]
+"""(aggregate, command, now) -> what the command succeeded with; a refusal is raised."""
 # A handler for a run of commands of one type, in order: (answers, encoded events as (type name,
 # bytes), new holds as (hold id, expires at)). See TicketedEvent.hold_run.
-RunResult = tuple[list[Any], list[tuple[str, bytes]], list[tuple[str, int]]]
+RunResult = tuple[list[Reply], list[tuple[str, bytes]], list[tuple[str, int]]]
 RunHandler = Callable[[Any, Any, int], RunResult]
 
 
@@ -240,7 +241,7 @@ class Aggregate:
         return agg
 
     # ---- commands --------------------------------------------------------------------------
-    def handle(self, command: Command, now: int) -> Any:
+    def handle(self, command: Command, now: int) -> Result:
         """Run one command; returns its result or raises a DomainError. No event on failure."""
         handler = self.handlers.get(type(command))
         if handler is None:

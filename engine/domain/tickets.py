@@ -51,7 +51,7 @@ from engine.domain.errors import (
     SalesClosed,
 )
 from engine.domain.events import CapacityAdded, EventCreated, SalesWereClosed, TicketsHeld
-from engine.domain.results import Done, HoldGranted
+from engine.domain.results import Done, HoldGranted, Reply
 
 MAX_TIERS = 32
 NEVER = 2**62  # epoch ms that no clock reaches: the sales end of an event without a known start
@@ -139,7 +139,7 @@ class TicketedEvent(BookingHost):
         `(hold id, expires at)`, each in order. An exception that is not a DomainError (a bug)
         propagates; the caller must then drop this entity, whose state may hold changes whose
         events were not returned."""
-        results: list[Any] = []
+        results: list[Reply] = []
         events: list[tuple[str, bytes]] = []
         held: list[tuple[str, int]] = []
         name, version = _HELD_HEAD

@@ -6,6 +6,7 @@ from datetime import date
 
 from engine.domain.cars import RentalCar
 from engine.domain.commands import CreateEvent, HoldCar, HoldTickets, RegisterCar, TierSpec
+from engine.domain.results import Done, HoldGranted, Reply
 from engine.domain.tickets import TicketedEvent
 
 T0 = 1_800_000_000_000  # a fixed "now" in ms (2027-01-15T08:00Z)
@@ -59,3 +60,15 @@ def car_hold(entity_id: str, hold_id: str, start: int, end: int, customer: str =
         date.fromordinal(DAY0.toordinal() + end),
         TTL,
     )
+
+
+def expect_granted(result: Reply) -> HoldGranted:
+    """`result`, checked to be a granted hold (an entity answers a hold with one, or raises)."""
+    assert isinstance(result, HoldGranted), f"expected a HoldGranted, got {result!r}"
+    return result
+
+
+def expect_done(result: Reply) -> Done:
+    """`result`, checked to be a `Done` (what every command but a hold or a read succeeds with)."""
+    assert isinstance(result, Done), f"expected a Done, got {result!r}"
+    return result

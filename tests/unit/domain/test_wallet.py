@@ -22,6 +22,7 @@ from engine.domain.events import (
     WalletRefunded,
 )
 from engine.domain.wallet import INSUFFICIENT_FUNDS, Wallet
+from tests.unit.domain.builders import expect_done
 
 T = 1_800_000_000_000
 STREAM = "event/e1"
@@ -36,7 +37,7 @@ def funded(amount: int, wallet_id: str = "alice") -> Wallet:
 
 def test_a_payment_charges_the_balance_and_records_the_decision_in_one_event() -> None:
     w = funded(10_000)
-    done = w.handle(Pay("alice", "s1", STREAM, 3_000), T)
+    done = expect_done(w.handle(Pay("alice", "s1", STREAM, 3_000), T))
     assert (done.status, done.amount, done.changed) == ("SUCCEEDED", 3_000, True)
     assert w.balance == 7_000
     assert w.take_pending() == [PaymentSucceeded("s1", STREAM, "alice", 3_000, T)]
@@ -45,7 +46,7 @@ def test_a_payment_charges_the_balance_and_records_the_decision_in_one_event() -
 
 def test_a_short_balance_fails_the_payment_and_moves_no_money() -> None:
     w = funded(500)
-    done = w.handle(Pay("alice", "s1", STREAM, 501), T)
+    done = expect_done(w.handle(Pay("alice", "s1", STREAM, 501), T))
     assert (done.status, done.changed) == ("FAILED", True)
     assert w.balance == 500
     assert w.take_pending() == [PaymentFailed("s1", STREAM, "alice", 501, INSUFFICIENT_FUNDS, T)]
@@ -53,7 +54,7 @@ def test_a_short_balance_fails_the_payment_and_moves_no_money() -> None:
 
 def test_a_policy_refusal_fails_the_payment_with_its_reason_even_with_money_enough() -> None:
     w = funded(10_000)
-    done = w.handle(Pay("alice", "s1", STREAM, 100, refusal="policy: too many tickets"), T)
+    done = expect_done(w.handle(Pay("alice", "s1", STREAM, 100, refusal="policy: too many tickets"), T))
     assert done.status == "FAILED"
     assert w.balance == 10_000
     [event] = w.take_pending()
@@ -63,15 +64,15 @@ def test_a_policy_refusal_fails_the_payment_with_its_reason_even_with_money_enou
 
 def test_a_free_booking_succeeds_without_moving_money() -> None:
     w = Wallet("alice")
-    assert w.handle(Pay("alice", "s1", STREAM, 0), T).status == "SUCCEEDED"
+    assert expect_done(w.handle(Pay("alice", "s1", STREAM, 0), T)).status == "SUCCEEDED"
     assert w.balance == 0
 
 
 def test_the_first_decision_stands_whatever_the_balance_does_later() -> None:
     w = funded(100)
-    assert w.handle(Pay("alice", "s1", STREAM, 500), T).status == "FAILED"
+    assert expect_done(w.handle(Pay("alice", "s1", STREAM, 500), T)).status == "FAILED"
     w.handle(Deposit("alice", "d2", 1_000), T)
-    again = w.handle(Pay("alice", "s1", STREAM, 500), T)
+    again = expect_done(w.handle(Pay("alice", "s1", STREAM, 500), T))
     assert (again.status, again.changed) == ("FAILED", False)
     assert w.balance == 1_100
 
@@ -79,10 +80,10 @@ def test_the_first_decision_stands_whatever_the_balance_does_later() -> None:
 def test_repeats_change_nothing() -> None:
     w = funded(10_000)
     w.handle(Pay("alice", "s1", STREAM, 3_000), T)
-    assert w.handle(Pay("alice", "s1", STREAM, 3_000), T).changed is False
+    assert expect_done(w.handle(Pay("alice", "s1", STREAM, 3_000), T)).changed is False
     w.handle(Refund("alice", "s1", "cancelled"), T)
-    assert w.handle(Refund("alice", "s1", "cancelled"), T).changed is False
-    assert w.handle(Pay("alice", "s1", STREAM, 3_000), T).status == "REFUNDED"
+    assert expect_done(w.handle(Refund("alice", "s1", "cancelled"), T)).changed is False
+    assert expect_done(w.handle(Pay("alice", "s1", STREAM, 3_000), T)).status == "REFUNDED"
     assert w.balance == 10_000
     assert [type(e) for e in w.take_pending()] == [PaymentSucceeded, PaymentRefunded]
 
@@ -91,7 +92,7 @@ def test_a_refund_pays_back_the_charged_amount_once() -> None:
     w = funded(10_000)
     w.handle(Pay("alice", "s1", STREAM, 3_000), T)
     w.take_pending()
-    done = w.handle(Refund("alice", "s1", "the hold expired"), T)
+    done = expect_done(w.handle(Refund("alice", "s1", "the hold expired"), T))
     assert (done.status, done.amount) == ("REFUNDED", 3_000)
     assert w.take_pending() == [PaymentRefunded("s1", STREAM, "alice", 3_000, "the hold expired", T)]
     assert w.balance == 10_000
@@ -103,7 +104,7 @@ def test_a_refund_of_a_saga_that_was_never_charged_is_a_no_op(decided: str) -> N
     if decided == "failed":
         w.handle(Pay("alice", "s1", STREAM, 500), T)
     w.take_pending()
-    done = w.handle(Refund("alice", "s1"), T)
+    done = expect_done(w.handle(Refund("alice", "s1"), T))
     assert (done.status, done.changed, w.balance) == ("NOT_CHARGED", False, 10)
     assert w.take_pending() == []
 
@@ -133,8 +134,8 @@ def test_older_logs_with_separate_charge_events_replay_as_payments() -> None:
     ]
     w = Wallet.replay("erin", [codec.decode_record(codec.encode_record(e)) for e in old_log])
     assert w.balance == 800
-    assert w.handle(Refund("erin", "s1"), T).changed is False
-    assert w.handle(Refund("erin", "s2"), T).amount == 200
+    assert expect_done(w.handle(Refund("erin", "s1"), T)).changed is False
+    assert expect_done(w.handle(Refund("erin", "s2"), T)).amount == 200
     assert w.balance == 1_000
     w.check_invariants()
 
@@ -185,7 +186,9 @@ def test_compacting_forgets_settled_payments_but_keeps_succeeded_ones() -> None:
     assert w.compact(forget_before=T + 500) == 2
     assert set(w.payments) == {"kept", "recent"}
     assert w.balance == 10_000 - 200
-    assert w.handle(Refund("alice", "kept", "cancelled"), T + 2_000).amount == 200, "a confirmed one stays refundable"
+    assert expect_done(w.handle(Refund("alice", "kept", "cancelled"), T + 2_000)).amount == 200, (
+        "a confirmed one stays refundable"
+    )
     restored = decode_snapshot("wallet/alice", w.version, encode_snapshot(w))
     assert restored is not None
     assert restored.to_state() == w.to_state()
@@ -194,7 +197,7 @@ def test_compacting_forgets_settled_payments_but_keeps_succeeded_ones() -> None:
 # ---- withdrawals -----------------------------------------------------------------------------
 def test_a_withdrawal_takes_money_out_in_one_event() -> None:
     w = funded(10_000)
-    done = w.handle(Withdraw("alice", "x1", 4_000), T)
+    done = expect_done(w.handle(Withdraw("alice", "x1", 4_000), T))
     assert (done.status, done.amount, done.changed) == ("WITHDRAWN", 4_000, True)
     assert w.balance == 6_000
     assert w.take_pending() == [FundsWithdrawn("alice", "x1", 4_000, T)]
@@ -205,7 +208,7 @@ def test_a_withdrawal_never_takes_the_balance_below_zero() -> None:
     w = funded(1_000)
     with pytest.raises(InsufficientFunds):
         w.handle(Withdraw("alice", "x1", 1_001), T)
-    assert w.handle(Withdraw("alice", "x1", 1_000), T).changed is True
+    assert expect_done(w.handle(Withdraw("alice", "x1", 1_000), T)).changed is True
     assert w.balance == 0
     with pytest.raises(InsufficientFunds):
         w.handle(Withdraw("alice", "x2", 1), T)
@@ -217,13 +220,13 @@ def test_a_withdrawal_leaves_the_money_reserved_by_pending_bookings() -> None:
         w.handle(Withdraw("alice", "x1", 701, reserved=300), T)
     w.handle(Withdraw("alice", "x1", 700, reserved=300), T)
     assert w.balance == 300
-    assert w.handle(Pay("alice", "s1", STREAM, 300), T).status == "SUCCEEDED"
+    assert expect_done(w.handle(Pay("alice", "s1", STREAM, 300), T)).status == "SUCCEEDED"
 
 
 def test_a_repeated_withdrawal_changes_nothing_and_another_amount_conflicts() -> None:
     w = funded(1_000)
     w.handle(Withdraw("alice", "x1", 400), T)
-    again = w.handle(Withdraw("alice", "x1", 400, reserved=900), T)
+    again = expect_done(w.handle(Withdraw("alice", "x1", 400, reserved=900), T))
     assert (again.changed, w.balance) == (False, 600)
     with pytest.raises(IdempotencyConflict):
         w.handle(Withdraw("alice", "x1", 500), T)
@@ -238,7 +241,7 @@ def test_the_daily_limit_counts_the_withdrawals_of_the_last_24_hours() -> None:
     day = 24 * 3600 * 1000
     with pytest.raises(InsufficientFunds):  # x1 is a day old now, x2 is not
         w.handle(Withdraw("alice", "x3", 6_001, daily_limit=10_000), T + day)
-    assert w.handle(Withdraw("alice", "x3", 6_000, daily_limit=10_000), T + day).changed is True
+    assert expect_done(w.handle(Withdraw("alice", "x3", 6_000, daily_limit=10_000), T + day)).changed is True
 
 
 @pytest.mark.parametrize(
