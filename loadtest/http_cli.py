@@ -36,6 +36,12 @@ def _ints(text: str) -> tuple[int, ...]:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--users", type=_ints, default=(16, 64, 256, 1024), help="the step load: users per step")
     parser.add_argument("--window", type=float, default=20.0, help="measured seconds per step")
+    parser.add_argument(
+        "--warm-up",
+        type=float,
+        default=3.0,
+        help="Locust: seconds each step's users run before its window starts (the saga's pipeline fills)",
+    )
     parser.add_argument("--customers", type=int, default=1_000, help="distinct customers, each funded, own token")
     parser.add_argument("--read-after", type=float, default=2.0, help="seconds between a hold and reading it")
     parser.add_argument(
@@ -109,6 +115,7 @@ def _options(args: argparse.Namespace, scenario: str) -> RunOptions:
         scenario=scenario,
         users=args.users,
         window_s=args.window,
+        warm_up_s=args.warm_up,
         read_after_s=args.read_after,
         customers=args.customers,
         events=getattr(args, "events", 50),
@@ -129,6 +136,8 @@ def generator_problem(args: argparse.Namespace, scenario: str) -> str | None:
     """Why the options cannot run with wrk (it posts holds for one hot event and nothing else)."""
     if args.think_ms < 0:
         return "--think-ms must be 0 or more"
+    if args.warm_up < 0:
+        return "--warm-up must be 0 or more"
     if args.generator != "wrk":
         return "--think-ms is for --generator wrk (Locust users do not pause)" if args.think_ms else None
     if scenario != FLASH_SALE:

@@ -1,7 +1,8 @@
 """What every scenario's customers do the same way: hold with an Idempotency-Key and retries, read
 the booking once a moment later, record what they were told, stop at the end of the window.
 
-The window: when Locust has spawned every user, the master (or the only process) starts the
+The window: `--warm-up` seconds after Locust has spawned every user (so the system under test
+is measured in its steady state, its pipelines full), the master (or the only process) starts the
 window and tells the workers when it ends; `window.json` in `--records-dir` says when it began
 and ends, for `rezerv loadtest`. After the end a user starts no new request, finishes the one it
 is in, and stops; the master quits a moment later. With `--window 0` (the web UI) users run
@@ -50,7 +51,8 @@ _statuses: Counter[tuple[str, int]] = Counter()
 def _arguments(parser: Any) -> None:
     parser.add_argument("--population", default="", help="the population file `rezerv loadtest` wrote")
     parser.add_argument("--records-dir", default="", help="where each process writes what its users were told")
-    parser.add_argument("--window", type=float, default=0.0, help="seconds after spawning; 0: until stopped")
+    parser.add_argument("--window", type=float, default=0.0, help="measured seconds; 0: until stopped")
+    parser.add_argument("--warm-up", type=float, default=0.0, help="seconds between spawning and the window")
     parser.add_argument("--read-after", type=float, default=2.0, help="seconds between a hold and its read")
     parser.add_argument("--logins-per-s", type=float, default=0.0, help="log-ins per second beside the bookings")
 
@@ -73,6 +75,19 @@ def _start_window(user_count: int, **_kwargs: Any) -> None:
     window = _options(environment).window
     if window <= 0:
         return
+    warm_up = _options(environment).warm_up
+    if warm_up > 0:
+        gevent.spawn_later(warm_up, _open_window, environment, user_count, window, True)
+    else:
+        _open_window(environment, user_count, window, False)
+
+
+def _open_window(environment: Any, user_count: int, window: float, reset_stats: bool) -> None:
+    """The window starts now: its end goes to every user (and worker), `window.json` is written,
+    and after a warm-up Locust's statistics start again, so its percentiles cover the window only
+    (the answers' status counts keep the warm-up: an error there is still reported)."""
+    if reset_stats:
+        environment.runner.stats.reset_all()
     start = time.time()
     end = start + window
     _state["window_end"] = end

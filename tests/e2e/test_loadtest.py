@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from loadtest.records import read_acknowledgements
 from tests.e2e.rezerv_up import REZERV, processes_mentioning, up_environment
 from tests.servers import remove_tree, session_root
 
@@ -36,8 +37,14 @@ def test_a_short_flash_sale_runs_end_to_end_and_its_audit_passes() -> None:
     # Half the customers have no money: both of the saga's paths run, and the audit covers both.
     root = session_root()
     try:
-        options = ("--users", "4", "--window", "3", "--read-after", "0.5", "--unfunded", "0.5")
+        options = ("--users", "4", "--window", "3", "--warm-up", "1", "--read-after", "0.5", "--unfunded", "0.5")
         run_dir, target, step = run_loadtest(root, *options)
+        step_dir = run_dir / "rezerv" / "users-00004"
+        window = json.loads((step_dir / "window.json").read_text())
+        acks = [a.at for a in read_acknowledgements(step_dir)]
+        assert any(at < window["start"] for at in acks), "the users held during the warm-up"
+        in_window = sum(window["start"] <= at <= window["end"] for at in acks)
+        assert abs(step["holds_per_s"] * step["window_s"] - in_window) < 1, "only the window's holds count"
         assert target["audit"]["ok"]
         assert {c["check"] for c in target["audit"]["checks"] if c["checked"] > 0} >= {
             "acknowledged holds stored exactly once",
