@@ -53,7 +53,7 @@ class RunOptions:
     window_s: float = 20.0
     # Locust: seconds the users run before the window starts. Without it the window opened with the
     # saga's pipeline empty: its first ~0.6 s confirmed nothing while holds already counted, so
-    # confirmed/s fell short of the sustained rate by about the hold-to-confirmed time / window.
+    # confirmed/s could fall short of the sustained rate by up to the hold-to-confirmed time / window.
     warm_up_s: float = 3.0
     read_after_s: float = 2.0
     customers: int = 1_000
