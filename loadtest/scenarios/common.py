@@ -65,7 +65,12 @@ def _init(environment: Any, **_kwargs: Any) -> None:
     _ENVIRONMENT["env"] = environment
     _size_logins(environment)
     if isinstance(environment.runner, WorkerRunner):
-        environment.runner.register_message("window", lambda message, **_kw: _state.update(window_end=message.data))
+        environment.runner.register_message("window", _window_from_master)
+
+
+def _window_from_master(message: Any, **_kwargs: Any) -> None:
+    """A worker learns when the window ends (the master opened it)."""
+    _state["window_end"] = message.data["end"]
 
 
 def _start_window(user_count: int, **_kwargs: Any) -> None:
@@ -92,7 +97,7 @@ def _open_window(environment: Any, user_count: int, window: float, reset_stats: 
     end = start + window
     _state["window_end"] = end
     if isinstance(environment.runner, MasterRunner):
-        environment.runner.send_message("window", end)
+        environment.runner.send_message("window", {"end": end})
     directory = Path(_options(environment).records_dir or ".")
     directory.mkdir(parents=True, exist_ok=True)
     (directory / WINDOW_FILE).write_text(json.dumps({"start": start, "end": end, "users": user_count}))
