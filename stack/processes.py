@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -47,16 +48,53 @@ def default_ports() -> frozenset[int]:
     )
 
 
+FREE_PORTS_FROM = 20_000
+"""`free_port` draws from here up to the kernel's own range: above Ray's default worker ports
+(10002-19999, stack/servers.py), below every port the kernel hands out by itself."""
+
+_handed_out: set[int] = set()
+_draw = random.Random()
+
+
+def ephemeral_ports() -> tuple[int, int]:
+    """The kernel's range for the ports it picks itself: a bind to port 0, an outgoing connection."""
+    try:
+        low, high = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+    return low, high
+
+
 def free_port() -> int:
-    """A port the kernel says is free now (used by tests; races are retried by the caller), never
-    one of `default_ports()`: a test's server there would keep `rezerv up` with its defaults (and
-    the test of the README's quick start) from starting while it runs."""
-    reserved = default_ports()
+    """A port free now (used by tests and load tests; races are retried by the caller).
+
+    Never one of `default_ports()`: a test's server there would keep `rezerv up` with its defaults
+    (and the test of the README's quick start) from starting while it runs. Never one this process
+    handed out before, which may not be bound yet. And never one the kernel may pick by itself:
+    Ray's head binds several ports the kernel picks (its node manager, object manager, metrics and
+    agents' ports), as does every outgoing connection, so a port from that range could be taken
+    between this choice and the server's bind (once, the API's port answered with a Ray gRPC
+    server's HTTP/2 frames). So ports are drawn between Ray's worker ports and the kernel's range,
+    or from the kernel when that gap is too small."""
+    reserved = default_ports() | _handed_out
+    low, high = FREE_PORTS_FROM, ephemeral_ports()[0] - 1
+    if high - low < 1_000:
+        return _kernel_port(reserved)
+    for _ in range(1_000):
+        port = _draw.randrange(low, high + 1)
+        if port not in reserved and port_is_free(port):
+            _handed_out.add(port)
+            return port
+    raise StartupError(f"No free port found between {low} and {high} on 127.0.0.1")
+
+
+def _kernel_port(reserved: frozenset[int] | set[int]) -> int:
     while True:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.bind(("127.0.0.1", 0))
             port = int(sock.getsockname()[1])
         if port not in reserved:
+            _handed_out.add(port)
             return port
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import json
 import os
 import signal
@@ -714,7 +715,9 @@ def _get_json(url: str) -> tuple[int, Any]:
             return err.code, json.loads(err.read() or b"{}")
         except ValueError:
             return err.code, {}
-    except (OSError, ValueError):
+    except (OSError, ValueError, http.client.HTTPException):
+        # HTTPException: something that is not an HTTP/1 server answers on the port (a Ray gRPC
+        # server that took it first, say): not ready; the API's own exit then says why.
         return 0, {}
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from engine.config import Settings
 from stack import processes
+from stack.servers import RAY_WORKER_PORTS
 
 
 def test_the_default_ports_are_every_port_setting_of_a_fresh_configuration() -> None:
@@ -18,17 +19,33 @@ def test_the_default_ports_are_every_port_setting_of_a_fresh_configuration() -> 
     assert {8000, 25432} <= processes.default_ports()
 
 
-def test_a_free_port_handed_out_by_the_kernel_is_skipped_when_it_is_a_default(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    handed_out = iter([25432, 8000, 43210])
+def test_a_free_port_is_never_a_default_nor_one_handed_out_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    drawn = iter([25432, 8000, 23456, 23456, 23457])
 
-    class KernelSocket(socket.socket):
-        def getsockname(self) -> tuple[str, int]:
-            return ("127.0.0.1", next(handed_out))
+    class Draws:
+        def randrange(self, _low: int, _high: int) -> int:
+            return next(drawn)
 
-    monkeypatch.setattr(socket, "socket", KernelSocket)
-    assert processes.free_port() == 43210
+    monkeypatch.setattr(processes, "_draw", Draws())
+    monkeypatch.setattr(processes, "_handed_out", set())
+    assert processes.free_port() == 23456
+    assert processes.free_port() == 23457, "a port handed out before may not be bound yet"
+
+
+def test_free_ports_lie_between_rays_worker_ports_and_the_ports_the_kernel_picks_itself() -> None:
+    low, _high = processes.ephemeral_ports()
+    ports = {processes.free_port() for _ in range(50)}
+    assert len(ports) == 50
+    for port in ports:
+        assert processes.FREE_PORTS_FROM <= port < low, "the kernel hands out its own range to Ray and to clients"
+        assert port > RAY_WORKER_PORTS[1]
+        assert port not in processes.default_ports()
+        assert processes.port_is_free(port)
+
+
+def test_the_kernels_own_range_is_read_from_the_system() -> None:
+    low, high = processes.ephemeral_ports()
+    assert (low, high) == tuple(int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
 
 
 def test_a_port_held_for_a_moment_is_waited_for_and_one_held_longer_is_refused() -> None:
