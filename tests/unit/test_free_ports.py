@@ -66,20 +66,9 @@ def test_a_port_held_for_a_moment_is_waited_for_and_one_held_longer_is_refused()
     assert 0.2 < time.monotonic() - started < 3.0
 
 
-def _ephemeral_range() -> tuple[int, int]:
-    """The ports this kernel hands out to outgoing connections (Linux's default if it cannot say)."""
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except OSError:
-        return 32768, 60999
-
-
 @pytest.mark.parametrize("name", sorted(n for n in vars(Settings()) if n.endswith("_port")))
 def test_no_default_port_can_be_held_by_an_outgoing_connection_or_a_ray_worker(name: str) -> None:
-    from stack.servers import RAY_WORKER_PORTS
-
     port = getattr(Settings(), name)
-    low, high = _ephemeral_range()
+    low, high = processes.ephemeral_ports()
     assert not low <= port <= high, f"{name}={port} lies in the kernel's ephemeral range {low}-{high}"
     assert not RAY_WORKER_PORTS[0] <= port <= RAY_WORKER_PORTS[1], f"{name}={port} lies in Ray's worker ports"
