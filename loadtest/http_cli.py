@@ -133,7 +133,8 @@ def _options(args: argparse.Namespace, scenario: str) -> RunOptions:
 
 
 def generator_problem(args: argparse.Namespace, scenario: str) -> str | None:
-    """Why the options cannot run with wrk (it posts holds for one hot event and nothing else)."""
+    """Why the options cannot run: a negative time, or what wrk cannot do (it posts holds for one
+    hot event and nothing else)."""
     if args.think_ms < 0:
         return "--think-ms must be 0 or more"
     if args.warm_up < 0:
