@@ -9,6 +9,7 @@ PIP    := $(PY) -m pip install -q --disable-pip-version-check -c constraints.txt
 .PHONY: up down test unit integration e2e lint format typecheck check bench bench-engine bench-saga loadtest loadtest-compare loadtest-wrk clean help
 
 SCENARIO ?= flash-sale
+ROUNDS ?= 2
 
 help:
 	@echo "make up         start rezerv on embedded servers (Ctrl-C stops it)"
@@ -17,7 +18,7 @@ help:
 	@echo "make lint | format | typecheck   (lint: ruff and the import contracts of pyproject.toml)"
 	@echo "make bench-engine | bench-saga  benchmarks recorded in BENCHMARKS.md"
 	@echo "make loadtest [SCENARIO=flash-sale|rental-storm|browse-and-book]  Locust step load + audit"
-	@echo "make loadtest-compare  the flash sale on rezerv and on the lock-based baselines"
+	@echo "make loadtest-compare  the flash sale on rezerv and on the lock-based baselines, A B B A (ROUNDS=2)"
 	@echo "make loadtest-wrk      the flash sale driven by wrk (holds only, 256 connections, 60 s; needs wrk)"
 	@echo "make down       stop a running 'make up'"
 
@@ -75,7 +76,7 @@ loadtest: $(VENV)/.dev-installed
 	$(VENV)/bin/rezerv loadtest run --scenario $(SCENARIO)
 
 loadtest-compare: $(VENV)/.dev-installed
-	$(VENV)/bin/rezerv loadtest compare
+	$(VENV)/bin/rezerv loadtest compare --rounds $(ROUNDS)
 
 loadtest-wrk: $(VENV)/.dev-installed
 	$(VENV)/bin/rezerv loadtest run --generator wrk --users 256 --window 60

@@ -3,6 +3,7 @@
     rezerv loadtest run [--scenario flash-sale|rental-storm|browse-and-book] [--users 16,64,256,1024]
     rezerv loadtest run --web                 # Locust's web UI instead of the step load
     rezerv loadtest compare                   # the flash sale on rezerv, then on each baseline
+    rezerv loadtest compare --rounds 2        # then again in the reverse order (A B B A)
     rezerv loadtest run --generator wrk --users 256 --window 60   # holds only, from wrk (C)
 
 Exit status 1 when an audit fails (or a target does not start), 0 otherwise.
@@ -77,6 +78,22 @@ def _share(text: str) -> float:
     return share
 
 
+def _rounds(text: str) -> int:
+    rounds = int(text) if text.isdigit() else 0
+    if rounds < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of rounds (1 or more)")
+    return rounds
+
+
+def compare_order(targets: Sequence[str], rounds: int) -> list[list[str]]:
+    """The targets of each round of `compare`: rezerv, then the baselines, and every second round
+    the other way round. Run after run, the machine's speed drifted by up to 1.8x within an hour
+    (BENCHMARKS.md, section 3), so a system that always ran first would carry its own minutes'
+    luck; in A B B A order a steady drift cancels out of the means."""
+    forward = [name for name in ("rezerv", *STRATEGIES) if name in targets]
+    return [forward if number % 2 == 0 else forward[::-1] for number in range(rounds)]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rezerv loadtest", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -105,6 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=lambda s: tuple(x for x in s.split(",") if x),
         default=("rezerv", *STRATEGIES),
         help=f"comma-separated, from rezerv,{','.join(STRATEGIES)}",
+    )
+    compare.add_argument(
+        "--rounds",
+        type=_rounds,
+        default=1,
+        help="run every target this many times, every second round in the reverse order (A B B A),"
+        " and compare their means: a drift of the machine's speed during the run then weighs on every"
+        " system alike",
     )
     _common(compare)
     return parser
@@ -191,24 +216,39 @@ async def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     unknown = set(args.targets) - {"rezerv", *STRATEGIES}
     if unknown:
         raise SystemExit(f"rezerv loadtest compare: unknown target {', '.join(sorted(unknown))}")
-    secret = ""
-    if "rezerv" in args.targets:
-        rezerv = RezervTarget()
-        results.append(await run_target(rezerv, options, run_dir, tag))
-        secret = rezerv.jwt_secret
-    baselines = [name for name in STRATEGIES if name in args.targets]
-    if baselines:
-        import secrets
-
-        servers = BaselineServers()
-        await asyncio.to_thread(servers.start)
-        try:
-            for name in baselines:
-                target: Target = BaselineTarget(name, servers, secret or secrets.token_urlsafe(32))
-                results.append(await run_target(target, options, run_dir, tag))
-        finally:
-            await asyncio.to_thread(servers.stop)
+    for number, order in enumerate(compare_order(args.targets, args.rounds), start=1):
+        round_dir = run_dir if args.rounds == 1 else run_dir / f"round-{number}"
+        results += await _compare_round(order, options, round_dir, tag, number)
     return 0 if write_run(run_dir, options, results, list(argv)) else 1
+
+
+async def _compare_round(
+    order: Sequence[str], options: RunOptions, round_dir: Path, tag: str, number: int
+) -> list[dict[str, Any]]:
+    """Each target of one round in turn, from a fresh start. The baselines share one PostgreSQL and
+    Valkey, started for them and stopped before rezerv starts: each system has the machine alone."""
+    import secrets
+
+    results: list[dict[str, Any]] = []
+    servers: BaselineServers | None = None
+    try:
+        for name in order:
+            target: Target
+            if name == "rezerv":
+                if servers is not None:
+                    await asyncio.to_thread(servers.stop)
+                    servers = None
+                target = RezervTarget()
+            else:
+                if servers is None:
+                    servers = BaselineServers()
+                    await asyncio.to_thread(servers.start)
+                target = BaselineTarget(name, servers, secrets.token_urlsafe(32))
+            results.append(await run_target(target, options, round_dir, tag) | {"round": number})
+    finally:
+        if servers is not None:
+            await asyncio.to_thread(servers.stop)
+    return results
 
 
 def main(argv: Sequence[str]) -> int:

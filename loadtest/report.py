@@ -2,16 +2,24 @@
 
 The table has one row per (users, target) and rezerv's ratio to each baseline in the baseline's
 row: rezerv's successful holds/s and confirmed bookings/s divided by the baseline's, at the same
-number of users, in the same run. The chart plots every target's throughput and its hold
-route's p50/p99 against the number of users.
+number of users, in the same run. When the run had several rounds (`compare --rounds`), a row's
+throughput is the mean over the rounds, its latencies and what was HELD are listed round by
+round, and the ratios are the means' ratio followed by each round's own. The chart plots every
+target's throughput and its hold route's p50/p99 (the rounds' mean) against the number of users.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from pathlib import Path
+from statistics import fmean
 from typing import Any
 
 REZERV = "rezerv"
+ROUNDS_NOTE = (
+    "Several rounds: holds/s, confirmed/s and CPU are the rounds' mean; latencies, HELD at end and"
+    " drain are listed round by round; a ratio is the means' ratio, each round's own in brackets."
+)
 
 
 def _ratio(mine: float, theirs: float) -> str:
@@ -26,13 +34,68 @@ def _cpu(step: dict[str, Any]) -> str:
     return ", ".join(shown)
 
 
-def comparison_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per step of every target, with rezerv's ratios on the baselines' rows."""
-    mine = {s["users"]: s for r in results if r["target"] == REZERV for s in r["steps"]}
-    rows = []
-    users = sorted({s["users"] for r in results for s in r["steps"]})
+def pooled(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One result per target, in the order targets first ran: each step's figures over the rounds
+    the target ran in (a single round's result comes back as it was). Throughput, errors and CPU
+    are the rounds' mean or sum; `rounds` keeps each round's step for what cannot be averaged."""
+    by_target: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for result in results:
+        by_target[result["target"]].append(result)
+    return [_pool(name, runs) for name, runs in by_target.items()]
+
+
+def _pool(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    users = sorted({s["users"] for r in runs for s in r["steps"]})
+    steps = []
     for n in users:
-        for result in results:
+        each = [s | {"round": r.get("round", 1)} for r in runs for s in r["steps"] if s["users"] == n]
+        errors: dict[str, int] = defaultdict(int)
+        for step in each:
+            for status, count in step["errors_by_status"].items():
+                errors[status] += count
+        roles = dict.fromkeys(role for step in each for role in step["cpu_percent"])
+        steps.append(
+            {
+                "users": n,
+                "holds_per_s": fmean(s["holds_per_s"] for s in each),
+                "confirmed_per_s": fmean(s["confirmed_per_s"] for s in each),
+                "hold_p50_ms": fmean(s["hold_p50_ms"] or 0 for s in each),
+                "hold_p99_ms": fmean(s["hold_p99_ms"] or 0 for s in each),
+                "errors_by_status": dict(errors),
+                "held_at_end": max(s["held_at_end"] for s in each),
+                "drain_s": max(s["drain_s"] for s in each),
+                "cpu_percent": {role: fmean(s["cpu_percent"].get(role, 0.0) for s in each) for role in roles},
+                "generator_saturated": any(s["generator_saturated"] for s in each),
+                "rounds": each,
+            }
+        )
+    audits = [r["audit"] for r in runs]
+    oversold = sum(a["figures"].get("oversold tickets", 0) for a in audits)
+    audit = {"ok": all(a["ok"] for a in audits), "figures": {"oversold tickets": oversold}}
+    return {"target": name, "steps": steps, "audit": audit}
+
+
+def _each_round(step: dict[str, Any], field: str, digits: int = 0) -> str:
+    return " / ".join(f"{s[field] or 0:,.{digits}f}" for s in step["rounds"])
+
+
+def _round_ratios(ours: dict[str, Any], theirs: dict[str, Any], field: str) -> str:
+    """rezerv's figure over the baseline's, round by round (rounds in which both ran the step)."""
+    mine = {s.get("round", 1): s for s in ours["rounds"]}
+    return ", ".join(
+        _ratio(mine[s.get("round", 1)][field], s[field]) for s in theirs["rounds"] if s.get("round", 1) in mine
+    )
+
+
+def comparison_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per step of every target (over the rounds), with rezerv's ratios on the baselines' rows."""
+    targets = pooled(results)
+    several = any(len(s["rounds"]) > 1 for r in targets for s in r["steps"])
+    mine = {s["users"]: s for r in targets if r["target"] == REZERV for s in r["steps"]}
+    rows = []
+    users = sorted({s["users"] for r in targets for s in r["steps"]})
+    for n in users:
+        for result in targets:
             step = next((s for s in result["steps"] if s["users"] == n), None)
             if step is None:
                 continue
@@ -42,14 +105,14 @@ def comparison_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "target": result["target"],
                 "holds_per_s": step["holds_per_s"],
                 "confirmed_per_s": step["confirmed_per_s"],
-                "p50_ms": step["hold_p50_ms"],
-                "p99_ms": step["hold_p99_ms"],
+                "p50_ms": _each_round(step, "hold_p50_ms"),
+                "p99_ms": _each_round(step, "hold_p99_ms"),
                 "errors": errors,
                 "refused_409": step["errors_by_status"].get("409", 0),
                 "oversold": result["audit"]["figures"].get("oversold tickets", 0),
                 "audit": "OK" if result["audit"]["ok"] else "FAILED",
-                "held_at_end": step["held_at_end"],
-                "drain_s": step["drain_s"],
+                "held_at_end": _each_round(step, "held_at_end"),
+                "drain_s": _each_round(step, "drain_s", 2),
                 "cpu": _cpu(step),
                 "generator_saturated": step["generator_saturated"],
             }
@@ -57,11 +120,16 @@ def comparison_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if result["target"] != REZERV and ours is not None:
                 row["rezerv_holds_ratio"] = _ratio(ours["holds_per_s"], step["holds_per_s"])
                 row["rezerv_confirmed_ratio"] = _ratio(ours["confirmed_per_s"], step["confirmed_per_s"])
+                if several:
+                    holds, confirmed = (_round_ratios(ours, step, f) for f in ("holds_per_s", "confirmed_per_s"))
+                    row["rezerv_holds_ratio"] += f" ({holds})"
+                    row["rezerv_confirmed_ratio"] += f" ({confirmed})"
             rows.append(row)
     return rows
 
 
 def comparison_markdown(results: list[dict[str, Any]]) -> str:
+    """The comparison table; with several rounds, the note under it says how to read it."""
     head = (
         "| users | system | holds/s | confirmed/s | p50 ms | p99 ms | errors | oversold | audit "
         "| rezerv / this: holds | rezerv / this: confirmed | HELD at end (drain s) | CPU % of a core |"
@@ -75,6 +143,9 @@ def comparison_markdown(results: list[dict[str, Any]]) -> str:
             f"| {r.get('rezerv_holds_ratio', '-')} | {r.get('rezerv_confirmed_ratio', '-')} "
             f"| {r['held_at_end']} ({r['drain_s']}) | {r['cpu']}{sat} |"
         )
+    if len({r.get("round", 1) for r in results}) > 1:
+        lines.append("")
+        lines.append(ROUNDS_NOTE)
     return "\n".join(lines)
 
 
@@ -86,7 +157,7 @@ def draw_chart(results: list[dict[str, Any]], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
-    for index, result in enumerate(results):
+    for index, result in enumerate(pooled(results)):
         steps = sorted(result["steps"], key=lambda s: s["users"])
         if not steps:
             continue

@@ -4,6 +4,7 @@ it starts for the run (fresh data directory, free ports), with the audit passing
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -91,5 +92,37 @@ def test_a_short_flash_sale_driven_by_wrk_counts_its_confirmations_and_its_audit
         assert step["left_held"] == 0
         assert "GET /bookings/{id}" not in step["routes"]  # wrk reads nothing
         assert processes_mentioning("rezerv-loadtest-") == []
+    finally:
+        remove_tree(root)
+
+
+def test_compare_in_two_rounds_runs_rezerv_and_a_baseline_in_a_b_b_a_order_and_compares_their_means() -> None:
+    root = session_root()
+    try:
+        env = up_environment(root / "unused")
+        argv = [REZERV, "loadtest", "compare", "--targets", "rezerv,conditional-update", "--rounds", "2"]
+        argv += ["--users", "4", "--window", "2", "--warm-up", "0.5", "--read-after", "0.5", "--customers", "20"]
+        argv += ["--results", str(root / "results")]
+        result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=400)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        started = [line.split(":")[0] for line in result.stdout.splitlines() if line.endswith(": starting")]
+        assert started == ["rezerv", "conditional-update", "conditional-update", "rezerv"]
+        (run_dir,) = (root / "results").iterdir()
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert [(t["target"], t["round"]) for t in summary["targets"]] == [
+            ("rezerv", 1),
+            ("conditional-update", 1),
+            ("conditional-update", 2),
+            ("rezerv", 2),
+        ]
+        assert all(t["audit"]["ok"] and t["steps"][0]["confirmed_per_s"] > 0 for t in summary["targets"])
+        for number in (1, 2):
+            for target in ("rezerv", "conditional-update"):
+                assert (run_dir / f"round-{number}" / target / "users-00004" / "summary.json").exists()
+        table = (run_dir / "comparison.md").read_text()
+        (row,) = [line for line in table.splitlines() if line.startswith("| 4 | conditional-update |")]
+        assert re.search(r"\| [\d.]+x \([\d.]+x, [\d.]+x\) \|", row), row  # the means' ratio, then each round's
+        assert processes_mentioning("rezerv-loadtest-") == []
+        assert processes_mentioning("rezerv-baselines-") == []
     finally:
         remove_tree(root)

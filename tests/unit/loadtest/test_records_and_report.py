@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from loadtest.audit_rules import NO_OUTCOME
 from loadtest.records import RecordWriter, read_acknowledgements, read_client_holds, read_outcome_counts
-from loadtest.report import comparison_markdown, comparison_rows
+from loadtest.report import ROUNDS_NOTE, comparison_markdown, comparison_rows
 
 
 def test_records_of_several_processes_are_read_back_as_one_client_hold_per_key(tmp_path: Path) -> None:
@@ -29,7 +32,7 @@ def test_records_of_several_processes_are_read_back_as_one_client_hold_per_key(t
     assert read_outcome_counts(tmp_path) == {"acknowledged": 1, "answered 409": 1, "retried": 1}
 
 
-def _result(target: str, holds: float, confirmed: float) -> dict[str, object]:
+def _result(target: str, holds: float, confirmed: float) -> dict[str, Any]:
     step = {
         "users": 64,
         "holds_per_s": holds,
@@ -65,3 +68,55 @@ def test_cost_per_booking_divides_each_roles_cpu_by_the_work_of_the_window() -> 
     assert cost["saga_us_per_booking"] == 2_500.0  # (0.3 + 0.1) x 10 s / 1,600
     assert cost["cpu_us_per_booking"]["shards"] == 3_125.0
     assert cost_per_booking(cpu, 10.0, 0, 0)["api_us_per_hold"] is None
+
+
+def _round(result: dict[str, Any], number: int, p99: float, ok: bool = True) -> dict[str, Any]:
+    (step,) = result["steps"]
+    step["hold_p99_ms"] = p99
+    result["audit"]["ok"] = ok
+    return result | {"round": number}
+
+
+def test_with_two_rounds_the_comparison_divides_the_means_and_shows_each_rounds_ratio() -> None:
+    results = [
+        _round(_result("rezerv", 3_000, 2_000), 1, 20.0),
+        _round(_result("select-for-update", 1_000, 1_000), 1, 90.0),
+        _round(_result("select-for-update", 1_000, 500), 2, 110.0, ok=False),
+        _round(_result("rezerv", 2_000, 1_000), 2, 30.0),
+    ]
+    ours, theirs = comparison_rows(results)
+    assert (ours["confirmed_per_s"], theirs["confirmed_per_s"]) == (1_500, 750)
+    assert theirs["rezerv_confirmed_ratio"] == "2.00x (2.00x, 2.00x)"
+    assert theirs["rezerv_holds_ratio"] == "2.50x (3.00x, 2.00x)"
+    assert (ours["p99_ms"], theirs["p99_ms"]) == ("20 / 30", "90 / 110")
+    assert theirs["errors"] == 2  # a 503 in each round
+    assert (ours["audit"], theirs["audit"]) == ("OK", "FAILED")  # one round's failed audit fails the row
+    assert ROUNDS_NOTE in comparison_markdown(results)
+
+
+def test_one_round_is_shown_as_it_ran_without_a_note() -> None:
+    results = [_result("rezerv", 3_000, 2_000), _result("redis-lock", 1_000, 1_000)]
+    ours, theirs = comparison_rows(results)
+    assert theirs["rezerv_confirmed_ratio"] == "2.00x"
+    assert ours["p99_ms"] == "20"
+    assert ROUNDS_NOTE not in comparison_markdown(results)
+
+
+def test_every_second_round_of_compare_runs_the_targets_in_the_reverse_order() -> None:
+    from loadtest.http_cli import compare_order
+
+    order = compare_order(("redis-lock", "rezerv", "conditional-update"), rounds=3)
+    assert order == [
+        ["rezerv", "conditional-update", "redis-lock"],
+        ["redis-lock", "conditional-update", "rezerv"],
+        ["rezerv", "conditional-update", "redis-lock"],
+    ]
+
+
+@pytest.mark.parametrize("rounds", ["0", "-1", "two"])
+def test_compare_refuses_a_number_of_rounds_below_one(rounds: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from loadtest.http_cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["compare", "--rounds", rounds])
+    assert "is not a number of rounds" in capsys.readouterr().err
