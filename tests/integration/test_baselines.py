@@ -195,3 +195,10 @@ async def test_the_app_checks_tokens_and_keys_and_hides_other_customers_bookings
         assert (await client.request("GET", "/wallets/ann", headers=ann)).json()["balance"] == 800
         metrics = await client.request("GET", "/metrics")
         assert metrics.body == b"baseline_http_requests_in_flight 1\n"
+        # rezerv's token check, cache included: a verified token is remembered, a forged or
+        # expired one is refused
+        assert app.state.tokens.hits > 0
+        forged = {"Authorization": "Bearer " + issue_token(Settings(jwt_secret="x" * 32), "ann")}
+        assert (await client.request("GET", f"/bookings/{hold_id}", headers=forged)).status == 401
+        expired = {"Authorization": "Bearer " + issue_token(settings, "ann", ttl_s=-1)}
+        assert (await client.request("GET", f"/bookings/{hold_id}", headers=expired)).status == 401
