@@ -495,7 +495,11 @@ def write_run(run_dir: Path, options: RunOptions, results: list[dict[str, Any]],
         (run_dir / "comparison.md").write_text(table + "\n")
         _log(table)
     if any(r["steps"] for r in results):
-        draw_chart(results, run_dir / "chart.png", title=f"{options.scenario}, {options.window_s:.0f} s per step")
+        rounds = len({r.get("round", 1) for r in results})
+        title = f"{options.scenario}, {options.window_s:.0f} s per step" + (
+            f", mean of {rounds} rounds" if rounds > 1 else ""
+        )
+        draw_chart(results, run_dir / "chart.png", title=title)
     ok = all(r["audit"]["ok"] for r in results)
     _log(f"results in {run_dir}; audit {'passed' if ok else 'FAILED'}")
     return ok
