@@ -478,7 +478,7 @@ async def _web_session(
 
 def write_run(run_dir: Path, options: RunOptions, results: list[dict[str, Any]], argv: list[str]) -> bool:
     """The run's summary, comparison table and chart; True when every audit passed."""
-    from loadtest.report import comparison_markdown, draw_chart
+    from loadtest.report import comparison_markdown, draw_chart, round_count
 
     summary = {
         "command": "rezerv loadtest " + " ".join(argv),
@@ -495,7 +495,7 @@ def write_run(run_dir: Path, options: RunOptions, results: list[dict[str, Any]],
         (run_dir / "comparison.md").write_text(table + "\n")
         _log(table)
     if any(r["steps"] for r in results):
-        rounds = len({r.get("round", 1) for r in results})
+        rounds = round_count(results)
         title = f"{options.scenario}, {options.window_s:.0f} s per step" + (
             f", mean of {rounds} rounds" if rounds > 1 else ""
         )

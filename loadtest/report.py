@@ -34,6 +34,11 @@ def _cpu(step: dict[str, Any]) -> str:
     return ", ".join(shown)
 
 
+def round_count(results: list[dict[str, Any]]) -> int:
+    """How many rounds the results come from (a result without a round is of the only one)."""
+    return len({r.get("round", 1) for r in results})
+
+
 def pooled(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One result per target, in the order targets first ran: each step's figures over the rounds
     the target ran in (a single round's result comes back as it was). Throughput, errors and CPU
@@ -81,16 +86,14 @@ def _each_round(step: dict[str, Any], field: str, digits: int = 0) -> str:
 
 def _round_ratios(ours: dict[str, Any], theirs: dict[str, Any], field: str) -> str:
     """rezerv's figure over the baseline's, round by round (rounds in which both ran the step)."""
-    mine = {s.get("round", 1): s for s in ours["rounds"]}
-    return ", ".join(
-        _ratio(mine[s.get("round", 1)][field], s[field]) for s in theirs["rounds"] if s.get("round", 1) in mine
-    )
+    mine = {s["round"]: s for s in ours["rounds"]}
+    return ", ".join(_ratio(mine[s["round"]][field], s[field]) for s in theirs["rounds"] if s["round"] in mine)
 
 
 def comparison_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per step of every target (over the rounds), with rezerv's ratios on the baselines' rows."""
     targets = pooled(results)
-    several = any(len(s["rounds"]) > 1 for r in targets for s in r["steps"])
+    several = round_count(results) > 1
     mine = {s["users"]: s for r in targets if r["target"] == REZERV for s in r["steps"]}
     rows = []
     users = sorted({s["users"] for r in targets for s in r["steps"]})
@@ -143,7 +146,7 @@ def comparison_markdown(results: list[dict[str, Any]]) -> str:
             f"| {r.get('rezerv_holds_ratio', '-')} | {r.get('rezerv_confirmed_ratio', '-')} "
             f"| {r['held_at_end']} ({r['drain_s']}) | {r['cpu']}{sat} |"
         )
-    if len({r.get("round", 1) for r in results}) > 1:
+    if round_count(results) > 1:
         lines.append("")
         lines.append(ROUNDS_NOTE)
     return "\n".join(lines)

@@ -6,9 +6,9 @@ the requests in flight, /healthz and /readyz. The token check is rezerv's own
 (`api.auth.TokenVerifier`: HS256 with the audience, and a token verified once is remembered
 until it expires, as rezerv's API does), hold ids are derived by rezerv's `hold_id_for`, and
 bodies are validated by rezerv's pydantic models, so the two sides differ only in how a hold is
-taken. (Until 2026-12-01, 18:15 UTC the baselines decoded the token on every request, about
-50 us each, while rezerv's API had remembered verified tokens since 2026-11-30: a handicap the
-comparison did not mean to give them; BENCHMARKS.md, section 3.)
+taken. (Before commit 62749e5 the baselines decoded the token on every request, while rezerv's
+API had remembered verified tokens since 2026-11-30: a handicap the comparison did not mean to
+give them, worth 13-35% of the conditional UPDATE's throughput; BENCHMARKS.md, section 3.)
 
 Configured by environment variables (not REZERV_*: rezerv refuses unknown ones):
 
@@ -116,7 +116,6 @@ def create_app(environ: dict[str, str] | None = None) -> FastAPI:
             await redis.aclose()
 
     app = FastAPI(title=f"lock-based baseline ({strategy_name})", lifespan=lifespan)
-    app.state.settings = settings
     app.state.tokens = TokenVerifier(settings)
 
     app.add_middleware(InFlight, holder=in_flight)
