@@ -3,13 +3,16 @@
 - "outbox": the outbox relay (event log -> Kafka), the bookings, catalog and ledger projections
   (event log -> read models: bookings, browsing, wallet statements) and the saga supervisor
   (re-sends what the broker lost, expires orphaned holds);
-- "payments": the payment actor, a consumer group on the bookings topic; and the sales consumer
+- "payments": the payment worker, a consumer group on the bookings topic that charges each new
+  booking in its customer's wallet and confirms or releases it; and the sales consumer
   (engine/sales.py), another group on the same topic, writing the sales read model a batch per
   REZERV_SALES_INTERVAL_S (it shares this process rather than taking a Ray worker process of its own);
-- "results": a consumer group on the payments topic, completing or compensating bookings; and
-  the notifier (engine/notifier.py: booking outcomes from both topics to stored notifications,
-  and the webhook deliveries), in this process because an actor process costs ~50 MB and idle
-  CPU, and the notifier's work per booking is a fraction of a batch statement.
+- "results": the booking results told to customers: the notifier (engine/notifier.py: booking
+  outcomes from the bookings topic and refunds from the payments topic to stored notifications,
+  and the webhook deliveries). Until 2026-12-01 this process also confirmed or released each
+  booking from its payment decision; the payment worker does that now, in the same batch as the
+  payment (engine/saga.py). Moving the notifier into the payments process would save a Ray
+  worker process (~50 MB and its idle CPU); not measured yet.
 
 What each role is built from is in actors/wiring.py (the composition root of the Ray
 processes); this class is what Ray needs of the process: start, stop, ping, stats, metrics.

@@ -233,10 +233,9 @@ class ServiceWiring:
         )
 
     async def _start_results(self) -> None:
-        from engine.saga import RESULTS_WORKER, BookingResultsWorker
-
-        worker = BookingResultsWorker(self._execute())
-        await self._consume("payments", RESULTS_WORKER, worker.handle, worker.event_types)
+        """The booking results, told to their customers: the notifier. (Until 2026-12-01 this
+        role also confirmed the bookings, from the payment decisions on the payments topic; the
+        payment worker does that now, engine/saga.py.)"""
         if self.settings.notifier:
             await self._start_notifier()
 

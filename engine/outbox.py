@@ -7,7 +7,7 @@ transactional example with the processing apart from the I/O.
 Message format (for consumers):
 - value: ``codec.encode(OutboxMessage(...))``; `payload` is the event's stored bytes, so
   ``codec.decode_record(message.payload)`` gives the domain event.
-- key: the hold id (topic "bookings") or the saga id (topic "payments"), UTF-8. One key always
+- key: the hold id (topic "bookings") or the saga id (topic "payments": refunds), UTF-8. One key always
   lands on one partition, and the relay publishes a key's events in log order, so a consumer sees
   one booking's (or one saga's) messages in order.
 - headers: ``("type", event type)``, ``("message_id", "<stream_id>@<version>")``.
@@ -64,12 +64,12 @@ ROUTES: Mapping[str, Route] = {
     "HoldExpired": _BOOKING,
     "BookingCancelled": _BOOKING,
     # Routed by name: the payment events are defined by the saga, not here.
-    "PaymentSucceeded": _PAYMENT,
-    "PaymentFailed": _PAYMENT,
     "PaymentRefunded": _PAYMENT,
 }
 """Event type -> where it is published. Any other type (EventCreated, wallet events, ...) is not
-published; the relay's checkpoint still moves past it."""
+published; the relay's checkpoint still moves past it. The payment decisions (PaymentSucceeded,
+PaymentFailed) are not published since 2026-12-01: the payment worker completes the booking itself
+right after the wallet decides (engine/saga.py), and nobody else acts on them."""
 
 
 class OutgoingMessage(NamedTuple):

@@ -200,14 +200,18 @@ class UndecidedHold:
 
 @dataclass(frozen=True, slots=True)
 class UndeliveredDecision:
-    """A payment decided while its booking is still HELD: re-send the decision event, the event at
-    `decision_version` of `decision_stream` (the stream the payment decision was recorded in)."""
+    """A payment decided while its booking is still HELD: the booking is to be confirmed or released
+    (the payment worker died between the two, or the broker lost the hold's message after the
+    charge). `decision_stream` at `decision_version` is the decision's event, the customer's
+    wallet; `booking_stream` is where the booking lives; `payment_reason` why a payment FAILED."""
 
     hold_id: str
     decision_stream: str
     decision_version: int
     payment_status: str  # SUCCEEDED or FAILED
     payment_decided_at: int
+    booking_stream: str
+    payment_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,37 +1,50 @@
-"""The booking saga's two consumers, as handlers of message batches.
+"""The booking saga's consumer, as a handler of message batches.
 
-    hold placed   --bookings--> payment worker: Pay in the customer's wallet (charge or fail: one event)
-    decision      --payments--> results worker: confirm the booking, or release it
+    hold placed   --bookings--> payment worker: Pay in the customer's wallet (charge or fail: one event),
+                                then confirm the booking, or release it, in the same batch
     booking ended --bookings--> payment worker: Refund in the customer's wallet (a no-op if never charged)
 
-Each handler takes a batch of outbox messages and returns once every effect is durable, or raises
-(a transient failure) so the consumer loop hands it the batch again and commits no offset. A batch
-is one call to `execute` (the engine client splits it into one call per shard), however many
-messages it holds: work per booking is the cost to avoid, batches are the way.
+Each batch is handled in up to three calls to `execute` (the engine client splits each into one
+call per shard), however many messages it holds: the payments, then the bookings they complete,
+then the refunds of payments that came too late. The handler returns once every effect is durable,
+or raises (a transient failure) so the consumer loop hands it the batch again and commits no
+offset. Until 2026-12-01 the decision went back through the outbox and the broker to a second
+consumer, which confirmed the booking: a second round per booking through the log, the relay, the
+broker and a consumer (BENCHMARKS.md section 3 has what it cost). The payment decisions are no
+longer published.
 
-What to send is decided by pure functions of the messages (`payment_steps`, `result_steps`,
-`late_refunds`), tested without a broker or Ray; the worker classes only wire them to `execute`.
-Every step is idempotent by saga id (= hold id): the wallet answers a repeated Pay with its first
-decision and refunds at most once; confirming a confirmed booking changes nothing. The step that
-completes a message is sent as a `FromMessage`, which records the message id in the inbox in the
-same transaction as its events. Business refusals are answers, never retried; transient errors are
-retried by the client and, past its deadline, by the consumer loop.
+What to send is decided by pure functions (`payment_steps`, `completion_steps`, `late_refunds`),
+tested without a broker or Ray; the worker class only wires them to `execute`. Every step is
+idempotent by saga id (= hold id): the wallet answers a repeated Pay with its first decision and
+refunds at most once; confirming a confirmed booking changes nothing.
+
+The inbox: the step that completes a message is sent as a `FromMessage`, which records the message
+id in the inbox in the same transaction as its events. For a hold that is the confirmation or the
+release, not the payment: a worker that dies between the two has not processed the message, and
+the redelivered hold gets the wallet's first decision back and completes the booking. A message
+whose completion changed nothing (a redelivery of a finished booking) leaves no inbox row and is
+handled again, harmlessly, if it comes once more. Business refusals are answers, never retried;
+transient errors are retried by the client and, past its deadline, by the consumer loop. Whatever
+the broker loses, the saga supervisor sends again or completes (engine/saga_supervisor.py).
 
 Compensation: a payment that succeeded for a booking that ended first (expired, released) cannot
-be confirmed any more, so the results worker refunds it; a booking that ends after its payment
-succeeded is refunded by the payment worker when the ending arrives. Either refund may come twice
-(the other path, a redelivery): the wallet pays back once.
+be confirmed any more, so the worker refunds it at once; a booking that ends after its payment
+succeeded is refunded when the ending arrives. Either refund may come twice (the other path, a
+redelivery): the wallet pays back once.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine.domain import codec
 from engine.domain.commands import (
+    FAILED,
+    SUCCEEDED,
     Command,
     ConfirmBooking,
     FromMessage,
@@ -46,28 +59,23 @@ from engine.domain.events import (
     CarHeld,
     HoldExpired,
     HoldReleased,
-    PaymentFailed,
-    PaymentSucceeded,
     TicketsHeld,
 )
-from engine.domain.results import Reply
+from engine.domain.results import Done, Reply
+from engine.domain.wallet import INSUFFICIENT_FUNDS
 from engine.outbox import OutboxMessage
 from engine.ports import ExecuteCommands
-from engine.saga_metrics import observe_payments, observe_results
+from engine.saga_metrics import observe_completions, observe_payments
 
 log = logging.getLogger("rezerv.saga")
 
 PAYMENT_WORKER = "payment-worker"
-RESULTS_WORKER = "booking-results"
 
 Hold = TicketsHeld | CarHeld
 Ending = HoldReleased | HoldExpired | BookingCancelled
-Decision = PaymentSucceeded | PaymentFailed
 
 PAYMENT_EVENT_TYPES = frozenset({"TicketsHeld", "CarHeld", "HoldReleased", "HoldExpired", "BookingCancelled"})
 """What the payment worker acts on; the rest of the bookings topic (confirmations) it skips unread."""
-RESULT_EVENT_TYPES = frozenset({"PaymentSucceeded", "PaymentFailed"})
-"""What the results worker acts on; refunds on the payments topic it skips unread."""
 
 
 class SagaStepFailed(RuntimeError):
@@ -105,18 +113,27 @@ def ending_reason(event: Ending) -> str:
 
 
 # ---- pure: what each message asks for ------------------------------------------------------------
-def payment_steps(messages: Sequence[OutboxMessage], policy: PaymentPolicy, name: str) -> list[Command]:
-    """The payment worker's commands for a batch of the bookings topic, in message order: a Pay for
-    every new hold, a Refund for every ended booking (the wallet knows whether it charged it).
+class Step(NamedTuple):
+    """One command of a batch and the message it serves (whose id the inbox records)."""
+
+    command: Command
+    message: OutboxMessage
+
+
+def payment_steps(messages: Sequence[OutboxMessage], policy: PaymentPolicy, name: str) -> list[Step]:
+    """The payment worker's first commands for a batch of the bookings topic, in message order: a
+    Pay for every new hold (plain: its message is completed by the booking's confirmation or
+    release, `completion_steps`), a Refund for every ended booking (the wallet knows whether it
+    charged it; the refund completes its message).
 
     An ending written before endings carried the customer (schema 1) cannot be routed to a wallet:
     it is logged and skipped."""
-    steps: list[Command] = []
+    steps: list[Step] = []
     for message in messages:
         event = decode_payload(message)
         if isinstance(event, TicketsHeld | CarHeld):
             pay = Pay(event.customer_id, event.hold_id, message.stream_id, event.amount, policy.refusal(event))
-            steps.append(FromMessage(event.customer_id, name, message.message_id, pay))
+            steps.append(Step(pay, message))
         elif isinstance(event, HoldReleased | HoldExpired | BookingCancelled):
             if not event.customer_id:
                 log.error(
@@ -124,47 +141,60 @@ def payment_steps(messages: Sequence[OutboxMessage], policy: PaymentPolicy, name
                 )
                 continue
             refund = Refund(event.customer_id, event.hold_id, ending_reason(event))
-            steps.append(FromMessage(event.customer_id, name, message.message_id, refund))
+            steps.append(Step(FromMessage(event.customer_id, name, message.message_id, refund), message))
     return steps
 
 
-def result_steps(
-    messages: Sequence[OutboxMessage], name: str
-) -> tuple[list[Decision], list[OutboxMessage], list[Command]]:
-    """The results worker's commands for a batch of the payments topic: confirm the booking of a
-    succeeded payment, release the booking of a failed one. Returns the decisions and their
-    messages (for `late_refunds`) and the commands, all three in the same order."""
-    decisions: list[Decision] = []
-    sources: list[OutboxMessage] = []
-    steps: list[Command] = []
-    for message in messages:
-        event = decode_payload(message)
-        if not isinstance(event, PaymentSucceeded | PaymentFailed):
+def failure_reason(pay: Pay) -> str:
+    """Why the wallet failed this payment: the policy's refusal, or else the only reason a wallet
+    has of its own (engine/domain/wallet.py)."""
+    return pay.refusal or INSUFFICIENT_FUNDS
+
+
+def completion(pay: Pay, message: OutboxMessage, decision: str, name: str) -> Step | None:
+    """The step that completes a decided payment's booking: confirm it (SUCCEEDED), release it
+    (FAILED); None when there is nothing left to do (REFUNDED: the booking ended, its payment was
+    paid back)."""
+    kind, entity_id = split_stream_id(pay.booking_stream)
+    command: Command
+    if decision == SUCCEEDED:
+        command = ConfirmBooking(entity_id, kind, pay.saga_id, payment_ref=pay.saga_id)
+    elif decision == FAILED:
+        command = ReleaseHold(entity_id, kind, pay.saga_id, reason=f"payment failed: {failure_reason(pay)}")
+    else:
+        return None
+    return Step(FromMessage(entity_id, name, message.message_id, command), message)
+
+
+def completion_steps(steps: Sequence[Step], replies: Sequence[Reply], name: str) -> list[tuple[Pay, Step]]:
+    """For every Pay the wallet answered with a decision (new, or its first one repeated), the step
+    completing its booking, with the Pay it follows. A Pay answered with an error completes
+    nothing: a transient one fails the batch first (`require_final`), a refusal is logged."""
+    out: list[tuple[Pay, Step]] = []
+    for step, reply in zip(steps, replies, strict=True):
+        pay = step.command
+        if type(pay) is not Pay or type(reply) is not Done:
             continue
-        kind, entity_id = split_stream_id(event.booking_stream)
-        if isinstance(event, PaymentSucceeded):
-            step: Command = ConfirmBooking(entity_id, kind, event.saga_id, payment_ref=event.saga_id)
-        else:
-            step = ReleaseHold(entity_id, kind, event.saga_id, reason=f"payment failed: {event.reason}")
-        decisions.append(event)
-        sources.append(message)
-        steps.append(FromMessage(entity_id, name, message.message_id, step))
-    return decisions, sources, steps
+        done = completion(pay, step.message, reply.status, name)
+        if done is not None:
+            out.append((pay, done))
+    return out
 
 
 LATE_PAYMENT = "the booking ended before the payment arrived"
 
 
-def late_refunds(
-    decisions: Sequence[Decision], sources: Sequence[OutboxMessage], replies: Sequence[Reply], name: str
-) -> list[Command]:
+def late_refunds(completions: Sequence[tuple[Pay, Step]], replies: Sequence[Reply], name: str) -> list[Step]:
     """Refunds of payments that succeeded for bookings that could not be confirmed any more (they
     ended first): the confirmation was refused, so the refund is what completes the message."""
-    return [
-        FromMessage(event.customer_id, name, message.message_id, Refund(event.customer_id, event.saga_id, LATE_PAYMENT))
-        for event, message, reply in zip(decisions, sources, replies, strict=True)
-        if isinstance(event, PaymentSucceeded) and isinstance(reply, DomainError)
-    ]
+    out: list[Step] = []
+    for (pay, step), reply in zip(completions, replies, strict=True):
+        update = step.command
+        confirming = isinstance(update, FromMessage) and type(update.command) is ConfirmBooking
+        if confirming and isinstance(reply, DomainError):
+            refund = Refund(pay.entity_id, pay.saga_id, LATE_PAYMENT)
+            out.append(Step(FromMessage(pay.entity_id, name, step.message.message_id, refund), step.message))
+    return out
 
 
 def require_final(replies: Sequence[Reply], what: str) -> None:
@@ -174,16 +204,29 @@ def require_final(replies: Sequence[Reply], what: str) -> None:
         raise SagaStepFailed(f"{len(transient)} {what} failed transiently, e.g. {transient[0]}")
 
 
-def log_refusals(name: str, steps: Sequence[Command], replies: Sequence[Reply]) -> None:
+def log_refusals(
+    name: str, commands: Sequence[Command], replies: Sequence[Reply], expected: type[RezervError] = TransientError
+) -> None:
     """A step refused for good (not a business answer the saga expects) is a bug worth a log line."""
-    for step, reply in zip(steps, replies, strict=True):
-        if isinstance(reply, RezervError) and not isinstance(reply, TransientError):
-            log.error("%s: %r was refused: %s", name, step, reply)
+    for command, reply in zip(commands, replies, strict=True):
+        if isinstance(reply, RezervError) and not isinstance(reply, TransientError | expected):
+            log.error("%s: %r was refused: %s", name, command, reply)
 
 
-# ---- the workers: the pure steps wired to the engine -------------------------------------------
+async def _run(
+    execute: ExecuteCommands, steps: Sequence[Step], what: str, name: str, expected: type[RezervError] = TransientError
+) -> Sequence[Reply]:
+    commands = [step.command for step in steps]
+    replies = await execute(commands)
+    require_final(replies, what)
+    log_refusals(name, commands, replies, expected)
+    return replies
+
+
+# ---- the worker: the pure steps wired to the engine --------------------------------------------
 class PaymentWorker:
-    """Consumes the bookings topic: pays for new holds, refunds ended bookings."""
+    """Consumes the bookings topic: pays for new holds and completes their bookings, refunds ended
+    bookings."""
 
     event_types = PAYMENT_EVENT_TYPES
 
@@ -196,30 +239,17 @@ class PaymentWorker:
         steps = payment_steps(messages, self.policy, self.name)
         if not steps:
             return
-        replies = await self.execute(steps)
-        require_final(replies, "payment steps")
-        log_refusals(self.name, steps, replies)
-        observe_payments(messages, steps, replies)
-
-
-class BookingResultsWorker:
-    """Consumes the payments topic: completes or compensates the booking side of the saga."""
-
-    event_types = RESULT_EVENT_TYPES
-
-    def __init__(self, execute: ExecuteCommands, name: str = RESULTS_WORKER) -> None:
-        self.execute = execute
-        self.name = name
-
-    async def handle(self, messages: Sequence[OutboxMessage]) -> None:
-        decisions, sources, steps = result_steps(messages, self.name)
-        if not steps:
+        replies = await _run(self.execute, steps, "payment steps", self.name)
+        decided = time.monotonic()
+        observe_payments(steps, replies)
+        completions = completion_steps(steps, replies, self.name)
+        if not completions:
             return
-        replies = await self.execute(steps)
-        require_final(replies, "booking updates")
-        observe_results(messages, steps, replies)
-        refunds = late_refunds(decisions, sources, replies, self.name)
+        # A booking that ended before its payment was decided refuses to be confirmed or released
+        # (a DomainError): the race compensation exists for, not a bug.
+        updates = [step for _, step in completions]
+        completed = await _run(self.execute, updates, "booking updates", self.name, expected=DomainError)
+        observe_completions([step.command for _, step in completions], completed, time.monotonic() - decided)
+        refunds = late_refunds(completions, completed, self.name)
         if refunds:
-            refunded = await self.execute(refunds)
-            require_final(refunded, "refunds of late payments")
-            log_refusals(self.name, refunds, refunded)
+            await _run(self.execute, refunds, "refunds of late payments", self.name)

@@ -4,11 +4,12 @@ sends it again.
 The broker may lose messages (tansu keeps them in memory; any broker can be restored from an
 old backup) and a consumer may die. Every few seconds the supervisor reads the bookings
 projection and re-publishes, from the event store, the message of each step that should have
-happened by now:
+happened by now, or does the step itself:
 
 - a hold with no payment decision after `retry_after`: its hold event (the payment worker acts);
-- a payment decision whose booking is still held after `retry_after`: the decision (the results
-  worker confirms or releases);
+- a payment decided while its booking is still held after `retry_after` (the payment worker died
+  between charging and confirming, or the broker lost the hold's message after the charge): the
+  booking is confirmed or released here, straight at its entity, as the worker would have done;
 - an ended booking whose payment stands unrefunded after `retry_after`: the ending (the payment
   worker refunds);
 - a hold past its expiry (plus a grace): an ExpireHold command straight to its entity, for holds
@@ -20,7 +21,8 @@ What it reads comes through the `PendingSagas` port (engine/ports.py): PostgreSQ
 (engine/adapters/pg_sagas.py), an in-memory fake in unit tests.
 
 Re-sent messages carry the same message id as the originals, and every step is idempotent, so a
-re-send that crosses a slow original changes nothing.
+re-send that crosses a slow original changes nothing. A booking completed here that its payment
+could not confirm any more (it ended meanwhile) is refunded by the ending's re-send, above.
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
-from engine.domain.commands import ExpireHold
+from engine.domain.commands import SUCCEEDED, Command, ConfirmBooking, ExpireHold, ReleaseHold, split_stream_id
 from engine.outbox import OutgoingMessage, plan_message
-from engine.ports import Clock, ExecuteCommands, PendingSagas, Publisher, SystemClock
+from engine.ports import Clock, ExecuteCommands, PendingSagas, Publisher, SystemClock, UndeliveredDecision
 
 log = logging.getLogger("rezerv.supervisor")
 
@@ -40,7 +43,7 @@ log = logging.getLogger("rezerv.supervisor")
 @dataclass
 class SweepReport:
     resent_holds: int = 0
-    resent_decisions: int = 0
+    completed_bookings: int = 0
     resent_endings: int = 0
     expired: int = 0
     purged_inbox: int = 0
@@ -52,6 +55,15 @@ class SweepReport:
     def add(self, other: SweepReport) -> None:
         for f in fields(self):
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+def completion_of(decision: UndeliveredDecision) -> Command:
+    """The command the payment worker would have sent after this decision (engine/saga.py)."""
+    kind, entity_id = split_stream_id(decision.booking_stream)
+    if decision.payment_status == SUCCEEDED:
+        return ConfirmBooking(entity_id, kind, decision.hold_id, payment_ref=decision.hold_id)
+    reason = f"payment failed: {decision.payment_reason}" if decision.payment_reason else "payment failed"
+    return ReleaseHold(entity_id, kind, decision.hold_id, reason=reason)
 
 
 class SagaSupervisor:
@@ -87,7 +99,7 @@ class SagaSupervisor:
         holds = await sagas.undecided_holds(cutoff, self.batch)
         report.resent_holds = await self._resend([(h.booking_stream, h.hold_version) for h in holds])
         decisions = await sagas.undelivered_decisions(cutoff, self.batch)
-        report.resent_decisions = await self._resend([(d.decision_stream, d.decision_version) for d in decisions])
+        report.completed_bookings = await self._complete(decisions)
         endings = await sagas.unrefunded(cutoff, self.batch)
         report.resent_endings = await self._resend([(e.booking_stream, e.terminal_version) for e in endings])
         overdue = await sagas.overdue_holds(now, self.expiry_grace_ms, self.batch)
@@ -99,6 +111,13 @@ class SagaSupervisor:
         if report.total:
             log.info("saga sweep: %s", report)
         return report
+
+    async def _complete(self, decisions: Sequence[UndeliveredDecision]) -> int:
+        """Confirm or release the bookings of payments decided long ago; how many changed."""
+        if not decisions:
+            return 0
+        replies = await self.execute([completion_of(d) for d in decisions])
+        return sum(1 for r in replies if getattr(r, "changed", False))
 
     async def _resend(self, keys: list[tuple[str, int]]) -> int:
         keys = [(stream, version) for stream, version in keys if version]

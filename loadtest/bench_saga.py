@@ -1,8 +1,8 @@
 """`rezerv bench saga`: how long a booking takes from hold to confirmed, under a steady load.
 
 The whole saga runs on its own durable stack (PostgreSQL with fsync on, Valkey, the tansu broker,
-Ray with the shards and the three saga services): hold -> outbox relay -> Kafka -> payment actor
-(charge the wallet, record the decision) -> relay -> Kafka -> results worker -> confirmed.
+Ray with the shards and the three saga services): hold -> outbox relay -> Kafka -> payment worker
+(charge the wallet, record the decision, then confirm the booking) -> confirmed.
 
 Load is open-loop: holds are placed at a fixed rate whatever the answers, as real customers do,
 so a slow saga shows up as latency, not as a politely lower rate. The latency of a booking is

@@ -334,7 +334,7 @@ def cost_per_booking(cpu: dict[str, float], window_s: float, holds: int, settled
     `cpu_us_per_booking`: each role's CPU divided by the bookings settled in the window.
     `api_us_per_hold`: the API process's CPU divided by the holds it granted (its booking reads
     included, so an upper bound). `saga_us_per_booking`: the saga's own processes (the services:
-    relay, projection, supervisor, payment and results workers; and the broker) per settled
+    relay, projections, supervisor, payment worker, notifier; and the broker) per settled
     booking; the shards' and PostgreSQL's shares of a booking are in `cpu_us_per_booking`."""
 
     def per(role_cpu: float, units: int) -> float | None:

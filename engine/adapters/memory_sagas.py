@@ -58,6 +58,8 @@ class InMemoryPendingSagas:
                 b.payment_version or 0,
                 b.payment_status,
                 b.payment_decided_at or 0,
+                b.booking_stream,
+                b.payment_reason,
             )
             for b in rows[:limit]
         ]

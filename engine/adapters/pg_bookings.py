@@ -190,7 +190,7 @@ SELECT hold_id, booking_stream, hold_version, held_at FROM bookings
 # decided payments (payment_stream NULL), the booking's own `payment/<hold id>`.
 _UNDELIVERED = """
 SELECT hold_id, coalesce(payment_stream, 'payment/' || hold_id) AS decision_stream, payment_version,
-       payment_status, payment_decided_at
+       payment_status, payment_decided_at, booking_stream, payment_reason
   FROM bookings
  WHERE status = 'HELD' AND payment_status IN ('SUCCEEDED', 'FAILED') AND payment_decided_at < $1
  ORDER BY payment_decided_at, hold_id LIMIT $2
@@ -248,8 +248,7 @@ async def undecided_holds(pool: asyncpg.Pool, older_than_ms: int, limit: int) ->
 
 async def undelivered_decisions(pool: asyncpg.Pool, older_than_ms: int, limit: int) -> list[UndeliveredDecision]:
     """Bookings still HELD although their payment SUCCEEDED or FAILED before `older_than_ms`
-    (epoch ms), oldest decision first. Sending the decision again gets the booking confirmed or
-    released."""
+    (epoch ms), oldest decision first: the bookings to confirm or release."""
     rows = await _fetch(pool, "undelivered decisions", _UNDELIVERED, older_than_ms, _check_limit(limit))
     return [
         UndeliveredDecision(
@@ -258,6 +257,8 @@ async def undelivered_decisions(pool: asyncpg.Pool, older_than_ms: int, limit: i
             r["payment_version"],
             r["payment_status"],
             r["payment_decided_at"],
+            r["booking_stream"],
+            r["payment_reason"],
         )
         for r in rows
     ]

@@ -174,9 +174,9 @@ async def test_events_arrive_on_their_topic_under_their_key_in_order(pool: async
     car_held = CarHeld(car, h3, "bob", date(2027, 1, 20), date(2027, 1, 22), 200, 60_000, AT + 60_000, AT)
     await insert(pool, [(car, 2, car_held), (ev, 5, BookingConfirmed(ev, h2, "pay-1", AT))])
     await insert(pool, [(car, 3, HoldReleased(car, h3, "customer", AT))])
-    # A payment event: routed by its type name; its payload's `saga_id` is the key.
+    # A refund: routed by its type name; its payload's `saga_id` is the key.
     await pool.execute(
-        "INSERT INTO events (stream_id, version, event_type, data) VALUES ($1, 1, 'PaymentSucceeded', $2)",
+        "INSERT INTO events (stream_id, version, event_type, data) VALUES ($1, 1, 'PaymentRefunded', $2)",
         saga,
         codec.encode_record(WalletCharged(wallet, s1, 200, AT)),
     )

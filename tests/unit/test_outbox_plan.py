@@ -90,11 +90,15 @@ def test_booking_events_go_to_bookings_keyed_by_hold(event: Event) -> None:
     assert message.key == b"h1"
 
 
-@pytest.mark.parametrize("event_type", ["PaymentSucceeded", "PaymentFailed", "PaymentRefunded"])
-def test_payment_events_go_to_payments_keyed_by_saga(event_type: str) -> None:
-    [message] = plan_batch([logged(PaymentResult("saga-7", 100), "payment/p1", 3, event_type)])
+def test_refunds_go_to_payments_keyed_by_saga() -> None:
+    [message] = plan_batch([logged(PaymentResult("saga-7", 100), "payment/p1", 3, "PaymentRefunded")])
     assert message.topic == PAYMENTS_TOPIC
     assert message.key == b"saga-7"
+
+
+@pytest.mark.parametrize("event_type", ["PaymentSucceeded", "PaymentFailed"])
+def test_payment_decisions_are_not_published_since_the_payment_worker_acts_on_them_itself(event_type: str) -> None:
+    assert plan_batch([logged(PaymentResult("saga-7", 100), "wallet/w1", 3, event_type)]) == []
 
 
 def test_other_events_are_not_published() -> None:
@@ -131,8 +135,8 @@ def test_a_batch_keeps_log_order_and_skips_in_place() -> None:
 
 
 def test_a_routed_event_that_cannot_be_keyed_is_keyed_by_its_stream() -> None:
-    undecodable = LoggedEvent("payment/p1", 1, "PaymentSucceeded", b"\xc1not msgpack", 1, 1, AT)
-    without_field = logged(FundsDeposited("w1", "d1", 100, AT), "payment/p2", event_type="PaymentFailed")
+    undecodable = LoggedEvent("payment/p1", 1, "PaymentRefunded", b"\xc1not msgpack", 1, 1, AT)
+    without_field = logged(FundsDeposited("w1", "d1", 100, AT), "payment/p2", event_type="PaymentRefunded")
     assert [m.key for m in plan_batch([undecodable, without_field])] == [b"payment/p1", b"payment/p2"]
 
 

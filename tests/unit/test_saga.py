@@ -1,6 +1,6 @@
 """The booking saga's decisions, without a broker or Ray: the pure steps for a batch of messages,
-and the workers driving real entities on in-process shards (tests/unit/local_shard.py), with
-the outbox played by hand from the store's log."""
+and the payment worker driving real entities on in-process shards (tests/unit/local_shard.py),
+with the outbox played by hand from the store's log."""
 
 from __future__ import annotations
 
@@ -36,18 +36,19 @@ from engine.domain.events import (
     TicketsHeld,
 )
 from engine.domain.results import Done, HoldGranted, Reply, StateView
+from engine.domain.wallet import REFUNDED
 from engine.outbox import OutboxMessage, message_id
+from engine.ports import ExecuteCommands
 from engine.saga import (
     LATE_PAYMENT,
     PAYMENT_WORKER,
-    RESULTS_WORKER,
-    BookingResultsWorker,
     PaymentPolicy,
     PaymentWorker,
     SagaStepFailed,
+    Step,
+    completion_steps,
     late_refunds,
     payment_steps,
-    result_steps,
 )
 from tests.dates import starts_in
 from tests.unit.local_shard import LocalInventory, local_inventory
@@ -66,16 +67,15 @@ def held(hold_id: str, customer: str = "alice", n: int = 2, event_id: str = "e1"
 
 
 # ---- the pure steps ------------------------------------------------------------------------------
-def test_a_new_hold_becomes_a_payment_in_the_customers_wallet_sent_from_its_message() -> None:
+def test_a_new_hold_becomes_a_plain_payment_in_the_customers_wallet() -> None:
     msg = message("event/e1", 7, held("h1"))
     [step] = payment_steps([msg], PaymentPolicy(), PAYMENT_WORKER)
-    assert step == FromMessage("alice", PAYMENT_WORKER, "event/e1@7", Pay("alice", "h1", "event/e1", 2 * PRICE))
+    assert step == Step(Pay("alice", "h1", "event/e1", 2 * PRICE), msg), "the booking's completion records the message"
 
 
 def test_a_policy_refusal_travels_with_the_payment() -> None:
     msg = message("event/e1", 7, held("h1", n=5))
     [step] = payment_steps([msg], PaymentPolicy(max_tickets=4), PAYMENT_WORKER)
-    assert isinstance(step, FromMessage)
     assert isinstance(step.command, Pay)
     assert step.command.refusal == "policy: at most 4 tickets per booking, 5 asked"
 
@@ -97,8 +97,9 @@ def test_the_minimum_payment_policy_leaves_free_bookings_alone() -> None:
     ],
 )
 def test_an_ended_booking_becomes_a_refund_in_the_customers_wallet(ending: Any, reason: str) -> None:
-    [step] = payment_steps([message("event/e1", 9, ending)], PaymentPolicy(), PAYMENT_WORKER)
-    assert step == FromMessage("alice", PAYMENT_WORKER, "event/e1@9", Refund("alice", "h1", reason))
+    msg = message("event/e1", 9, ending)
+    [step] = payment_steps([msg], PaymentPolicy(), PAYMENT_WORKER)
+    assert step == Step(FromMessage("alice", PAYMENT_WORKER, "event/e1@9", Refund("alice", "h1", reason)), msg)
 
 
 def test_confirmations_and_endings_without_a_customer_ask_for_nothing() -> None:
@@ -111,37 +112,73 @@ def test_a_car_hold_is_paid_like_a_ticket_hold() -> None:
     from datetime import date
 
     car = CarHeld("c1", "h5", "bob", date(2027, 1, 1), date(2027, 1, 3), 9_000, 60_000, AT + 60_000, AT)
-    [step] = payment_steps([message("car/c1", 3, car)], PaymentPolicy(), PAYMENT_WORKER)
-    assert step == FromMessage("bob", PAYMENT_WORKER, "car/c1@3", Pay("bob", "h5", "car/c1", 9_000))
+    msg = message("car/c1", 3, car)
+    [step] = payment_steps([msg], PaymentPolicy(), PAYMENT_WORKER)
+    assert step == Step(Pay("bob", "h5", "car/c1", 9_000), msg)
 
 
-def test_decisions_confirm_or_release_their_booking() -> None:
-    ok = message("wallet/alice", 2, PaymentSucceeded("h1", "event/e1", "alice", 3_000, AT))
-    ko = message("wallet/bob", 4, PaymentFailed("h2", "car/c1", "bob", 900, "insufficient funds", AT))
-    refunded = message("wallet/alice", 3, PaymentRefunded("h1", "event/e1", "alice", 3_000, "x", AT))
-    decisions, sources, steps = result_steps([ok, ko, refunded], RESULTS_WORKER)
-    assert sources == [ok, ko]
-    assert [type(d) for d in decisions] == [PaymentSucceeded, PaymentFailed]
-    assert steps == [
-        FromMessage("e1", RESULTS_WORKER, "wallet/alice@2", ConfirmBooking("e1", "event", "h1", payment_ref="h1")),
-        FromMessage(
-            "c1", RESULTS_WORKER, "wallet/bob@4", ReleaseHold("c1", "car", "h2", "payment failed: insufficient funds")
+def test_each_decided_payment_confirms_or_releases_its_booking_from_the_holds_message() -> None:
+    holds = [
+        message("event/e1", 2, held("h1")),
+        message("car/c1", 4, CarHeld("c1", "h2", "bob", *_rental(), 900, 60_000, AT + 60_000, AT)),
+        message("event/e1", 5, held("h3", customer="carol", n=5)),
+        message("event/e1", 6, held("h4")),
+        message("event/e1", 7, held("h5")),
+        message("event/e1", 8, HoldExpired("e1", "h0", AT, "alice")),
+    ]
+    steps = payment_steps(holds, PaymentPolicy(max_tickets=4), PAYMENT_WORKER)
+    replies: list[Reply] = [
+        Done("alice", "h1", "SUCCEEDED", 2 * PRICE),
+        Done("bob", "h2", "FAILED", 900),
+        Done("carol", "h3", "FAILED", 5 * PRICE, changed=False),  # a redelivery: the first decision again
+        Done("alice", "h4", REFUNDED, 2 * PRICE, changed=False),  # ended and paid back: nothing left to do
+        InvalidTransition("a refusal completes nothing"),
+        Done("alice", "h0", "NOT_CHARGED", 0, changed=False),  # the ending's refund
+    ]
+    completions = completion_steps(steps, replies, PAYMENT_WORKER)
+    assert [pay.saga_id for pay, _ in completions] == ["h1", "h2", "h3"]
+    assert [step for _, step in completions] == [
+        Step(FromMessage("e1", PAYMENT_WORKER, "event/e1@2", ConfirmBooking("e1", "event", "h1", "h1")), holds[0]),
+        Step(
+            FromMessage(
+                "c1", PAYMENT_WORKER, "car/c1@4", ReleaseHold("c1", "car", "h2", "payment failed: insufficient funds")
+            ),
+            holds[1],
+        ),
+        Step(
+            FromMessage(
+                "e1",
+                PAYMENT_WORKER,
+                "event/e1@5",
+                ReleaseHold("e1", "event", "h3", "payment failed: policy: at most 4 tickets per booking, 5 asked"),
+            ),
+            holds[2],
         ),
     ]
 
 
+def _rental() -> tuple[Any, Any]:
+    from datetime import date
+
+    return date(2027, 1, 1), date(2027, 1, 3)
+
+
 def test_only_a_succeeded_payment_whose_confirmation_was_refused_is_refunded() -> None:
-    ok = message("wallet/alice", 2, PaymentSucceeded("h1", "event/e1", "alice", 3_000, AT))
-    late = message("wallet/alice", 3, PaymentSucceeded("h2", "event/e1", "alice", 3_000, AT))
-    failed = message("wallet/bob", 4, PaymentFailed("h3", "event/e1", "bob", 900, "insufficient funds", AT))
-    decisions, sources, _ = result_steps([ok, late, failed], RESULTS_WORKER)
-    replies: list[Reply] = [
+    holds = [message("event/e1", v, held(f"h{v}", customer=c)) for v, c in ((1, "alice"), (2, "alice"), (3, "bob"))]
+    steps = payment_steps(holds, PaymentPolicy(), PAYMENT_WORKER)
+    decided: list[Reply] = [
+        Done("alice", "h1", "SUCCEEDED"),
+        Done("alice", "h2", "SUCCEEDED"),
+        Done("bob", "h3", "FAILED"),
+    ]
+    completions = completion_steps(steps, decided, PAYMENT_WORKER)
+    completed: list[Reply] = [
         Done("e1", "h1", "CONFIRMED"),
         InvalidTransition("h2 is EXPIRED"),
-        InvalidTransition("h3 is EXPIRED"),
+        InvalidTransition("h3 is EXPIRED"),  # a failed payment's booking that ended anyway: nothing was charged
     ]
-    assert late_refunds(decisions, sources, replies, RESULTS_WORKER) == [
-        FromMessage("alice", RESULTS_WORKER, "wallet/alice@3", Refund("alice", "h2", LATE_PAYMENT))
+    assert late_refunds(completions, completed, PAYMENT_WORKER) == [
+        Step(FromMessage("alice", PAYMENT_WORKER, "event/e1@2", Refund("alice", "h2", LATE_PAYMENT)), holds[1])
     ]
 
 
@@ -194,65 +231,60 @@ async def balance(inventory: LocalInventory, customer: str) -> int:
     return int(view.state["balance"])
 
 
-def workers(
-    inventory: LocalInventory, policy: PaymentPolicy | None = None
-) -> tuple[PaymentWorker, BookingResultsWorker]:
-    execute = inventory.client.execute_many
-    return PaymentWorker(execute, policy or PaymentPolicy()), BookingResultsWorker(execute)
+def worker(inventory: LocalInventory, policy: PaymentPolicy | None = None) -> PaymentWorker:
+    return PaymentWorker(inventory.client.execute_many, policy or PaymentPolicy())
 
 
 async def test_a_paid_hold_is_confirmed_and_charged_once_even_when_every_message_comes_twice(
     shards: LocalInventory,
 ) -> None:
     outbox = Outbox(shards)
-    pay, results = workers(shards)
+    pay = worker(shards)
     await hold(shards, "h1", "alice")
     holds = outbox.new(TicketsHeld)
     await pay.handle(holds + holds)
     await pay.handle(holds)
-    decisions = outbox.new(PaymentSucceeded, PaymentFailed)
-    assert len(decisions) == 1
-    await results.handle(decisions + decisions)
     assert await booking_status(shards, "h1") == "CONFIRMED"
     assert await balance(shards, "alice") == 10_000 - 2 * PRICE
+    assert len(outbox.new(PaymentSucceeded)) == 1
+    assert len(outbox.new(BookingConfirmed)) == 1
     assert await shards.store.processed(PAYMENT_WORKER, [holds[0].message_id]) == {holds[0].message_id}
-    assert await shards.store.processed(RESULTS_WORKER, [decisions[0].message_id]) == {decisions[0].message_id}
 
 
 async def test_a_customer_short_of_money_gets_the_booking_released_with_the_reason(shards: LocalInventory) -> None:
     outbox = Outbox(shards)
-    pay, results = workers(shards)
+    pay = worker(shards)
     await hold(shards, "h1", "bob", n=1)  # 1,500 > 1,000
     await pay.handle(outbox.new(TicketsHeld))
-    await results.handle(outbox.new(PaymentSucceeded, PaymentFailed))
     assert await booking_status(shards, "h1") == "RELEASED"
     assert await balance(shards, "bob") == 1_000
+    [failed] = outbox.new(PaymentFailed)
+    assert codec.decode_record(failed.payload).reason == "insufficient funds"
     [released] = outbox.new(HoldReleased)
     assert codec.decode_record(released.payload).reason == "payment failed: insufficient funds"
 
 
 async def test_a_payment_that_arrives_after_its_booking_ended_is_paid_back(shards: LocalInventory) -> None:
     outbox = Outbox(shards)
-    pay, results = workers(shards)
+    pay = worker(shards)
     await hold(shards, "h1", "alice")
     holds = outbox.new(TicketsHeld)
     await shards.client.execute(ReleaseHold("e1", "event", "h1", "released by customer"))
     await pay.handle(holds)  # the payment worker had not seen the hold before it ended
-    await results.handle(outbox.new(PaymentSucceeded, PaymentFailed))
     assert await booking_status(shards, "h1") == "RELEASED"
     assert await balance(shards, "alice") == 10_000
+    assert await shards.store.processed(PAYMENT_WORKER, [holds[0].message_id]) == {holds[0].message_id}
     # The ending reaches the payment worker too: its refund finds the payment refunded already.
     await pay.handle(outbox.new(HoldReleased))
     assert await balance(shards, "alice") == 10_000
-    assert len(outbox.new(PaymentRefunded)) == 1, "paid back once: by the results worker, not again for the ending"
+    assert len(outbox.new(PaymentRefunded)) == 1, "paid back once: when the confirmation was refused, not again"
 
 
 async def test_a_confirmed_booking_cancelled_later_is_refunded_once(shards: LocalInventory) -> None:
     outbox = Outbox(shards)
-    pay, results = workers(shards)
+    pay = worker(shards)
     await hold(shards, "h1", "alice")
     await pay.handle(outbox.new(TicketsHeld))
-    await results.handle(outbox.new(PaymentSucceeded))
     assert await balance(shards, "alice") == 10_000 - 2 * PRICE
     await shards.client.execute(CancelBooking("e1", "event", "h1", "changed plans"))
     cancelled = outbox.new(BookingCancelled)
@@ -264,7 +296,7 @@ async def test_a_confirmed_booking_cancelled_later_is_refunded_once(shards: Loca
 
 async def test_a_transient_failure_makes_the_worker_raise_so_the_batch_comes_again(shards: LocalInventory) -> None:
     outbox = Outbox(shards)
-    pay, _ = workers(shards)
+    pay = worker(shards)
     await hold(shards, "h1", "alice")
     holds = outbox.new(TicketsHeld)
     shards.store.fail_next_appends = 1
@@ -273,18 +305,52 @@ async def test_a_transient_failure_makes_the_worker_raise_so_the_batch_comes_aga
     assert await shards.store.processed(PAYMENT_WORKER, [holds[0].message_id]) == set()
     await pay.handle(holds)
     assert await balance(shards, "alice") == 10_000 - 2 * PRICE
+    assert await booking_status(shards, "h1") == "CONFIRMED"
 
 
-async def test_one_batch_of_many_bookings_is_one_call_per_shard(shards: LocalInventory) -> None:
+async def test_a_worker_that_dies_between_charging_and_confirming_confirms_when_the_hold_comes_again(
+    shards: LocalInventory,
+) -> None:
+    """The charge is durable, the confirmation never left: the hold's message is not in the inbox,
+    so its redelivery (or the supervisor's re-send) is handled again, gets the wallet's first
+    decision back without a second charge, and confirms."""
     outbox = Outbox(shards)
-    pay, _ = workers(shards)
+    calls = 0
+
+    async def dies_after_the_payments(commands: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise ConnectionError("the worker's process died here")
+        return await shards.client.execute_many(commands)
+
+    execute: ExecuteCommands = dies_after_the_payments
+    await hold(shards, "h1", "alice")
+    holds = outbox.new(TicketsHeld)
+    with pytest.raises(ConnectionError):
+        await PaymentWorker(execute, PaymentPolicy()).handle(holds)
+    assert await balance(shards, "alice") == 10_000 - 2 * PRICE
+    assert await booking_status(shards, "h1") == "HELD"
+    assert await shards.store.processed(PAYMENT_WORKER, [holds[0].message_id]) == set()
+    await worker(shards).handle(holds)
+    assert await booking_status(shards, "h1") == "CONFIRMED"
+    assert await balance(shards, "alice") == 10_000 - 2 * PRICE
+    assert len(outbox.new(PaymentSucceeded)) == 1
+
+
+async def test_one_batch_of_many_bookings_is_one_call_per_shard_for_the_payments_and_one_for_the_bookings(
+    shards: LocalInventory,
+) -> None:
+    outbox = Outbox(shards)
+    pay = worker(shards)
     for i in range(5):
         await hold(shards, f"h{i}", "alice", n=1)
     holds = outbox.new(TicketsHeld)
     before = [s.calls for s in shards.shards]
     await pay.handle(holds)
     calls = [s.calls - b for s, b in zip(shards.shards, before, strict=True)]
-    assert sum(calls) == 1, f"five payments of one customer should be one Ray call, were {calls}"
+    assert sum(calls) == 2, f"five payments of one customer, then their five bookings: two calls, were {calls}"
+    assert len(outbox.new(BookingConfirmed)) == 5
 
 
 async def test_a_free_ticket_is_confirmed_without_a_charge_even_under_a_minimum_payment(shards: LocalInventory) -> None:
@@ -294,7 +360,7 @@ async def test_a_free_ticket_is_confirmed_without_a_charge_even_under_a_minimum_
     client = shards.client
     await client.execute(CreateEvent("free", "Open day", "Hall", starts_in(30), (TierSpec("gratis", 0, 5),)))
     outbox = Outbox(shards)
-    pay, results = workers(shards, PaymentPolicy(min_amount=500))
+    pay = worker(shards, PaymentPolicy(min_amount=500))
     granted = await client.execute_as(HoldTickets("free", "f1", "carol", (("gratis", 2),), 60_000), HoldGranted)
     assert granted.amount == 0
     await pay.handle(outbox.new(TicketsHeld))
@@ -302,7 +368,6 @@ async def test_a_free_ticket_is_confirmed_without_a_charge_even_under_a_minimum_
     succeeded = codec.decode_record(decision.payload)
     assert isinstance(succeeded, PaymentSucceeded)
     assert (succeeded.amount, succeeded.customer_id, succeeded.booking_stream) == (0, "carol", "event/free")
-    await results.handle([decision])
     view = await client.execute_as(GetState("free", "event"), StateView)
     assert view.state["tiers"][0]["confirmed"] == 2
     assert await balance(shards, "carol") == 0

@@ -13,13 +13,14 @@ from engine.domain.commands import ConfirmBooking, FromMessage, Pay, ReleaseHold
 from engine.domain.errors import InsufficientFunds
 from engine.domain.results import Done, Reply
 from engine.outbox import OutboxMessage
+from engine.saga import Step
 from engine.saga_metrics import (
     DECIDED_TO_CONFIRMED,
     HOLD_TO_DECIDED,
     OUTCOMES,
     PAYMENTS,
+    observe_completions,
     observe_payments,
-    observe_results,
 )
 
 
@@ -40,16 +41,13 @@ def test_each_new_payment_decision_is_counted_and_timed_from_its_hold() -> None:
     count, total = _histogram(HOLD_TO_DECIDED)
     succeeded, failed = _count(PAYMENTS, "succeeded"), _count(PAYMENTS, "failed")
     messages = [_message("m1", 300), _message("m2", 300), _message("m3", 300)]
-    steps = [
-        FromMessage("alice", "payment-worker", m.message_id, Pay("alice", m.message_id, "event/e1", 100))
-        for m in messages
-    ]
+    steps = [Step(Pay("alice", m.message_id, "event/e1", 100), m) for m in messages]
     replies = [
         Done("alice", "m1", "SUCCEEDED", 100),
         Done("alice", "m2", "FAILED", 100),
         Done("alice", "m3", "SUCCEEDED", 100, changed=False),  # decided before: not again
     ]
-    observe_payments(messages, steps, replies)
+    observe_payments(steps, replies)
     new_count, new_total = _histogram(HOLD_TO_DECIDED)
     assert new_count - count == 2
     assert 0.3 <= new_total - total < 5.0  # two observations of about 0.3 s
@@ -57,17 +55,23 @@ def test_each_new_payment_decision_is_counted_and_timed_from_its_hold() -> None:
 
 
 def test_confirmations_are_timed_from_the_decision_and_releases_counted() -> None:
-    count, _ = _histogram(DECIDED_TO_CONFIRMED)
+    count, total = _histogram(DECIDED_TO_CONFIRMED)
     confirmed, released = _count(OUTCOMES, "confirmed"), _count(OUTCOMES, "released")
-    messages = [_message("d1", 100), _message("d2", 100), _message("d3", 100)]
-    steps = [
-        FromMessage("e1", "booking-results", "d1", ConfirmBooking("e1", "event", "h1", "h1")),
-        FromMessage("e1", "booking-results", "d2", ReleaseHold("e1", "event", "h2", "payment failed")),
-        FromMessage("e1", "booking-results", "d3", ConfirmBooking("e1", "event", "h3", "h3")),
+    updates = [
+        FromMessage("e1", "payment-worker", "d1", ConfirmBooking("e1", "event", "h1", "h1")),
+        FromMessage("e1", "payment-worker", "d2", ReleaseHold("e1", "event", "h2", "payment failed")),
+        FromMessage("e1", "payment-worker", "d3", ConfirmBooking("e1", "event", "h3", "h3")),
+        FromMessage("e1", "payment-worker", "d4", ConfirmBooking("e1", "event", "h4", "h4")),
     ]
-    replies: list[Reply] = [Done("e1", "h1", "CONFIRMED"), Done("e1", "h2", "RELEASED"), InsufficientFunds("refused")]
-    observe_results(messages, steps, replies)
-    assert _histogram(DECIDED_TO_CONFIRMED)[0] - count == 1
+    replies: list[Reply] = [
+        Done("e1", "h1", "CONFIRMED"),
+        Done("e1", "h2", "RELEASED"),
+        InsufficientFunds("refused"),
+        Done("e1", "h4", "CONFIRMED", changed=False),  # confirmed before: not again
+    ]
+    observe_completions(updates, replies, 0.04)
+    new_count, new_total = _histogram(DECIDED_TO_CONFIRMED)
+    assert (new_count - count, round(new_total - total, 6)) == (1, 0.04)
     assert (_count(OUTCOMES, "confirmed") - confirmed, _count(OUTCOMES, "released") - released) == (1, 1)
 
 

@@ -8,13 +8,13 @@ from typing import Any
 
 from engine.adapters.memory_sagas import InMemoryPendingSagas
 from engine.adapters.memory_store import InMemoryEventStore
-from engine.domain.commands import Command, ExpireHold
+from engine.domain.commands import Command, ConfirmBooking, ExpireHold, ReleaseHold
 from engine.domain.events import BookingConfirmed, HoldExpired
 from engine.domain.results import Done
 from engine.outbox import OutgoingMessage
 from engine.ports import ManualClock
 from engine.saga_supervisor import SagaSupervisor
-from tests.contract.pending_sagas import AT, TTL, paid, tickets
+from tests.contract.pending_sagas import AT, TTL, paid, refused, tickets
 from tests.unit.test_memory_sagas import append
 
 RETRY_MS = 10_000
@@ -32,19 +32,19 @@ class RecordingPublisher:
 
 
 class Entities:
-    """Answers ExpireHold as the entity would: changed once per hold."""
+    """Answers ExpireHold, ConfirmBooking and ReleaseHold as the entity would: changed once per hold."""
 
     def __init__(self) -> None:
         self.received: list[Command] = []
-        self.expired: set[str] = set()
+        self.ended: set[str] = set()
 
     async def execute(self, commands: Sequence[Command]) -> list[Any]:
         self.received.extend(commands)
         replies = []
         for c in commands:
-            assert isinstance(c, ExpireHold)
-            replies.append(Done(c.entity_id, c.hold_id, "EXPIRED", 0, c.hold_id not in self.expired))
-            self.expired.add(c.hold_id)
+            assert isinstance(c, ExpireHold | ConfirmBooking | ReleaseHold)
+            replies.append(Done(c.entity_id, c.hold_id, "DONE", 0, c.hold_id not in self.ended))
+            self.ended.add(c.hold_id)
         return replies
 
 
@@ -72,15 +72,21 @@ async def test_a_hold_nobody_decided_is_sent_again_only_after_the_retry_delay() 
     assert publisher.sent[0].topic == "bookings"
 
 
-async def test_an_undelivered_decision_is_sent_again_from_the_wallet_stream_it_was_recorded_in() -> None:
-    sweeper, publisher, _, clock = await supervisor(
-        ("event/e1", [tickets("h1")]), ("wallet/alice", [paid("h1", AT + 100)])
+async def test_a_booking_still_held_long_after_its_payment_was_decided_is_confirmed_or_released_here() -> None:
+    sweeper, publisher, entities, clock = await supervisor(
+        ("event/e1", [tickets("h1"), tickets("h2")]),
+        ("wallet/alice", [paid("h1", AT + 100), refused("h2", AT + 100)]),
     )
-    clock.now = AT + 100 + RETRY_MS + 1
+    clock.now = AT + 100 + RETRY_MS
+    assert (await sweeper.sweep()).total == 0, "not before the retry delay"
+    clock.advance(1)
     report = await sweeper.sweep()
-    assert (report.resent_holds, report.resent_decisions) == (0, 1)
-    assert publisher.ids() == ["wallet/alice@1"]
-    assert publisher.sent[0].topic == "payments"
+    assert (report.resent_holds, report.completed_bookings) == (0, 2)
+    assert publisher.sent == [], "nothing goes through the broker"
+    assert entities.received == [
+        ConfirmBooking("e1", "event", "h1", payment_ref="h1"),
+        ReleaseHold("e1", "event", "h2", reason="payment failed: insufficient funds"),
+    ]
 
 
 async def test_a_confirmed_booking_needs_nothing() -> None:
