@@ -106,7 +106,8 @@ class ServiceActor:
         if supervisor is not None:
             yield process_metrics.labelled_counter(
                 "rezerv_saga_resent",
-                "Saga steps the supervisor re-sent (holds, decisions, endings), holds it expired, inbox rows purged",
+                "Saga steps the supervisor re-sent (holds, endings), bookings it completed, holds it expired, "
+                "inbox rows purged",
                 ["what"],
                 dict(supervisor.totals.__dict__),
             )

@@ -10,7 +10,7 @@ then the refunds of payments that came too late. The handler returns once every 
 or raises (a transient failure) so the consumer loop hands it the batch again and commits no
 offset. Until 2026-12-01 the decision went back through the outbox and the broker to a second
 consumer, which confirmed the booking: a second round per booking through the log, the relay, the
-broker and a consumer (BENCHMARKS.md section 3 has what it cost). The payment decisions are no
+broker and a consumer (BENCHMARKS.md sections 2 and 3 have what it cost). The payment decisions are no
 longer published.
 
 What to send is decided by pure functions (`payment_steps`, `completion_steps`, `late_refunds`),
