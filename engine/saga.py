@@ -151,19 +151,26 @@ def failure_reason(pay: Pay) -> str:
     return pay.refusal or INSUFFICIENT_FUNDS
 
 
-def completion(pay: Pay, message: OutboxMessage, decision: str, name: str) -> Step | None:
-    """The step that completes a decided payment's booking: confirm it (SUCCEEDED), release it
-    (FAILED); None when there is nothing left to do (REFUNDED: the booking ended, its payment was
-    paid back)."""
-    kind, entity_id = split_stream_id(pay.booking_stream)
-    command: Command
+def booking_update(booking_stream: str, saga_id: str, decision: str, reason: str | None) -> Command | None:
+    """What a payment's decision does to its booking: SUCCEEDED confirms it, FAILED releases it
+    (with the failure's reason, when known); anything else (REFUNDED: the booking ended and its
+    payment was paid back) nothing. The payment worker sends it right after the decision, the
+    saga supervisor for a booking still held long after (engine/saga_supervisor.py)."""
+    kind, entity_id = split_stream_id(booking_stream)
     if decision == SUCCEEDED:
-        command = ConfirmBooking(entity_id, kind, pay.saga_id, payment_ref=pay.saga_id)
-    elif decision == FAILED:
-        command = ReleaseHold(entity_id, kind, pay.saga_id, reason=f"payment failed: {failure_reason(pay)}")
-    else:
+        return ConfirmBooking(entity_id, kind, saga_id, payment_ref=saga_id)
+    if decision == FAILED:
+        return ReleaseHold(entity_id, kind, saga_id, reason=f"payment failed: {reason}" if reason else "payment failed")
+    return None
+
+
+def completion(pay: Pay, message: OutboxMessage, decision: str, name: str) -> Step | None:
+    """The step that completes a decided payment's hold message: its booking's update, recorded in
+    the inbox as that message's; None when there is nothing left to do."""
+    update = booking_update(pay.booking_stream, pay.saga_id, decision, failure_reason(pay))
+    if update is None:
         return None
-    return Step(FromMessage(entity_id, name, message.message_id, command), message)
+    return Step(FromMessage(update.entity_id, name, message.message_id, update), message)
 
 
 def completion_steps(steps: Sequence[Step], replies: Sequence[Reply], name: str) -> list[tuple[Pay, Step]]:

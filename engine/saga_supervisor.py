@@ -33,9 +33,10 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
-from engine.domain.commands import SUCCEEDED, Command, ConfirmBooking, ExpireHold, ReleaseHold, split_stream_id
+from engine.domain.commands import ExpireHold
 from engine.outbox import OutgoingMessage, plan_message
 from engine.ports import Clock, ExecuteCommands, PendingSagas, Publisher, SystemClock, UndeliveredDecision
+from engine.saga import booking_update
 
 log = logging.getLogger("rezerv.supervisor")
 
@@ -55,15 +56,6 @@ class SweepReport:
     def add(self, other: SweepReport) -> None:
         for f in fields(self):
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
-
-
-def completion_of(decision: UndeliveredDecision) -> Command:
-    """The command the payment worker would have sent after this decision (engine/saga.py)."""
-    kind, entity_id = split_stream_id(decision.booking_stream)
-    if decision.payment_status == SUCCEEDED:
-        return ConfirmBooking(entity_id, kind, decision.hold_id, payment_ref=decision.hold_id)
-    reason = f"payment failed: {decision.payment_reason}" if decision.payment_reason else "payment failed"
-    return ReleaseHold(entity_id, kind, decision.hold_id, reason=reason)
 
 
 class SagaSupervisor:
@@ -116,7 +108,8 @@ class SagaSupervisor:
         """Confirm or release the bookings of payments decided long ago; how many changed."""
         if not decisions:
             return 0
-        replies = await self.execute([completion_of(d) for d in decisions])
+        updates = [booking_update(d.booking_stream, d.hold_id, d.payment_status, d.payment_reason) for d in decisions]
+        replies = await self.execute([u for u in updates if u is not None])
         return sum(1 for r in replies if getattr(r, "changed", False))
 
     async def _resend(self, keys: list[tuple[str, int]]) -> int:
