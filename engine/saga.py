@@ -256,7 +256,7 @@ class PaymentWorker:
         # (a DomainError): the race compensation exists for, not a bug.
         updates = [step for _, step in completions]
         completed = await _run(self.execute, updates, "booking updates", self.name, expected=DomainError)
-        observe_completions([step.command for _, step in completions], completed, time.monotonic() - decided)
+        observe_completions(updates, completed, time.monotonic() - decided)
         refunds = late_refunds(completions, completed, self.name)
         if refunds:
             await _run(self.execute, refunds, "refunds of late payments", self.name)

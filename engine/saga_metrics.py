@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Histogram
 
-from engine.domain.commands import SUCCEEDED, Command, ConfirmBooking, FromMessage, Pay, ReleaseHold
+from engine.domain.commands import SUCCEEDED, ConfirmBooking, FromMessage, Pay, ReleaseHold
 from engine.domain.results import Done, Reply
 
 if TYPE_CHECKING:
@@ -65,14 +65,14 @@ def observe_payments(steps: Sequence[Step], replies: Sequence[Reply]) -> None:
         _FAILED.inc(failed)
 
 
-def observe_completions(updates: Sequence[Command], replies: Sequence[Reply], seconds: float) -> None:
+def observe_completions(updates: Sequence[Step], replies: Sequence[Reply], seconds: float) -> None:
     """After a batch's bookings were completed, `seconds` after its payments were decided: bookings
     confirmed or released, and decided -> confirmed per new confirmation."""
     confirmed = released = 0
     for update, reply in zip(updates, replies, strict=True):
-        if type(update) is not FromMessage or type(reply) is not Done or not reply.changed:
+        if type(update.command) is not FromMessage or type(reply) is not Done or not reply.changed:
             continue
-        command = update.command
+        command = update.command.command
         if type(command) is ConfirmBooking:
             confirmed += 1
             DECIDED_TO_CONFIRMED.observe(seconds)

@@ -57,12 +57,13 @@ def test_each_new_payment_decision_is_counted_and_timed_from_its_hold() -> None:
 def test_confirmations_are_timed_from_the_decision_and_releases_counted() -> None:
     count, total = _histogram(DECIDED_TO_CONFIRMED)
     confirmed, released = _count(OUTCOMES, "confirmed"), _count(OUTCOMES, "released")
-    updates = [
+    commands = [
         FromMessage("e1", "payment-worker", "d1", ConfirmBooking("e1", "event", "h1", "h1")),
         FromMessage("e1", "payment-worker", "d2", ReleaseHold("e1", "event", "h2", "payment failed")),
         FromMessage("e1", "payment-worker", "d3", ConfirmBooking("e1", "event", "h3", "h3")),
         FromMessage("e1", "payment-worker", "d4", ConfirmBooking("e1", "event", "h4", "h4")),
     ]
+    updates = [Step(c, _message(c.message_id, 100)) for c in commands]
     replies: list[Reply] = [
         Done("e1", "h1", "CONFIRMED"),
         Done("e1", "h2", "RELEASED"),
