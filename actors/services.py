@@ -4,15 +4,15 @@
   (event log -> read models: bookings, browsing, wallet statements) and the saga supervisor
   (re-sends what the broker lost, expires orphaned holds);
 - "payments": the payment worker, a consumer group on the bookings topic that charges each new
-  booking in its customer's wallet and confirms or releases it; and the sales consumer
+  booking in its customer's wallet and confirms or releases it; the sales consumer
   (engine/sales.py), another group on the same topic, writing the sales read model a batch per
-  REZERV_SALES_INTERVAL_S (it shares this process rather than taking a Ray worker process of its own);
-- "results": the booking results told to customers: the notifier (engine/notifier.py: booking
-  outcomes from the bookings topic and refunds from the payments topic to stored notifications,
-  and the webhook deliveries). Until 2026-12-01 this process also confirmed or released each
-  booking from its payment decision; the payment worker does that now, in the same batch as the
-  payment (engine/saga.py). Moving the notifier into the payments process would save a Ray
-  worker process (~50 MB and its idle CPU); not measured yet.
+  REZERV_SALES_INTERVAL_S; and the notifier (engine/notifier.py: booking outcomes from the
+  bookings topic and refunds from the payments topic to stored notifications, and the webhook
+  deliveries). They share one process rather than taking a Ray worker process each: with the
+  notifier in a process of its own the saga services took 105 MB more on an idle stack
+  (BENCHMARKS.md section 3). Until 2026-12-01 a third role, "results", confirmed or released
+  each booking from its payment decision and then only hosted the notifier; the payment worker
+  confirms in the batch that paid (engine/saga.py).
 
 What each role is built from is in actors/wiring.py (the composition root of the Ray
 processes); this class is what Ray needs of the process: start, stop, ping, stats, metrics.
@@ -38,7 +38,7 @@ from engine.config import Settings
 
 log = logging.getLogger("rezerv.services")
 
-ROLES = ("outbox", "payments", "results")
+ROLES = ("outbox", "payments")
 
 
 class ServiceActor:

@@ -206,6 +206,8 @@ class ServiceWiring:
         await self._consume("bookings", PAYMENT_WORKER, worker.handle, worker.event_types)
         if self.settings.sales:
             await self._start_sales()
+        if self.settings.notifier:
+            await self._start_notifier()
 
     async def _start_sales(self) -> None:
         """The sales consumer: its own group on the bookings topic, a batch at most every
@@ -232,14 +234,9 @@ class ServiceWiring:
             min_interval_s=self.settings.sales_interval_s,
         )
 
-    async def _start_results(self) -> None:
-        """The booking results, told to their customers: the notifier. (Until 2026-12-01 this
-        role also confirmed the bookings, from the payment decisions on the payments topic; the
-        payment worker does that now, engine/saga.py.)"""
-        if self.settings.notifier:
-            await self._start_notifier()
-
     async def _start_notifier(self) -> None:
+        """The booking outcomes told to their customers (engine/notifier.py), in the payments
+        process: its own pool, its own consumer groups, no Ray worker process of its own."""
         from engine.adapters.http_post import aiohttp_post
         from engine.adapters.pg_notifications import PostgresNotifications
         from engine.notifications import BOOKING_OUTCOMES, NOTIFIER, PAYMENT_OUTCOMES

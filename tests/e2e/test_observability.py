@@ -127,7 +127,7 @@ def test_up_prints_every_scrape_target_and_each_serves_rezerv_metrics_on_loopbac
     output = stack.run.output
     listed = targets(stack.api)
     processes = {process for process, _ in listed}
-    assert processes == {"api", "shard-0", "shard-1", "service-outbox", "service-payments", "service-results"}
+    assert processes == {"api", "shard-0", "shard-1", "service-outbox", "service-payments"}
     for process, url in listed:
         assert url.startswith("http://127.0.0.1:"), url
         assert url in output, f"{process}'s endpoint {url} is not printed:\n{output}"
