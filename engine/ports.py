@@ -202,12 +202,10 @@ class UndecidedHold:
 class UndeliveredDecision:
     """A payment decided while its booking is still HELD: the booking is to be confirmed or released
     (the payment worker died between the two, or the broker lost the hold's message after the
-    charge). `decision_stream` at `decision_version` is the decision's event, the customer's
-    wallet; `booking_stream` is where the booking lives; `payment_reason` why a payment FAILED."""
+    charge). `booking_stream` is where the booking lives; `payment_reason` why a payment FAILED.
+    The supervisor completes the booking from these alone (engine/saga.py, `booking_update`)."""
 
     hold_id: str
-    decision_stream: str
-    decision_version: int
     payment_status: str  # SUCCEEDED or FAILED
     payment_decided_at: int
     booking_stream: str

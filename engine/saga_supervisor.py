@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 from engine.domain.commands import ExpireHold
+from engine.domain.results import Done, Reply
 from engine.outbox import OutgoingMessage, plan_message
 from engine.ports import Clock, ExecuteCommands, PendingSagas, Publisher, SystemClock, UndeliveredDecision
 from engine.saga import booking_update
@@ -97,7 +98,7 @@ class SagaSupervisor:
         overdue = await sagas.overdue_holds(now, self.expiry_grace_ms, self.batch)
         if overdue:
             replies = await self.execute([ExpireHold(o.entity_id, o.kind, o.hold_id) for o in overdue])
-            report.expired = sum(1 for r in replies if getattr(r, "changed", False))
+            report.expired = _changed(replies)
         report.purged_inbox = await sagas.purge_inbox(self.inbox_retention_s, self.purge_batch)
         self.totals.add(report)
         if report.total:
@@ -110,7 +111,7 @@ class SagaSupervisor:
             return 0
         updates = [booking_update(d.booking_stream, d.hold_id, d.payment_status, d.payment_reason) for d in decisions]
         replies = await self.execute([u for u in updates if u is not None])
-        return sum(1 for r in replies if getattr(r, "changed", False))
+        return _changed(replies)
 
     async def _resend(self, keys: list[tuple[str, int]]) -> int:
         keys = [(stream, version) for stream, version in keys if version]
@@ -133,3 +134,8 @@ class SagaSupervisor:
                 log.exception("saga sweep failed; trying again in %.1f s", period_s)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), period_s)
+
+
+def _changed(replies: Sequence[Reply]) -> int:
+    """How many commands changed their entity (a repeat, or a refusal, changes nothing)."""
+    return sum(1 for r in replies if type(r) is Done and r.changed)

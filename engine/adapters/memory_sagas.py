@@ -54,8 +54,6 @@ class InMemoryPendingSagas:
         return [
             UndeliveredDecision(
                 b.hold_id,
-                b.payment_stream or f"payment/{b.hold_id}",  # NULL: decided before wallets decided
-                b.payment_version or 0,
                 b.payment_status,
                 b.payment_decided_at or 0,
                 b.booking_stream,

@@ -186,11 +186,8 @@ SELECT hold_id, booking_stream, hold_version, held_at FROM bookings
  ORDER BY held_at, hold_id LIMIT $2
 """
 
-# The decision's stream: the customer's wallet stream, or for rows decided before the wallet
-# decided payments (payment_stream NULL), the booking's own `payment/<hold id>`.
 _UNDELIVERED = """
-SELECT hold_id, coalesce(payment_stream, 'payment/' || hold_id) AS decision_stream, payment_version,
-       payment_status, payment_decided_at, booking_stream, payment_reason
+SELECT hold_id, payment_status, payment_decided_at, booking_stream, payment_reason
   FROM bookings
  WHERE status = 'HELD' AND payment_status IN ('SUCCEEDED', 'FAILED') AND payment_decided_at < $1
  ORDER BY payment_decided_at, hold_id LIMIT $2
@@ -253,8 +250,6 @@ async def undelivered_decisions(pool: asyncpg.Pool, older_than_ms: int, limit: i
     return [
         UndeliveredDecision(
             r["hold_id"],
-            r["decision_stream"],
-            r["payment_version"],
             r["payment_status"],
             r["payment_decided_at"],
             r["booking_stream"],

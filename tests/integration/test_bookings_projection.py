@@ -328,10 +328,8 @@ async def test_undecided_holds(pool: asyncpg.Pool) -> None:
 async def test_undelivered_decisions(pool: asyncpg.Pool) -> None:
     await supervised(pool)
     assert await undelivered_decisions(pool, AT + 301, 100) == [
-        UndeliveredDecision("paid-held", "payment/paid-held", 1, "SUCCEEDED", AT + 100, "event/e1"),
-        UndeliveredDecision(
-            "failed-held", "payment/failed-held", 1, "FAILED", AT + 300, "event/e1", "insufficient funds"
-        ),
+        UndeliveredDecision("paid-held", "SUCCEEDED", AT + 100, "event/e1"),
+        UndeliveredDecision("failed-held", "FAILED", AT + 300, "event/e1", "insufficient funds"),
     ]
     assert [d.hold_id for d in await undelivered_decisions(pool, AT + 300, 100)] == ["paid-held"]
     assert await undelivered_decisions(pool, AT + 100, 100) == []
