@@ -249,6 +249,17 @@ class ShardChannel:
         handle; a test may swap the method)."""
         return self.handle.call.remote(payload, *traced)
 
+    async def close(self) -> None:
+        """Close the shard's socket, if one is open, so its reader task ends with the client
+        instead of being destroyed pending when the event loop stops."""
+        stream = self.stream
+        if self.link is not None:
+            SHARD_LINKS.labels(self.transport).dec()
+        self.link = None
+        self.stream = None
+        if stream is not None:
+            await stream.close()
+
     def _drop_link(self) -> None:
         """After a failed call: a broken socket is opened anew (the shard may have restarted)."""
         stream = self.stream
@@ -313,6 +324,10 @@ class InventoryClient:
             ShardChannel(handle_for, i, batch_max, calls_in_flight, direct=direct) for i in range(shard_count)
         ]
         self.retry_for_s = retry_for_s
+
+    async def close(self) -> None:
+        """Close every shard channel's socket (a later command opens it again)."""
+        await asyncio.gather(*(channel.close() for channel in self.channels))
 
     def submit(self, command: Command) -> asyncio.Future[Reply]:
         """One attempt, no retry: a future with the result or a RezervError (never raised)."""

@@ -95,6 +95,7 @@ class ServiceWiring:
         from actors.client import ray_client
 
         client = self.parts["client"] = ray_client(self.settings)
+        self.closers.append(client.close)
         return client.execute_many
 
     async def _start_outbox(self) -> None:

@@ -96,6 +96,8 @@ def create_app(
         await refresher
         await app.state.notification_hub.close()
         app.state.passwords.close()
+        if isinstance(app.state.inventory, InventoryClient):
+            await app.state.inventory.close()
         await asyncio.gather(*(d.close() for d in deps), return_exceptions=True)
 
     app = FastAPI(

@@ -39,6 +39,7 @@ class BenchStack:
         self.kafka: EmbeddedKafka | None = None
         self.handles: list[Any] = []
         self.services: dict[str, Any] = {}
+        self.clients: list[InventoryClient] = []
         self.machine = machine_description()
 
     @classmethod
@@ -115,7 +116,10 @@ class BenchStack:
             self.pids["saga services"] = [p["pid"] for p in started]
 
     def client(self) -> InventoryClient:
-        return ray_client(self.settings)
+        """A client of the run's shards, closed by `stop`."""
+        client = ray_client(self.settings)
+        self.clients.append(client)
+        return client
 
     async def warm_up(self) -> None:
         """Open every shard's pool and connections before anything is measured."""
@@ -161,6 +165,9 @@ class BenchStack:
     async def stop(self) -> None:
         import ray
 
+        for client in self.clients:
+            with contextlib.suppress(Exception):
+                await client.close()
         for service in self.services.values():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(service.stop.remote(), 10)

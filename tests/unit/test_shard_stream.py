@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from actors.client import ShardChannel
+from actors.client import InventoryClient, ShardChannel
 from actors.shard_stream import HELLO, StreamLink, StreamServer, frame, read_frame
 from actors.wire import decode_batch, encode_replies
 from engine.domain.commands import HoldTickets
@@ -195,6 +195,25 @@ async def test_after_the_socket_drops_the_next_batch_opens_it_again() -> None:
     assert _said(await channel.submit(_hold(2))) == "by the socket"
     assert channel.stream is not None
     assert channel.stream is not first
+    await server.close()
+
+
+async def test_closing_the_client_ends_the_sockets_reader_and_a_later_batch_opens_it_again() -> None:
+    server = StreamServer(_refuse_all)
+    handle = _ShardHandle(server)
+    client = InventoryClient(lambda _: handle, 1, batch_max=16, calls_in_flight=4, direct=True)
+    assert _said(await client.submit(_hold(0))) == "by the socket"
+    (channel,) = client.channels
+    first = channel.stream
+    assert first is not None
+    await client.close()
+    assert first._reading.done(), "no reader task is left pending for the event loop to destroy"
+    assert channel.stream is None
+    assert channel.transport == ""
+    assert _said(await client.submit(_hold(1))) == "by the socket"
+    assert channel.stream is not None
+    assert channel.stream is not first
+    await client.close()
     await server.close()
 
 
