@@ -62,7 +62,6 @@ from engine.domain.events import (
     TicketsHeld,
 )
 from engine.domain.results import Done, Reply
-from engine.domain.wallet import INSUFFICIENT_FUNDS
 from engine.outbox import OutboxMessage
 from engine.ports import ExecuteCommands
 from engine.saga_metrics import observe_completions, observe_payments
@@ -145,12 +144,6 @@ def payment_steps(messages: Sequence[OutboxMessage], policy: PaymentPolicy, name
     return steps
 
 
-def failure_reason(pay: Pay) -> str:
-    """Why the wallet failed this payment: the policy's refusal, or else the only reason a wallet
-    has of its own (engine/domain/wallet.py)."""
-    return pay.refusal or INSUFFICIENT_FUNDS
-
-
 def booking_update(booking_stream: str, saga_id: str, decision: str, reason: str | None) -> Command | None:
     """What a payment's decision does to its booking: SUCCEEDED confirms it, FAILED releases it
     (with the failure's reason, when known); anything else (REFUNDED: the booking ended and its
@@ -164,10 +157,11 @@ def booking_update(booking_stream: str, saga_id: str, decision: str, reason: str
     return None
 
 
-def completion(pay: Pay, message: OutboxMessage, decision: str, name: str) -> Step | None:
-    """The step that completes a decided payment's hold message: its booking's update, recorded in
-    the inbox as that message's; None when there is nothing left to do."""
-    update = booking_update(pay.booking_stream, pay.saga_id, decision, failure_reason(pay))
+def completion(pay: Pay, message: OutboxMessage, decided: Done, name: str) -> Step | None:
+    """The step that completes a decided payment's hold message: its booking's update (a failure
+    released with the reason the wallet gave), recorded in the inbox as that message's; None when
+    there is nothing left to do."""
+    update = booking_update(pay.booking_stream, pay.saga_id, decided.status, decided.reason or None)
     if update is None:
         return None
     return Step(FromMessage(update.entity_id, name, message.message_id, update), message)
@@ -182,7 +176,7 @@ def completion_steps(steps: Sequence[Step], replies: Sequence[Reply], name: str)
         pay = step.command
         if type(pay) is not Pay or type(reply) is not Done:
             continue
-        done = completion(pay, step.message, reply.status, name)
+        done = completion(pay, step.message, reply, name)
         if done is not None:
             out.append((pay, done))
     return out

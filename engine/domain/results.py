@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engine.domain.codec import register
+from engine.domain.codec import register, upcaster
 from engine.domain.errors import RezervError
 
 
@@ -25,7 +25,7 @@ class HoldGranted:
     status: str = "HELD"
 
 
-@register()
+@register(version=2)
 @dataclass(frozen=True, slots=True)
 class Done:
     """A command that changed state (or had already changed it: an idempotent repeat)."""
@@ -35,6 +35,14 @@ class Done:
     status: str  # e.g. the booking's status after the command
     amount: int = 0
     changed: bool = True  # False when the command repeated one already applied
+    # Why, when the status alone does not say: a FAILED payment's reason, as the wallet decided
+    # it (schema 2; the saga releases the booking with it instead of guessing the wallet's rule).
+    reason: str = ""
+
+
+@upcaster("Done", 1)
+def _no_reason(fields: list[object]) -> list[object]:
+    return [*fields, ""]
 
 
 @register()

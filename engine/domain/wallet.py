@@ -61,22 +61,23 @@ WITHDRAWN = "WITHDRAWN"
 class PaymentRecord:
     """What the wallet remembers of one saga's payment: enough to answer a repeat and to refund."""
 
-    __slots__ = ("amount", "at", "booking_stream", "status")
+    __slots__ = ("amount", "at", "booking_stream", "reason", "status")
 
-    def __init__(self, status: str, amount: int, booking_stream: str, at: int) -> None:
+    def __init__(self, status: str, amount: int, booking_stream: str, at: int, reason: str = "") -> None:
         self.status = status  # SUCCEEDED, FAILED or REFUNDED
         self.amount = amount
         self.booking_stream = booking_stream
         self.at = at  # when it reached its status
+        self.reason = reason  # why it FAILED ("" otherwise, and in snapshots taken before it was kept)
 
-    def as_tuple(self) -> tuple[str, int, str, int]:
-        return (self.status, self.amount, self.booking_stream, self.at)
+    def as_tuple(self) -> tuple[str, int, str, int, str]:
+        return (self.status, self.amount, self.booking_stream, self.at, self.reason)
 
 
 class Wallet(Aggregate, Archiving):
     KIND: ClassVar[str] = WALLET
-    SNAPSHOT_SCHEMA: ClassVar[int] = 5  # 1: (balance, deposits, charges, refunds); 2: payments without time;
-    # 3: no withdrawals; 4: no archiving
+    SNAPSHOT_SCHEMA: ClassVar[int] = 6  # 1: (balance, deposits, charges, refunds); 2: payments without time;
+    # 3: no withdrawals; 4: no archiving; 5: payments without their failure reason
     CREATORS: ClassVar[frozenset[type[Command]]] = frozenset({Deposit, Pay, Withdraw})
 
     def __init__(self, entity_id: str) -> None:
@@ -154,11 +155,11 @@ class Wallet(Aggregate, Archiving):
         if seen is not None:
             if seen.amount != amount:
                 raise IdempotencyConflict(f"saga {cmd.saga_id} was paid with another amount")
-            return Done(self.entity_id, cmd.saga_id, seen.status, amount, changed=False)
+            return Done(self.entity_id, cmd.saga_id, seen.status, amount, changed=False, reason=seen.reason)
         reason = cmd.refusal or (INSUFFICIENT_FUNDS if self.balance < amount else "")
         if reason:
             self.record(PaymentFailed(cmd.saga_id, cmd.booking_stream, self.entity_id, amount, reason, now))
-            return Done(self.entity_id, cmd.saga_id, FAILED, amount)
+            return Done(self.entity_id, cmd.saga_id, FAILED, amount, reason=reason)
         self.record(PaymentSucceeded(cmd.saga_id, cmd.booking_stream, self.entity_id, amount, now))
         return Done(self.entity_id, cmd.saga_id, SUCCEEDED, amount)
 
@@ -189,7 +190,7 @@ class Wallet(Aggregate, Archiving):
         self.withdrawals[e.withdrawal_id] = (e.amount, e.at)
 
     def _apply_failed(self, e: PaymentFailed) -> None:
-        self.payments[e.saga_id] = PaymentRecord(FAILED, e.amount, e.booking_stream, e.at)
+        self.payments[e.saga_id] = PaymentRecord(FAILED, e.amount, e.booking_stream, e.at, e.reason)
 
     def _apply_refunded(self, e: PaymentRefunded) -> None:
         self._refunded(e.saga_id, e.at)

@@ -117,6 +117,9 @@ def test_a_car_hold_is_paid_like_a_ticket_hold() -> None:
     assert step == Step(Pay("bob", "h5", "car/c1", 9_000), msg)
 
 
+TOO_MANY = "policy: at most 4 tickets per booking, 5 asked"
+
+
 def test_each_decided_payment_confirms_or_releases_its_booking_from_the_holds_message() -> None:
     holds = [
         message("event/e1", 2, held("h1")),
@@ -129,8 +132,8 @@ def test_each_decided_payment_confirms_or_releases_its_booking_from_the_holds_me
     steps = payment_steps(holds, PaymentPolicy(max_tickets=4), PAYMENT_WORKER)
     replies: list[Reply] = [
         Done("alice", "h1", "SUCCEEDED", 2 * PRICE),
-        Done("bob", "h2", "FAILED", 900),
-        Done("carol", "h3", "FAILED", 5 * PRICE, changed=False),  # a redelivery: the first decision again
+        Done("bob", "h2", "FAILED", 900, reason="insufficient funds"),  # the reason is the wallet's
+        Done("carol", "h3", "FAILED", 5 * PRICE, changed=False, reason=TOO_MANY),  # a redelivery: the first decision
         Done("alice", "h4", REFUNDED, 2 * PRICE, changed=False),  # ended and paid back: nothing left to do
         InvalidTransition("a refusal completes nothing"),
         Done("alice", "h0", "NOT_CHARGED", 0, changed=False),  # the ending's refund
@@ -150,7 +153,7 @@ def test_each_decided_payment_confirms_or_releases_its_booking_from_the_holds_me
                 "e1",
                 PAYMENT_WORKER,
                 "event/e1@5",
-                ReleaseHold("e1", "event", "h3", "payment failed: policy: at most 4 tickets per booking, 5 asked"),
+                ReleaseHold("e1", "event", "h3", f"payment failed: {TOO_MANY}"),
             ),
             holds[2],
         ),

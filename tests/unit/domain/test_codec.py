@@ -11,7 +11,7 @@ import pytest
 from engine.domain import codec
 from engine.domain.commands import CreateEvent, HoldCar, HoldTickets, TierSpec
 from engine.domain.events import CarHeld, TicketsHeld
-from engine.domain.results import HoldGranted
+from engine.domain.results import Done, HoldGranted
 
 
 @pytest.mark.parametrize(
@@ -79,6 +79,11 @@ def test_upcaster_upgrades_old_rows() -> None:
 
     old = msgpack.packb(msgpack.ExtType(codec.EXT_RECORD, msgpack.packb(["Versioned", 1, 7])))
     assert codec.decode(old) == Versioned(7, "default-b")
+
+
+def test_a_done_of_schema_1_reads_as_one_that_gives_no_reason() -> None:
+    old = msgpack.packb(msgpack.ExtType(codec.EXT_RECORD, msgpack.packb(["Done", 1, "w1", "s1", "FAILED", 5, True])))
+    assert codec.decode(old) == Done("w1", "s1", "FAILED", 5, True, reason="")
 
 
 def test_a_failed_encode_leaves_the_codec_clean() -> None:

@@ -62,6 +62,22 @@ def test_a_policy_refusal_fails_the_payment_with_its_reason_even_with_money_enou
     assert event.reason == "policy: too many tickets"
 
 
+def test_a_failed_payments_answer_gives_its_reason_and_so_does_every_repeat_even_after_a_snapshot() -> None:
+    w = funded(500)
+    short = expect_done(w.handle(Pay("alice", "s1", STREAM, 501), T))
+    refused = expect_done(w.handle(Pay("alice", "s2", STREAM, 1, refusal="policy: too many tickets"), T))
+    assert (short.reason, refused.reason) == (INSUFFICIENT_FUNDS, "policy: too many tickets")
+    w.take_pending()
+    restored = decode_snapshot("wallet/alice", w.version, encode_snapshot(w))
+    assert isinstance(restored, Wallet)
+    for wallet in (w, restored):
+        again = expect_done(wallet.handle(Pay("alice", "s1", STREAM, 501), T))
+        assert (again.status, again.changed, again.reason) == ("FAILED", False, INSUFFICIENT_FUNDS)
+        assert expect_done(wallet.handle(Pay("alice", "s2", STREAM, 1), T)).reason == "policy: too many tickets"
+    paid = expect_done(w.handle(Pay("alice", "s3", STREAM, 100), T))
+    assert (paid.status, paid.reason) == ("SUCCEEDED", "")
+
+
 def test_a_free_booking_succeeds_without_moving_money() -> None:
     w = Wallet("alice")
     assert expect_done(w.handle(Pay("alice", "s1", STREAM, 0), T)).status == "SUCCEEDED"
