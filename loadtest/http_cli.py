@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 import time
 import uuid
@@ -199,7 +200,18 @@ def _rezerv_target(args: argparse.Namespace) -> RezervTarget:
     )
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM (`kill`, a job runner's timeout) ends the run as Ctrl-C does: the run's task is
+    cancelled, so every `finally` on the way out stops what it started (Locust, the `rezerv up` or
+    the baseline servers of the target in hand). Python's default for SIGTERM is to exit at once,
+    which left a target's `rezerv up` running, restarting the servers anyone stopped by hand."""
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+
+
 async def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    _stop_on_sigterm()
     scenario = FLASH_SALE if args.which == "compare" else args.scenario
     problem = generator_problem(args, scenario)
     if problem:
@@ -257,6 +269,9 @@ def main(argv: Sequence[str]) -> int:
         import uvloop
 
         return uvloop.run(_run(args, argv))
+    except asyncio.CancelledError:
+        print("rezerv loadtest: stopped by SIGTERM; every target it started is stopped", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except StartupError as exc:
         print(f"rezerv loadtest: a target did not start.\n{exc}", file=sys.stderr)
         return 1

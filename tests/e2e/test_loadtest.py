@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from loadtest.records import read_acknowledgements
@@ -126,3 +129,40 @@ def test_compare_in_two_rounds_runs_rezerv_and_a_baseline_in_a_b_b_a_order_and_c
         assert processes_mentioning("rezerv-baselines-") == []
     finally:
         remove_tree(root)
+
+
+def test_sigterm_in_the_middle_of_a_step_stops_the_run_and_every_process_of_its_target() -> None:
+    root = session_root()
+    try:
+        env = up_environment(root / "unused")
+        argv = [REZERV, "loadtest", "run", "--users", "4", "--window", "60", "--customers", "20"]
+        argv += ["--results", str(root / "results")]
+        log = root / "loadtest.log"
+        with log.open("w") as out:
+            driver = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.monotonic() + 180
+            while "customers funded" not in log.read_text() and time.monotonic() < deadline:
+                assert driver.poll() is None, log.read_text()[-3000:]
+                time.sleep(0.5)
+            time.sleep(5)  # inside the step: Locust and the whole stack are running
+            started = [p.pid for p in psutil.Process(driver.pid).children(recursive=True)]
+            assert processes_mentioning("rezerv-loadtest-"), "the target's servers run"
+            driver.send_signal(signal.SIGTERM)
+            assert driver.wait(timeout=150) == 128 + signal.SIGTERM, log.read_text()[-3000:]
+        finally:
+            if driver.poll() is None:
+                driver.kill()
+        assert "stopped by SIGTERM" in log.read_text()
+        assert [pid for pid in started if _running(pid)] == []
+        assert processes_mentioning("rezerv-loadtest-") == []
+    finally:
+        remove_tree(root)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting for a parent that has gone."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
