@@ -163,6 +163,6 @@ def test_sigterm_in_the_middle_of_a_step_stops_the_run_and_every_process_of_its_
 def _running(pid: int) -> bool:
     """Alive and not a zombie waiting for a parent that has gone."""
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
