@@ -254,9 +254,7 @@ class ShardChannel:
         instead of being destroyed pending when the event loop stops."""
         stream = self.stream
         if self.link is not None:
-            SHARD_LINKS.labels(self.transport).dec()
-        self.link = None
-        self.stream = None
+            self._forget_link()
         if stream is not None:
             await stream.close()
 
@@ -264,9 +262,13 @@ class ShardChannel:
         """After a failed call: a broken socket is opened anew (the shard may have restarted)."""
         stream = self.stream
         if self.link is not None and (stream is None or stream.broken is not None):
-            SHARD_LINKS.labels(self.transport).dec()
-            self.link = None
-            self.stream = None
+            self._forget_link()
+
+    def _forget_link(self) -> None:
+        """The open link is no longer used: the next batch opens one (the gauge counts open links)."""
+        SHARD_LINKS.labels(self.transport).dec()
+        self.link = None
+        self.stream = None
 
     def _deliver(self, item: Pending, reply: Reply) -> None:
         future = item.future
