@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.baselines.strategies import STRATEGIES
-from loadtest.http_run import RunOptions, run_target, write_run
+from loadtest.http_run import RunOptions, run_target, start_or_undo, write_run
 from loadtest.population import FLASH_SALE, SCENARIOS
 from loadtest.targets import BaselineServers, BaselineTarget, RezervTarget, Target
 from stack.processes import StartupError
@@ -248,18 +248,18 @@ async def _compare_round(
             target: Target
             if name == "rezerv":
                 if servers is not None:
-                    await asyncio.to_thread(servers.stop)
+                    await asyncio.to_thread(servers.stop, round_dir / "baseline-servers" / "logs")
                     servers = None
                 target = RezervTarget()
             else:
                 if servers is None:
                     servers = BaselineServers()
-                    await asyncio.to_thread(servers.start)
+                    await start_or_undo(servers.start, servers.stop)
                 target = BaselineTarget(name, servers, secrets.token_urlsafe(32))
             results.append(await run_target(target, options, round_dir, tag) | {"round": number})
     finally:
         if servers is not None:
-            await asyncio.to_thread(servers.stop)
+            await asyncio.to_thread(servers.stop, round_dir / "baseline-servers" / "logs")
     return results
 
 

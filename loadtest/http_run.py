@@ -18,6 +18,8 @@ the client records and `summary.json`; per target `summary.json` with the audit;
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
 import os
 import signal
@@ -25,7 +27,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -398,7 +400,7 @@ async def run_target(target: Target, options: RunOptions, run_dir: Path, tag: st
     target_dir = run_dir / target.name
     target_dir.mkdir(parents=True, exist_ok=True)
     _log(f"{target.name}: starting")
-    await asyncio.to_thread(target.start)
+    await start_or_undo(target.start, functools.partial(target.stop, target_dir / "logs"))
     try:
         t0 = time.monotonic()
         unfunded = unfunded_customers(options)
@@ -444,8 +446,23 @@ async def run_target(target: Target, options: RunOptions, run_dir: Path, tag: st
         close = getattr(target, "close", None)
         if close is not None:
             await close()
-        await asyncio.to_thread(target.stop)
+        await asyncio.to_thread(target.stop, target_dir / "logs")
         _log(f"{target.name}: stopped")
+
+
+async def start_or_undo(start: Callable[[], None], stop: Callable[[], None]) -> None:
+    """`start()` in a thread. A thread cannot be interrupted: when this is cancelled (SIGTERM)
+    during the start, `stop()` what is already running, which makes the start fail at once, wait
+    for the thread to end, and `stop()` again whatever it started after the first stop."""
+    starting = asyncio.ensure_future(asyncio.to_thread(start))
+    try:
+        await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        await asyncio.to_thread(stop)
+        with contextlib.suppress(Exception):
+            await starting
+        await asyncio.to_thread(stop)
+        raise
 
 
 async def _web_session(

@@ -81,7 +81,9 @@ class Target(Protocol):
 
     def start(self) -> None: ...
 
-    def stop(self) -> None: ...
+    def stop(self, logs: Path | None = None) -> None:
+        """Stop everything `start` started (also when it only got halfway). With `logs`, first copy
+        the target's logs there: they live in its temporary folder, which goes with it."""
 
     def cpu_roots(self) -> list[int]: ...
 
@@ -90,6 +92,15 @@ class Target(Protocol):
     async def window(self, population: Population, start: float, end: float) -> WindowFigures: ...
 
     async def audit(self, population: Population, clients: Sequence[ClientHold]) -> Verdict: ...
+
+
+def keep_logs(directory: Path, files: Sequence[Path]) -> None:
+    """Copy the log files that exist into `directory` (a stall found in the figures afterwards can
+    then be looked up in the servers' own logs)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for file in files:
+        if file.is_file():
+            shutil.copyfile(file, directory / file.name)
 
 
 # ---- HTTP helpers (the orchestrator's own few requests; the load is Locust's) ------------------
@@ -205,7 +216,7 @@ class RezervTarget(_LazyPool):
         ports = {name: free_port() for name in PORT_SETTINGS}
         env = {k: v for k, v in os.environ.items() if k not in PORT_SETTINGS and k != "REZERV_DATA_DIR"}
         env |= {name: str(port) for name, port in ports.items()} | {"REZERV_DATA_DIR": str(data)}
-        self.up = ManagedProcess(
+        up = ManagedProcess(
             "rezerv up",
             [sys.executable, "-m", "stack.cli", "up"],
             log_path=self.root / "up.log",
@@ -213,9 +224,10 @@ class RezervTarget(_LazyPool):
             stop_signal=signal.SIGINT,
             stop_timeout_s=90.0,
         )
-        self.up.start()
+        up.start()
+        self.up = up  # only now: a `stop` from another thread either sees it running or not at all
         log = self.root / "up.log"
-        self.up.wait_ready(lambda: READY_LINE in log.read_text(errors="replace"), self.startup_timeout_s)
+        up.wait_ready(lambda: READY_LINE in log.read_text(errors="replace"), self.startup_timeout_s)
         self.base_url = f"http://127.0.0.1:{ports['REZERV_API_PORT']}"
         self.jwt_secret = (data / "jwt_secret").read_text().strip()
         # The embedded PostgreSQL wants the password `rezerv up` keeps in the data directory.
@@ -223,13 +235,15 @@ class RezervTarget(_LazyPool):
             Settings(data_dir=data, postgres_port=ports["REZERV_POSTGRES_PORT"])
         )
 
-    def stop(self) -> None:
+    def stop(self, logs: Path | None = None) -> None:
         if self.up is not None:
             self.up.stop()
             self.up = None
         if self.root is not None:
             from stack import pg_placement
 
+            if logs is not None:  # `rezerv up`'s own log, then every server's and service's
+                keep_logs(logs, [self.root / "up.log", *sorted((self.root / "data" / "logs").glob("*.log"))])
             shutil.rmtree(pg_placement.cluster_home(self.root / "data"), ignore_errors=True)
             shutil.rmtree(self.root, ignore_errors=True)
             self.root = None
@@ -318,13 +332,15 @@ class BaselineServers:
     def pids(self) -> list[int]:
         return [p.process.pid for p in (self.pg, self.valkey) if p is not None and p.process and p.process.pid]
 
-    def stop(self) -> None:
+    def stop(self, logs: Path | None = None) -> None:
         for server in (self.valkey, self.pg):
             if server is not None:
                 server.stop()
         if self.root is not None:
             from stack import pg_placement
 
+            if logs is not None:
+                keep_logs(logs, [s.log_path for s in (self.pg, self.valkey) if s is not None])
             shutil.rmtree(pg_placement.cluster_home(self.root / "pg"), ignore_errors=True)
             shutil.rmtree(self.root, ignore_errors=True)
 
@@ -361,9 +377,11 @@ class BaselineTarget(_LazyPool):
         self.base_url = f"http://127.0.0.1:{port}"
         self.app.wait_ready(lambda: get_json(self.base_url + "/readyz")[0] == 200, 60.0)
 
-    def stop(self) -> None:
+    def stop(self, logs: Path | None = None) -> None:
         if self.app is not None:
             self.app.stop()
+            if logs is not None:
+                keep_logs(logs, [self.app.log_path])
             self.app = None
 
     def cpu_roots(self) -> list[int]:

@@ -3,6 +3,7 @@ it starts for the run (fresh data directory, free ports), with the audit passing
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -72,6 +73,9 @@ def test_a_short_flash_sale_runs_end_to_end_and_its_audit_passes() -> None:
         ):
             assert (run_dir / "rezerv" / "users-00004" / name).exists()
         assert (run_dir / "chart.png").stat().st_size > 10_000
+        logs = run_dir / "rezerv" / "logs"  # kept from the target's temporary folder, which is gone
+        assert "rezerv is ready" in (logs / "up.log").read_text()
+        assert (logs / "postgres.log").stat().st_size > 0
         assert processes_mentioning("rezerv-loadtest-") == []
     finally:
         remove_tree(root)
@@ -122,6 +126,9 @@ def test_compare_in_two_rounds_runs_rezerv_and_a_baseline_in_a_b_b_a_order_and_c
         for number in (1, 2):
             for target in ("rezerv", "conditional-update"):
                 assert (run_dir / f"round-{number}" / target / "users-00004" / "summary.json").exists()
+            kept = run_dir / f"round-{number}"
+            assert (kept / "conditional-update" / "logs" / "conditional-update.log").exists()
+            assert (kept / "baseline-servers" / "logs" / "postgres.log").stat().st_size > 0
         table = (run_dir / "comparison.md").read_text()
         (row,) = [line for line in table.splitlines() if line.startswith("| 4 | conditional-update |")]
         assert re.search(r"\| [\d.]+x \([\d.]+x, [\d.]+x\) \|", row), row  # the means' ratio, then each round's
@@ -156,6 +163,41 @@ def test_sigterm_in_the_middle_of_a_step_stops_the_run_and_every_process_of_its_
         assert "stopped by SIGTERM" in log.read_text()
         assert [pid for pid in started if _running(pid)] == []
         assert processes_mentioning("rezerv-loadtest-") == []
+    finally:
+        remove_tree(root)
+
+
+def test_sigterm_while_the_target_is_starting_stops_the_run_and_everything_it_had_started() -> None:
+    root = session_root()
+    try:
+        env = up_environment(root / "unused")
+        argv = [REZERV, "loadtest", "run", "--users", "4", "--window", "60", "--customers", "20"]
+        argv += ["--results", str(root / "results")]
+        log = root / "loadtest.log"
+        with log.open("w") as out:
+            driver = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.monotonic() + 120
+            while not processes_mentioning("rezerv-loadtest-") and time.monotonic() < deadline:
+                assert driver.poll() is None, log.read_text()[-3000:]
+                time.sleep(0.2)
+            assert processes_mentioning("rezerv-loadtest-"), "the target's first server started"
+            assert "customers funded" not in log.read_text(), "still starting"
+            started = [p.pid for p in psutil.Process(driver.pid).children(recursive=True)]
+            driver.send_signal(signal.SIGTERM)
+            assert driver.wait(timeout=150) == 128 + signal.SIGTERM, log.read_text()[-3000:]
+        finally:
+            if driver.poll() is None:
+                driver.kill()
+        left = [pid for pid in started if _running(pid)]  # `rezerv up` and the servers it had started
+        for pid in left:  # not left to disturb the tests after this one
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).kill()
+        assert "stopped by SIGTERM" in log.read_text()
+        assert left == []
+        assert processes_mentioning("rezerv-loadtest-") == []
+        (run_dir,) = (root / "results").iterdir()
+        assert (run_dir / "rezerv" / "logs" / "up.log").exists(), "what the start wrote is kept"
     finally:
         remove_tree(root)
 
