@@ -349,6 +349,10 @@ def cost_per_booking(cpu: dict[str, float], window_s: float, holds: int, settled
     }
 
 
+def _share(share: float | None) -> str:
+    return "?" if share is None else f"{share * 100:.1f}%"
+
+
 def describe_step(s: dict[str, Any]) -> str:
     cpu = ", ".join(f"{k} {v:.0f}%" for k, v in s["cpu_percent"].items())
     warn = "  [LOAD GENERATOR SATURATED]" if s["generator_saturated"] else ""
@@ -358,7 +362,8 @@ def describe_step(s: dict[str, Any]) -> str:
         bound = f"at most {own['p99_at_most_ms']} ms" if own["p99_at_most_ms"] is not None else "over 5 s"
         warn += (
             f"\n      the API's own time, admission to answer, for the {own['admitted']} holds it admitted and answered"
-            f" in the window: p99 {bound}, {own['within_250ms'] * 100:.1f}% within 250 ms"
+            f" in the window: p99 {bound}, {_share(own.get('within_150ms'))} within 150 ms,"
+            f" {_share(own['within_250ms'])} within 250 ms"
         )
     if s.get("generator") == "wrk":
         errors = {k: v for k, v in s["socket_errors"].items() if v}

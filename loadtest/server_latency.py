@@ -7,7 +7,9 @@ within a second; BENCHMARKS.md, section 3, "Past capacity"). The API times each 
 its admission to its answer (`rezerv_http_request_seconds`, api/metrics.py) and counts the ones it
 refused with 429 at 0 s (api/edge.py), so the difference of two scrapes, less those refusals,
 is the distribution of the admitted holds' own time. The histogram's buckets bound the figures:
-the share within 250 ms is exact (0.25 s is a bucket bound), the p99 is "at most" a bound.
+the shares within 150 ms and 250 ms are exact (both are bucket bounds), the p99 is "at most" a
+bound. 150 ms is issue 16's bound for the hold's p99 at 256 users: beside Locust's p99 it says how
+much of that is the API and how much the generator's own queueing on the shared cores.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from loadtest.targets import get_json
 LATENCY = "rezerv_http_request_seconds"
 REQUESTS = "rezerv_http_requests"
 HOLD_ROUTES = ("/events/{event_id}/holds", "/cars/{car_id}/holds")
-WITHIN_S = 0.25  # issue 16's bound for admitted requests past capacity
+WITHIN_S = {"within_150ms": 0.15, "within_250ms": 0.25}  # issue 16's bounds: 256 users; past capacity
 
 
 @dataclass
@@ -63,14 +65,12 @@ def admitted(before: Scrape, after: Scrape) -> dict[str, float | int | None]:
             counts[bound] = counts.get(bound, 0.0) + value - earlier.get(bound, 0.0) - refused
     total = counts.get(math.inf, 0.0)
     if total <= 0:
-        return {"admitted": 0, "within_250ms": None, "p99_at_most_ms": None}
+        return {"admitted": 0} | dict.fromkeys(WITHIN_S) | {"p99_at_most_ms": None}
     bounds = sorted(counts)
     p99 = next(b for b in bounds if counts[b] >= 0.99 * total)
-    return {
-        "admitted": round(total),
-        "within_250ms": round(counts.get(WITHIN_S, 0.0) / total, 4),
-        "p99_at_most_ms": None if math.isinf(p99) else round(p99 * 1000, 1),
-    }
+    # A bound the API's histogram does not have (an older rezerv) has no share, rather than 0%.
+    shares = {key: round(counts[s] / total, 4) if s in counts else None for key, s in WITHIN_S.items()}
+    return {"admitted": round(total)} | shares | {"p99_at_most_ms": None if math.isinf(p99) else round(p99 * 1000, 1)}
 
 
 def scrape(base_url: str, keep: Path) -> str | None:
