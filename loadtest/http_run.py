@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest import server_latency
+from loadtest.core_speed import CoreSpeedProbe
 from loadtest.locust_results import errors_by_status, read_routes, requests_in_window
 from loadtest.measure import TreeCpuSampler, machine_description
 from loadtest.notification_watch import watching
@@ -149,9 +150,12 @@ async def run_step(
             window = await _wait_for_window(step_dir, proc, 60 + users / 50 + options.warm_up_s)
             sampler = TreeCpuSampler(roots=[*target.cpu_roots(), proc.pid], singles={"loadtest driver": [os.getpid()]})
             sampler.start()
+            cores = CoreSpeedProbe()
+            cores.start()
             api_before = await asyncio.to_thread(server_latency.scrape, target.base_url, step_dir / API_BEFORE)
             await asyncio.sleep(max(0.0, window["end"] - time.time()))
             cpu = sampler.stop()
+            core_speed = cores.stop()
             api_after = await asyncio.to_thread(server_latency.scrape, target.base_url, step_dir / API_AFTER)
             await asyncio.sleep(2.0)  # outcomes of the window's last bookings still arriving
         generator = sampler.per_process.get("load generator", [])
@@ -164,6 +168,7 @@ async def run_step(
     figures = await target.window(population, window["start"], window["end"])
     summary = step_summary(target, users, options, step_dir, window, cpu, generator, quiet, figures, code)
     summary["api_admitted_holds"] = server_latency.admitted_between(api_before, api_after)
+    summary["core_speed"] = core_speed
     if options.watch:
         summary["notifications"] = watch.summary()
     (step_dir / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -190,9 +195,12 @@ async def run_wrk_step(
     try:
         sampler = TreeCpuSampler(roots=[*target.cpu_roots(), proc.pid], singles={"loadtest driver": [os.getpid()]})
         sampler.start()
+        cores = CoreSpeedProbe()
+        cores.start()
         end = start + max(1, round(options.window_s))
         await asyncio.sleep(max(0.0, end - time.time()))
         cpu = sampler.stop()
+        core_speed = cores.stop()
         code = await asyncio.to_thread(proc.wait, 60)
         api_after = await asyncio.to_thread(server_latency.scrape, target.base_url, step_dir / API_AFTER)
     finally:
@@ -243,6 +251,7 @@ async def run_wrk_step(
         "generator_saturated": any(p >= GENERATOR_SATURATED for p in generator),
         "generator_exit": code,
         "api_admitted_holds": server_latency.admitted_between(api_before, api_after),
+        "core_speed": core_speed,
     }
     (step_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
@@ -364,6 +373,13 @@ def describe_step(s: dict[str, Any]) -> str:
             f"\n      the API's own time, admission to answer, for the {own['admitted']} holds it admitted and answered"
             f" in the window: p99 {bound}, {_share(own.get('within_150ms'))} within 150 ms,"
             f" {_share(own['within_250ms'])} within 250 ms"
+        )
+    speed = s.get("core_speed")
+    if speed:
+        warn += (
+            f"\n      the cores: a fixed piece of work took {speed['median_ms']} ms of CPU"
+            f" (median of {speed['samples']}, p10-p90 {speed['p10_ms']}-{speed['p90_ms']};"
+            " higher is slower, loadtest/core_speed.py)"
         )
     if s.get("generator") == "wrk":
         errors = {k: v for k, v in s["socket_errors"].items() if v}

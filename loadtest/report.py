@@ -17,8 +17,14 @@ from typing import Any
 
 REZERV = "rezerv"
 ROUNDS_NOTE = (
-    "Several rounds: holds/s, confirmed/s and CPU are the rounds' mean; latencies, HELD at end and"
-    " drain are listed round by round; a ratio is the means' ratio, each round's own in brackets."
+    "Several rounds: holds/s, confirmed/s and CPU are the rounds' mean; latencies, HELD at end,"
+    " drain and the cores' fixed work are listed round by round; a ratio is the means' ratio, each"
+    " round's own in brackets."
+)
+CORES_NOTE = (
+    "Fixed work: the median CPU time of one fixed piece of pure-Python work, timed once a second in"
+    " the window (loadtest/core_speed.py): the cores' own speed, which no system controls. Higher is"
+    " slower; two steps that differ in it ran on a faster and a slower machine."
 )
 
 
@@ -84,6 +90,11 @@ def _each_round(step: dict[str, Any], field: str, digits: int = 0) -> str:
     return " / ".join(f"{s[field] or 0:,.{digits}f}" for s in step["rounds"])
 
 
+def _fixed_work(step: dict[str, Any]) -> str:
+    """The cores' fixed work in each round (ms of CPU), "?" for a round without the probe."""
+    return " / ".join(f"{s['core_speed']['median_ms']:.1f}" if s.get("core_speed") else "?" for s in step["rounds"])
+
+
 def _round_ratios(ours: dict[str, Any], theirs: dict[str, Any], field: str) -> str:
     """rezerv's figure over the baseline's, round by round (rounds in which both ran the step)."""
     mine = {s["round"]: s for s in ours["rounds"]}
@@ -117,6 +128,7 @@ def comparison_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "held_at_end": _each_round(step, "held_at_end"),
                 "drain_s": _each_round(step, "drain_s", 2),
                 "cpu": _cpu(step),
+                "fixed_work_ms": _fixed_work(step),
                 "generator_saturated": step["generator_saturated"],
             }
             ours = mine.get(n)
@@ -135,20 +147,21 @@ def comparison_markdown(results: list[dict[str, Any]]) -> str:
     """The comparison table; with several rounds, the note under it says how to read it."""
     head = (
         "| users | system | holds/s | confirmed/s | p50 ms | p99 ms | errors | oversold | audit "
-        "| rezerv / this: holds | rezerv / this: confirmed | HELD at end (drain s) | CPU % of a core |"
+        "| rezerv / this: holds | rezerv / this: confirmed | HELD at end (drain s) | CPU % of a core "
+        "| fixed work, ms |"
     )
-    lines = [head, "|" + "---|" * 13]
+    lines = [head, "|" + "---|" * 14]
     for r in comparison_rows(results):
         sat = " (generator saturated)" if r["generator_saturated"] else ""
         lines.append(
             f"| {r['users']:,} | {r['target']} | {r['holds_per_s']:,.0f} | {r['confirmed_per_s']:,.0f} "
             f"| {r['p50_ms']} | {r['p99_ms']} | {r['errors']} | {r['oversold']} | {r['audit']} "
             f"| {r.get('rezerv_holds_ratio', '-')} | {r.get('rezerv_confirmed_ratio', '-')} "
-            f"| {r['held_at_end']} ({r['drain_s']}) | {r['cpu']}{sat} |"
+            f"| {r['held_at_end']} ({r['drain_s']}) | {r['cpu']}{sat} | {r['fixed_work_ms']} |"
         )
+    lines += ["", CORES_NOTE]
     if round_count(results) > 1:
-        lines.append("")
-        lines.append(ROUNDS_NOTE)
+        lines += ["", ROUNDS_NOTE]
     return "\n".join(lines)
 
 

@@ -62,6 +62,7 @@ def test_a_short_flash_sale_runs_end_to_end_and_its_audit_passes() -> None:
         assert step["api_admitted_holds"]["admitted"] > 0  # the API's own timing, from its /metrics
         assert step["routes"]["POST /events/{id}/holds"]["statuses"].get("201", 0) > 0
         assert step["cpu_percent"]["load generator"] > 0
+        assert step["core_speed"]["samples"] >= 2  # once a second in the 3 s window
         assert step["left_in_flight"] == 0
         assert step["left_held"] == 0
         for name in (
@@ -130,6 +131,7 @@ def test_compare_in_two_rounds_runs_rezerv_and_a_baseline_in_a_b_b_a_order_and_c
             assert (kept / "conditional-update" / "logs" / "conditional-update.log").exists()
             assert (kept / "baseline-servers" / "logs" / "postgres.log").stat().st_size > 0
         table = (run_dir / "comparison.md").read_text()
+        assert "| fixed work, ms |" in table
         (row,) = [line for line in table.splitlines() if line.startswith("| 4 | conditional-update |")]
         assert re.search(r"\| [\d.]+x \([\d.]+x, [\d.]+x\) \|", row), row  # the means' ratio, then each round's
         assert processes_mentioning("rezerv-loadtest-") == []

@@ -9,7 +9,7 @@ import pytest
 
 from loadtest.audit_rules import NO_OUTCOME
 from loadtest.records import RecordWriter, read_acknowledgements, read_client_holds, read_outcome_counts
-from loadtest.report import ROUNDS_NOTE, comparison_markdown, comparison_rows
+from loadtest.report import CORES_NOTE, ROUNDS_NOTE, comparison_markdown, comparison_rows
 
 
 def test_records_of_several_processes_are_read_back_as_one_client_hold_per_key(tmp_path: Path) -> None:
@@ -92,6 +92,16 @@ def test_with_two_rounds_the_comparison_divides_the_means_and_shows_each_rounds_
     assert theirs["errors"] == 2  # a 503 in each round
     assert (ours["audit"], theirs["audit"]) == ("OK", "FAILED")  # one round's failed audit fails the row
     assert ROUNDS_NOTE in comparison_markdown(results)
+
+
+def test_the_cores_fixed_work_is_listed_round_by_round_and_a_round_without_the_probe_shows_a_question_mark() -> None:
+    first, second = _round(_result("rezerv", 3_000, 2_000), 1, 20.0), _round(_result("rezerv", 2_000, 1_000), 2, 30.0)
+    first["steps"][0]["core_speed"] = {"median_ms": 7.25, "p10_ms": 7.0, "p90_ms": 8.0, "samples": 20}
+    (row,) = comparison_rows([first, second])
+    assert row["fixed_work_ms"] == "7.2 / ?"
+    table = comparison_markdown([first, second])
+    assert table.splitlines()[2].endswith("| 7.2 / ? |")
+    assert CORES_NOTE in table
 
 
 def test_one_round_is_shown_as_it_ran_without_a_note() -> None:
