@@ -9,7 +9,7 @@ tenants, a busy sibling hyper-thread, none of which any process of the run contr
 fixed work took 10 ms ran on slower cores than one where it took 7 ms; a comparison between them
 says as much about the machine as about the systems.
 
-It costs about half a percent of a core, in the load-test driver, the same for every system.
+It costs about a quarter of a percent of a core, in the load-test driver, the same for every system.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import time
 from statistics import median, quantiles
 from typing import TypedDict
 
-WORK = 50_000  # iterations: about 3-6 ms of CPU on the 2-core machine of BENCHMARKS.md
+WORK = 50_000  # iterations: about 1.5-3 ms of CPU on the 2-core machine of BENCHMARKS.md
 
 
 class CoreSpeed(TypedDict):
