@@ -21,10 +21,14 @@ ROUNDS_NOTE = (
     " drain and the cores' fixed work are listed round by round; a ratio is the means' ratio, each"
     " round's own in brackets."
 )
+UNEVEN_CORES = 1.25  # the fixed work's two levels on the machine of BENCHMARKS.md are ~1.6 and ~2.6 ms
+UNEVEN_MARK = "*"
 CORES_NOTE = (
     "Fixed work: the median CPU time of one fixed piece of pure-Python work, timed once a second in"
     " the window (loadtest/core_speed.py): the cores' own speed, which no system controls. Higher is"
-    " slower; two steps that differ in it ran on a faster and a slower machine."
+    " slower; two steps that differ in it ran on a faster and a slower machine. A round's ratio marked"
+    f" {UNEVEN_MARK} compares two steps whose fixed work differed by more than"
+    f" {round((UNEVEN_CORES - 1) * 100)}%."
 )
 
 
@@ -96,9 +100,24 @@ def _fixed_work(step: dict[str, Any]) -> str:
 
 
 def _round_ratios(ours: dict[str, Any], theirs: dict[str, Any], field: str) -> str:
-    """rezerv's figure over the baseline's, round by round (rounds in which both ran the step)."""
+    """rezerv's figure over the baseline's, round by round (rounds in which both ran the step),
+    each marked when the two steps ran on cores of different speed."""
     mine = {s["round"]: s for s in ours["rounds"]}
-    return ", ".join(_ratio(mine[s["round"]][field], s[field]) for s in theirs["rounds"] if s["round"] in mine)
+    return ", ".join(
+        _ratio(mine[s["round"]][field], s[field]) + (UNEVEN_MARK if cores_differ(mine[s["round"]], s) else "")
+        for s in theirs["rounds"]
+        if s["round"] in mine
+    )
+
+
+def cores_differ(one: dict[str, Any], other: dict[str, Any]) -> bool:
+    """Whether the cores' fixed work took more than UNEVEN_CORES times as long in one step as in the
+    other (False when either step has no probe)."""
+    a, b = (step.get("core_speed") for step in (one, other))
+    if not a or not b:
+        return False
+    slow, fast = max(a["median_ms"], b["median_ms"]), min(a["median_ms"], b["median_ms"])
+    return bool(slow > UNEVEN_CORES * fast)
 
 
 def comparison_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -104,6 +104,24 @@ def test_the_cores_fixed_work_is_listed_round_by_round_and_a_round_without_the_p
     assert CORES_NOTE in table
 
 
+def _with_cores(result: dict[str, Any], median_ms: float) -> dict[str, Any]:
+    result["steps"][0]["core_speed"] = {"median_ms": median_ms, "p10_ms": median_ms, "p90_ms": median_ms, "samples": 20}
+    return result
+
+
+def test_a_rounds_ratio_between_steps_on_cores_of_different_speed_is_marked() -> None:
+    results = [
+        _with_cores(_round(_result("rezerv", 3_000, 2_000), 1, 20.0), 1.6),
+        _with_cores(_round(_result("conditional-update", 1_000, 1_000), 1, 90.0), 2.6),  # slower cores
+        _with_cores(_round(_result("conditional-update", 1_000, 1_000), 2, 90.0), 1.7),
+        _with_cores(_round(_result("rezerv", 2_000, 1_500), 2, 30.0), 1.6),  # within 25%: not marked
+        _round(_result("conditional-update", 1_000, 1_000), 3, 90.0),  # no probe: not marked
+        _with_cores(_round(_result("rezerv", 2_000, 1_000), 3, 30.0), 1.6),
+    ]
+    _ours, theirs = comparison_rows(results)
+    assert theirs["rezerv_confirmed_ratio"] == "1.50x (2.00x*, 1.50x, 1.00x)"
+
+
 def test_one_round_is_shown_as_it_ran_without_a_note() -> None:
     results = [_result("rezerv", 3_000, 2_000), _result("redis-lock", 1_000, 1_000)]
     ours, theirs = comparison_rows(results)
