@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +26,7 @@ def up_environment(data_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REZERV_", "RAY_AUTH"))}
     # A stale token left in ~/.ray by some other Ray must not matter (stack/ray_auth.py).
     home = Path(tempfile.mkdtemp(prefix="rezerv-home-"))
+    atexit.register(shutil.rmtree, home, ignore_errors=True)  # not one folder left per test run
     (home / ".ray").mkdir(parents=True, exist_ok=True)
     (home / ".ray" / "auth_token").write_text("0" * 64)
     env["HOME"] = str(home)
