@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -140,30 +141,50 @@ def test_compare_in_two_rounds_runs_rezerv_and_a_baseline_in_a_b_b_a_order_and_c
         remove_tree(root)
 
 
+def sigterm_a_run_when(root: Path, ready: Callable[[Path], bool]) -> tuple[list[int], str]:
+    """Start `rezerv loadtest run` (a 60 s step), send it SIGTERM as soon as `ready(its log)`, and
+    check it exits with 143. Returns the processes below it at that moment that still run (killed
+    after being noted, so they cannot disturb later tests) and its log."""
+    env = up_environment(root / "unused")
+    argv = [REZERV, "loadtest", "run", "--users", "4", "--window", "60", "--customers", "20"]
+    argv += ["--results", str(root / "results")]
+    log = root / "loadtest.log"
+    with log.open("w") as out:
+        driver = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+    started: list[int] = []
+    try:
+        deadline = time.monotonic() + 180
+        while not ready(log) and time.monotonic() < deadline:
+            assert driver.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.2)
+        assert ready(log), log.read_text()[-3000:]
+        started = [p.pid for p in psutil.Process(driver.pid).children(recursive=True)]
+        driver.send_signal(signal.SIGTERM)
+        assert driver.wait(timeout=150) == 128 + signal.SIGTERM, log.read_text()[-3000:]
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    left = [pid for pid in started if _running(pid)]
+    for pid in left:
+        with contextlib.suppress(psutil.Error):
+            psutil.Process(pid).kill()
+    return left, log.read_text()
+
+
 def test_sigterm_in_the_middle_of_a_step_stops_the_run_and_every_process_of_its_target() -> None:
     root = session_root()
+    stepping: dict[str, float] = {}
+
+    def inside_the_step(log: Path) -> bool:
+        """5 s after the population is made: Locust and the whole stack are running."""
+        if "customers funded" in log.read_text():
+            stepping.setdefault("since", time.monotonic())
+        return time.monotonic() - stepping.get("since", float("inf")) > 5
+
     try:
-        env = up_environment(root / "unused")
-        argv = [REZERV, "loadtest", "run", "--users", "4", "--window", "60", "--customers", "20"]
-        argv += ["--results", str(root / "results")]
-        log = root / "loadtest.log"
-        with log.open("w") as out:
-            driver = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
-        try:
-            deadline = time.monotonic() + 180
-            while "customers funded" not in log.read_text() and time.monotonic() < deadline:
-                assert driver.poll() is None, log.read_text()[-3000:]
-                time.sleep(0.5)
-            time.sleep(5)  # inside the step: Locust and the whole stack are running
-            started = [p.pid for p in psutil.Process(driver.pid).children(recursive=True)]
-            assert processes_mentioning("rezerv-loadtest-"), "the target's servers run"
-            driver.send_signal(signal.SIGTERM)
-            assert driver.wait(timeout=150) == 128 + signal.SIGTERM, log.read_text()[-3000:]
-        finally:
-            if driver.poll() is None:
-                driver.kill()
-        assert "stopped by SIGTERM" in log.read_text()
-        assert [pid for pid in started if _running(pid)] == []
+        left, log = sigterm_a_run_when(root, inside_the_step)
+        assert "stopped by SIGTERM" in log
+        assert left == []
         assert processes_mentioning("rezerv-loadtest-") == []
     finally:
         remove_tree(root)
@@ -171,32 +192,16 @@ def test_sigterm_in_the_middle_of_a_step_stops_the_run_and_every_process_of_its_
 
 def test_sigterm_while_the_target_is_starting_stops_the_run_and_everything_it_had_started() -> None:
     root = session_root()
+
+    def starting(log: Path) -> bool:
+        """The target's first server runs, the population is not made yet."""
+        return bool(processes_mentioning("rezerv-loadtest-")) and "customers funded" not in log.read_text()
+
     try:
-        env = up_environment(root / "unused")
-        argv = [REZERV, "loadtest", "run", "--users", "4", "--window", "60", "--customers", "20"]
-        argv += ["--results", str(root / "results")]
-        log = root / "loadtest.log"
-        with log.open("w") as out:
-            driver = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
-        try:
-            deadline = time.monotonic() + 120
-            while not processes_mentioning("rezerv-loadtest-") and time.monotonic() < deadline:
-                assert driver.poll() is None, log.read_text()[-3000:]
-                time.sleep(0.2)
-            assert processes_mentioning("rezerv-loadtest-"), "the target's first server started"
-            assert "customers funded" not in log.read_text(), "still starting"
-            started = [p.pid for p in psutil.Process(driver.pid).children(recursive=True)]
-            driver.send_signal(signal.SIGTERM)
-            assert driver.wait(timeout=150) == 128 + signal.SIGTERM, log.read_text()[-3000:]
-        finally:
-            if driver.poll() is None:
-                driver.kill()
-        left = [pid for pid in started if _running(pid)]  # `rezerv up` and the servers it had started
-        for pid in left:  # not left to disturb the tests after this one
-            with contextlib.suppress(psutil.Error):
-                psutil.Process(pid).kill()
-        assert "stopped by SIGTERM" in log.read_text()
-        assert left == []
+        left, log = sigterm_a_run_when(root, starting)
+        assert "customers funded" not in log, "it was still starting"
+        assert "stopped by SIGTERM" in log
+        assert left == []  # `rezerv up` and the servers it had started
         assert processes_mentioning("rezerv-loadtest-") == []
         (run_dir,) = (root / "results").iterdir()
         assert (run_dir / "rezerv" / "logs" / "up.log").exists(), "what the start wrote is kept"
