@@ -243,12 +243,13 @@ async def _compare_round(
 
     results: list[dict[str, Any]] = []
     servers: BaselineServers | None = None
+    logs = round_dir / "baseline-servers" / "logs"
     try:
         for name in order:
             target: Target
             if name == "rezerv":
                 if servers is not None:
-                    await asyncio.to_thread(servers.stop, round_dir / "baseline-servers" / "logs")
+                    await asyncio.to_thread(servers.stop, logs)
                     servers = None
                 target = RezervTarget()
             else:
@@ -259,7 +260,7 @@ async def _compare_round(
             results.append(await run_target(target, options, round_dir, tag) | {"round": number})
     finally:
         if servers is not None:
-            await asyncio.to_thread(servers.stop, round_dir / "baseline-servers" / "logs")
+            await asyncio.to_thread(servers.stop, logs)
     return results
 
 
