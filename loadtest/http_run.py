@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest import server_latency
-from loadtest.core_speed import CoreSpeedProbe
+from loadtest.core_speed import CoreSpeed, CoreSpeedProbe
 from loadtest.locust_results import errors_by_status, read_routes, requests_in_window
 from loadtest.measure import TreeCpuSampler, machine_description
 from loadtest.notification_watch import watching
@@ -137,6 +137,32 @@ def _start_locust(argv: list[str], log_path: Path | None) -> subprocess.Popen[by
         return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
+@dataclass
+class WindowMeters:
+    """What a step measures over its window beside the load, started and stopped together by the
+    Locust and the wrk step alike: CPU per process (the target's, the generator's, the driver's)
+    and the cores' speed (loadtest/core_speed.py)."""
+
+    cpu: TreeCpuSampler
+    cores: CoreSpeedProbe
+
+    @classmethod
+    def start(cls, target: Target, generator_pid: int) -> WindowMeters:
+        cpu = TreeCpuSampler(roots=[*target.cpu_roots(), generator_pid], singles={"loadtest driver": [os.getpid()]})
+        cpu.start()
+        cores = CoreSpeedProbe()
+        cores.start()
+        return cls(cpu, cores)
+
+    def stop(self) -> tuple[dict[str, float], CoreSpeed | None]:
+        """CPU per role over the window (percent of one core) and the cores' speed."""
+        return self.cpu.stop(), self.cores.stop()
+
+    def generator(self) -> list[float]:
+        """Each load-generator process's share of a core over the window."""
+        return self.cpu.per_process.get("load generator", [])
+
+
 async def run_step(
     target: Target, population: Population, population_file: Path, users: int, options: RunOptions, step_dir: Path
 ) -> dict[str, Any]:
@@ -148,17 +174,13 @@ async def run_step(
     try:
         async with watching(population, options.watch) as watch:
             window = await _wait_for_window(step_dir, proc, 60 + users / 50 + options.warm_up_s)
-            sampler = TreeCpuSampler(roots=[*target.cpu_roots(), proc.pid], singles={"loadtest driver": [os.getpid()]})
-            sampler.start()
-            cores = CoreSpeedProbe()
-            cores.start()
+            meters = WindowMeters.start(target, proc.pid)
             api_before = await asyncio.to_thread(server_latency.scrape, target.base_url, step_dir / API_BEFORE)
             await asyncio.sleep(max(0.0, window["end"] - time.time()))
-            cpu = sampler.stop()
-            core_speed = cores.stop()
+            cpu, core_speed = meters.stop()
             api_after = await asyncio.to_thread(server_latency.scrape, target.base_url, step_dir / API_AFTER)
             await asyncio.sleep(2.0)  # outcomes of the window's last bookings still arriving
-        generator = sampler.per_process.get("load generator", [])
+        generator = meters.generator()
         code = await asyncio.to_thread(proc.wait, options.window_s + 180)
     finally:
         if proc.poll() is None:
@@ -193,14 +215,10 @@ async def run_wrk_step(
     start = time.time()
     proc = await asyncio.to_thread(_start_wrk, argv, script, text, log_path)
     try:
-        sampler = TreeCpuSampler(roots=[*target.cpu_roots(), proc.pid], singles={"loadtest driver": [os.getpid()]})
-        sampler.start()
-        cores = CoreSpeedProbe()
-        cores.start()
+        meters = WindowMeters.start(target, proc.pid)
         end = start + max(1, round(options.window_s))
         await asyncio.sleep(max(0.0, end - time.time()))
-        cpu = sampler.stop()
-        core_speed = cores.stop()
+        cpu, core_speed = meters.stop()
         code = await asyncio.to_thread(proc.wait, 60)
         api_after = await asyncio.to_thread(server_latency.scrape, target.base_url, step_dir / API_AFTER)
     finally:
@@ -225,7 +243,7 @@ async def run_wrk_step(
         "p99_ms": round(figures_of_wrk["p99_us"] / 1000, 1),
         "statuses": dict(sorted(statuses.items())),
     }
-    generator = sampler.per_process.get("load generator", [])
+    generator = meters.generator()
     summary = {
         "target": target.name,
         "scenario": options.scenario,
