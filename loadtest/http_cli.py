@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import signal
 import sys
 import time
@@ -255,7 +256,7 @@ async def _compare_round(
             else:
                 if servers is None:
                     servers = BaselineServers()
-                    await start_or_undo(servers.start, servers.stop)
+                    await start_or_undo(servers.start, functools.partial(servers.stop, logs))
                 target = BaselineTarget(name, servers, secrets.token_urlsafe(32))
             results.append(await run_target(target, options, round_dir, tag) | {"round": number})
     finally:

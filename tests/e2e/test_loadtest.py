@@ -10,7 +10,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -141,12 +141,14 @@ def test_compare_in_two_rounds_runs_rezerv_and_a_baseline_in_a_b_b_a_order_and_c
         remove_tree(root)
 
 
-def sigterm_a_run_when(root: Path, ready: Callable[[Path], bool]) -> tuple[list[int], str]:
-    """Start `rezerv loadtest run` (a 60 s step), send it SIGTERM as soon as `ready(its log)`, and
-    check it exits with 143. Returns the processes below it at that moment that still run (killed
-    after being noted, so they cannot disturb later tests) and its log."""
+def sigterm_a_run_when(
+    root: Path, ready: Callable[[Path], bool], command: Sequence[str] = ("run",)
+) -> tuple[list[int], str]:
+    """Start `rezerv loadtest run` (or `command`: a 60 s step), send it SIGTERM as soon as
+    `ready(its log)`, and check it exits with 143. Returns the processes below it at that moment
+    that still run (killed after being noted, so they cannot disturb later tests) and its log."""
     env = up_environment(root / "unused")
-    argv = [REZERV, "loadtest", "run", "--users", "4", "--window", "60", "--customers", "20"]
+    argv = [REZERV, "loadtest", *command, "--users", "4", "--window", "60", "--customers", "20"]
     argv += ["--results", str(root / "results")]
     log = root / "loadtest.log"
     with log.open("w") as out:
@@ -205,6 +207,25 @@ def test_sigterm_while_the_target_is_starting_stops_the_run_and_everything_it_ha
         assert processes_mentioning("rezerv-loadtest-") == []
         (run_dir,) = (root / "results").iterdir()
         assert (run_dir / "rezerv" / "logs" / "up.log").exists(), "what the start wrote is kept"
+    finally:
+        remove_tree(root)
+
+
+def test_sigterm_while_the_baselines_servers_start_stops_them_and_keeps_their_logs() -> None:
+    root = session_root()
+
+    def starting(log: Path) -> bool:
+        """initdb or PostgreSQL runs (its log is open), the first baseline is not started yet."""
+        return bool(processes_mentioning("rezerv-baselines-")) and ": starting" not in log.read_text()
+
+    try:
+        left, log = sigterm_a_run_when(root, starting, ("compare", "--targets", "conditional-update"))
+        assert ": starting" not in log, "the servers were still starting"
+        assert "stopped by SIGTERM" in log
+        assert left == []
+        assert processes_mentioning("rezerv-baselines-") == []
+        (run_dir,) = (root / "results").iterdir()
+        assert (run_dir / "baseline-servers" / "logs" / "postgres.log").stat().st_size > 0  # one round: no round-1
     finally:
         remove_tree(root)
 
