@@ -240,11 +240,11 @@ class RezervTarget(_LazyPool):
             self.up.stop()
             self.up = None
         if self.root is not None:
-            from stack import pg_placement
+            from stack.servers import remove_data_dir
 
             if logs is not None:  # `rezerv up`'s own log, then every server's and service's
                 keep_logs(logs, [self.root / "up.log", *sorted((self.root / "data" / "logs").glob("*.log"))])
-            shutil.rmtree(pg_placement.cluster_home(self.root / "data"), ignore_errors=True)
+            remove_data_dir(self.root / "data")
             shutil.rmtree(self.root, ignore_errors=True)
             self.root = None
 

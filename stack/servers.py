@@ -414,13 +414,59 @@ class EmbeddedKafka:
             self.process.stop()
 
 
+SHORT_TEMP_ROOT = Path("/tmp")
+RAY_OWNER_FILE = "rezerv-data-dir"  # in a Ray temp dir placed outside its data dir: whose it is
+
+
 def ray_temp_dir(data_dir: Path) -> Path:
     """Ray puts Unix sockets under its temp dir; keep the path short (sockets allow 107 bytes)."""
     preferred = data_dir.resolve() / "ray"
     if len(str(preferred)) <= 40:
         return preferred
     digest = hashlib.sha1(str(preferred).encode()).hexdigest()[:10]
-    return Path("/tmp") / f"rezerv-ray-{os.getuid()}-{digest}"
+    return SHORT_TEMP_ROOT / f"rezerv-ray-{os.getuid()}-{digest}"
+
+
+def _ray_temp_dir_outside(data_dir: Path) -> Path | None:
+    temp_dir = ray_temp_dir(data_dir)
+    return None if temp_dir.is_relative_to(data_dir.resolve()) else temp_dir
+
+
+def claim_ray_temp_dir(data_dir: Path) -> None:
+    """Name the data dir in its Ray temp dir when that lies outside it (a long data dir path),
+    so that the temp dir can be told an orphan once the data dir is gone."""
+    temp_dir = _ray_temp_dir_outside(data_dir)
+    if temp_dir is not None:
+        (temp_dir / RAY_OWNER_FILE).write_text(str(data_dir.resolve()))
+
+
+def sweep_orphaned_ray_temp_dirs(temp_root: Path = SHORT_TEMP_ROOT) -> list[Path]:
+    """Remove this user's Ray temp dirs under `temp_root` whose data dir no longer exists.
+
+    A data dir removed with `rm -rf` (a test's, a load test's, a user's) leaves its Ray temp dir
+    in /tmp when the path was too long to keep it inside: session logs of a few MB each. Only a
+    dir that names its data dir is touched; one that names none (made before the name was written)
+    is left alone."""
+    removed = []
+    for temp_dir in temp_root.glob(f"rezerv-ray-{os.getuid()}-*"):
+        try:
+            owner = Path((temp_dir / RAY_OWNER_FILE).read_text())
+        except OSError:
+            continue
+        if not owner.exists():
+            shutil.rmtree(temp_dir, ignore_errors=True)
+            removed.append(temp_dir)
+    return removed
+
+
+def remove_data_dir(data_dir: Path) -> None:
+    """Remove a data dir and what rezerv placed for it elsewhere: the PostgreSQL cluster placed
+    where `nobody` reaches it, and Ray's temp dir kept short in /tmp."""
+    outside = [pg_placement.cluster_home(data_dir), _ray_temp_dir_outside(data_dir)]
+    shutil.rmtree(data_dir, ignore_errors=True)
+    for path in outside:
+        if path is not None:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 # Set wherever rezerv starts Ray (`ray start` for `rezerv up`, `ray.init` for the benchmarks).
@@ -481,7 +527,9 @@ class EmbeddedRay:
 
     def start(self, timeout_s: float = 60.0) -> None:
         temp_dir = ray_temp_dir(self.data_dir)
+        sweep_orphaned_ray_temp_dirs()
         _check_writable(temp_dir, "Ray")
+        claim_ray_temp_dir(self.data_dir)
         low, high = worker_port_range((self.port, self.dashboard_port, self.client_port))
         ray_cli = Path(sys.executable).with_name("ray")
         argv = [

@@ -19,7 +19,7 @@ import asyncpg
 
 from engine.adapters.pg_migrations import migrate
 from stack.processes import free_port
-from stack.servers import EmbeddedKafka, EmbeddedPostgres, EmbeddedValkey
+from stack.servers import EmbeddedKafka, EmbeddedPostgres, EmbeddedValkey, sweep_orphaned_ray_temp_dirs
 
 TEMPLATE_DB = "rezerv_template"
 
@@ -33,7 +33,9 @@ def session_root() -> Path:
 
 
 def remove_tree(root: Path) -> None:
+    """Remove a test's folder, and the Ray temp dirs in /tmp of data dirs that were inside it."""
     shutil.rmtree(root, ignore_errors=True)
+    sweep_orphaned_ray_temp_dirs()
 
 
 @dataclass

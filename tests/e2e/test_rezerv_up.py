@@ -271,8 +271,8 @@ def test_the_readme_quick_start_works_with_every_default() -> None:
 
     The directory is private (mode 700): as root, PostgreSQL (run as `nobody`) cannot reach it,
     which is what a clone under /root looks like."""
-    from stack import pg_placement
     from stack.processes import StartupError, require_free_port
+    from stack.servers import RAY_OWNER_FILE, ray_temp_dir, remove_data_dir
 
     defaults = Settings()
     for port in (defaults.api_port, defaults.postgres_port, defaults.redis_port, defaults.kafka_port):
@@ -301,9 +301,14 @@ def test_the_readme_quick_start_works_with_every_default() -> None:
         assert status == 201, held
         assert held["status"] == "HELD"
         assert (workdir / ".rezerv" / "pg" / "PG_VERSION").exists()
+        # The data dir's path is too long for Ray's sockets: its temp dir in /tmp names it.
+        ray_dir = ray_temp_dir(workdir / ".rezerv")
+        assert not ray_dir.is_relative_to(workdir)
+        assert (ray_dir / RAY_OWNER_FILE).read_text() == str((workdir / ".rezerv").resolve())
         assert run.stop(signal.SIGINT) == 0
         assert run.survivors() == []
     finally:
         run.kill_everything()
-        shutil.rmtree(pg_placement.cluster_home(workdir / ".rezerv"), ignore_errors=True)
+        remove_data_dir(workdir / ".rezerv")
         shutil.rmtree(workdir, ignore_errors=True)
+    assert not ray_dir.exists()
