@@ -129,6 +129,17 @@ def tail(path: Path, lines: int = 8) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
+# Told the pid of every process a ManagedProcess starts in this process: `rezerv up` writes them
+# down for the next one, in case it is killed before it can stop them (stack/leftovers.py).
+_start_listeners: list[Callable[[int], None]] = []
+
+
+def on_every_start(listener: Callable[[int], None]) -> Callable[[], None]:
+    """Call `listener(pid)` after every ManagedProcess start from now on; returns its removal."""
+    _start_listeners.append(listener)
+    return lambda: _start_listeners.remove(listener)
+
+
 @dataclass
 class ManagedProcess:
     """One long-running child with its log file, readiness check and orphan-free stop."""
@@ -169,6 +180,8 @@ class ManagedProcess:
             raise StartupError(f"{self.name} could not be executed ({exc}); is the install complete?") from exc
         finally:
             log.close()
+        for listener in list(_start_listeners):
+            listener(self.popen.pid)
 
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None

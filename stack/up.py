@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import http.client
 import json
 import os
@@ -43,7 +44,8 @@ from typing import Any, Protocol
 import psutil
 
 from engine.config import ConfigError, Settings
-from stack.processes import ManagedProcess, StartupError, require_free_port, tail, tcp_accepts
+from stack import leftovers
+from stack.processes import ManagedProcess, StartupError, on_every_start, require_free_port, tail, tcp_accepts
 from stack.prometheus import INSTALL_HINT, EmbeddedPrometheus, config_path, prometheus_binary, prometheus_config
 from stack.ray_auth import TOKEN_FILE, use_token
 from stack.secrets import private_secret
@@ -86,6 +88,10 @@ class RunFiles:
     @property
     def pid_file(self) -> Path:
         return self.run_dir / "up.pid"
+
+    @property
+    def processes_file(self) -> Path:
+        return self.run_dir / "processes"  # what this run started (stack/leftovers.py)
 
     @property
     def log_dir(self) -> Path:
@@ -163,6 +169,7 @@ class Stack:
     supervised: list[Supervised] = field(default_factory=list)
     targets: list[dict[str, Any]] = field(default_factory=list)  # every metrics endpoint, once up
     prometheus: EmbeddedPrometheus | None = None
+    _forget_listener: Callable[[], None] | None = None  # stops writing down started processes
     embedded_ray: bool = False
 
     @property
@@ -324,11 +331,21 @@ class Stack:
                 f"{self.settings.data_dir}. Stop it with `rezerv down` (or Ctrl-C in its terminal), or "
                 f"use another REZERV_DATA_DIR."
             )
+        self._stop_leftovers()
         files.pid_file.write_text(f"{os.getpid()}\n")
+        leftovers.start_afresh(files.processes_file)
+        self._forget_listener = on_every_start(functools.partial(leftovers.note, files.processes_file))
         if not self.settings.jwt_secret:
             self.settings = self.settings.replace(jwt_secret=private_secret(files.secret_file))
         if not self.settings.provider_secret:
             self.settings = self.settings.replace(provider_secret=private_secret(files.provider_secret_file))
+
+    def _stop_leftovers(self) -> None:
+        """Stop what an earlier `rezerv up` on this data directory left running when it was killed."""
+        count = leftovers.stop_left_running(self.files.processes_file)
+        if count:
+            self.out(f"  stopped {count} processes an earlier `rezerv up` on this data directory left running")
+            self.out("  (it was killed before it could stop them)")
 
     def _check_ports(self) -> None:
         s = self.settings
@@ -646,6 +663,9 @@ class Stack:
             except Exception as exc:  # keep stopping the others
                 self.out(f"  {name} did not stop cleanly: {exc}")
         self.started.clear()
+        if self._forget_listener is not None:
+            self._forget_listener()
+            self._forget_listener = None
         with contextlib.suppress(OSError):
             if running_pid(self.files) == os.getpid():
                 self.files.pid_file.unlink()
@@ -725,9 +745,14 @@ def _get_json(url: str) -> tuple[int, Any]:
         return 0, {}
 
 
+# Ctrl-C, `rezerv down`, and the terminal closing (SIGHUP, whose default would end `rezerv up` at
+# once and leave every server, each in a session of its own, running).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 @contextlib.contextmanager
 def shutdown_signals() -> Iterator[None]:
-    """Turn SIGINT and SIGTERM into ShutdownRequested, once; later signals are ignored while stopping."""
+    """Turn STOP_SIGNALS into ShutdownRequested, once; later signals are ignored while stopping."""
     fired = False
 
     def handler(signum: int, _frame: FrameType | None) -> None:
@@ -737,12 +762,18 @@ def shutdown_signals() -> Iterator[None]:
         fired = True
         raise ShutdownRequested(signal.Signals(signum).name)
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def _say(line: str, to_stderr: bool = False) -> None:
+    """Print, unless the terminal has gone (a hang-up): stopping must go on without it."""
+    with contextlib.suppress(OSError):
+        print(line, file=sys.stderr if to_stderr else sys.stdout, flush=True)
 
 
 def run_up(settings: Settings | None = None) -> int:
@@ -752,27 +783,27 @@ def run_up(settings: Settings | None = None) -> int:
     except ConfigError as exc:
         print(f"rezerv up: bad configuration: {exc}", file=sys.stderr)
         return 2
-    stack = Stack(settings, out=lambda line: print(line, flush=True))
-    print(f"rezerv up: starting in {settings.data_dir.resolve()}", flush=True)
+    stack = Stack(settings, out=_say)
+    _say(f"rezerv up: starting in {settings.data_dir.resolve()}")
     code = 0
     with shutdown_signals():
         try:
             stack.start()
             code = stack.supervise()
             if code:
-                print("rezerv up: a server failed too often; stopping.", file=sys.stderr, flush=True)
+                _say("rezerv up: a server failed too often; stopping.", to_stderr=True)
         except ShutdownRequested as sig:
-            print(f"rezerv up: {sig} received, stopping.", flush=True)
+            _say(f"rezerv up: {sig} received, stopping.")
             code = 0
         except (StartupError, ConfigError) as exc:
-            print(f"\nrezerv up: could not start.\n{exc}", file=sys.stderr, flush=True)
+            _say(f"\nrezerv up: could not start.\n{exc}", to_stderr=True)
             code = 1
         finally:
             # Stopping ignores further signals: a second Ctrl-C must not leave orphans behind.
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            for stop_signal in STOP_SIGNALS:
+                signal.signal(stop_signal, signal.SIG_IGN)
             stack.stop()
-    print("rezerv up: stopped.", flush=True)
+    _say("rezerv up: stopped.")
     return code
 
 
@@ -781,7 +812,9 @@ def run_down(settings: Settings | None = None, timeout_s: float = 90.0) -> int:
     files = RunFiles(settings.data_dir)
     pid = running_pid(files)
     if pid is None:
-        print(f"rezerv down: no `rezerv up` is running on {settings.data_dir.resolve()}.")
+        count = leftovers.stop_left_running(files.processes_file)
+        left = f"; stopped {count} processes a killed one had left running" if count else ""
+        print(f"rezerv down: no `rezerv up` is running on {settings.data_dir.resolve()}{left}.")
         return 0
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s

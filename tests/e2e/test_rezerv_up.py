@@ -202,6 +202,35 @@ def gcs_pid(run: UpRun) -> int:
     raise AssertionError(f"no GCS process below rezerv up:\n{run.output}")
 
 
+def test_what_a_killed_up_left_running_is_stopped_by_the_next_up_which_a_hang_up_stops_clean(
+    data_root: Path,
+) -> None:
+    env = up_environment(data_root / "data")
+    first = UpRun(env)
+    second = UpRun(env)
+    try:
+        first.start()
+        first.wait_for("rezerv is ready", timeout_s=60)
+        assert first.proc is not None
+        first.proc.kill()  # SIGKILL: nothing of it runs to stop its servers
+        first.proc.wait()
+        assert len(first.survivors()) > 5, "its servers, each in a session of its own, run on"
+
+        second.start()
+        second.wait_for("rezerv is ready", timeout_s=90)
+        assert "processes an earlier `rezerv up` on this data directory left running" in second.output
+        assert first.survivors() == []
+        assert len(second.descendants) > 5
+
+        assert second.stop(signal.SIGHUP) == 0  # the terminal closing
+        assert "SIGHUP received, stopping." in second.output
+        assert second.survivors() == []
+        assert processes_mentioning(str(data_root)) == []
+    finally:
+        first.kill_everything()
+        second.kill_everything()
+
+
 def test_a_ray_head_that_dies_while_the_services_are_placed_is_started_again_once(data_root: Path) -> None:
     # The GCS killed as soon as the head is up: the deploy that follows finds it gone.
     run = UpRun(up_environment(data_root / "data"))
