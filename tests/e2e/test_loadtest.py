@@ -41,11 +41,14 @@ def run_loadtest(root: Path, *options: str) -> tuple[Path, dict[str, Any], dict[
 
 def test_a_short_flash_sale_runs_end_to_end_and_its_audit_passes() -> None:
     # Half the customers have no money: both of the saga's paths run, and the audit covers both.
+    # Two Locust worker processes: the window, the records and the audit span both (the other
+    # tests here run Locust as one process).
     root = session_root()
     try:
         options = ("--users", "4", "--window", "3", "--warm-up", "1", "--read-after", "0.5", "--unfunded", "0.5")
-        run_dir, target, step = run_loadtest(root, *options)
+        run_dir, target, step = run_loadtest(root, *options, "--locust-processes", "2")
         step_dir = run_dir / "rezerv" / "users-00004"
+        assert len(list(step_dir.glob("records-*.jsonl"))) == 2, "each worker writes its own records"
         window = json.loads((step_dir / "window.json").read_text())
         acks = [a.at for a in read_acknowledgements(step_dir)]
         assert any(at < window["start"] for at in acks), "the users held during the warm-up"
