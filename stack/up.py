@@ -140,12 +140,37 @@ def redacted(url: str) -> str:
 
 
 def running_pid(files: RunFiles) -> int | None:
-    """The pid of a live `rezerv up` for this data directory, if any."""
+    """The pid of a live `rezerv up` for this data directory, if any.
+
+    The pid file names the process and its start time: after `rezerv up` was killed (or the
+    machine restarted) its pid may belong to any other process, which `rezerv down` must not
+    signal and which must not keep the next `rezerv up` from starting. A file written before the
+    start time was kept (the pid alone) is trusted only for a process that is a `rezerv up`."""
     try:
-        pid = int(files.pid_file.read_text().strip())
-    except (OSError, ValueError):
+        fields = files.pid_file.read_text().split()
+        pid = int(fields[0])
+        started = float(fields[1]) if len(fields) > 1 else None
+    except (OSError, ValueError, IndexError):
         return None
-    return pid if _alive(pid) else None
+    if not _alive(pid):
+        return None
+    try:
+        proc = psutil.Process(pid)
+        if started is not None:
+            return pid if abs(proc.create_time() - started) < leftovers.SAME_PROCESS_S else None
+        return pid if _is_rezerv_up(proc.cmdline()) else None
+    except psutil.Error:
+        return None
+
+
+def _is_rezerv_up(argv: list[str]) -> bool:
+    words = [Path(arg).name for arg in argv]
+    return "up" in words and any(w in ("rezerv", "stack.cli") for w in words)
+
+
+def pid_file_line() -> str:
+    """This process as the pid file names it: pid and start time."""
+    return f"{os.getpid()} {psutil.Process().create_time()}\n"
 
 
 def _alive(pid: int) -> bool:
@@ -332,7 +357,7 @@ class Stack:
                 f"use another REZERV_DATA_DIR."
             )
         self._stop_leftovers()
-        files.pid_file.write_text(f"{os.getpid()}\n")
+        files.pid_file.write_text(pid_file_line())
         leftovers.start_afresh(files.processes_file)
         self._forget_listener = on_every_start(functools.partial(leftovers.note, files.processes_file))
         if not self.settings.jwt_secret:
