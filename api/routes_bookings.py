@@ -122,10 +122,15 @@ def booking_body(booking: Booking) -> dict[str, Any]:
 
 def visible(booking: Booking | None, principal: Principal, hold_id: str) -> Booking:
     """The booking if `principal` may see it; another customer's booking is missing, like one that
-    does not exist (ApiProblem 404)."""
+    does not exist (ApiProblem 404). The detail says that a booking held a moment ago may not be
+    readable yet: the read model trails the log by up to REZERV_PROJECTION_INTERVAL_S (1 s), and a
+    client that reads right after its 201 should retry rather than conclude the hold is gone."""
     if booking is None or not principal.may_act_for(booking.customer_id):
-        raise ApiProblem(404, "booking-not-found", "Booking not found", f"there is no booking {hold_id}")
+        raise ApiProblem(404, "booking-not-found", "Booking not found", f"there is no booking {hold_id}{NOT_YET}")
     return booking
+
+
+NOT_YET = " (a hold answered about a second ago or less may not be readable yet: try again shortly)"
 
 
 # ---- routes --------------------------------------------------------------------------------

@@ -157,8 +157,11 @@ async def test_another_customers_booking_looks_like_no_booking(client: Client) -
     assert theirs.json()["detail"] == missing.json()["detail"].replace("h2", "h1"), "nothing tells them apart"
 
 
-async def test_an_unknown_booking_is_404(client: Client) -> None:
-    assert_problem(await client.http.get("/bookings/nope", headers=client.as_("alice")), 404, "booking-not-found")
+async def test_an_unknown_booking_is_404_which_says_a_new_booking_may_not_be_readable_yet(client: Client) -> None:
+    reply = await client.http.get("/bookings/nope", headers=client.as_("alice"))
+    body = assert_problem(reply, 404, "booking-not-found")
+    assert body["detail"].startswith("there is no booking nope")
+    assert "may not be readable yet" in body["detail"]
 
 
 async def test_no_token_is_401(client: Client) -> None:
