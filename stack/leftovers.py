@@ -15,12 +15,11 @@ PostgreSQL's backends rewrite their process titles over it.
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import psutil
 
-SAME_PROCESS_S = 0.01  # start times this close: the same process
+from stack.processes import running_as, terminate_then_kill
 
 
 def note(processes_file: Path, pid: int) -> None:
@@ -43,10 +42,8 @@ def written_down(processes_file: Path) -> list[psutil.Process]:
     for line in lines:
         try:
             pid_text, created_text = line.split()
-            proc = psutil.Process(int(pid_text))
-            if abs(proc.create_time() - float(created_text)) >= SAME_PROCESS_S:
-                continue  # the pid belongs to another process now
-            for member in (proc, *proc.children(recursive=True)):
+            proc = running_as(int(pid_text), float(created_text))  # None: gone, or its pid reused
+            for member in (proc, *proc.children(recursive=True)) if proc else ():
                 found[member.pid] = member
         except (ValueError, psutil.Error):
             continue
@@ -58,14 +55,7 @@ def stop_left_running(processes_file: Path, timeout_s: float = 15.0) -> int:
     it; SIGKILL what is left after `timeout_s`. Returns how many there were. Killing is safe: every
     acknowledged change is in PostgreSQL's log, which replays it on the next start."""
     procs = written_down(processes_file)
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            proc.terminate()
-    _gone, alive = psutil.wait_procs(procs, timeout=timeout_s)
-    for proc in alive:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    psutil.wait_procs(alive, timeout=5.0)
+    terminate_then_kill(procs, grace_s=timeout_s, kill_wait_s=5.0)
     return len(procs)
 
 

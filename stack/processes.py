@@ -129,6 +129,30 @@ def tail(path: Path, lines: int = 8) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
+SAME_PROCESS_S = 0.01  # two start times this close: the same process, not a later one with its pid
+
+
+def running_as(pid: int, created: float) -> psutil.Process | None:
+    """Process `pid` if it still runs and is the one that started at `created` (pids are reused)."""
+    try:
+        proc = psutil.Process(pid)
+        return proc if abs(proc.create_time() - created) < SAME_PROCESS_S else None
+    except psutil.Error:
+        return None
+
+
+def terminate_then_kill(procs: Sequence[psutil.Process], grace_s: float, kill_wait_s: float) -> None:
+    """SIGTERM every process, SIGKILL those still alive after `grace_s`, then wait for them."""
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _gone, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=kill_wait_s)
+
+
 # Told the pid of every process a ManagedProcess starts in this process: `rezerv up` writes them
 # down for the next one, in case it is killed before it can stop them (stack/leftovers.py).
 _start_listeners: list[Callable[[int], None]] = []
@@ -238,25 +262,9 @@ class ManagedProcess:
         return self.popen.returncode
 
     def _kill_leftover_descendants(self) -> None:
-        leftovers: list[psutil.Process] = []
-        for pid, created in self._descendants.items():
-            try:
-                proc = psutil.Process(pid)
-                if abs(proc.create_time() - created) < 0.01:  # the same process, not a reused pid
-                    leftovers.append(proc)
-            except psutil.Error:
-                continue
-        if not leftovers:
-            return
-        deadline = time.monotonic() + 3.0
-        for proc in leftovers:
-            with contextlib.suppress(psutil.Error):
-                proc.terminate()
-        _gone, alive = psutil.wait_procs(leftovers, timeout=max(0.0, deadline - time.monotonic()))
-        for proc in alive:
-            with contextlib.suppress(psutil.Error):
-                proc.kill()
-        psutil.wait_procs(alive, timeout=3.0)
+        leftovers = [p for pid, created in self._descendants.items() if (p := running_as(pid, created))]
+        if leftovers:
+            terminate_then_kill(leftovers, grace_s=3.0, kill_wait_s=3.0)
 
 
 def unprivileged_ids() -> tuple[int | None, int | None]:

@@ -45,7 +45,15 @@ import psutil
 
 from engine.config import ConfigError, Settings
 from stack import leftovers
-from stack.processes import ManagedProcess, StartupError, on_every_start, require_free_port, tail, tcp_accepts
+from stack.processes import (
+    ManagedProcess,
+    StartupError,
+    on_every_start,
+    require_free_port,
+    running_as,
+    tail,
+    tcp_accepts,
+)
 from stack.prometheus import INSTALL_HINT, EmbeddedPrometheus, config_path, prometheus_binary, prometheus_config
 from stack.ray_auth import TOKEN_FILE, use_token
 from stack.secrets import private_secret
@@ -154,11 +162,10 @@ def running_pid(files: RunFiles) -> int | None:
         return None
     if not _alive(pid):
         return None
+    if started is not None:
+        return pid if running_as(pid, started) else None
     try:
-        proc = psutil.Process(pid)
-        if started is not None:
-            return pid if abs(proc.create_time() - started) < leftovers.SAME_PROCESS_S else None
-        return pid if _is_rezerv_up(proc.cmdline()) else None
+        return pid if _is_rezerv_up(psutil.Process(pid).cmdline()) else None
     except psutil.Error:
         return None
 
