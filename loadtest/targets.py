@@ -337,12 +337,11 @@ class BaselineServers:
             if server is not None:
                 server.stop()
         if self.root is not None:
-            from stack import pg_placement
+            from stack.servers import remove_data_dir
 
             if logs is not None:
                 keep_logs(logs, [s.log_path for s in (self.pg, self.valkey) if s is not None])
-            shutil.rmtree(pg_placement.cluster_home(self.root / "pg"), ignore_errors=True)
-            shutil.rmtree(self.root, ignore_errors=True)
+            remove_data_dir(self.root)  # with its PostgreSQL cluster, placed elsewhere when root is private
 
 
 @dataclass
