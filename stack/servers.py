@@ -460,6 +460,26 @@ def sweep_orphaned_ray_temp_dirs(temp_root: Path = SHORT_TEMP_ROOT) -> list[Path
     return removed
 
 
+MULTIPROCESSING_DIRS = "pymp-*"
+
+
+def sweep_multiprocessing_dirs(temp_dir: Path) -> list[Path]:
+    """Remove what the last Ray head's processes left of Python's multiprocessing in `temp_dir`.
+
+    Ray's dashboard runs its modules under a multiprocessing forkserver, whose listener socket
+    lives in a `pymp-*` directory of the temporary directory, removed only when the forkserver
+    exits cleanly. Stopping Ray kills it, so every start of a stack left one such directory in
+    /tmp (677 after a day of tests and load runs on this project's machine). The head is given
+    its Ray temp dir as TMPDIR (`EmbeddedRay.start`), so they land there instead, and each start
+    removes the previous one's: no process of that head runs by then (the data dir has one
+    `rezerv up` at a time, and what a killed one left running is stopped first)."""
+    removed = []
+    for path in temp_dir.glob(MULTIPROCESSING_DIRS):
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
 def remove_data_dir(data_dir: Path) -> None:
     """Remove a data dir and what rezerv placed for it elsewhere: the PostgreSQL cluster placed
     where `nobody` reaches it, and Ray's temp dir kept short in /tmp."""
@@ -531,6 +551,7 @@ class EmbeddedRay:
         sweep_orphaned_ray_temp_dirs()
         _check_writable(temp_dir, "Ray")
         claim_ray_temp_dir(self.data_dir)
+        sweep_multiprocessing_dirs(temp_dir)
         low, high = worker_port_range((self.port, self.dashboard_port, self.client_port))
         ray_cli = Path(sys.executable).with_name("ray")
         argv = [
@@ -555,7 +576,10 @@ class EmbeddedRay:
         if self.num_cpus > 0:
             argv.append(f"--num-cpus={self.num_cpus}")
         argv += [f"--min-worker-port={low}", f"--max-worker-port={high}"]
-        env = {**os.environ, **RAY_ENV, **self.extra_env}
+        # TMPDIR: the temporary files of Ray's processes stay with this data dir, not in /tmp
+        # (sweep_multiprocessing_dirs says why). The path is short enough for the sockets made
+        # there (ray_temp_dir).
+        env = {**os.environ, **RAY_ENV, "TMPDIR": str(temp_dir), **self.extra_env}
         self.process = ManagedProcess(name="Ray head", argv=argv, log_path=self.log_path, env=env, stop_timeout_s=20.0)
         started = self.log_path.stat().st_size if self.log_path.exists() else 0
 

@@ -23,6 +23,7 @@ import pytest
 
 from api.auth import issue_token
 from engine.config import Settings
+from stack.servers import MULTIPROCESSING_DIRS, ray_temp_dir
 from tests.dates import starts_in
 from tests.e2e.rezerv_up import REZERV, UpRun, processes_mentioning, up_environment
 from tests.servers import remove_tree, session_root
@@ -163,6 +164,10 @@ def test_up_is_ready_stops_clean_and_keeps_its_data(data_root: Path) -> None:
         shards = first.niceness_of("ray::ShardActor")
         assert shards, "expected shard actor processes below rezerv up"
         assert set(shards.values()) == {0}, f"shards must not run at Ray's worker niceness: {shards}"
+        # The dashboard's multiprocessing directory (its forkserver's socket) is made in Ray's temp
+        # dir, not in /tmp, where each start left one behind.
+        first_mp_dirs = set(ray_temp_dir(data_root / "data").glob(MULTIPROCESSING_DIRS))
+        assert first_mp_dirs, "expected the dashboard's multiprocessing directory in Ray's temp dir"
 
         assert first.stop(signal.SIGINT) == 0
         assert first.survivors() == []
@@ -171,6 +176,10 @@ def test_up_is_ready_stops_clean_and_keeps_its_data(data_root: Path) -> None:
         # Second run on the same data directory, stopped by `rezerv down` (SIGTERM).
         second.start()
         second.wait_for("rezerv is ready", timeout_s=60)
+        # ...and the next start removes the one the stopped head left.
+        second_mp_dirs = set(ray_temp_dir(data_root / "data").glob(MULTIPROCESSING_DIRS))
+        assert second_mp_dirs
+        assert not first_mp_dirs & second_mp_dirs, (first_mp_dirs, second_mp_dirs)
         admin, erin = tokens(env)
         status, booking = api_call(second.api, "GET", f"/bookings/{hold_id}", erin)
         assert (status, booking.get("status")) == (200, "CONFIRMED"), booking

@@ -1,4 +1,5 @@
-"""Ray's temp dir kept short in /tmp is removed with its data dir, or swept once that is gone."""
+"""Ray's temp dir kept short in /tmp is removed with its data dir, or swept once that is gone; what
+multiprocessing left in it is swept at the next start."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from stack.servers import (
     claim_ray_temp_dir,
     ray_temp_dir,
     remove_data_dir,
+    sweep_multiprocessing_dirs,
     sweep_orphaned_ray_temp_dirs,
 )
 
@@ -68,3 +70,14 @@ def test_removing_a_data_dir_removes_its_ray_temp_dir_in_tmp(long_data_dir: Path
     remove_data_dir(long_data_dir)
     assert not long_data_dir.exists()
     assert not ray_temp_dir(long_data_dir).exists()
+
+
+def test_the_multiprocessing_dirs_a_stopped_head_left_are_swept_and_nothing_else(tmp_path: Path) -> None:
+    left = tmp_path / "pymp-k2j3h4g5"
+    left.mkdir()
+    (left / "listener-abc").write_bytes(b"")
+    session = tmp_path / "session_latest" / "logs"
+    session.mkdir(parents=True)
+    assert sweep_multiprocessing_dirs(tmp_path) == [left]
+    assert not left.exists()
+    assert session.is_dir()
