@@ -103,6 +103,21 @@ def keep_logs(directory: Path, files: Sequence[Path]) -> None:
             shutil.copyfile(file, directory / file.name)
 
 
+RAY_SESSION_LOGS = "ray-session"  # under a target's `logs/`: the Ray session's own log folder
+
+
+def keep_ray_session_logs(directory: Path, data_dir: Path) -> None:
+    """Copy the log files of the last Ray session of `data_dir` into `directory`/ray-session: the
+    shards' and the saga services' own logging is there (`worker-*.err`, one file per actor
+    process), and so are Ray's GCS and raylet logs; without them a failed payment or a restarted
+    shard in a run's figures could not be looked up once the target's folder is gone."""
+    from stack.servers import ray_temp_dir
+
+    session = ray_temp_dir(data_dir) / "session_latest" / "logs"
+    if session.is_dir():
+        keep_logs(directory / RAY_SESSION_LOGS, sorted(session.iterdir()))
+
+
 # ---- HTTP helpers (the orchestrator's own few requests; the load is Locust's) ------------------
 def get_json(url: str, token: str = "", timeout: float = 10.0) -> tuple[int, Any]:
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
@@ -244,6 +259,7 @@ class RezervTarget(_LazyPool):
 
             if logs is not None:  # `rezerv up`'s own log, then every server's and service's
                 keep_logs(logs, [self.root / "up.log", *sorted((self.root / "data" / "logs").glob("*.log"))])
+                keep_ray_session_logs(logs, self.root / "data")
             remove_data_dir(self.root / "data")
             shutil.rmtree(self.root, ignore_errors=True)
             self.root = None

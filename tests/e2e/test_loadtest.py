@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 from loadtest.records import read_acknowledgements
+from loadtest.targets import RAY_SESSION_LOGS
 from tests.e2e.rezerv_up import REZERV, processes_mentioning, up_environment
 from tests.servers import remove_tree, session_root
 
@@ -81,6 +82,10 @@ def test_a_short_flash_sale_runs_end_to_end_and_its_audit_passes() -> None:
         logs = run_dir / "rezerv" / "logs"  # kept from the target's temporary folder, which is gone
         assert "rezerv is ready" in (logs / "up.log").read_text()
         assert (logs / "postgres.log").stat().st_size > 0
+        # The shards' and the saga services' own logs, from Ray's session: one per actor process.
+        actors = [f.read_text() for f in (logs / RAY_SESSION_LOGS).glob("worker-*.err")]
+        assert sum(":actor_name:ShardActor" in text for text in actors) >= 1, actors
+        assert sum(":actor_name:ServiceActor" in text for text in actors) >= 1, actors
         assert processes_mentioning("rezerv-loadtest-") == []
     finally:
         remove_tree(root)
