@@ -42,6 +42,7 @@ import psutil
 from engine.config import Settings
 from loadtest.catalog_words import LOCATIONS, VENUES, WORDS
 from loadtest.measure import CpuSampler, latency_summary, machine_description
+from stack.arguments import COUNT, COUNT_OR_0, SECONDS_ABOVE_0
 
 RESULTS = Path("loadtest/results")
 
@@ -451,10 +452,10 @@ def _users_parser(sub: Any, name: str, kinds: list[str], wait_note: str = "") ->
     parser: argparse.ArgumentParser = sub.add_parser(name)
     parser.add_argument("--api", default="http://127.0.0.1:8000")
     parser.add_argument("--kind", choices=kinds, default="search")
-    parser.add_argument("--users", type=int, default=64)
+    parser.add_argument("--users", type=COUNT, default=64)
     think = f"think time between a user's requests, 'low,high' s{wait_note}"
     parser.add_argument("--wait", default="0.5,1.5", help=think)
-    parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--seconds", type=COUNT, default=60)
     parser.add_argument("--label", default="")
     return parser
 
@@ -465,19 +466,19 @@ def main() -> int:
     wrk = sub.add_parser("wrk")
     wrk.add_argument("--api", default="http://127.0.0.1:8000")
     wrk.add_argument("--kind", choices=["search", "cars"], default="search")
-    wrk.add_argument("--connections", type=int, default=64)
-    wrk.add_argument("--seconds", type=int, default=30)
-    wrk.add_argument("--distinct", type=int, default=500, help="distinct queries the load draws from")
+    wrk.add_argument("--connections", type=COUNT, default=64)
+    wrk.add_argument("--seconds", type=COUNT, default=30)
+    wrk.add_argument("--distinct", type=COUNT, default=500, help="distinct queries the load draws from")
     wrk.add_argument("--warm", action="store_true", help="touch every query once before measuring")
     wrk.add_argument("--label", default="")
     wrk.add_argument("--verbose", action="store_true")
     _users_parser(sub, "locust", ["search", "cars", "mixed"], "; 0: none")
     pac = _users_parser(sub, "paced", ["search", "cars", "healthz"])
-    pac.add_argument("--distinct", type=int, default=500, help="distinct queries the load draws from")
+    pac.add_argument("--distinct", type=COUNT, default=500, help="distinct queries the load draws from")
     lag = sub.add_parser("lag")
-    lag.add_argument("--rate", type=int, default=2000, help="holds per second; 0: as fast as it goes")
-    lag.add_argument("--seconds", type=float, default=20.0)
-    lag.add_argument("--hold-ttl", type=int, default=60, help="seconds; the run waits until every hold has ended")
+    lag.add_argument("--rate", type=COUNT_OR_0, default=2000, help="holds per second; 0: as fast as it goes")
+    lag.add_argument("--seconds", type=SECONDS_ABOVE_0, default=20.0)
+    lag.add_argument("--hold-ttl", type=COUNT, default=60, help="seconds; the run waits until every hold has ended")
     args = parser.parse_args()
     if args.which == "wrk":
         return wrk_main(args)

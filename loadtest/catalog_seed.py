@@ -26,6 +26,7 @@ from typing import Any
 from engine.config import Settings
 from engine.domain.commands import BlockCar, Command, CreateEvent, Deposit, HoldCar, RegisterCar, TierSpec
 from engine.domain.errors import RezervError
+from stack.arguments import COUNT_OR_0
 from stack.demo import CITIES, KINDS, MODELS
 
 HOLD_TTL_MS = 7 * 24 * 3600 * 1000  # the longest hold; the saga confirms it (the seeders' wallets are funded)
@@ -138,8 +139,8 @@ async def main_async(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=10_000)
-    parser.add_argument("--cars", type=int, default=2_000)
+    parser.add_argument("--events", type=COUNT_OR_0, default=10_000)
+    parser.add_argument("--cars", type=COUNT_OR_0, default=2_000)
     asyncio.run(main_async(parser.parse_args()))
 
 

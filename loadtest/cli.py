@@ -5,11 +5,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from stack.arguments import COUNT, SECONDS_ABOVE_0, counts
+
 ENGINE_SCENARIOS = ("hot-sellout", "hot-sustained", "many-events", "cars")
-
-
-def _ints(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x]
 
 
 def main(argv: Sequence[str]) -> int:
@@ -22,19 +20,19 @@ def main(argv: Sequence[str]) -> int:
         default=list(ENGINE_SCENARIOS),
         help=f"comma-separated subset of {','.join(ENGINE_SCENARIOS)}",
     )
-    engine.add_argument("--callers", type=_ints, default=[64, 256, 1024], help="hot-sellout sweep")
-    engine.add_argument("--sustained-callers", type=int, default=1024)
-    engine.add_argument("--window", type=float, default=15.0, help="seconds of the sustained run")
-    engine.add_argument("--shards", type=int, default=2)
-    engine.add_argument("--batch-max", type=int, default=256)
-    engine.add_argument("--calls-in-flight", type=int, default=4)
-    engine.add_argument("--commit-max", type=int, default=4096)
-    engine.add_argument("--commits-in-flight", type=int, default=1)
-    engine.add_argument("--db-pool", type=int, default=4)
+    engine.add_argument("--callers", type=counts("caller counts"), default=[64, 256, 1024], help="hot-sellout sweep")
+    engine.add_argument("--sustained-callers", type=COUNT, default=1024)
+    engine.add_argument("--window", type=SECONDS_ABOVE_0, default=15.0, help="seconds of the sustained run")
+    engine.add_argument("--shards", type=COUNT, default=2)
+    engine.add_argument("--batch-max", type=COUNT, default=256)
+    engine.add_argument("--calls-in-flight", type=COUNT, default=4)
+    engine.add_argument("--commit-max", type=COUNT, default=4096)
+    engine.add_argument("--commits-in-flight", type=COUNT, default=1)
+    engine.add_argument("--db-pool", type=COUNT, default=4)
     engine.add_argument("--json", default="", help="also write the results to this file")
     saga = sub.add_parser("saga", help="hold -> confirmed latency of the whole saga under a steady load")
-    saga.add_argument("--rates", type=_ints, default=[200, 1000, 2000], help="holds per second, one run each")
-    saga.add_argument("--window", type=float, default=10.0, help="seconds of load per rate")
+    saga.add_argument("--rates", type=counts("rates"), default=[200, 1000, 2000], help="holds per second, one run each")
+    saga.add_argument("--window", type=SECONDS_ABOVE_0, default=10.0, help="seconds of load per rate")
     saga.add_argument("--json", default="", help="also write the results to this file")
     for name, default in (
         ("--shards", 2),
@@ -44,10 +42,10 @@ def main(argv: Sequence[str]) -> int:
         ("--commits-in-flight", 1),
         ("--db-pool", 4),
     ):
-        saga.add_argument(name, type=int, default=default)
+        saga.add_argument(name, type=COUNT, default=default)
     sub.add_parser("consumers", help="CPU per booking of the notifier and the ledger projection, in-process")
     calls = sub.add_parser("ray-calls", help="CPU of one Ray actor call in the caller and the actor, by call pattern")
-    calls.add_argument("--seconds", type=float, default=6.0, help="seconds per pattern")
+    calls.add_argument("--seconds", type=SECONDS_ABOVE_0, default=6.0, help="seconds per pattern")
     calls.add_argument("--json", default="", help="also write the results to this file")
     append = sub.add_parser("append", help="a group commit in one statement against COPY, by group size")
     append.add_argument(
@@ -57,9 +55,9 @@ def main(argv: Sequence[str]) -> int:
         help="comma-separated STREAMSxEVENTS group sizes",
     )
     append.add_argument(
-        "--events", type=int, default=9000, help="events appended per shape and round (200 commits at least)"
+        "--events", type=COUNT, default=9000, help="events appended per shape and round (200 commits at least)"
     )
-    append.add_argument("--rounds", type=int, default=2, help="rounds of the two shapes, alternating")
+    append.add_argument("--rounds", type=COUNT, default=2, help="rounds of the two shapes, alternating")
     append.add_argument("--json", default="", help="also write the results to this file")
     args = parser.parse_args(list(argv))
 

@@ -26,34 +26,51 @@ from loadtest.baselines.strategies import STRATEGIES
 from loadtest.http_run import RunOptions, run_target, start_or_undo, write_run
 from loadtest.population import FLASH_SALE, SCENARIOS
 from loadtest.targets import BaselineServers, BaselineTarget, RezervTarget, Target
+from stack import arguments
+from stack.arguments import COUNT, COUNT_OR_0, PORT, RATE, SECONDS, SECONDS_ABOVE_0, counts
 from stack.processes import StartupError
 
 DEFAULT_RESULTS = Path("loadtest/results")
 GENERATORS = ("locust", "wrk")
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in text.split(",") if x)
+_user_counts = counts("user counts")
+
+
+def _users(text: str) -> tuple[int, ...]:
+    """`16,64,256`: the users of each step, in order."""
+    return tuple(_user_counts(text))
+
+
+def _locust_processes(text: str) -> int:
+    if text.strip() == "-1":
+        return -1
+    try:
+        return int(COUNT(text))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of processes (1 or more, or -1: one per core)"
+        ) from None
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--users", type=_ints, default=(16, 64, 256, 1024), help="the step load: users per step")
-    parser.add_argument("--window", type=float, default=20.0, help="measured seconds per step")
+    parser.add_argument("--users", type=_users, default=(16, 64, 256, 1024), help="the step load: users per step")
+    parser.add_argument("--window", type=SECONDS_ABOVE_0, default=20.0, help="measured seconds per step")
     parser.add_argument(
         "--warm-up",
-        type=float,
+        type=SECONDS,
         default=3.0,
         help="Locust: seconds each step's users run before its window starts (the saga's pipeline fills)",
     )
-    parser.add_argument("--customers", type=int, default=1_000, help="distinct customers, each funded, own token")
-    parser.add_argument("--read-after", type=float, default=2.0, help="seconds between a hold and reading it")
+    parser.add_argument("--customers", type=COUNT, default=1_000, help="distinct customers, each funded, own token")
+    parser.add_argument("--read-after", type=SECONDS, default=2.0, help="seconds between a hold and reading it")
     parser.add_argument(
-        "--locust-processes", type=int, default=1, help="Locust processes (-1: one per core); see README"
+        "--locust-processes", type=_locust_processes, default=1, help="Locust processes (-1: one per core); see README"
     )
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="a run's folder goes under it")
-    parser.add_argument("--drain-timeout", type=float, default=180.0, help="longest wait for nothing HELD")
-    parser.add_argument("--logins-per-s", type=float, default=0.0, help="log-ins per second beside the bookings")
-    parser.add_argument("--watch", type=int, default=0, help="customers whose notification streams are timed")
+    parser.add_argument("--drain-timeout", type=SECONDS_ABOVE_0, default=180.0, help="longest wait for nothing HELD")
+    parser.add_argument("--logins-per-s", type=RATE, default=0.0, help="log-ins per second beside the bookings")
+    parser.add_argument("--watch", type=COUNT_OR_0, default=0, help="customers whose notification streams are timed")
     parser.add_argument(
         "--generator",
         choices=GENERATORS,
@@ -63,7 +80,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--think-ms",
-        type=int,
+        type=COUNT_OR_0,
         default=0,
         help="wrk: each connection waits this long between an answer and its next hold"
         " (N connections offer at most N*1000/think holds/s)",
@@ -78,13 +95,6 @@ def _share(text: str) -> float:
     if not 0.0 <= share <= 1.0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a share from 0 to 1 (0.25: a quarter)")
     return share
-
-
-def _rounds(text: str) -> int:
-    rounds = int(text) if text.isdigit() else 0
-    if rounds < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of rounds (1 or more)")
-    return rounds
 
 
 def compare_order(targets: Sequence[str], rounds: int) -> list[list[str]]:
@@ -103,14 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="which", required=True)
     run = sub.add_parser("run", help="one scenario on rezerv (started for the run, or --base-url)")
     run.add_argument("--scenario", choices=SCENARIOS, default=FLASH_SALE)
-    run.add_argument("--events", type=int, default=50, help="browse-and-book: events in the catalog")
-    run.add_argument("--cars", type=int, default=20, help="rental-storm and browse-and-book: cars in the fleet")
+    run.add_argument("--events", type=COUNT, default=50, help="browse-and-book: events in the catalog")
+    run.add_argument("--cars", type=COUNT, default=20, help="rental-storm and browse-and-book: cars in the fleet")
     run.add_argument("--base-url", default="", help="a running rezerv API instead of starting `rezerv up`")
     run.add_argument("--database-url", default="", help="with --base-url: its PostgreSQL, for the audit")
     run.add_argument("--jwt-secret", default="", help="with --base-url: its JWT secret (or --data-dir)")
     run.add_argument("--data-dir", type=Path, default=None, help="with --base-url: its data directory")
     run.add_argument("--web", action="store_true", help="Locust's web UI instead of the step load")
-    run.add_argument("--web-port", type=int, default=8089)
+    run.add_argument("--web-port", type=PORT, default=8089)
     run.add_argument(
         "--unfunded",
         type=_share,
@@ -127,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument(
         "--rounds",
-        type=_rounds,
+        type=arguments.number(int, "a number of rounds (1 or more)", 1),
         default=1,
         help="run every target this many times, every second round in the reverse order (A B B A),"
         " and compare their means: a drift of the machine's speed during the run then weighs on every"
@@ -160,12 +170,8 @@ def _options(args: argparse.Namespace, scenario: str) -> RunOptions:
 
 
 def generator_problem(args: argparse.Namespace, scenario: str) -> str | None:
-    """Why the options cannot run: a negative time, or what wrk cannot do (it posts holds for one
-    hot event and nothing else)."""
-    if args.think_ms < 0:
-        return "--think-ms must be 0 or more"
-    if args.warm_up < 0:
-        return "--warm-up must be 0 or more"
+    """Why the options cannot run together: what wrk cannot do (it posts holds for one hot event and
+    nothing else). Each value on its own was checked by the parser."""
     if args.generator != "wrk":
         return "--think-ms is for --generator wrk (Locust users do not pause)" if args.think_ms else None
     if scenario != FLASH_SALE:

@@ -36,6 +36,7 @@ from pathlib import Path
 import psutil
 
 from loadtest.measure import process_role
+from stack.arguments import COUNT, SECONDS, SECONDS_ABOVE_0, number
 
 MIB = 1024 * 1024
 # The measuring harness, not the system: `rezerv loadtest run` itself (it keeps every answer for
@@ -156,15 +157,18 @@ def plot(path: Path, samples: Sequence[Sample], judged: Sequence[ProcessMemory],
     plt.close(fig)
 
 
+MIB_ABOVE_0 = number(float, "a number of MiB above 0", 0.0, above=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m loadtest.soak", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--users", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=6, help="steps of --window seconds (the tier is topped up each)")
-    parser.add_argument("--window", type=int, default=300)
-    parser.add_argument("--every", type=float, default=10.0, help="seconds between memory samples")
-    parser.add_argument("--warmup", type=float, default=300.0, help="seconds not judged for flatness")
-    parser.add_argument("--growth-mib", type=float, default=64.0, help="most a process may grow after warm-up")
-    parser.add_argument("--bound-mib", type=float, default=1024.0, help="most any process may hold")
+    parser.add_argument("--users", type=COUNT, default=64)
+    parser.add_argument("--steps", type=COUNT, default=6, help="steps of --window seconds (the tier is topped up each)")
+    parser.add_argument("--window", type=COUNT, default=300, help="seconds per step")
+    parser.add_argument("--every", type=SECONDS_ABOVE_0, default=10.0, help="seconds between memory samples")
+    parser.add_argument("--warmup", type=SECONDS, default=300.0, help="seconds not judged for flatness")
+    parser.add_argument("--growth-mib", type=MIB_ABOVE_0, default=64.0, help="most a process may grow after warm-up")
+    parser.add_argument("--bound-mib", type=MIB_ABOVE_0, default=1024.0, help="most any process may hold")
     parser.add_argument("--results", default="loadtest/results")
     return parser
 

@@ -9,6 +9,9 @@ import sys
 from collections.abc import Sequence
 
 from engine.config import ConfigError, Settings, describe
+from stack.arguments import COUNT_OR_0, SECONDS, SECONDS_ABOVE_0, number
+
+MINUTES_ABOVE_0 = number(float, "a number of minutes above 0", 0.0, above=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,8 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--password-stdin", action="store_true", help="read the password from standard input instead of a prompt"
     )
     top = sub.add_parser("top", help="live view: holds/s, confirmations/s, saga backlog and latency, errors")
-    top.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
-    top.add_argument("--count", type=int, default=0, help="stop after this many refreshes (0: until Ctrl-C)")
+    top.add_argument("--interval", type=SECONDS_ABOVE_0, default=1.0, help="seconds between refreshes")
+    top.add_argument("--count", type=COUNT_OR_0, default=0, help="stop after this many refreshes (0: until Ctrl-C)")
     top.add_argument("--plain", action="store_true", help="print a block per refresh instead of redrawing")
     top.add_argument("--api", default="", help="the API's URL (default: REZERV_API_HOST and REZERV_API_PORT)")
     dashboard = sub.add_parser("dashboard", help="draw the Grafana dashboard's panels from a Prometheus as a PNG")
@@ -49,8 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     dashboard.add_argument(
         "--prometheus", default="", help="its URL (default: http://127.0.0.1:REZERV_PROMETHEUS_PORT)"
     )
-    dashboard.add_argument("--minutes", type=float, default=15, help="the window, ending now (or at --end)")
-    dashboard.add_argument("--end", type=float, default=0, help="the window's end, epoch seconds")
+    dashboard.add_argument("--minutes", type=MINUTES_ABOVE_0, default=15, help="the window, ending now (or at --end)")
+    dashboard.add_argument("--end", type=SECONDS, default=0, help="the window's end, epoch seconds")
     dashboard.add_argument("--out", default="dashboard.png", help="the PNG to write")
     trace = sub.add_parser("trace", help="one booking's trace as a timeline (from REZERV_TRACE_DIR)")
     trace.add_argument("hold_id", help="the booking's hold id")

@@ -12,6 +12,7 @@ import asyncio
 import sys
 
 from engine.config import Settings
+from stack.arguments import COUNT
 
 
 def database_url(settings: Settings) -> str | None:
@@ -113,7 +114,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "rebuild", help="rebuild a read model from the log into new tables and swap them in (the API keeps serving)"
     )
     rebuild.add_argument("name", help="bookings or catalog")
-    rebuild.add_argument("--batch", type=int, default=5000, help="events per transaction while replaying")
+    rebuild.add_argument("--batch", type=COUNT, default=5000, help="events per transaction while replaying")
 
 
 def run(args: argparse.Namespace) -> int:

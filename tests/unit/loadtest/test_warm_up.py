@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from loadtest.http_cli import _options, build_parser, generator_problem
+from loadtest.http_cli import _options, build_parser
 from loadtest.http_run import locust_argv
 from loadtest.population import FLASH_SALE
 from loadtest.targets import RezervTarget
@@ -36,8 +36,3 @@ def test_locusts_run_time_bound_covers_the_warm_up_as_well_as_the_window(tmp_pat
         for o in (short, long)
     ]
     assert bound[1] - bound[0] == 100
-
-
-def test_a_negative_warm_up_is_refused_before_anything_starts() -> None:
-    assert "--warm-up must be 0 or more" in str(generator_problem(_args("--warm-up", "-1"), FLASH_SALE))
-    assert generator_problem(_args("--warm-up", "0"), FLASH_SALE) is None
