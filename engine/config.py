@@ -12,6 +12,7 @@ empty, ``rezerv up`` starts the embedded one on the ``*_port`` below.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -283,6 +284,7 @@ class Settings:
         for name in ("access_token_ttl_s", "refresh_token_ttl_s", "login_failure_window_s", "callback_tolerance_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be positive (seconds)")
+        self._validate_the_rest()
         if self.topup_max_amount < self.topup_min_amount:
             raise ConfigError(f"{PREFIX}TOPUP_MAX_AMOUNT must be at least {PREFIX}TOPUP_MIN_AMOUNT")
         if not 0 <= self.catalog_interval_s <= 1:
@@ -320,6 +322,50 @@ class Settings:
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"{PREFIX}REDIS_URL must start with redis:// (got {self.redis_url!r})")
 
+    def _validate_the_rest(self) -> None:
+        """The settings the checks above leave out. Values no run can use (`REZERV_HOLD_TTL_S=0`, a
+        lease or a start-up timeout of 0, `nan` or `inf` for a time, 0 API workers) used to be
+        taken as given, and what each then did depended on where it was first used; now each is
+        named with its variable before anything starts."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{PREFIX}{f.name.upper()}={value} is not a finite number")
+        for name in (
+            "api_workers",
+            "password_min_length",
+            "registrations_per_address",
+            "topup_daily_limit",
+            "withdrawal_daily_limit",
+        ):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{PREFIX}{name.upper()} must be at least 1")
+        for name in ("ray_num_cpus", "snapshot_every", "payment_max_tickets", "payment_min_amount"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{PREFIX}{name.upper()} must not be negative (0: {_ZERO_MEANS[name]})")
+        for name in (
+            "startup_timeout_s",
+            "kafka_consumer_absent_s",
+            "passivate_after_s",
+            "idempotency_ttl_s",
+            "lease_ttl_s",
+            "hold_ttl_s",
+            "saga_retry_after_s",
+            "expiry_sweep_s",
+            "webhook_timeout_s",
+        ):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{PREFIX}{name.upper()} must be positive (seconds)")
+        for name in ("snapshot_min_interval_s", "projection_interval_s", "sales_interval_s"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{PREFIX}{name.upper()} must not be negative (seconds)")
+        if self.kafka_session_timeout_ms < 1000:
+            raise ConfigError(f"{PREFIX}KAFKA_SESSION_TIMEOUT_MS must be at least 1000 (milliseconds)")
+        if self.argon2_memory_kib < 8 * self.argon2_parallelism:
+            raise ConfigError(f"{PREFIX}ARGON2_MEMORY_KIB must be at least 8 KiB per lane (argon2's own limit)")
+        if not 0 <= self.argon2_niceness <= 19:
+            raise ConfigError(f"{PREFIX}ARGON2_NICENESS must be from 0 to 19 (a lower priority only)")
+
     @property
     def traces_path(self) -> Path:
         """Where this process writes spans when no OTLP endpoint is set."""
@@ -345,6 +391,13 @@ def describe() -> list[tuple[str, str, str]]:
         rows.append((f"{PREFIX}{f.name.upper()}", str(default), str(f.metadata.get("doc", ""))))
     return rows
 
+
+_ZERO_MEANS = {
+    "ray_num_cpus": "detect",
+    "snapshot_every": "none by event count",
+    "payment_max_tickets": "off",
+    "payment_min_amount": "off",
+}
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
