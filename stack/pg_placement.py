@@ -54,9 +54,13 @@ def reachable(path: Path, uid: int, gid: int) -> bool:
     return True
 
 
+def _candidate_roots() -> tuple[Path, Path]:
+    return SYSTEM_ROOT, Path(tempfile.gettempdir()) / "rezerv-root"
+
+
 def placement_root() -> Path:
     """The root-owned directory that holds what `nobody` could not reach where it was."""
-    for candidate in (SYSTEM_ROOT, Path(tempfile.gettempdir()) / "rezerv-root"):
+    for candidate in _candidate_roots():
         try:
             candidate.mkdir(mode=0o755, parents=True, exist_ok=True)
             info = candidate.stat()
@@ -112,6 +116,24 @@ def reachable_install(install_dir: Path, uid: int, gid: int) -> Path:
 def cluster_home(data_dir: Path) -> Path:
     """Where the cluster of the data directory `data_dir` is placed when `nobody` cannot reach it."""
     return placement_root() / "clusters" / _digest(str(data_dir.resolve()))
+
+
+def placed_cluster_of(data_dir: Path) -> Path | None:
+    """The cluster placed for `data_dir`, if there is one; unlike `cluster_home`, this creates
+    nothing. Removing a data dir looks here: as an ordinary user nothing is ever placed, and
+    `placement_root` would have made `/tmp/rezerv-root` for that user, which then stopped the
+    next user's removal (a root directory owned by someone else is never used)."""
+    digest = _digest(str(data_dir.resolve()))
+    for root in _candidate_roots():
+        try:
+            if root.stat().st_uid != os.geteuid():
+                continue
+        except OSError:
+            continue
+        home = root / "clusters" / digest
+        if home.exists():
+            return home
+    return None
 
 
 class PlacedCluster(NamedTuple):

@@ -483,7 +483,7 @@ def sweep_multiprocessing_dirs(temp_dir: Path) -> list[Path]:
 def remove_data_dir(data_dir: Path) -> None:
     """Remove a data dir and what rezerv placed for it elsewhere: the PostgreSQL cluster placed
     where `nobody` reaches it, and Ray's temp dir kept short in /tmp."""
-    outside = [pg_placement.cluster_home(data_dir), _ray_temp_dir_outside(data_dir)]
+    outside = [pg_placement.placed_cluster_of(data_dir), _ray_temp_dir_outside(data_dir)]
     shutil.rmtree(data_dir, ignore_errors=True)
     for path in outside:
         if path is not None:
