@@ -275,10 +275,29 @@ class Settings:
             "topup_min_amount",
             "withdrawal_min_amount",
             "webhook_max_attempts",
+            "api_workers",
+            "password_min_length",
+            "registrations_per_address",
+            "topup_daily_limit",
+            "withdrawal_daily_limit",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be at least 1")
-        for name in ("token_max_ttl_s", "revocation_refresh_s", "restart_window_s", "db_command_timeout_s"):
+        for name in (
+            "token_max_ttl_s",
+            "revocation_refresh_s",
+            "restart_window_s",
+            "db_command_timeout_s",
+            "startup_timeout_s",
+            "kafka_consumer_absent_s",
+            "passivate_after_s",
+            "idempotency_ttl_s",
+            "lease_ttl_s",
+            "hold_ttl_s",
+            "saga_retry_after_s",
+            "expiry_sweep_s",
+            "webhook_timeout_s",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be positive (seconds)")
         for name in ("access_token_ttl_s", "refresh_token_ttl_s", "login_failure_window_s", "callback_tolerance_s"):
@@ -323,39 +342,18 @@ class Settings:
             raise ConfigError(f"{PREFIX}REDIS_URL must start with redis:// (got {self.redis_url!r})")
 
     def _validate_the_rest(self) -> None:
-        """The settings the checks above leave out. Values no run can use (`REZERV_HOLD_TTL_S=0`, a
-        lease or a start-up timeout of 0, `nan` or `inf` for a time, 0 API workers) used to be
-        taken as given, and what each then did depended on where it was first used; now each is
-        named with its variable before anything starts."""
+        """Numbers that are neither counts from 1 nor positive times (those are checked above).
+        Until 2026-12-02 about two dozen numeric settings were taken as given (`REZERV_HOLD_TTL_S=0`,
+        a lease or a start-up timeout of 0, `nan` or `inf` for a time, 0 API workers), and what
+        each then did depended on where it was first used; now each is named with its variable
+        before anything starts."""
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{PREFIX}{f.name.upper()}={value} is not a finite number")
-        for name in (
-            "api_workers",
-            "password_min_length",
-            "registrations_per_address",
-            "topup_daily_limit",
-            "withdrawal_daily_limit",
-        ):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{PREFIX}{name.upper()} must be at least 1")
         for name in ("ray_num_cpus", "snapshot_every", "payment_max_tickets", "payment_min_amount"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{PREFIX}{name.upper()} must not be negative (0: {_ZERO_MEANS[name]})")
-        for name in (
-            "startup_timeout_s",
-            "kafka_consumer_absent_s",
-            "passivate_after_s",
-            "idempotency_ttl_s",
-            "lease_ttl_s",
-            "hold_ttl_s",
-            "saga_retry_after_s",
-            "expiry_sweep_s",
-            "webhook_timeout_s",
-        ):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{PREFIX}{name.upper()} must be positive (seconds)")
         for name in ("snapshot_min_interval_s", "projection_interval_s", "sales_interval_s"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{PREFIX}{name.upper()} must not be negative (seconds)")
