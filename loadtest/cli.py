@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Sequence
 
 from stack.arguments import COUNT, SECONDS_ABOVE_0, counts
 
 ENGINE_SCENARIOS = ("hot-sellout", "hot-sustained", "many-events", "cars")
+GROUP_SIZE = re.compile(r"[1-9][0-9]*(x[1-9][0-9]*)?")
+
+
+def _group_sizes(text: str) -> list[str]:
+    """`1x9,20x1`: STREAMSxEVENTS group sizes (`20` alone: 20 streams of one event), each at least 1x1."""
+    sizes = [part.strip() for part in text.split(",") if part.strip()]
+    if not sizes or not all(GROUP_SIZE.fullmatch(size) for size in sizes):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of STREAMSxEVENTS group sizes, each 1x1 or more")
+    return sizes
 
 
 def main(argv: Sequence[str]) -> int:
@@ -50,7 +60,7 @@ def main(argv: Sequence[str]) -> int:
     append = sub.add_parser("append", help="a group commit in one statement against COPY, by group size")
     append.add_argument(
         "--sizes",
-        type=lambda s: s.split(","),
+        type=_group_sizes,
         default=["1x1", "1x9", "1x30", "20x1", "1x100", "100x1", "1x300", "300x1", "1x1000"],
         help="comma-separated STREAMSxEVENTS group sizes",
     )

@@ -68,6 +68,8 @@ def test_a_list_of_counts_keeps_its_order_and_refuses_a_zero_or_a_word() -> None
         (["bench", "engine", "--window", "0"], "argument --window: '0' is not a number of seconds above 0"),
         (["bench", "saga", "--rates", "0"], "argument --rates: '0' is not a list of rates, each 1 or more"),
         (["loadtest", "run", "--users", "0"], "argument --users: '0' is not a list of user counts, each 1 or more"),
+        (["bench", "append", "--sizes", "3y4"], "argument --sizes: '3y4' is not a list of STREAMSxEVENTS group sizes"),
+        (["bench", "append", "--sizes", "1x0"], "argument --sizes: '1x0' is not a list of STREAMSxEVENTS group sizes"),
     ],
 )
 def test_the_rezerv_command_refuses_an_unusable_number_before_doing_anything(
