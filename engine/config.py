@@ -297,10 +297,11 @@ class Settings:
             "saga_retry_after_s",
             "expiry_sweep_s",
             "webhook_timeout_s",
+            "access_token_ttl_s",
+            "refresh_token_ttl_s",
+            "login_failure_window_s",
+            "callback_tolerance_s",
         ):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{PREFIX}{name.upper()} must be positive (seconds)")
-        for name in ("access_token_ttl_s", "refresh_token_ttl_s", "login_failure_window_s", "callback_tolerance_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be positive (seconds)")
         self._validate_the_rest()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -38,6 +39,7 @@ from loadtest.measure import CpuSampler, latency_summary, machine_description
 from stack.processes import free_port
 from stack.servers import EmbeddedPostgres
 
+GROUP_SIZE = re.compile(r"[1-9][0-9]*(x[1-9][0-9]*)?")  # STREAMSxEVENTS, each 1 or more
 SHAPES = {"one statement": sys.maxsize, "copy": 0}  # the store's limits that force each
 EVENT = NewEvent("TicketsHeld", b"x" * 120)  # about a hold's event, msgpack-encoded
 
@@ -49,12 +51,11 @@ class Size:
 
     @classmethod
     def parse(cls, text: str) -> Size:
-        """`STREAMSxEVENTS`, e.g. 1x9: one stream, nine events."""
+        """`STREAMSxEVENTS`, e.g. 1x9: one stream, nine events (`7` alone: seven streams of one)."""
+        if not GROUP_SIZE.fullmatch(text):
+            raise ValueError(f"a group size is STREAMSxEVENTS, at least one stream and one event: {text!r}")
         streams, _, events = text.partition("x")
-        size = cls(int(streams), int(events or 1))
-        if size.streams < 1 or size.events < 1:
-            raise ValueError(f"a group size needs at least one stream and one event: {text!r}")
-        return size
+        return cls(int(streams), int(events or 1))
 
     def __str__(self) -> str:
         return f"{self.streams}x{self.events}"
@@ -155,10 +156,9 @@ def _line(f: Figures) -> str:
     )
 
 
-def main(sizes: list[str], events: int, rounds: int, json_path: str = "") -> int:
+def main(sizes: list[Size], events: int, rounds: int, json_path: str = "") -> int:
     import uvloop
 
-    parsed = [Size.parse(s) for s in sizes]
     print(
         f"machine: {machine_description()}; the store appends up to {ONE_STATEMENT_MAX} events over "
         f"{ONE_STATEMENT_STREAMS_MAX} streams in one statement"
@@ -166,7 +166,7 @@ def main(sizes: list[str], events: int, rounds: int, json_path: str = "") -> int
     root = Path(tempfile.mkdtemp(prefix="rezerv-bench-append-"))
     root.chmod(0o755)  # PostgreSQL may run as another user (stack/servers.py)
     try:
-        results = uvloop.run(run(root, parsed, events, rounds))
+        results = uvloop.run(run(root, sizes, events, rounds))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     if json_path:

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Sequence
+from typing import Any
 
 from stack.arguments import COUNT, SECONDS_ABOVE_0, counts
 
 ENGINE_SCENARIOS = ("hot-sellout", "hot-sustained", "many-events", "cars")
-GROUP_SIZE = re.compile(r"[1-9][0-9]*(x[1-9][0-9]*)?")
+APPEND_SIZES = "1x1,1x9,1x30,20x1,1x100,100x1,1x300,300x1,1x1000"
 
 
-def _group_sizes(text: str) -> list[str]:
-    """`1x9,20x1`: STREAMSxEVENTS group sizes (`20` alone: 20 streams of one event), each at least 1x1."""
-    sizes = [part.strip() for part in text.split(",") if part.strip()]
-    if not sizes or not all(GROUP_SIZE.fullmatch(size) for size in sizes):
+def _group_sizes(text: str) -> list[Any]:
+    """`1x9,20x1`: the benchmark's group sizes, each parsed by its own rule (`Size.parse`)."""
+    from loadtest.bench_append import Size  # its imports only when `bench append` runs
+
+    try:
+        sizes = [Size.parse(part.strip()) for part in text.split(",") if part.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes:
         raise argparse.ArgumentTypeError(f"{text!r} is not a list of STREAMSxEVENTS group sizes, each 1x1 or more")
     return sizes
 
@@ -61,7 +66,7 @@ def main(argv: Sequence[str]) -> int:
     append.add_argument(
         "--sizes",
         type=_group_sizes,
-        default=["1x1", "1x9", "1x30", "20x1", "1x100", "100x1", "1x300", "300x1", "1x1000"],
+        default=APPEND_SIZES,  # a string, so argparse parses it with the type too
         help="comma-separated STREAMSxEVENTS group sizes",
     )
     append.add_argument(

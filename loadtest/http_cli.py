@@ -87,16 +87,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _share(text: str) -> float:
-    try:
-        share = float(text)
-    except ValueError:
-        share = -1.0
-    if not 0.0 <= share <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a share from 0 to 1 (0.25: a quarter)")
-    return share
-
-
 def compare_order(targets: Sequence[str], rounds: int) -> list[list[str]]:
     """The targets of each round of `compare`: rezerv, then the baselines, and every second round
     the other way round. Run after run, the machine's speed drifted by up to 1.8x within an hour
@@ -123,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--web-port", type=PORT, default=8089)
     run.add_argument(
         "--unfunded",
-        type=_share,
+        type=arguments.number(float, "a share from 0 to 1 (0.25: a quarter)", 0.0, most=1.0),
         default=0.0,
         help="the share of customers (0 to 1) left without money: their bookings fail to pay and are released",
     )
