@@ -55,12 +55,15 @@ from engine.ports import (
 # FOR UPDATE waits for it and then returns the row's newest version, so the token and version
 # tests of `ok` judge the head as it is now. (A plain `UPDATE ... WHERE version = expected` would
 # judge by the snapshot taken when the statement began and silently skip a head another
-# transaction had just moved.)
+# transaction had just moved.) `locked` finds the heads by `= ANY` of the ids, not by a join
+# with `h`: for a group of a few dozen streams (a saga batch's wallets) PostgreSQL joined by
+# reading the whole `streams` table (2,300 rows in the flash sale's load test, about 490 rows
+# read per confirmed booking at 16 users), where `= ANY` always takes the primary key.
 _HEAD_RULES = """h AS (
     SELECT * FROM unnest($1::text[], $2::int[], $3::int[], $4::bigint[]) AS u(stream_id, expected, new_version, token)
 ), locked AS (
     SELECT s.stream_id, s.version, s.token FROM streams AS s
-     WHERE s.stream_id IN (SELECT stream_id FROM h)
+     WHERE s.stream_id = ANY($1::text[])
        FOR UPDATE
 ), ok AS (
     SELECT h.stream_id, h.new_version, h.token FROM h JOIN locked AS l USING (stream_id)

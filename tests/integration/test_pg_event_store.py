@@ -12,7 +12,13 @@ from typing import Any
 import asyncpg
 import pytest
 
-from engine.adapters.pg_event_store import _ARCHIVE_PUT, PostgresEventStore
+from engine.adapters.pg_event_store import (
+    _APPEND_IN_ONE,
+    _ARCHIVE_PUT,
+    _MOVE_HEADS,
+    ONE_STATEMENT_STREAMS_MAX,
+    PostgresEventStore,
+)
 from engine.domain.errors import OwnershipLost
 from engine.ports import ArchivedRecord, NewEvent, StreamAppend
 from tests.contract.event_store import EventStoreContract, InboxContract, sid
@@ -78,6 +84,24 @@ async def test_a_small_group_over_more_streams_than_the_limit_is_copied(pool: as
     assert store.shapes == ["copy"]
     assert result.failed == frozenset()
     assert [len(await store.load(s)) for s in streams] == [1, 1, 1]
+
+
+async def test_a_group_over_many_streams_finds_their_heads_by_the_primary_key(pool: asyncpg.Pool) -> None:
+    """A saga batch appends to a few dozen wallets in one statement. Joined with the unnest of
+    their ids, PostgreSQL found those heads by reading the whole `streams` table once there were a
+    couple of thousand streams, on every such group (BENCHMARKS.md, section 3)."""
+    streams = [sid() for _ in range(2_500)]
+    await pool.execute(
+        "INSERT INTO streams (stream_id, version, token, owner) SELECT unnest($1::text[]), 0, 1, 'h'", streams
+    )
+    await pool.execute("ANALYZE streams")
+    group = streams[:ONE_STATEMENT_STREAMS_MAX]
+    n = len(group)
+    heads = (group, [0] * n, [1] * n, [1] * n)
+    for statement in (_MOVE_HEADS, _APPEND_IN_ONE):
+        arrays = heads if statement is _MOVE_HEADS else (*heads, group, [1] * n, ["E"] * n, [b"x"] * n, [], [], [])
+        plan = "\n".join(r[0] for r in await pool.fetch(f"EXPLAIN {statement}", *arrays))
+        assert "Seq Scan on streams" not in plan, plan
 
 
 async def test_a_claim_waits_for_an_append_in_flight_and_then_sees_it(pool: asyncpg.Pool, shape: int) -> None:
