@@ -58,16 +58,23 @@ def _candidate_roots() -> tuple[Path, Path]:
     return SYSTEM_ROOT, Path(tempfile.gettempdir()) / "rezerv-root"
 
 
+def _trusted(root: Path) -> bool:
+    """Never use (or look into) a directory someone else created or can write into."""
+    try:
+        info = root.stat()
+    except OSError:
+        return False
+    return info.st_uid == os.geteuid() and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
 def placement_root() -> Path:
     """The root-owned directory that holds what `nobody` could not reach where it was."""
     for candidate in _candidate_roots():
         try:
             candidate.mkdir(mode=0o755, parents=True, exist_ok=True)
-            info = candidate.stat()
         except OSError:
             continue
-        # Never use a directory someone else created or can write into.
-        if info.st_uid == os.geteuid() and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        if _trusted(candidate):
             candidate.chmod(0o755)
             return candidate
     raise OSError("no root-owned directory could be created under /var/lib or the temporary directory")
@@ -113,26 +120,24 @@ def reachable_install(install_dir: Path, uid: int, gid: int) -> Path:
     return target
 
 
+def _cluster_name(data_dir: Path) -> str:
+    return _digest(str(data_dir.resolve()))
+
+
 def cluster_home(data_dir: Path) -> Path:
     """Where the cluster of the data directory `data_dir` is placed when `nobody` cannot reach it."""
-    return placement_root() / "clusters" / _digest(str(data_dir.resolve()))
+    return placement_root() / "clusters" / _cluster_name(data_dir)
 
 
 def placed_cluster_of(data_dir: Path) -> Path | None:
     """The cluster placed for `data_dir`, if there is one; unlike `cluster_home`, this creates
     nothing. Removing a data dir looks here: as an ordinary user nothing is ever placed, and
     `placement_root` would have made `/tmp/rezerv-root` for that user, which then stopped the
-    next user's removal (a root directory owned by someone else is never used)."""
-    digest = _digest(str(data_dir.resolve()))
+    next user's removal. It looks only into the roots `placement_root` would use."""
+    name = _cluster_name(data_dir)
     for root in _candidate_roots():
-        try:
-            if root.stat().st_uid != os.geteuid():
-                continue
-        except OSError:
-            continue
-        home = root / "clusters" / digest
-        if home.exists():
-            return home
+        if _trusted(root) and (root / "clusters" / name).exists():
+            return root / "clusters" / name
     return None
 
 
