@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from stack.arguments import COUNT, SECONDS_ABOVE_0, counts
+
+if TYPE_CHECKING:
+    from loadtest.bench_append import Size
 
 ENGINE_SCENARIOS = ("hot-sellout", "hot-sustained", "many-events", "cars")
 APPEND_SIZES = "1x1,1x9,1x30,20x1,1x100,100x1,1x300,300x1,1x1000"
 
 
-def _group_sizes(text: str) -> list[Any]:
+def _group_sizes(text: str) -> list[Size]:
     """`1x9,20x1`: the benchmark's group sizes, each parsed by its own rule (`Size.parse`)."""
     from loadtest.bench_append import Size  # its imports only when `bench append` runs
 
