@@ -40,8 +40,7 @@ from engine.projections.bookings import (
     Booking,
     Change,
     InsertHold,
-    SetPayment,
-    SetStatus,
+    Moves,
     batch_writes,
     plan,
 )
@@ -78,36 +77,49 @@ SELECT * FROM unnest({_ARRAYS})
 ON CONFLICT (hold_id) DO NOTHING
 """
 
-_MOVES = "unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::integer[], $7::text[], $8::text[])"
-_MOVE_COLUMNS = "u(hold_id, booking_stream, from_status, status, at, version, reason, stream)"
+# A status move and a payment move of one hold in one UPDATE (a `Moves` step; either may be
+# absent, its columns NULL). Every SET expression reads the row as it was, and each move applies
+# only where its own stream and from-status match, as the Python `apply` does for each; the two
+# commute (engine/projections/bookings.py, `Moves`).
+_STATUS_MOVES = "(b.booking_stream = u.s_stream AND b.status = u.s_from)"
+_PAYMENT_MOVES = "(b.booking_stream = u.p_stream AND b.payment_status = u.p_from)"
+_MOVE_ROWS = (
+    "unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::integer[], $7::text[],"
+    " $8::text[], $9::text[], $10::text[], $11::bigint[], $12::integer[], $13::text[], $14::text[])"
+    " AS u(hold_id, s_stream, s_from, s_status, s_at, s_version, s_reason,"
+    " p_stream, p_from, p_status, p_at, p_version, p_reason, p_payment_stream)"
+)
 
-_SET_STATUS = f"""
-UPDATE bookings AS b
-   SET status = u.status,
-       confirmed_at = CASE WHEN u.status = 'CONFIRMED' THEN u.at ELSE b.confirmed_at END,
-       released_at = CASE WHEN u.status = 'RELEASED' THEN u.at ELSE b.released_at END,
-       expired_at = CASE WHEN u.status = 'EXPIRED' THEN u.at ELSE b.expired_at END,
-       cancelled_at = CASE WHEN u.status = 'CANCELLED' THEN u.at ELSE b.cancelled_at END,
-       terminal_version = CASE WHEN u.status IN ('RELEASED', 'EXPIRED', 'CANCELLED') THEN u.version
-                               ELSE b.terminal_version END,
-       reason = coalesce(u.reason, b.reason),
-       updated_at = now()
-  FROM {_MOVES} AS {_MOVE_COLUMNS}
- WHERE b.hold_id = u.hold_id AND b.booking_stream = u.booking_stream AND b.status = u.from_status
-"""
 
-_SET_PAYMENT = f"""
+def _on_status(status: str, column: str) -> str:
+    return f"CASE WHEN {_STATUS_MOVES} AND u.s_status = '{status}' THEN u.s_at ELSE b.{column} END"
+
+
+def _on_decision(value: str, column: str) -> str:
+    return f"CASE WHEN {_PAYMENT_MOVES} AND u.p_status <> 'REFUNDED' THEN {value} ELSE b.{column} END"
+
+
+_MOVE = f"""
 UPDATE bookings AS b
-   SET payment_status = u.status,
-       payment_decided_at = CASE WHEN u.status = 'REFUNDED' THEN b.payment_decided_at ELSE u.at END,
-       payment_version = CASE WHEN u.status = 'REFUNDED' THEN b.payment_version ELSE u.version END,
-       payment_stream = CASE WHEN u.status = 'REFUNDED' THEN b.payment_stream ELSE u.stream END,
-       refunded_at = CASE WHEN u.status = 'REFUNDED' THEN u.at ELSE b.refunded_at END,
-       payment_reason = coalesce(u.reason, b.payment_reason),
-       reason = CASE WHEN u.status = 'FAILED' THEN coalesce(b.reason, u.reason) ELSE b.reason END,
+   SET status = CASE WHEN {_STATUS_MOVES} THEN u.s_status ELSE b.status END,
+       confirmed_at = {_on_status("CONFIRMED", "confirmed_at")},
+       released_at = {_on_status("RELEASED", "released_at")},
+       expired_at = {_on_status("EXPIRED", "expired_at")},
+       cancelled_at = {_on_status("CANCELLED", "cancelled_at")},
+       terminal_version = CASE WHEN {_STATUS_MOVES} AND u.s_status IN ('RELEASED', 'EXPIRED', 'CANCELLED')
+                               THEN u.s_version ELSE b.terminal_version END,
+       reason = coalesce(CASE WHEN {_STATUS_MOVES} THEN u.s_reason END, b.reason,
+                         CASE WHEN {_PAYMENT_MOVES} AND u.p_status = 'FAILED' THEN u.p_reason END),
+       payment_status = CASE WHEN {_PAYMENT_MOVES} THEN u.p_status ELSE b.payment_status END,
+       payment_decided_at = {_on_decision("u.p_at", "payment_decided_at")},
+       payment_version = {_on_decision("u.p_version", "payment_version")},
+       payment_stream = {_on_decision("u.p_payment_stream", "payment_stream")},
+       refunded_at = CASE WHEN {_PAYMENT_MOVES} AND u.p_status = 'REFUNDED' THEN u.p_at ELSE b.refunded_at END,
+       payment_reason = CASE WHEN {_PAYMENT_MOVES} THEN coalesce(u.p_reason, b.payment_reason)
+                             ELSE b.payment_reason END,
        updated_at = now()
-  FROM {_MOVES} AS {_MOVE_COLUMNS}
- WHERE b.hold_id = u.hold_id AND b.booking_stream = u.booking_stream AND b.payment_status = u.from_status
+  FROM {_MOVE_ROWS}
+ WHERE b.hold_id = u.hold_id AND ({_STATUS_MOVES} OR {_PAYMENT_MOVES})
 """
 
 
@@ -121,24 +133,26 @@ async def _insert(conn: asyncpg.Connection, bookings: Sequence[Booking]) -> None
         await conn.execute(_INSERT_ROWS, *_columns(rows, len(INSERTED_FIELDS)))
 
 
-async def _move(conn: asyncpg.Connection, sql: str, moves: Sequence[SetStatus | SetPayment]) -> None:
-    if moves:
-        rows = [
-            (c.hold_id, c.booking_stream, c.from_status, c.status, c.at, c.version, c.reason, getattr(c, "stream", ""))
-            for c in moves
-        ]
-        await conn.execute(sql, *_columns(rows, 8))
+def _move_row(step: Moves) -> tuple[object, ...]:
+    s, p = step.status, step.payment
+    status = (s.booking_stream, s.from_status, s.status, s.at, s.version, s.reason) if s else (None,) * 6
+    payment = (p.booking_stream, p.from_status, p.status, p.at, p.version, p.reason, p.stream) if p else (None,) * 7
+    return (step.hold_id, *status, *payment)
+
+
+async def _move(conn: asyncpg.Connection, steps: Sequence[Moves]) -> None:
+    if steps:
+        await conn.execute(_MOVE, *_columns([_move_row(step) for step in steps], 14))
 
 
 async def apply_changes(conn: asyncpg.Connection, changes: Sequence[Change]) -> None:
     """Apply `changes` (in log order) on `conn`, inside the caller's transaction: the folded rows,
-    then each wave as at most three set-based statements."""
+    then each wave as at most two set-based statements (its inserts, its moves)."""
     writes = batch_writes(changes)
     await _insert(conn, writes.rows)
     for wave in writes.waves:
-        await _insert(conn, [c.booking for c in wave if isinstance(c, InsertHold)])
-        await _move(conn, _SET_STATUS, [c for c in wave if isinstance(c, SetStatus)])
-        await _move(conn, _SET_PAYMENT, [c for c in wave if isinstance(c, SetPayment)])
+        await _insert(conn, [step.booking for step in wave if isinstance(step, InsertHold)])
+        await _move(conn, [step for step in wave if isinstance(step, Moves)])
 
 
 # ---- the runner ------------------------------------------------------------------------------

@@ -283,8 +283,42 @@ def fold(changes: Iterable[Change], rows: dict[str, Booking] | None = None) -> d
     return rows
 
 
-def hold_of(change: Change) -> str:
+def hold_of(change: Change | Moves) -> str:
     return change.booking.hold_id if isinstance(change, InsertHold) else change.hold_id
+
+
+@dataclass(frozen=True, slots=True)
+class Moves:
+    """One row update of one hold: at most one status move and one payment move, written together.
+
+    The two commute, so applying them in one statement gives what the log order gives: each
+    applies only on its own column's from-status (status, or payment_status), neither changes the
+    other's column or the booking stream, and the one column both may write, `reason`, ends as
+    coalesce(the status move's reason, the row's reason, a failed payment's reason) in either
+    order (see `apply`). So a booking paid and confirmed after the batch that inserted it is one
+    new row version (its indexes written once), not two."""
+
+    status: SetStatus | None = None
+    payment: SetPayment | None = None
+
+    @property
+    def hold_id(self) -> str:
+        change = self.status or self.payment
+        assert change is not None
+        return change.hold_id
+
+
+Step = InsertHold | Moves
+
+
+def apply_step(row: Booking | None, step: Step) -> Booking | None:
+    """The row after `step`: an insert, or a status and a payment move in either order."""
+    if isinstance(step, InsertHold):
+        return apply(row, step)
+    for change in (step.status, step.payment):
+        if change is not None:
+            row = apply(row, change)
+    return row
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,13 +329,37 @@ class BatchWrites:
     batch as, inserted once (instead of an insert and an update per later change: under load a
     booking's hold, payment and confirmation often fall into one batch). A hold's row is created
     by its hold event, which the log holds exactly once, so no row exists before it.
-    `waves`: every other change, as waves in which a hold appears at most once (wave k holds the
-    k-th change of each hold), so each wave can be one set-based statement per kind of change
-    while each hold's changes still apply in log order. Holds are independent rows, so the order
-    between holds inside a wave does not matter."""
+    `waves`: every other hold's changes as steps (an insert, or `Moves`: a status move and a
+    payment move together), wave k holding the k-th step of each hold, so each wave can be one
+    set-based statement per kind of step while each hold's steps still apply in log order. Holds
+    are independent rows, so the order between holds inside a wave does not matter."""
 
     rows: list[Booking]
-    waves: list[list[Change]]
+    waves: list[list[Step]]
+
+
+def steps_of(hold_changes: Sequence[Change]) -> list[Step]:
+    """One hold's changes, in log order, as steps: consecutive status and payment moves share a
+    step until a second move of the same kind (which must follow the first) or an insert."""
+    steps: list[Step] = []
+    status: SetStatus | None = None
+    payment: SetPayment | None = None
+    for change in hold_changes:
+        taken = (isinstance(change, SetStatus) and status is not None) or (
+            isinstance(change, SetPayment) and payment is not None
+        )
+        if (isinstance(change, InsertHold) or taken) and (status or payment):
+            steps.append(Moves(status, payment))
+            status = payment = None
+        if isinstance(change, InsertHold):
+            steps.append(change)
+        elif isinstance(change, SetStatus):
+            status = change
+        else:
+            payment = change
+    if status or payment:
+        steps.append(Moves(status, payment))
+    return steps
 
 
 def batch_writes(changes: Sequence[Change]) -> BatchWrites:
@@ -309,7 +367,7 @@ def batch_writes(changes: Sequence[Change]) -> BatchWrites:
     for change in changes:
         per_hold.setdefault(hold_of(change), []).append(change)
     rows: list[Booking] = []
-    waves: list[list[Change]] = []
+    waves: list[list[Step]] = []
     for hold_changes in per_hold.values():
         first = hold_changes[0]
         if isinstance(first, InsertHold):
@@ -319,8 +377,8 @@ def batch_writes(changes: Sequence[Change]) -> BatchWrites:
             assert row is not None
             rows.append(row)
             continue
-        for k, change in enumerate(hold_changes):
+        for k, step in enumerate(steps_of(hold_changes)):
             if k == len(waves):
                 waves.append([])
-            waves[k].append(change)
+            waves[k].append(step)
     return BatchWrites(rows, waves)

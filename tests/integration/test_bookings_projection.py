@@ -521,3 +521,31 @@ def test_the_sql_of_a_batch_does_what_the_python_does(
     existing = fold(before)
     batch = [c for c in batch if not (isinstance(c, InsertHold) and c.booking.hold_id in existing)]
     assert asyncio.run(_sql_of(database_url, before, batch)) == fold(batch, dict(existing))
+
+
+async def test_a_booking_paid_and_confirmed_in_a_later_batch_is_updated_once(database_url: str) -> None:
+    """Its payment and its confirmation are one UPDATE of its row: one new row version, so its
+    indexes are written once, not twice (the batch's rows counted by the transaction's own
+    statistics)."""
+    hold = plan([LoggedEvent("event/e1", 2, *codec.encode_named_record(tickets("h1")), 1, 1, AT)])
+    later = plan(
+        [
+            LoggedEvent("wallet/alice", 5, *codec.encode_named_record(paid("h1", AT + 100)), 2, 2, AT),
+            LoggedEvent(
+                "event/e1", 3, *codec.encode_named_record(BookingConfirmed("e1", "h1", "h1", AT + 200)), 3, 3, AT
+            ),
+        ]
+    )
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("TRUNCATE bookings")
+        async with conn.transaction():
+            await apply_changes(conn, hold)
+        async with conn.transaction():
+            await apply_changes(conn, later)
+            updated = await conn.fetchval("SELECT n_tup_upd FROM pg_stat_xact_user_tables WHERE relname = 'bookings'")
+        row = await conn.fetchrow("SELECT status, payment_status, payment_stream FROM bookings")
+    finally:
+        await conn.close()
+    assert updated == 1
+    assert tuple(row) == ("CONFIRMED", "SUCCEEDED", "wallet/alice")

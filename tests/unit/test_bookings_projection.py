@@ -28,9 +28,11 @@ from engine.projections.bookings import (
     Booking,
     Change,
     InsertHold,
+    Moves,
     SetPayment,
     SetStatus,
     apply,
+    apply_step,
     batch_writes,
     change_for,
     fold,
@@ -282,10 +284,10 @@ def run_writes(rows: dict[str, Booking], changes: list[Change]) -> dict[str, Boo
         rows.setdefault(row.hold_id, row)
     for wave in writes.waves:
         assert len({hold_of(c) for c in wave}) == len(wave), "a hold appears at most once per wave"
-        for change in wave:
-            after = apply(rows.get(hold_of(change)), change)
+        for step in wave:
+            after = apply_step(rows.get(hold_of(step)), step)
             if after is not None:
-                rows[hold_of(change)] = after
+                rows[hold_of(step)] = after
     return rows
 
 
@@ -317,3 +319,36 @@ def test_a_booking_whose_whole_story_is_in_one_batch_is_one_inserted_row() -> No
         "wallet/alice",
         5,
     )
+
+
+def test_a_booking_paid_and_confirmed_after_the_batch_of_its_hold_is_one_row_update() -> None:
+    later = plan(
+        [
+            logged("wallet/alice", 5, PaymentSucceeded("h1", E1, "alice", 25_000, AT + 100), 4),
+            logged(E1, 3, BookingConfirmed("e1", "h1", "h1", AT + 200, "alice"), 5),
+        ]
+    )
+    writes = batch_writes(later)
+    assert writes.rows == []
+    [[step]] = writes.waves
+    assert isinstance(step, Moves)
+    assert (step.payment, step.status) == (later[0], later[1])
+
+
+def test_a_second_move_of_one_kind_waits_for_the_next_wave() -> None:
+    pay = SetPayment("h1", E1, "NONE", "SUCCEEDED", AT, 5, None, "wallet/alice")
+    confirm = SetStatus("h1", E1, "HELD", "CONFIRMED", AT + 1, 3)
+    cancel = SetStatus("h1", E1, "CONFIRMED", "CANCELLED", AT + 2, 4, "changed plans")
+    refund = SetPayment("h1", E1, "SUCCEEDED", "REFUNDED", AT + 3, 1, "cancelled", "payment/h1")
+    writes = batch_writes([pay, confirm, cancel, refund])
+    assert writes.waves == [[Moves(confirm, pay)], [Moves(cancel, refund)]]
+    writes = batch_writes([confirm, cancel, pay])
+    assert writes.waves == [[Moves(confirm)], [Moves(cancel, pay)]]
+
+
+def test_an_insert_between_moves_keeps_its_place() -> None:
+    confirm = SetStatus("h1", E1, "HELD", "CONFIRMED", AT + 1, 3)
+    insert = change_for(E1, 2, tickets())
+    assert isinstance(insert, InsertHold)
+    pay = SetPayment("h1", E1, "NONE", "SUCCEEDED", AT, 5, None, "wallet/alice")
+    assert batch_writes([confirm, insert, pay]).waves == [[Moves(confirm)], [insert], [Moves(payment=pay)]]
