@@ -107,11 +107,6 @@ def _upsert(table: str, columns: Sequence[str], types: Sequence[str], key: str) 
 _UPSERT_EVENTS = _upsert("catalog_events", EVENT_COLUMNS, _EVENT_TYPES, "event_id")
 _UPSERT_CARS = _upsert("catalog_cars", CAR_COLUMNS, _CAR_TYPES, "car_id")
 
-_PUT_HOLDS = """
-INSERT INTO catalog_event_holds (event_id, hold_id, quantities, status)
-SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::text[])
-ON CONFLICT (event_id, hold_id) DO UPDATE SET quantities = excluded.quantities, status = excluded.status
-"""
 _DROP_HOLDS = """
 DELETE FROM catalog_event_holds WHERE (event_id, hold_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
 """
@@ -131,7 +126,7 @@ _LOAD_EVENTS = (
 )
 _LOAD_CARS = f"SELECT {', '.join(CAR_COLUMNS)} FROM catalog_cars WHERE car_id = ANY($1::text[])"
 _LOAD_HOLDS = """
-SELECT event_id, hold_id, quantities, status FROM catalog_event_holds
+SELECT event_id, hold_id, quantities FROM catalog_event_holds
  WHERE (event_id, hold_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
 """
 
@@ -176,14 +171,14 @@ def _event_from(record: asyncpg.Record) -> EventEntry:
 
 def _hold_from(record: asyncpg.Record) -> EventHold:
     quantities = tuple((str(name), int(count)) for name, count in orjson.loads(record["quantities"]))
-    return EventHold(record["event_id"], record["hold_id"], quantities, record["status"])
+    return EventHold(record["event_id"], record["hold_id"], quantities)
 
 
-HOLD_COLUMNS = ("event_id", "hold_id", "quantities", "status")
+HOLD_COLUMNS = ("event_id", "hold_id", "quantities")
 
 
-def _hold_row(h: EventHold) -> tuple[str, str, str, str]:
-    return (h.event_id, h.hold_id, orjson.dumps(h.quantities).decode(), h.status)
+def _hold_row(h: EventHold) -> tuple[str, str, str]:
+    return (h.event_id, h.hold_id, orjson.dumps(h.quantities).decode())
 
 
 def _columns(rows: Sequence[tuple[object, ...]]) -> list[list[object]]:
@@ -245,8 +240,6 @@ async def write(conn: asyncpg.Connection, changes: Changes) -> None:
         # fold skips a fact applied before), so nothing here can conflict.
         records = [_hold_row(h) for h in changes.holds_new.values()]
         await conn.copy_records_to_table("catalog_event_holds", records=records, columns=HOLD_COLUMNS)
-    if changes.holds_put:
-        await conn.execute(_PUT_HOLDS, *_columns([_hold_row(h) for h in changes.holds_put.values()]))
     if changes.intervals_drop:
         await conn.execute(_DROP_INTERVALS, *_columns(sorted(changes.intervals_drop)))
     if changes.intervals_put:

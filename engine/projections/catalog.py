@@ -20,8 +20,10 @@ Rules, so that a row never drifts from its entity:
   beginning, so that does not happen short of a corrupt log.
 - Ticket counts move exactly as in the entity (engine/domain/tickets.py): a hold adds to
   `held`; confirming moves its tickets to `confirmed`; a release or an expiry frees held
-  tickets, a cancellation confirmed ones. The tiers of a hold come from `catalog_event_holds`,
-  kept for as long as the hold occupies tickets.
+  tickets, a cancellation confirmed ones. The entity allows only those moves (a confirmation and
+  a release or an expiry from HELD, a cancellation from CONFIRMED), so the event that frees a
+  hold says which count it leaves. The tiers of a hold come from `catalog_event_holds`, written
+  once with its hold and kept for as long as it occupies tickets.
 - A car's taken intervals are its held or confirmed bookings and its maintenance blocks, as in
   its calendar (engine/domain/cars.py); an interval leaves when its booking ends or its block
   is removed.
@@ -61,8 +63,6 @@ EVENTS = "events"
 CARS = "cars"
 """What a batch changed: the names under which cached catalog pages are invalidated."""
 
-HELD = "HELD"
-CONFIRMED = "CONFIRMED"
 BOOKING = "booking"
 MAINTENANCE = "maintenance"
 
@@ -116,7 +116,6 @@ class EventHold:
     event_id: str
     hold_id: str
     quantities: tuple[tuple[str, int], ...]
-    status: str  # HELD or CONFIRMED
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +251,6 @@ class Changes:
     events: dict[str, EventEntry] = field(default_factory=dict)
     cars: dict[str, CarEntry] = field(default_factory=dict)
     holds_new: dict[HoldKey, EventHold] = field(default_factory=dict)  # made in this batch
-    holds_put: dict[HoldKey, EventHold] = field(default_factory=dict)  # existing ones that changed
     holds_drop: set[HoldKey] = field(default_factory=set)
     intervals_put: dict[IntervalKey, Interval] = field(default_factory=dict)
     intervals_drop: set[IntervalKey] = field(default_factory=set)
@@ -268,7 +266,7 @@ class Changes:
         return frozenset(kinds)
 
     def is_empty(self) -> bool:
-        return not self.changed and not self.holds_new and not self.holds_put and not self.holds_drop
+        return not self.changed and not self.holds_new and not self.holds_drop
 
 
 class _EventWork:
@@ -351,20 +349,18 @@ class _Fold:
         if isinstance(e, TicketsHeld):
             for name, count in e.quantities:
                 counts[name][_HELD] += count
-            self.holds[(fact.entity_id, e.hold_id)] = EventHold(fact.entity_id, e.hold_id, e.quantities, HELD)
+            self.holds[(fact.entity_id, e.hold_id)] = EventHold(fact.entity_id, e.hold_id, e.quantities)
         elif isinstance(e, _LIFECYCLE):
             key = (fact.entity_id, e.hold_id)
             hold = self.hold(key)
             if hold is None:
                 return
             if isinstance(e, BookingConfirmed):
-                if hold.status == HELD:
-                    for name, count in hold.quantities:
-                        counts[name][_HELD] -= count
-                        counts[name][_CONFIRMED] += count
-                    self.holds[key] = EventHold(hold.event_id, hold.hold_id, hold.quantities, CONFIRMED)
+                for name, count in hold.quantities:
+                    counts[name][_HELD] -= count
+                    counts[name][_CONFIRMED] += count
                 return
-            bucket = _HELD if hold.status == HELD else _CONFIRMED
+            bucket = _CONFIRMED if isinstance(e, BookingCancelled) else _HELD
             for name, count in hold.quantities:
                 counts[name][bucket] -= count
             self.holds[key] = None
@@ -428,8 +424,6 @@ class _Fold:
                     out.holds_drop.add(key)
             elif before is None:
                 out.holds_new[key] = hold
-            elif hold != before:
-                out.holds_put[key] = hold
         for key, interval in self.intervals.items():
             if interval is not None:
                 out.intervals_put[key] = interval
@@ -469,7 +463,6 @@ class Catalog:
         self.events.update(changes.events)
         self.cars.update(changes.cars)
         self.holds.update(changes.holds_new)
-        self.holds.update(changes.holds_put)
         for key in changes.holds_drop:
             self.holds.pop(key, None)
         self.intervals.update(changes.intervals_put)

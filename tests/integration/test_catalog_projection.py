@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from engine.adapters.pg_catalog import CatalogProjection, read_catalog
 from engine.adapters.pg_event_store import PostgresEventStore
 from engine.adapters.pg_log import PostgresLogReader
-from engine.domain.commands import CreateEvent, HoldTickets, TierSpec
+from engine.domain.commands import ConfirmBooking, CreateEvent, HoldTickets, TierSpec
 from engine.domain.tickets import TicketedEvent
 from engine.log import START, LoggedEvent
 from engine.ports import NewEvent, StreamAppend
@@ -166,4 +166,35 @@ async def test_a_failing_invalidation_does_not_stop_the_projection(pool: asyncpg
     await a_sale(pool, 3, per_commit=4)
     projection = CatalogProjection(pool, invalidate=broken)
     assert await projection.catch_up() == 4
+    assert await read_catalog(pool) == await reference(pool)
+
+
+async def test_a_confirmation_writes_no_row_of_its_hold(pool: asyncpg.Pool) -> None:
+    """A hold's row (its tiers) is written with the hold; its confirmation, in a later batch, only
+    moves the event's counts (a test-only trigger counts the writes of hold rows)."""
+    await pool.execute(
+        """
+        CREATE TABLE hold_row_writes (n bigint NOT NULL);
+        INSERT INTO hold_row_writes VALUES (0);
+        CREATE FUNCTION count_hold_row_write() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN UPDATE hold_row_writes SET n = n + 1; RETURN NULL; END $$;
+        CREATE TRIGGER catalog_event_holds_writes AFTER INSERT OR UPDATE ON catalog_event_holds
+            FOR EACH ROW EXECUTE FUNCTION count_hold_row_write();
+        """
+    )
+    log = Log()
+    agg = TicketedEvent("e")
+    log.run(agg, CreateEvent("e", "T", "Arena, Oslo", "2027-03-01T20:00:00+01:00", (TierSpec("std", 50, 100),), 0))
+    for i in range(10):
+        assert log.run(agg, HoldTickets("e", f"h{i}", f"c{i}", (("std", 2),), 60_000))
+    for i in range(10):
+        assert log.run(agg, ConfirmBooking("e", booking_kind="event", hold_id=f"h{i}", payment_ref="p"))
+    await append_log(pool, log.events)
+    projection = CatalogProjection(pool, batch=11)
+    assert await projection.run_once() == 11  # the event and its holds
+    assert await pool.fetchval("SELECT n FROM hold_row_writes") == 10
+    assert await projection.run_once() == 10  # the confirmations
+    assert await pool.fetchval("SELECT n FROM hold_row_writes") == 10
+    [tier] = (await read_catalog(pool)).events["e"].tiers
+    assert (tier.held, tier.confirmed) == (0, 20)
     assert await read_catalog(pool) == await reference(pool)

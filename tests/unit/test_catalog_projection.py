@@ -273,7 +273,7 @@ def test_a_flash_sale_batch_folds_into_one_row_of_its_event() -> None:
     assert changes.events["hot"].available == 10**6 - 2_000
     assert changes.events["hot"].version == 1_001
     assert len(changes.holds_new) == 1_000
-    assert changes.holds_put == {}
+    assert changes.holds_drop == set()
     assert changes.changed == {EVENTS}
 
 
@@ -286,7 +286,6 @@ def test_a_hold_made_and_released_in_one_batch_leaves_no_hold_row() -> None:
     facts = facts_of(log.events)
     changes = fold(facts, Loaded())
     assert changes.holds_new == {}
-    assert changes.holds_put == {}
     assert changes.holds_drop == set()
     assert changes.events["e"].tiers[0].held == 0
 
@@ -342,3 +341,20 @@ def test_facts_skip_other_streams_and_types() -> None:
         LoggedEvent("car/c", 1, *codec.encode_named_record(registered), 3, 3, T0),
     ]
     assert [(f.kind, f.entity_id, f.version) for f in facts_of(events).facts] == [("event", "e", 1), ("car", "c", 1)]
+
+
+def test_a_confirmation_moves_tickets_without_rewriting_the_hold_row() -> None:
+    """The hold's row (its tiers) was written with the hold; confirming it only moves the event's
+    counts from held to confirmed, so a confirmation costs no row write of the hold."""
+    log = Log()
+    agg = TicketedEvent("e")
+    log.run(agg, CreateEvent("e", "T", "V", "2027-03-01T20:00:00+01:00", (TierSpec("std", 50, 10),), 0))
+    log.run(agg, HoldTickets("e", "h", "alice", (("std", 3),), 60_000))
+    catalog = project([log.events])
+    log.run(agg, ConfirmBooking("e", booking_kind="event", hold_id="h", payment_ref="p"))
+    facts = facts_of(log.events[2:])
+    changes = fold(facts, catalog.loaded_for(facts))
+    assert changes.holds_new == {}
+    assert changes.holds_drop == set()
+    tier = changes.events["e"].tiers[0]
+    assert (tier.held, tier.confirmed, tier.available) == (0, 3, 7)
