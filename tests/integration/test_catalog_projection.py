@@ -77,22 +77,22 @@ async def a_sale(pool: asyncpg.Pool, holds: int, per_commit: int) -> Log:
     return log
 
 
-async def count_event_row_writes(pool: asyncpg.Pool) -> None:
-    """A test-only trigger counting row writes on catalog_events."""
+async def count_row_writes(pool: asyncpg.Pool, table: str) -> None:
+    """A test-only trigger counting the rows inserted into or updated in `table` (in `row_writes`)."""
     await pool.execute(
-        """
+        f"""
         CREATE TABLE row_writes (n bigint NOT NULL);
         INSERT INTO row_writes VALUES (0);
         CREATE FUNCTION count_row_write() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN UPDATE row_writes SET n = n + 1; RETURN NULL; END $$;
-        CREATE TRIGGER catalog_events_writes AFTER INSERT OR UPDATE ON catalog_events
+        CREATE TRIGGER {table}_writes AFTER INSERT OR UPDATE ON {table}
             FOR EACH ROW EXECUTE FUNCTION count_row_write();
         """
     )
 
 
 async def test_a_flash_sale_costs_one_row_write_of_its_event_per_batch(pool: asyncpg.Pool) -> None:
-    await count_event_row_writes(pool)
+    await count_row_writes(pool, "catalog_events")
     log = await a_sale(pool, 2_500, per_commit=500)
     projection = CatalogProjection(pool, batch=1000)
     batches = 0
@@ -172,16 +172,7 @@ async def test_a_failing_invalidation_does_not_stop_the_projection(pool: asyncpg
 async def test_a_confirmation_writes_no_row_of_its_hold(pool: asyncpg.Pool) -> None:
     """A hold's row (its tiers) is written with the hold; its confirmation, in a later batch, only
     moves the event's counts (a test-only trigger counts the writes of hold rows)."""
-    await pool.execute(
-        """
-        CREATE TABLE hold_row_writes (n bigint NOT NULL);
-        INSERT INTO hold_row_writes VALUES (0);
-        CREATE FUNCTION count_hold_row_write() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN UPDATE hold_row_writes SET n = n + 1; RETURN NULL; END $$;
-        CREATE TRIGGER catalog_event_holds_writes AFTER INSERT OR UPDATE ON catalog_event_holds
-            FOR EACH ROW EXECUTE FUNCTION count_hold_row_write();
-        """
-    )
+    await count_row_writes(pool, "catalog_event_holds")
     log = Log()
     agg = TicketedEvent("e")
     log.run(agg, CreateEvent("e", "T", "Arena, Oslo", "2027-03-01T20:00:00+01:00", (TierSpec("std", 50, 100),), 0))
@@ -192,9 +183,9 @@ async def test_a_confirmation_writes_no_row_of_its_hold(pool: asyncpg.Pool) -> N
     await append_log(pool, log.events)
     projection = CatalogProjection(pool, batch=11)
     assert await projection.run_once() == 11  # the event and its holds
-    assert await pool.fetchval("SELECT n FROM hold_row_writes") == 10
+    assert await pool.fetchval("SELECT n FROM row_writes") == 10
     assert await projection.run_once() == 10  # the confirmations
-    assert await pool.fetchval("SELECT n FROM hold_row_writes") == 10
+    assert await pool.fetchval("SELECT n FROM row_writes") == 10
     [tier] = (await read_catalog(pool)).events["e"].tiers
     assert (tier.held, tier.confirmed) == (0, 20)
     assert await read_catalog(pool) == await reference(pool)
