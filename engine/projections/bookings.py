@@ -311,16 +311,6 @@ class Moves:
 Step = InsertHold | Moves
 
 
-def apply_step(row: Booking | None, step: Step) -> Booking | None:
-    """The row after `step`: an insert, or a status and a payment move in either order."""
-    if isinstance(step, InsertHold):
-        return apply(row, step)
-    for change in (step.status, step.payment):
-        if change is not None:
-            row = apply(row, change)
-    return row
-
-
 @dataclass(frozen=True, slots=True)
 class BatchWrites:
     """A batch's changes as few statements: what `apply_batch` in the adapter sends.

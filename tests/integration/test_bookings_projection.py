@@ -58,6 +58,7 @@ from engine.projections.bookings import PROJECTION_NAME, Booking, Change, Insert
 from tests.contract.log_reader import read_all
 from tests.projection_changes import changes
 from tests.unit.api.asgi_client import AsgiClient
+from tests.unit.test_bookings_projection import logged
 
 AT = 1_800_000_000_000
 TTL = 60_000
@@ -527,13 +528,11 @@ async def test_a_booking_paid_and_confirmed_in_a_later_batch_is_updated_once(dat
     """Its payment and its confirmation are one UPDATE of its row: one new row version, so its
     indexes are written once, not twice (the batch's rows counted by the transaction's own
     statistics)."""
-    hold = plan([LoggedEvent("event/e1", 2, *codec.encode_named_record(tickets("h1")), 1, 1, AT)])
+    hold = plan([logged("event/e1", 2, tickets("h1"), 1)])
     later = plan(
         [
-            LoggedEvent("wallet/alice", 5, *codec.encode_named_record(paid("h1", AT + 100)), 2, 2, AT),
-            LoggedEvent(
-                "event/e1", 3, *codec.encode_named_record(BookingConfirmed("e1", "h1", "h1", AT + 200)), 3, 3, AT
-            ),
+            logged("wallet/alice", 5, paid("h1", AT + 100), 2),
+            logged("event/e1", 3, BookingConfirmed("e1", "h1", "h1", AT + 200), 3),
         ]
     )
     conn = await asyncpg.connect(database_url)

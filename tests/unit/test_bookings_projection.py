@@ -32,7 +32,6 @@ from engine.projections.bookings import (
     SetPayment,
     SetStatus,
     apply,
-    apply_step,
     batch_writes,
     change_for,
     fold,
@@ -285,7 +284,11 @@ def run_writes(rows: dict[str, Booking], changes: list[Change]) -> dict[str, Boo
     for wave in writes.waves:
         assert len({hold_of(c) for c in wave}) == len(wave), "a hold appears at most once per wave"
         for step in wave:
-            after = apply_step(rows.get(hold_of(step)), step)
+            changes_of_step = [step] if isinstance(step, InsertHold) else [step.status, step.payment]
+            after = rows.get(hold_of(step))
+            for change in changes_of_step:
+                if change is not None:
+                    after = apply(after, change)
             if after is not None:
                 rows[hold_of(step)] = after
     return rows
