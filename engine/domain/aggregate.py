@@ -42,6 +42,7 @@ from engine.domain.events import (
     Event,
     HoldExpired,
     HoldReleased,
+    Quantities,
     RecordRestored,
 )
 from engine.domain.results import Done, Reply, Result, StateView
@@ -284,6 +285,11 @@ class BookingHost(Aggregate, Archiving):
     def _on_freed(self, booking: BookingRecord, was: BookingStatus) -> None:
         raise NotImplementedError
 
+    def _quantities(self, booking: BookingRecord) -> Quantities | None:
+        """What the events that end `booking` say of its tickets (engine/domain/events.py, TicketsHeld's
+        `ends_carry_quantities`); None where there are no tickets."""
+        return None
+
     def booking(self, hold_id: str) -> BookingRecord:
         self.must_exist()
         rec = self.bookings.get(hold_id)
@@ -299,14 +305,18 @@ class BookingHost(Aggregate, Archiving):
         rec = self.booking(cmd.hold_id)
         if not check_transition(rec.hold_id, rec.status, CONFIRMED):
             return self._done(rec, changed=False)
-        self.record(BookingConfirmed(self.entity_id, rec.hold_id, cmd.payment_ref, now, rec.customer_id, rec.amount))
+        self.record(
+            BookingConfirmed(
+                self.entity_id, rec.hold_id, cmd.payment_ref, now, rec.customer_id, rec.amount, self._quantities(rec)
+            )
+        )
         return self._done(rec, changed=True)
 
     def release(self, cmd: ReleaseHold, now: int) -> Done:
         rec = self.booking(cmd.hold_id)
         if not check_transition(rec.hold_id, rec.status, RELEASED):
             return self._done(rec, changed=False)
-        self.record(HoldReleased(self.entity_id, rec.hold_id, cmd.reason, now, rec.customer_id))
+        self.record(HoldReleased(self.entity_id, rec.hold_id, cmd.reason, now, rec.customer_id, self._quantities(rec)))
         return self._done(rec, changed=True)
 
     def expire(self, cmd: ExpireHold, now: int) -> Done:
@@ -316,7 +326,7 @@ class BookingHost(Aggregate, Archiving):
         if rec.status is HELD and now < rec.expires_at:
             raise InvalidTransition(f"hold {rec.hold_id} is not due to expire until {rec.expires_at}")
         check_transition(rec.hold_id, rec.status, EXPIRED)
-        self.record(HoldExpired(self.entity_id, rec.hold_id, now, rec.customer_id))
+        self.record(HoldExpired(self.entity_id, rec.hold_id, now, rec.customer_id, self._quantities(rec)))
         return self._done(rec, changed=True)
 
     def cancellable_until(self, booking: BookingRecord) -> int | None:
@@ -332,7 +342,8 @@ class BookingHost(Aggregate, Archiving):
             raise CancellationClosed(
                 f"booking {rec.hold_id} could be cancelled until {_iso(until)}; cancellations are closed"
             )
-        self.record(BookingCancelled(self.entity_id, rec.hold_id, cmd.reason, now, rec.customer_id))
+        quantities = self._quantities(rec)
+        self.record(BookingCancelled(self.entity_id, rec.hold_id, cmd.reason, now, rec.customer_id, quantities))
         return self._done(rec, changed=True)
 
     def _apply_confirmed(self, e: BookingConfirmed) -> None:

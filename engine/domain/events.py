@@ -37,7 +37,11 @@ class EventCreated(Event):
     cancel_cutoff_ms: int = 0
 
 
-@register()
+# Schema 2 of TicketsHeld added `ends_carry_quantities`: the events that end a hold of schema 2
+# (its confirmation, release, expiry, cancellation) carry its quantities, so a reader that moves
+# ticket counts needs to remember nothing per hold. Holds of schema 1 are read with False: their
+# ends may have been recorded without the quantities.
+@register(version=2)
 @dataclass(frozen=True, slots=True)
 class TicketsHeld(Event):
     event_id: str
@@ -48,6 +52,12 @@ class TicketsHeld(Event):
     ttl_ms: int
     expires_at: int
     at: int
+    ends_carry_quantities: bool = True
+
+
+@upcaster("TicketsHeld", 1)
+def _ends_without_quantities(fields: list[object]) -> list[object]:
+    return [*fields, False]
 
 
 @register()
@@ -129,7 +139,13 @@ class CarUnblocked(Event):
 # wallet without a lookup); events of schema 1 are read with an empty one. BookingConfirmed's
 # schema 3 added the booking's `amount`, so that the confirmation a customer is notified of says
 # what was charged; confirmations of schema 2 are read with 0 (unknown).
-@register(version=3)
+# The four events that end a hold gained `quantities` (BookingConfirmed schema 4, the others 3):
+# a ticketed event's tiers and counts of the hold, None for a car's booking and for events
+# recorded before (see TicketsHeld's `ends_carry_quantities`).
+Quantities = tuple[tuple[str, int], ...]
+
+
+@register(version=4)
 @dataclass(frozen=True, slots=True)
 class BookingConfirmed(Event):
     entity_id: str
@@ -138,9 +154,10 @@ class BookingConfirmed(Event):
     at: int
     customer_id: str = ""
     amount: int = 0
+    quantities: Quantities | None = None
 
 
-@register(version=2)
+@register(version=3)
 @dataclass(frozen=True, slots=True)
 class HoldReleased(Event):
     entity_id: str
@@ -148,18 +165,20 @@ class HoldReleased(Event):
     reason: str
     at: int
     customer_id: str = ""
+    quantities: Quantities | None = None
 
 
-@register(version=2)
+@register(version=3)
 @dataclass(frozen=True, slots=True)
 class HoldExpired(Event):
     entity_id: str
     hold_id: str
     at: int
     customer_id: str = ""
+    quantities: Quantities | None = None
 
 
-@register(version=2)
+@register(version=3)
 @dataclass(frozen=True, slots=True)
 class BookingCancelled(Event):
     entity_id: str
@@ -167,6 +186,7 @@ class BookingCancelled(Event):
     reason: str
     at: int
     customer_id: str = ""
+    quantities: Quantities | None = None
 
 
 def _with_unknown_customer(fields: list[object]) -> list[object]:
@@ -180,6 +200,15 @@ for _name in ("BookingConfirmed", "HoldReleased", "HoldExpired", "BookingCancell
 @upcaster("BookingConfirmed", 2)
 def _with_unknown_amount(fields: list[object]) -> list[object]:
     return [*fields, 0]
+
+
+def _with_unknown_quantities(fields: list[object]) -> list[object]:
+    return [*fields, None]
+
+
+upcaster("BookingConfirmed", 3)(_with_unknown_quantities)
+for _name in ("HoldReleased", "HoldExpired", "BookingCancelled"):
+    upcaster(_name, 2)(_with_unknown_quantities)
 
 
 # ---- wallets ---------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ from engine.domain.errors import (
     OverBookingLimit,
     SalesClosed,
 )
-from engine.domain.events import CapacityAdded, EventCreated, SalesWereClosed, TicketsHeld
+from engine.domain.events import CapacityAdded, EventCreated, Quantities, SalesWereClosed, TicketsHeld
 from engine.domain.results import Done, HoldGranted, Reply
 
 MAX_TIERS = 32
@@ -160,7 +160,7 @@ class TicketedEvent(BookingHost):
             expires_at = now + ttl
             self._add_hold(hold_id, customer_id, quantities, amount, ttl, expires_at, now)
             self.version += 1
-            record = (name, version, entity_id, hold_id, customer_id, quantities, amount, ttl, expires_at, now)
+            record = (name, version, entity_id, hold_id, customer_id, quantities, amount, ttl, expires_at, now, True)
             events.append((name, encode(record)))
             held.append((hold_id, expires_at))
             results.append(HoldGranted(entity_id, hold_id, customer_id, amount, expires_at, total))
@@ -313,6 +313,10 @@ class TicketedEvent(BookingHost):
 
     def _apply_closed(self, e: SalesWereClosed) -> None:
         self.sales_open = False
+
+    def _quantities(self, booking: BookingRecord) -> Quantities:
+        quantities: Quantities = booking.detail
+        return quantities
 
     def _on_confirmed(self, booking: BookingRecord) -> None:
         for name, count in booking.detail:

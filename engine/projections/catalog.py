@@ -22,8 +22,13 @@ Rules, so that a row never drifts from its entity:
   `held`; confirming moves its tickets to `confirmed`; a release or an expiry frees held
   tickets, a cancellation confirmed ones. The entity allows only those moves (a confirmation and
   a release or an expiry from HELD, a cancellation from CONFIRMED), so the event that frees a
-  hold says which count it leaves. The tiers of a hold come from `catalog_event_holds`, written
-  once with its hold and kept for as long as it occupies tickets.
+  hold says which count it leaves. That event carries the hold's tiers (TicketsHeld's
+  `ends_carry_quantities`, engine/domain/events.py), so a hold costs the catalog no row of its
+  own. Holds recorded before that (schema 1 of TicketsHeld) may end with events that do not say
+  their tiers: for those alone a row of `catalog_event_holds` is written with the hold, read
+  when it ends without its tiers and deleted when it frees its tickets. An end that carries the
+  tiers never touches that table, so a row of such a hold whose end came later stays, unread: a
+  fixed set, bounded by the holds made before the upgrade.
 - A car's taken intervals are its held or confirmed bookings and its maintenance blocks, as in
   its calendar (engine/domain/cars.py); an interval leaves when its booking ends or its block
   is removed.
@@ -191,7 +196,7 @@ class Facts:
 
     def needs(self) -> Needs:
         """The rows `fold` must be given: the touched entities, and the holds that a lifecycle
-        fact names but that were not made in this batch."""
+        fact names without their tiers and that were not made in this batch."""
         event_ids: set[str] = set()
         car_ids: set[str] = set()
         made: set[HoldKey] = set()
@@ -204,7 +209,7 @@ class Facts:
             e = fact.event
             if isinstance(e, TicketsHeld):
                 made.add((fact.entity_id, e.hold_id))
-            elif isinstance(e, _LIFECYCLE) and (fact.entity_id, e.hold_id) not in made:
+            elif isinstance(e, _LIFECYCLE) and e.quantities is None and (fact.entity_id, e.hold_id) not in made:
                 holds.add((fact.entity_id, e.hold_id))
         return Needs(frozenset(event_ids), frozenset(car_ids), frozenset(holds))
 
@@ -349,21 +354,26 @@ class _Fold:
         if isinstance(e, TicketsHeld):
             for name, count in e.quantities:
                 counts[name][_HELD] += count
-            self.holds[(fact.entity_id, e.hold_id)] = EventHold(fact.entity_id, e.hold_id, e.quantities)
+            if not e.ends_carry_quantities:
+                self.holds[(fact.entity_id, e.hold_id)] = EventHold(fact.entity_id, e.hold_id, e.quantities)
         elif isinstance(e, _LIFECYCLE):
             key = (fact.entity_id, e.hold_id)
-            hold = self.hold(key)
-            if hold is None:
-                return
+            quantities = e.quantities
+            if quantities is None:  # recorded before ends carried the tiers: its row says them
+                hold = self.hold(key)
+                if hold is None:
+                    return
+                quantities = hold.quantities
+                if not isinstance(e, BookingConfirmed):
+                    self.holds[key] = None
             if isinstance(e, BookingConfirmed):
-                for name, count in hold.quantities:
+                for name, count in quantities:
                     counts[name][_HELD] -= count
                     counts[name][_CONFIRMED] += count
                 return
             bucket = _CONFIRMED if isinstance(e, BookingCancelled) else _HELD
-            for name, count in hold.quantities:
+            for name, count in quantities:
                 counts[name][bucket] -= count
-            self.holds[key] = None
         elif isinstance(e, CapacityAdded):
             counts[e.tier][_QUANTITY] += e.quantity
         elif isinstance(e, SalesWereClosed):

@@ -9,6 +9,7 @@ intervals exactly as the aggregates' own views do.
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -34,7 +35,15 @@ from engine.domain.commands import (
     UnblockCar,
 )
 from engine.domain.errors import DomainError
-from engine.domain.events import CarRegistered, EventCreated, TicketsHeld
+from engine.domain.events import (
+    BookingCancelled,
+    BookingConfirmed,
+    CarRegistered,
+    EventCreated,
+    HoldExpired,
+    HoldReleased,
+    TicketsHeld,
+)
 from engine.domain.tickets import TicketedEvent
 from engine.log import LoggedEvent
 from engine.projections.catalog import (
@@ -117,15 +126,44 @@ def entity_car_intervals(agg: RentalCar) -> list[tuple[date, date, str]]:
     )
 
 
-def assert_matches_entities(catalog: Catalog, log: Log) -> None:
+def assert_matches_entities(catalog: Catalog, log: Log, events: list[LoggedEvent] | None = None) -> None:
+    """The catalog shows what the entities show, and keeps a hold row exactly for each hold of the
+    old schema (`events`, default the log's own) that no end without tiers has freed."""
     for agg in log.entities.values():
         if isinstance(agg, TicketedEvent):
             assert event_view(catalog, agg.entity_id) == entity_event_view(agg)
-            occupying = {h for (e, h) in catalog.holds if e == agg.entity_id}
-            assert occupying == {r.hold_id for r in agg.bookings.values() if r.status.value in ("HELD", "CONFIRMED")}
         elif isinstance(agg, RentalCar):
             assert car_intervals(catalog, agg.entity_id) == entity_car_intervals(agg)
             assert catalog.cars[agg.entity_id].version == agg.version
+    assert set(catalog.holds) == rows_expected(log.events if events is None else events)
+
+
+def rows_expected(events: list[LoggedEvent]) -> set[tuple[str, str]]:
+    rows: set[tuple[str, str]] = set()
+    for logged in events:
+        if not logged.stream_id.startswith("event/"):
+            continue
+        e = codec.decode_record(logged.data)
+        key = (logged.stream_id.removeprefix("event/"), getattr(e, "hold_id", ""))
+        if isinstance(e, TicketsHeld) and not e.ends_carry_quantities:
+            rows.add(key)
+        elif isinstance(e, HoldReleased | HoldExpired | BookingCancelled) and e.quantities is None:
+            rows.discard(key)
+    return rows
+
+
+def recorded_before_upgrade(events: list[LoggedEvent], upgrade: int) -> list[LoggedEvent]:
+    """`events` as if the first `upgrade` had been recorded by the code before hold ends carried
+    their tiers: holds of TicketsHeld's schema 1 and ends without quantities, as read today."""
+    old: list[LoggedEvent] = []
+    for i, logged in enumerate(events):
+        e = codec.decode_record(logged.data)
+        if i < upgrade and isinstance(e, TicketsHeld):
+            e = replace(e, ends_carry_quantities=False)
+        elif i < upgrade and isinstance(e, BookingConfirmed | HoldReleased | HoldExpired | BookingCancelled):
+            e = replace(e, quantities=None)
+        old.append(replace(logged, data=codec.encode_record(e)))
+    return old
 
 
 def batches(events: list[LoggedEvent], cuts: list[int]) -> list[list[LoggedEvent]]:
@@ -239,6 +277,18 @@ def test_the_catalog_folded_in_any_batches_shows_what_the_entities_show(plan, cu
     assert catalog == project([log.events]), "the batch boundaries changed the result"
 
 
+@settings(max_examples=100, deadline=None)
+@given(plan=steps, cuts=st.lists(st.integers(0, 10_000), max_size=8), upgrade=st.integers(0, 10_000))
+def test_a_log_recorded_partly_before_hold_ends_carried_tiers_folds_to_what_the_entities_show(
+    plan, cuts, upgrade
+) -> None:
+    log = a_history(plan)
+    events = recorded_before_upgrade(log.events, upgrade % (len(log.events) + 1))
+    catalog = project(batches(events, cuts))
+    assert_matches_entities(catalog, log, events)
+    assert catalog == project([events]), "the batch boundaries changed the result"
+
+
 @settings(max_examples=50, deadline=None)
 @given(plan=steps, cut=st.integers(0, 10_000))
 def test_a_batch_applied_twice_changes_nothing_the_second_time(plan, cut) -> None:
@@ -272,7 +322,7 @@ def test_a_flash_sale_batch_folds_into_one_row_of_its_event() -> None:
     assert changes.events["hot"].tiers[0].held == 2_000
     assert changes.events["hot"].available == 10**6 - 2_000
     assert changes.events["hot"].version == 1_001
-    assert len(changes.holds_new) == 1_000
+    assert changes.holds_new == {}, "a hold's ends carry its tiers: no row per hold"
     assert changes.holds_drop == set()
     assert changes.changed == {EVENTS}
 
@@ -314,22 +364,22 @@ def test_a_car_interval_made_and_removed_in_one_batch_is_neither_written_nor_del
     assert changes.changed == {CARS}
 
 
-def test_a_lifecycle_fact_needs_its_hold_only_when_the_batch_did_not_make_it() -> None:
-    held = TicketsHeld("e", "h1", "alice", (("std", 1),), 10, 60_000, T0 + 60_000, T0)
-    from engine.domain.events import BookingConfirmed, HoldReleased
+def test_a_lifecycle_fact_needs_its_hold_only_without_its_tiers_and_when_the_batch_did_not_make_it() -> None:
+    held = TicketsHeld("e", "h1", "alice", (("std", 1),), 10, 60_000, T0 + 60_000, T0, ends_carry_quantities=False)
 
     facts = Facts(
         (
             Fact("event", "e", 2, held),
             Fact("event", "e", 3, BookingConfirmed("e", "h1", "p", T0)),
             Fact("event", "e", 4, HoldReleased("e", "h0", "r", T0)),
+            Fact("event", "e", 5, HoldReleased("e", "h7", "r", T0, "alice", (("std", 2),))),
             Fact("car", "c", 2, HoldReleased("c", "h9", "r", T0)),
         )
     )
     needs = facts.needs()
     assert needs.event_ids == {"e"}
     assert needs.car_ids == {"c"}
-    assert needs.holds == {("e", "h0")}
+    assert needs.holds == {("e", "h0")}, "h1 made in the batch, h7's end says its tiers"
 
 
 def test_facts_skip_other_streams_and_types() -> None:
@@ -358,3 +408,21 @@ def test_a_confirmation_moves_tickets_without_rewriting_the_hold_row() -> None:
     assert changes.holds_drop == set()
     tier = changes.events["e"].tiers[0]
     assert (tier.held, tier.confirmed, tier.available) == (0, 3, 7)
+
+
+def test_a_hold_of_the_old_schema_keeps_its_row_until_an_end_without_tiers_frees_it() -> None:
+    log = Log()
+    agg = TicketedEvent("e")
+    log.run(agg, CreateEvent("e", "T", "V", "2027-03-01T20:00:00+01:00", (TierSpec("std", 50, 10),), 0))
+    log.run(agg, HoldTickets("e", "h", "alice", (("std", 3),), 60_000))
+    log.run(agg, ConfirmBooking("e", booking_kind="event", hold_id="h", payment_ref="p"))
+    log.run(agg, CancelBooking("e", booking_kind="event", hold_id="h", reason="c"))
+    old = recorded_before_upgrade(log.events, len(log.events))
+    catalog = project([old[:2]])
+    assert list(catalog.holds) == [("e", "h")]
+    catalog = project([old[2:3]], catalog)
+    assert list(catalog.holds) == [("e", "h")], "a confirmation keeps the row: a cancellation may need it"
+    assert catalog.events["e"].tiers[0].confirmed == 3
+    catalog = project([old[3:]], catalog)
+    assert catalog.holds == {}
+    assert (catalog.events["e"].tiers[0].confirmed, catalog.events["e"].tiers[0].available) == (0, 10)

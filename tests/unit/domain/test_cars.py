@@ -30,6 +30,7 @@ from engine.domain.errors import (
     IntervalUnavailable,
     InvalidCommand,
 )
+from engine.domain.events import BookingCancelled
 from tests.unit.domain.builders import DAY0, HOUR, T0, TTL, car_hold, expect_done, expect_granted, rental_car
 
 
@@ -211,3 +212,14 @@ def test_the_cutoff_survives_a_snapshot() -> None:
     car = rental_car(cancel_cutoff_ms=3 * HOUR)
     again = RentalCar.from_state("c1", car.version, car.to_state())
     assert again.cancel_cutoff_ms == 3 * HOUR
+
+
+def test_the_events_that_end_a_car_booking_carry_no_quantities() -> None:
+    car = rental_car()
+    car.handle(car_hold("c1", "h1", 0, 3), T0)
+    car.handle(ConfirmBooking("c1", "car", "h1"), T0)
+    car.take_pending()
+    car.handle(CancelBooking("c1", "car", "h1"), T0)
+    [cancelled] = car.take_pending()
+    assert isinstance(cancelled, BookingCancelled)
+    assert cancelled.quantities is None

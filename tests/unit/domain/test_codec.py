@@ -10,7 +10,7 @@ import pytest
 
 from engine.domain import codec
 from engine.domain.commands import CreateEvent, HoldCar, HoldTickets, TierSpec
-from engine.domain.events import CarHeld, TicketsHeld
+from engine.domain.events import BookingCancelled, BookingConfirmed, CarHeld, HoldExpired, HoldReleased, TicketsHeld
 from engine.domain.results import Done, HoldGranted
 
 
@@ -84,6 +84,31 @@ def test_upcaster_upgrades_old_rows() -> None:
 def test_a_done_of_schema_1_reads_as_one_that_gives_no_reason() -> None:
     old = msgpack.packb(msgpack.ExtType(codec.EXT_RECORD, msgpack.packb(["Done", 1, "w1", "s1", "FAILED", 5, True])))
     assert codec.decode(old) == Done("w1", "s1", "FAILED", 5, True, reason="")
+
+
+def test_a_hold_of_schema_1_reads_as_one_whose_ends_may_not_carry_its_quantities() -> None:
+    old = msgpack.packb(["TicketsHeld", 1, "e1", "h1", "alice", [["std", 2]], 200, 1000, 2000, 1000])
+    held = codec.decode_record(old)
+    assert held == TicketsHeld("e1", "h1", "alice", (("std", 2),), 200, 1000, 2000, 1000, ends_carry_quantities=False)
+    assert TicketsHeld("e1", "h1", "alice", (("std", 2),), 200, 1000, 2000, 1000).ends_carry_quantities
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (
+            ["BookingConfirmed", 3, "e1", "h1", "pay", 5, "alice", 200],
+            BookingConfirmed("e1", "h1", "pay", 5, "alice", 200),
+        ),
+        (["HoldReleased", 2, "e1", "h1", "r", 5, "alice"], HoldReleased("e1", "h1", "r", 5, "alice")),
+        (["HoldExpired", 2, "e1", "h1", 5, "alice"], HoldExpired("e1", "h1", 5, "alice")),
+        (["BookingCancelled", 2, "e1", "h1", "c", 5, "alice"], BookingCancelled("e1", "h1", "c", 5, "alice")),
+    ],
+)
+def test_the_end_of_a_hold_recorded_before_quantities_reads_with_none(old: list[object], new: object) -> None:
+    decoded = codec.decode_record(msgpack.packb(old))
+    assert decoded == new
+    assert decoded.quantities is None  # type: ignore[attr-defined]
 
 
 def test_a_failed_encode_leaves_the_codec_clean() -> None:

@@ -30,7 +30,14 @@ from engine.domain.errors import (
     OverBookingLimit,
     SalesClosed,
 )
-from engine.domain.events import BookingConfirmed, EventCreated, HoldExpired, TicketsHeld
+from engine.domain.events import (
+    BookingCancelled,
+    BookingConfirmed,
+    EventCreated,
+    HoldExpired,
+    HoldReleased,
+    TicketsHeld,
+)
 from engine.domain.results import HoldGranted
 from engine.domain.tickets import TicketedEvent
 from tests.unit.domain.builders import (
@@ -162,6 +169,29 @@ def test_cancel_only_after_confirm_and_returns_stock() -> None:
     assert (ev.tiers["std"].confirmed, ev.tiers["std"].available) == (0, 10)
     with pytest.raises(InvalidTransition):
         ev.handle(ReleaseHold("e1", "event", "h1"), T0)
+
+
+def test_the_events_that_end_a_hold_carry_its_quantities() -> None:
+    """So that a reader moving ticket counts (the catalog) needs no row per hold to know them."""
+    ev = ticketed_event(tiers=(("std", 5000, 10), ("vip", 9000, 4)))
+    ev.handle(hold("e1", "h1", ("std", 2), ("vip", 1)), T0)
+    ev.handle(hold("e1", "h2", ("std", 1)), T0)
+    ev.handle(hold("e1", "h3", ("vip", 1)), T0)
+    [*_, held] = ev.take_pending()
+    assert isinstance(held, TicketsHeld)
+    assert held.ends_carry_quantities
+    ev.handle(ConfirmBooking("e1", "event", "h1"), T0)
+    ev.handle(CancelBooking("e1", "event", "h1"), T0)
+    ev.handle(ReleaseHold("e1", "event", "h2"), T0)
+    ev.handle(ExpireHold("e1", "event", "h3"), T0 + TTL)
+    ending = BookingConfirmed | BookingCancelled | HoldReleased | HoldExpired
+    ends = [e for e in ev.take_pending() if isinstance(e, ending)]
+    assert [(type(e).__name__, e.hold_id, e.quantities) for e in ends] == [
+        ("BookingConfirmed", "h1", (("std", 2), ("vip", 1))),
+        ("BookingCancelled", "h1", (("std", 2), ("vip", 1))),
+        ("HoldReleased", "h2", (("std", 1),)),
+        ("HoldExpired", "h3", (("vip", 1),)),
+    ]
 
 
 def test_unknown_booking_and_unknown_event() -> None:
