@@ -327,11 +327,17 @@ def test_a_flash_sale_batch_folds_into_one_row_of_its_event() -> None:
     assert changes.changed == {EVENTS}
 
 
-def test_a_hold_made_and_released_in_one_batch_leaves_no_hold_row() -> None:
+def a_show_with_one_hold() -> tuple[Log, TicketedEvent]:
+    """Event "e" with ten std tickets, and hold "h" of three of them."""
     log = Log()
     agg = TicketedEvent("e")
     log.run(agg, CreateEvent("e", "T", "V", "2027-03-01T20:00:00+01:00", (TierSpec("std", 50, 10),), 0))
     log.run(agg, HoldTickets("e", "h", "alice", (("std", 3),), 60_000))
+    return log, agg
+
+
+def test_a_hold_made_and_released_in_one_batch_leaves_no_hold_row() -> None:
+    log, agg = a_show_with_one_hold()
     log.run(agg, ReleaseHold("e", booking_kind="event", hold_id="h", reason="r"))
     facts = facts_of(log.events)
     changes = fold(facts, Loaded())
@@ -396,10 +402,7 @@ def test_facts_skip_other_streams_and_types() -> None:
 def test_a_confirmation_moves_tickets_without_rewriting_the_hold_row() -> None:
     """The hold's row (its tiers) was written with the hold; confirming it only moves the event's
     counts from held to confirmed, so a confirmation costs no row write of the hold."""
-    log = Log()
-    agg = TicketedEvent("e")
-    log.run(agg, CreateEvent("e", "T", "V", "2027-03-01T20:00:00+01:00", (TierSpec("std", 50, 10),), 0))
-    log.run(agg, HoldTickets("e", "h", "alice", (("std", 3),), 60_000))
+    log, agg = a_show_with_one_hold()
     catalog = project([log.events])
     log.run(agg, ConfirmBooking("e", booking_kind="event", hold_id="h", payment_ref="p"))
     facts = facts_of(log.events[2:])
@@ -411,10 +414,7 @@ def test_a_confirmation_moves_tickets_without_rewriting_the_hold_row() -> None:
 
 
 def test_a_hold_of_the_old_schema_keeps_its_row_until_an_end_without_tiers_frees_it() -> None:
-    log = Log()
-    agg = TicketedEvent("e")
-    log.run(agg, CreateEvent("e", "T", "V", "2027-03-01T20:00:00+01:00", (TierSpec("std", 50, 10),), 0))
-    log.run(agg, HoldTickets("e", "h", "alice", (("std", 3),), 60_000))
+    log, agg = a_show_with_one_hold()
     log.run(agg, ConfirmBooking("e", booking_kind="event", hold_id="h", payment_ref="p"))
     log.run(agg, CancelBooking("e", booking_kind="event", hold_id="h", reason="c"))
     old = recorded_before_upgrade(log.events, len(log.events))
