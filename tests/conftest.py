@@ -79,7 +79,9 @@ def kafka_bootstrap(kafka_server: EmbeddedKafka) -> str:
 
 @pytest.fixture(scope="session")
 def ray_cluster(stack_root: Path) -> Iterator[None]:
-    """A local Ray started once for the session (about 5 s), stopped at the end."""
+    """A local Ray started once for the session (about 5 s), stopped at the end. Its temp dir is
+    inside the session's folder (short enough for Ray's socket paths), so no /tmp/ray outlives
+    the run."""
     import logging
 
     import ray
@@ -88,7 +90,12 @@ def ray_cluster(stack_root: Path) -> Iterator[None]:
 
     use_token(stack_root / "ray_auth_token")  # never ~/.ray: see stack/ray_auth.py
     ray.init(
-        num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING, configure_logging=False
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.WARNING,
+        configure_logging=False,
+        _temp_dir=str(stack_root / "ray"),
     )
     try:
         yield
