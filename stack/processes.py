@@ -153,6 +153,21 @@ def terminate_then_kill(procs: Sequence[psutil.Process], grace_s: float, kill_wa
     psutil.wait_procs(alive, timeout=kill_wait_s)
 
 
+ProcessTable = Mapping[int, Sequence[tuple[int, float]]]
+"""Parent pid -> its children's (pid, start time): one walk of every process on the machine."""
+
+
+def process_table() -> ProcessTable:
+    """Every process's children, read once. Each read walks /proc whole, so a caller recording
+    the descendants of several processes reads one table for all of them."""
+    table: dict[int, list[tuple[int, float]]] = {}
+    for proc in psutil.process_iter(["ppid", "create_time"]):
+        info = proc.info
+        if info["ppid"] is not None and info["create_time"] is not None:
+            table.setdefault(info["ppid"], []).append((proc.pid, info["create_time"]))
+    return table
+
+
 # Told the pid of every process a ManagedProcess starts in this process: `rezerv up` writes them
 # down for the next one, in case it is killed before it can stop them (stack/leftovers.py).
 _start_listeners: list[Callable[[int], None]] = []
@@ -233,16 +248,17 @@ class ManagedProcess:
             time.sleep(delay)
             delay = min(delay * 1.5, 0.25)
 
-    def record_descendants(self) -> None:
-        """Remember every process below this one, so a later stop can reach them after reparenting."""
+    def record_descendants(self, table: ProcessTable | None = None) -> None:
+        """Remember every process below this one, so a later stop can reach them after reparenting
+        (from `table` if given, else from a table read now)."""
         if not self.alive() or self.popen is None:
             return
-        try:
-            for child in psutil.Process(self.popen.pid).children(recursive=True):
-                with contextlib.suppress(psutil.Error):
-                    self._descendants[child.pid] = child.create_time()
-        except psutil.Error:
-            pass
+        table = process_table() if table is None else table
+        below = list(table.get(self.popen.pid, ()))
+        while below:
+            pid, created = below.pop()
+            self._descendants[pid] = created
+            below.extend(table.get(pid, ()))
 
     def stop(self) -> int | None:
         """Signal, wait, then SIGKILL the process and any recorded descendant still alive."""
