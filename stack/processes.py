@@ -255,8 +255,12 @@ class ManagedProcess:
             return
         table = process_table() if table is None else table
         below = list(table.get(self.popen.pid, ()))
+        seen = {self.popen.pid}  # the table is read process by process: a reused pid may loop it
         while below:
             pid, created = below.pop()
+            if pid in seen:
+                continue
+            seen.add(pid)
             self._descendants[pid] = created
             below.extend(table.get(pid, ()))
 
