@@ -5,6 +5,8 @@ application sees the request (a 20 MB header line was accepted). This protocol c
 of the request line and headers as the parser hands them over and answers 431 (Request Header
 Fields Too Large) and closes the connection as soon as they pass REZERV_API_MAX_HEADER_BYTES,
 before the rest is read. `rezerv up` starts uvicorn with ``--http api.http_protocol:LimitedHttpToolsProtocol``.
+
+It also sends each response's head and body in one write (api/one_write.py).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from functools import cache
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from api.one_write import HeadHeldTransport
 from engine.config import Settings
 
 _REASON = b"the request line and headers are over the size limit"
@@ -37,6 +40,13 @@ class HeadersTooLarge(Exception):
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
     _header_bytes = 0
     _too_large = False
+
+    def on_headers_complete(self) -> None:
+        before = self.cycle
+        super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle is not before:  # not an upgrade: a new request's cycle
+            cycle.transport = HeadHeldTransport(self.transport, self.loop)  # type: ignore[assignment]
 
     def on_message_begin(self) -> None:
         self._header_bytes = 0

@@ -27,6 +27,7 @@ from stack.servers import MULTIPROCESSING_DIRS, ray_temp_dir
 from tests.dates import starts_in
 from tests.e2e.rezerv_up import REZERV, UpRun, processes_mentioning, up_environment
 from tests.servers import remove_tree, session_root
+from tests.tcp_segments import segments_of_one_response
 
 pytestmark = pytest.mark.slow
 
@@ -150,6 +151,12 @@ def test_up_is_ready_stops_clean_and_keeps_its_data(data_root: Path) -> None:
         for url in ("/docs", "/metrics", "/healthz"):
             with urllib.request.urlopen(first.api + url, timeout=5) as resp:
                 assert resp.status == 200
+        # The API's HTTP protocol sends an answer's head and body in one segment (api/one_write.py).
+        port = int(first.api.rsplit(":", 1)[1])
+        health = b"GET /healthz HTTP/1.1\r\nHost: e2e\r\n\r\n"
+        reply, segments = segments_of_one_response("127.0.0.1", port, health, b"}")
+        assert reply.startswith(b"HTTP/1.1 200"), reply
+        assert segments == 1, reply
         hold_id = book_through_the_whole_system(first.api, env)
         with urllib.request.urlopen(first.api + "/metrics", timeout=5) as resp:
             links = dict(
