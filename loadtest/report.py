@@ -6,6 +6,9 @@ number of users, in the same run. When the run had several rounds (`compare --ro
 throughput is the mean over the rounds, its latencies and what was HELD are listed round by
 round, and the ratios are the means' ratio followed by each round's own. The chart plots every
 target's throughput and its hold route's p50/p99 (the rounds' mean) against the number of users.
+Under the table, a second one gives each system's own CPU per confirmed booking and the load
+generator's, with rezerv's own CPU over each baseline's: what bounds the throughput ratio when
+the cores are the limit.
 """
 
 from __future__ import annotations
@@ -162,8 +165,93 @@ def comparison_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+# roles in a step's CPU that are not the system under test: what drives it, and the rest of the machine
+NOT_THE_SYSTEM = frozenset({"load generator", "loadtest driver", "outside this run", "machine total"})
+COST_NOTE = (
+    "Own CPU: the CPU per confirmed booking of the system's own processes (every role but the load"
+    " generator, the driver and what ran outside the run), the rounds' mean. On the same cores, kept"
+    " as busy, confirming twice as many bookings a second takes half the CPU per booking, the load"
+    " generator's included: this is the part a system can change."
+)
+
+
+def own_cpu_us(step: dict[str, Any]) -> float | None:
+    """The system's own CPU per booking in one step (us), None when the step settled no booking."""
+    cost = step.get("cpu_us_per_booking") or {}
+    values = [value for role, value in cost.items() if role not in NOT_THE_SYSTEM]
+    if not values or any(value is None for value in values):
+        return None
+    return float(sum(values))
+
+
+def _mean_of_rounds(step: dict[str, Any], figure: Any) -> float | None:
+    values = [figure(s) for s in step["rounds"]]
+    known = [v for v in values if v is not None]
+    return fmean(known) if known else None
+
+
+def _generator_us(step: dict[str, Any]) -> float | None:
+    return (step.get("cpu_us_per_booking") or {}).get("load generator")
+
+
+def cost_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per step of every target: its own CPU and the load generator's per booking (the
+    rounds' mean), and on a baseline's row rezerv's own CPU over the baseline's, the means' ratio
+    followed by each round's."""
+    targets = pooled(results)
+    mine = {s["users"]: s for r in targets if r["target"] == REZERV for s in r["steps"]}
+    rows = []
+    for n in sorted({s["users"] for r in targets for s in r["steps"]}):
+        for result in targets:
+            step = next((s for s in result["steps"] if s["users"] == n), None)
+            if step is None:
+                continue
+            row: dict[str, Any] = {
+                "users": n,
+                "target": result["target"],
+                "own_us": _mean_of_rounds(step, own_cpu_us),
+                "generator_us": _mean_of_rounds(step, _generator_us),
+            }
+            ours = mine.get(n)
+            if result["target"] != REZERV and ours is not None:
+                row["rezerv_own_ratio"] = _cost_ratio(_mean_of_rounds(ours, own_cpu_us), row["own_us"])
+                if len(step["rounds"]) > 1:
+                    by_round = {s["round"]: s for s in ours["rounds"]}
+                    each = ", ".join(
+                        _cost_ratio(own_cpu_us(by_round[s["round"]]), own_cpu_us(s))
+                        for s in step["rounds"]
+                        if s["round"] in by_round
+                    )
+                    row["rezerv_own_ratio"] += f" ({each})"
+            rows.append(row)
+    return rows
+
+
+def _cost_ratio(mine: float | None, theirs: float | None) -> str:
+    return "n/a" if mine is None or not theirs else f"{mine / theirs:.2f}x"
+
+
+def _us(value: float | None) -> str:
+    return "?" if value is None else f"{value:,.0f}"
+
+
+def cost_markdown(results: list[dict[str, Any]]) -> str:
+    """The CPU each system took per confirmed booking, step by step, and rezerv's over each baseline's."""
+    lines = [
+        "| users | system | own CPU per booking, us | load generator per booking, us | rezerv's own / this |",
+        "|" + "---|" * 5,
+    ]
+    for r in cost_rows(results):
+        lines.append(
+            f"| {r['users']:,} | {r['target']} | {_us(r['own_us'])} | {_us(r['generator_us'])} "
+            f"| {r.get('rezerv_own_ratio', '-')} |"
+        )
+    return "\n".join([*lines, "", COST_NOTE])
+
+
 def comparison_markdown(results: list[dict[str, Any]]) -> str:
-    """The comparison table; with several rounds, the note under it says how to read it."""
+    """The comparison table, then what each system's processes took per booking; with several
+    rounds, the note under it says how to read it."""
     head = (
         "| users | system | holds/s | confirmed/s | p50 ms | p99 ms | errors | oversold | audit "
         "| rezerv / this: holds | rezerv / this: confirmed | HELD at end (drain s) | CPU % of a core "
@@ -181,6 +269,8 @@ def comparison_markdown(results: list[dict[str, Any]]) -> str:
     lines += ["", CORES_NOTE]
     if round_count(results) > 1:
         lines += ["", ROUNDS_NOTE]
+    if any(s.get("cpu_us_per_booking") for r in results for s in r["steps"]):
+        lines += ["", cost_markdown(results)]
     return "\n".join(lines)
 
 

@@ -9,7 +9,14 @@ import pytest
 
 from loadtest.audit_rules import NO_OUTCOME
 from loadtest.records import RecordWriter, read_acknowledgements, read_client_holds, read_outcome_counts
-from loadtest.report import CORES_NOTE, ROUNDS_NOTE, comparison_markdown, comparison_rows
+from loadtest.report import (
+    CORES_NOTE,
+    COST_NOTE,
+    ROUNDS_NOTE,
+    comparison_markdown,
+    comparison_rows,
+    cost_rows,
+)
 
 
 def test_records_of_several_processes_are_read_back_as_one_client_hold_per_key(tmp_path: Path) -> None:
@@ -128,6 +135,48 @@ def test_one_round_is_shown_as_it_ran_without_a_note() -> None:
     assert theirs["rezerv_confirmed_ratio"] == "2.00x"
     assert ours["p99_ms"] == "20"
     assert ROUNDS_NOTE not in comparison_markdown(results)
+
+
+def _costing(result: dict[str, Any], own: dict[str, float | None], generator: float) -> dict[str, Any]:
+    result["steps"][0]["cpu_us_per_booking"] = own | {
+        "load generator": generator,
+        "loadtest driver": 7.0,
+        "outside this run": 300.0,
+        "machine total": 9_999.0,
+    }
+    return result
+
+
+def test_the_cost_table_sums_the_systems_own_processes_and_divides_rezervs_by_each_baselines() -> None:
+    results = [
+        _costing(_round(_result("rezerv", 3_000, 2_000), 1, 20.0), {"api": 500.0, "postgres": 500.0}, 600.0),
+        _costing(_round(_result("conditional-update", 1_000, 1_000), 1, 90.0), {"baseline api": 2_000.0}, 800.0),
+        _costing(_round(_result("conditional-update", 1_000, 1_000), 2, 90.0), {"baseline api": 3_000.0}, 700.0),
+        _costing(_round(_result("rezerv", 2_000, 1_500), 2, 30.0), {"api": 900.0, "postgres": 600.0}, 700.0),
+    ]
+    ours, theirs = cost_rows(results)
+    assert (ours["own_us"], ours["generator_us"]) == (1_250.0, 650.0)  # neither the driver nor the rest counted
+    assert (theirs["own_us"], theirs["generator_us"]) == (2_500.0, 750.0)
+    assert theirs["rezerv_own_ratio"] == "0.50x (0.50x, 0.50x)"
+    assert "rezerv_own_ratio" not in ours
+    table = comparison_markdown(results)
+    assert "| 64 | conditional-update | 2,500 | 750 | 0.50x (0.50x, 0.50x) |" in table
+    assert COST_NOTE in table
+
+
+def test_a_step_that_settled_no_booking_has_no_cost_and_no_cost_ratio() -> None:
+    results = [
+        _costing(_result("rezerv", 0, 0), {"api": None, "postgres": None}, 600.0),
+        _costing(_result("redis-lock", 1_000, 1_000), {"baseline api": 2_000.0}, 800.0),
+    ]
+    ours, theirs = cost_rows(results)
+    assert ours["own_us"] is None
+    assert theirs["rezerv_own_ratio"] == "n/a"
+    assert "| 64 | rezerv | ? | 600 | - |" in comparison_markdown(results)
+
+
+def test_a_comparison_without_cpu_per_booking_has_no_cost_table() -> None:
+    assert COST_NOTE not in comparison_markdown([_result("rezerv", 3_000, 2_000), _result("redis-lock", 1, 1)])
 
 
 def test_every_second_round_of_compare_runs_the_targets_in_the_reverse_order() -> None:
