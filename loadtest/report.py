@@ -102,14 +102,18 @@ def _fixed_work(step: dict[str, Any]) -> str:
     return " / ".join(f"{s['core_speed']['median_ms']:.1f}" if s.get("core_speed") else "?" for s in step["rounds"])
 
 
+def _paired_rounds(ours: dict[str, Any], theirs: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """rezerv's and the baseline's step of each round in which both ran it, in the baseline's order."""
+    mine = {s["round"]: s for s in ours["rounds"]}
+    return [(mine[s["round"]], s) for s in theirs["rounds"] if s["round"] in mine]
+
+
 def _round_ratios(ours: dict[str, Any], theirs: dict[str, Any], field: str) -> str:
     """rezerv's figure over the baseline's, round by round (rounds in which both ran the step),
     each marked when the two steps ran on cores of different speed."""
-    mine = {s["round"]: s for s in ours["rounds"]}
     return ", ".join(
-        _ratio(mine[s["round"]][field], s[field]) + (UNEVEN_MARK if cores_differ(mine[s["round"]], s) else "")
-        for s in theirs["rounds"]
-        if s["round"] in mine
+        _ratio(a[field], b[field]) + (UNEVEN_MARK if cores_differ(a, b) else "")
+        for a, b in _paired_rounds(ours, theirs)
     )
 
 
@@ -121,48 +125,6 @@ def cores_differ(one: dict[str, Any], other: dict[str, Any]) -> bool:
         return False
     slow, fast = max(a["median_ms"], b["median_ms"]), min(a["median_ms"], b["median_ms"])
     return bool(slow > UNEVEN_CORES * fast)
-
-
-def comparison_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per step of every target (over the rounds), with rezerv's ratios on the baselines' rows."""
-    targets = pooled(results)
-    several = round_count(results) > 1
-    mine = {s["users"]: s for r in targets if r["target"] == REZERV for s in r["steps"]}
-    rows = []
-    users = sorted({s["users"] for r in targets for s in r["steps"]})
-    for n in users:
-        for result in targets:
-            step = next((s for s in result["steps"] if s["users"] == n), None)
-            if step is None:
-                continue
-            errors = sum(count for status, count in step["errors_by_status"].items() if status != "409")
-            row = {
-                "users": n,
-                "target": result["target"],
-                "holds_per_s": step["holds_per_s"],
-                "confirmed_per_s": step["confirmed_per_s"],
-                "p50_ms": _each_round(step, "hold_p50_ms"),
-                "p99_ms": _each_round(step, "hold_p99_ms"),
-                "errors": errors,
-                "refused_409": step["errors_by_status"].get("409", 0),
-                "oversold": result["audit"]["figures"].get("oversold tickets", 0),
-                "audit": "OK" if result["audit"]["ok"] else "FAILED",
-                "held_at_end": _each_round(step, "held_at_end"),
-                "drain_s": _each_round(step, "drain_s", 2),
-                "cpu": _cpu(step),
-                "fixed_work_ms": _fixed_work(step),
-                "generator_saturated": step["generator_saturated"],
-            }
-            ours = mine.get(n)
-            if result["target"] != REZERV and ours is not None:
-                row["rezerv_holds_ratio"] = _ratio(ours["holds_per_s"], step["holds_per_s"])
-                row["rezerv_confirmed_ratio"] = _ratio(ours["confirmed_per_s"], step["confirmed_per_s"])
-                if several:
-                    holds, confirmed = (_round_ratios(ours, step, f) for f in ("holds_per_s", "confirmed_per_s"))
-                    row["rezerv_holds_ratio"] += f" ({holds})"
-                    row["rezerv_confirmed_ratio"] += f" ({confirmed})"
-            rows.append(row)
-    return rows
 
 
 # roles in a step's CPU that are not the system under test: what drives it, and the rest of the machine
@@ -194,39 +156,6 @@ def _generator_us(step: dict[str, Any]) -> float | None:
     return (step.get("cpu_us_per_booking") or {}).get("load generator")
 
 
-def cost_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per step of every target: its own CPU and the load generator's per booking (the
-    rounds' mean), and on a baseline's row rezerv's own CPU over the baseline's, the means' ratio
-    followed by each round's."""
-    targets = pooled(results)
-    mine = {s["users"]: s for r in targets if r["target"] == REZERV for s in r["steps"]}
-    rows = []
-    for n in sorted({s["users"] for r in targets for s in r["steps"]}):
-        for result in targets:
-            step = next((s for s in result["steps"] if s["users"] == n), None)
-            if step is None:
-                continue
-            row: dict[str, Any] = {
-                "users": n,
-                "target": result["target"],
-                "own_us": _mean_of_rounds(step, own_cpu_us),
-                "generator_us": _mean_of_rounds(step, _generator_us),
-            }
-            ours = mine.get(n)
-            if result["target"] != REZERV and ours is not None:
-                row["rezerv_own_ratio"] = _cost_ratio(_mean_of_rounds(ours, own_cpu_us), row["own_us"])
-                if len(step["rounds"]) > 1:
-                    by_round = {s["round"]: s for s in ours["rounds"]}
-                    each = ", ".join(
-                        _cost_ratio(own_cpu_us(by_round[s["round"]]), own_cpu_us(s))
-                        for s in step["rounds"]
-                        if s["round"] in by_round
-                    )
-                    row["rezerv_own_ratio"] += f" ({each})"
-            rows.append(row)
-    return rows
-
-
 def _cost_ratio(mine: float | None, theirs: float | None) -> str:
     return "n/a" if mine is None or not theirs else f"{mine / theirs:.2f}x"
 
@@ -235,13 +164,63 @@ def _us(value: float | None) -> str:
     return "?" if value is None else f"{value:,.0f}"
 
 
+def comparison_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per step of every target (over the rounds), with rezerv's ratios on the baselines' rows:
+    of throughput (the means' and, with several rounds, each round's) and of own CPU per booking
+    (the means' and, when the baseline ran the step in several rounds, each round's)."""
+    targets = pooled(results)
+    several = round_count(results) > 1
+    mine = {s["users"]: s for r in targets if r["target"] == REZERV for s in r["steps"]}
+    rows = []
+    users = sorted({s["users"] for r in targets for s in r["steps"]})
+    for n in users:
+        for result in targets:
+            step = next((s for s in result["steps"] if s["users"] == n), None)
+            if step is None:
+                continue
+            errors = sum(count for status, count in step["errors_by_status"].items() if status != "409")
+            row = {
+                "users": n,
+                "target": result["target"],
+                "holds_per_s": step["holds_per_s"],
+                "confirmed_per_s": step["confirmed_per_s"],
+                "p50_ms": _each_round(step, "hold_p50_ms"),
+                "p99_ms": _each_round(step, "hold_p99_ms"),
+                "errors": errors,
+                "refused_409": step["errors_by_status"].get("409", 0),
+                "oversold": result["audit"]["figures"].get("oversold tickets", 0),
+                "audit": "OK" if result["audit"]["ok"] else "FAILED",
+                "held_at_end": _each_round(step, "held_at_end"),
+                "drain_s": _each_round(step, "drain_s", 2),
+                "cpu": _cpu(step),
+                "fixed_work_ms": _fixed_work(step),
+                "generator_saturated": step["generator_saturated"],
+                "own_us": _mean_of_rounds(step, own_cpu_us),
+                "generator_us": _mean_of_rounds(step, _generator_us),
+            }
+            ours = mine.get(n)
+            if result["target"] != REZERV and ours is not None:
+                row["rezerv_holds_ratio"] = _ratio(ours["holds_per_s"], step["holds_per_s"])
+                row["rezerv_confirmed_ratio"] = _ratio(ours["confirmed_per_s"], step["confirmed_per_s"])
+                row["rezerv_own_ratio"] = _cost_ratio(_mean_of_rounds(ours, own_cpu_us), row["own_us"])
+                if several:
+                    holds, confirmed = (_round_ratios(ours, step, f) for f in ("holds_per_s", "confirmed_per_s"))
+                    row["rezerv_holds_ratio"] += f" ({holds})"
+                    row["rezerv_confirmed_ratio"] += f" ({confirmed})"
+                if len(step["rounds"]) > 1:
+                    own = ", ".join(_cost_ratio(own_cpu_us(a), own_cpu_us(b)) for a, b in _paired_rounds(ours, step))
+                    row["rezerv_own_ratio"] += f" ({own})"
+            rows.append(row)
+    return rows
+
+
 def cost_markdown(results: list[dict[str, Any]]) -> str:
     """The CPU each system took per confirmed booking, step by step, and rezerv's over each baseline's."""
     lines = [
         "| users | system | own CPU per booking, us | load generator per booking, us | rezerv's own / this |",
         "|" + "---|" * 5,
     ]
-    for r in cost_rows(results):
+    for r in comparison_rows(results):
         lines.append(
             f"| {r['users']:,} | {r['target']} | {_us(r['own_us'])} | {_us(r['generator_us'])} "
             f"| {r.get('rezerv_own_ratio', '-')} |"

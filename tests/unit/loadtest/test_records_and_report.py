@@ -15,7 +15,6 @@ from loadtest.report import (
     ROUNDS_NOTE,
     comparison_markdown,
     comparison_rows,
-    cost_rows,
 )
 
 
@@ -154,7 +153,7 @@ def test_the_cost_table_sums_the_systems_own_processes_and_divides_rezervs_by_ea
         _costing(_round(_result("conditional-update", 1_000, 1_000), 2, 90.0), {"baseline api": 3_000.0}, 700.0),
         _costing(_round(_result("rezerv", 2_000, 1_500), 2, 30.0), {"api": 900.0, "postgres": 600.0}, 700.0),
     ]
-    ours, theirs = cost_rows(results)
+    ours, theirs = comparison_rows(results)
     assert (ours["own_us"], ours["generator_us"]) == (1_250.0, 650.0)  # neither the driver nor the rest counted
     assert (theirs["own_us"], theirs["generator_us"]) == (2_500.0, 750.0)
     assert theirs["rezerv_own_ratio"] == "0.50x (0.50x, 0.50x)"
@@ -169,7 +168,7 @@ def test_a_step_that_settled_no_booking_has_no_cost_and_no_cost_ratio() -> None:
         _costing(_result("rezerv", 0, 0), {"api": None, "postgres": None}, 600.0),
         _costing(_result("redis-lock", 1_000, 1_000), {"baseline api": 2_000.0}, 800.0),
     ]
-    ours, theirs = cost_rows(results)
+    ours, theirs = comparison_rows(results)
     assert ours["own_us"] is None
     assert theirs["rezerv_own_ratio"] == "n/a"
     assert "| 64 | rezerv | ? | 600 | - |" in comparison_markdown(results)
