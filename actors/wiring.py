@@ -15,11 +15,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.config import Settings
 from engine.hosting import EntityHost, HostConfig
 from engine.ports import ExecuteCommands
+
+if TYPE_CHECKING:
+    from engine.adapters.pg_log import AppendListener
 
 log = logging.getLogger("rezerv.services")
 
@@ -101,12 +104,15 @@ class ServiceWiring:
     async def _start_outbox(self) -> None:
         from engine.adapters.kafka_bus import KafkaPublisher
         from engine.adapters.pg_bookings import BookingsProjection
-        from engine.adapters.pg_log import PostgresLogReader
+        from engine.adapters.pg_log import AppendListener, PostgresLogReader
         from engine.adapters.pg_sagas import PostgresPendingSagas
         from engine.relay import OutboxRelay
         from engine.saga_supervisor import SagaSupervisor
 
         pool = await self._pool(4)
+        # Every log follower in this process wakes on one LISTEN connection (pg_log.AppendListener).
+        listener = self.parts["append_listener"] = AppendListener(pool)
+        self.closers.append(listener.close)
         publisher = KafkaPublisher(
             self.settings.kafka_bootstrap,
             topic_prefix=self.settings.kafka_topic_prefix,
@@ -115,10 +121,10 @@ class ServiceWiring:
         )
         self.closers.append(publisher.close)
         relay = OutboxRelay(
-            PostgresLogReader(pool), publisher, min_interval_s=self.settings.saga_batch_interval_ms / 1000
+            PostgresLogReader(pool, listener), publisher, min_interval_s=self.settings.saga_batch_interval_ms / 1000
         )
         projection = BookingsProjection(
-            pool, PostgresLogReader(pool), min_interval_s=self.settings.projection_interval_s
+            pool, PostgresLogReader(pool, listener), min_interval_s=self.settings.projection_interval_s
         )
         supervisor = SagaSupervisor(
             PostgresPendingSagas(pool),
@@ -130,12 +136,12 @@ class ServiceWiring:
         self.parts.update(relay=relay, projection=projection, supervisor=supervisor)
         self._spawn("outbox-relay", relay.run(self.stop_event))
         self._spawn("bookings-projection", projection.run(self.stop_event))
-        await self._start_catalog()
+        await self._start_catalog(listener)
         self._spawn("saga-supervisor", supervisor.run(self.stop_event, self.settings.expiry_sweep_s))
         if self._generation_ms():
             self._spawn("topic-retirer", self._retire_generations(pool))
         if self.settings.ledger:
-            await self._start_ledger()
+            await self._start_ledger(listener)
 
     def _generation_ms(self) -> int:
         return int(self.settings.kafka_generation_s * 1000)
@@ -172,19 +178,24 @@ class ServiceWiring:
                 log.warning("retiring topic generations failed (%r); trying again in %.0f s", exc, period_s)
             await wait_until(self.stop_event, None, period_s)
 
-    async def _start_ledger(self) -> None:
+    async def _start_ledger(self, listener: AppendListener) -> None:
         """The ledger projection (wallet statements), in this process too: an actor process costs
         ~50 MB and idle CPU. Its own small pool, so its batches never wait behind the relay's."""
         from engine.adapters.pg_ledger import LedgerProjection
+        from engine.adapters.pg_log import PostgresLogReader
 
-        ledger = LedgerProjection(await self._pool(2), min_interval_s=self.settings.projection_interval_s)
+        pool = await self._pool(2)
+        ledger = LedgerProjection(
+            pool, PostgresLogReader(pool, listener), min_interval_s=self.settings.projection_interval_s
+        )
         self.parts["ledger"] = ledger
         self._spawn("ledger-projection", ledger.run(self.stop_event))
 
-    async def _start_catalog(self) -> None:
+    async def _start_catalog(self, listener: AppendListener) -> None:
         """The catalog projection, in this process too (an actor process costs ~50 MB and idle
         CPU); its own small pool, so that its batches never wait behind the relay's."""
         from engine.adapters.pg_catalog import CatalogProjection
+        from engine.adapters.pg_log import PostgresLogReader
         from engine.adapters.redis_client import create_redis
         from engine.adapters.redis_page_cache import RedisPageCache, catalog_prefix
 
@@ -193,8 +204,12 @@ class ServiceWiring:
             redis = create_redis(self.settings.redis_url, max_connections=4)
             self.closers.append(redis.aclose)
             invalidate = RedisPageCache(redis, catalog_prefix(self.settings.namespace)).invalidate
+        pool = await self._pool(3)
         catalog = CatalogProjection(
-            await self._pool(3), invalidate=invalidate, min_interval_s=self.settings.catalog_interval_s
+            pool,
+            PostgresLogReader(pool, listener),
+            invalidate=invalidate,
+            min_interval_s=self.settings.catalog_interval_s,
         )
         self.parts["catalog"] = catalog
         self._spawn("catalog-projection", catalog.run(self.stop_event))

@@ -23,6 +23,7 @@ reader right after a commit instead of at its next poll.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable, Collection
 from typing import Any
@@ -90,11 +91,13 @@ def logged_event(r: asyncpg.Record) -> LoggedEvent:
 class PostgresLogReader:
     """Reads `events` for log readers; see the module docstring for why the order is safe.
 
-    `listen` holds one connection of the pool for as long as the subscription lives, so give a
-    reader that listens a pool of at least two connections."""
+    `listen` subscribes to `listener` (shared: several readers in one process, one LISTEN
+    connection), or to a listener of its own on `pool`. A listener holds one connection of its
+    pool while anyone listens, so give it a pool of at least two connections."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, listener: AppendListener | None = None) -> None:
         self.pool = pool
+        self.listener = listener or AppendListener(pool)
 
     async def read_after(self, checkpoint: LogCheckpoint, limit: int) -> list[LoggedEvent]:
         try:
@@ -154,52 +157,106 @@ class PostgresLogReader:
         return max(behind, int(row["head"]) - checkpoint.position)
 
     async def listen(self, on_append: Callable[[], None]) -> PostgresSubscription:
-        if self.pool.get_max_size() < 2:
+        return await self.listener.subscribe(on_append)
+
+
+class AppendListener:
+    """One LISTEN connection on the append channel, fanned out to any number of subscribers.
+
+    Why one: PostgreSQL signals every listening backend for every notifying commit, and each of
+    them wakes its client. The outbox service follows the log four times (relay, bookings,
+    catalog, ledger); with a listening connection each, a group commit woke four backends and
+    delivered four notifications to the same process, at 16 users about 150 a second on each
+    connection (BENCHMARKS.md section 3, part "2026-12-03, 08:47"). Readers that share one
+    listener pay one. The connection is taken from `pool` while anyone subscribes and given back
+    when the last subscription closes. When it breaks, every subscription on it turns inactive
+    and the next `subscribe` listens on a new connection (followers poll meanwhile)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._conn: asyncpg.Connection | None = None
+        self._subscribers: set[PostgresSubscription] = set()
+        self._lock = asyncio.Lock()
+
+    async def subscribe(self, on_append: Callable[[], None]) -> PostgresSubscription:
+        async with self._lock:
+            conn = self._conn if self.listening_on(self._conn) else await self._listen_again()
+            subscription = PostgresSubscription(self, conn, on_append)
+            self._subscribers.add(subscription)
+            return subscription
+
+    def listening_on(self, conn: asyncpg.Connection | None) -> bool:
+        """Whether `conn` is this listener's connection and still open."""
+        if conn is not self._conn or conn is None:
+            return False
+        try:
+            return not conn.is_closed()
+        except asyncpg.InterfaceError:  # the pool took the connection back when it broke
+            return False
+
+    async def unsubscribe(self, subscription: PostgresSubscription) -> None:
+        async with self._lock:
+            self._subscribers.discard(subscription)
+            if not self._subscribers:
+                await self._release()
+
+    async def close(self) -> None:
+        async with self._lock:
+            self._subscribers.clear()
+            await self._release()
+
+    async def _listen_again(self) -> asyncpg.Connection:
+        await self._release()
+        self._subscribers.clear()  # they were on the broken connection: inactive, they listen again
+        if self._pool.get_max_size() < 2:
             # Holding the only connection would leave none to read with: poll instead.
             raise StoreUnavailable(f"listening on {CHANNEL} needs a pool of at least 2 connections")
         try:
-            conn = await self.pool.acquire(timeout=LISTEN_ACQUIRE_TIMEOUT_S)
+            conn = await self._pool.acquire(timeout=LISTEN_ACQUIRE_TIMEOUT_S)
         except TRANSIENT_DB_ERRORS as exc:
             raise StoreUnavailable(f"listening on {CHANNEL}: {exc}") from exc
-        subscription = PostgresSubscription(self.pool, conn, on_append)
         try:
-            await conn.add_listener(CHANNEL, subscription.notified)
+            await conn.add_listener(CHANNEL, self._notified)
         except TRANSIENT_DB_ERRORS as exc:
-            await subscription.close()
+            with contextlib.suppress(*TRANSIENT_DB_ERRORS):
+                await self._pool.release(conn)
             raise StoreUnavailable(f"listening on {CHANNEL}: {exc}") from exc
-        return subscription
+        self._conn = conn
+        return conn
+
+    def _notified(self, _conn: Any, _pid: int, _channel: str, _payload: object) -> None:
+        for subscription in tuple(self._subscribers):
+            subscription.on_append()
+
+    async def _release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        with contextlib.suppress(*TRANSIENT_DB_ERRORS):
+            if not conn.is_closed():
+                await conn.remove_listener(CHANNEL, self._notified)
+        with contextlib.suppress(*TRANSIENT_DB_ERRORS):
+            await self._pool.release(conn)
 
 
 class PostgresSubscription:
-    """LISTEN on a connection taken out of the pool; `close` gives the connection back."""
+    """One subscriber of an AppendListener; `close` unsubscribes (the last one gives the
+    listener's connection back to its pool)."""
 
-    def __init__(self, pool: asyncpg.Pool, conn: asyncpg.Connection, on_append: Callable[[], None]) -> None:
-        self._pool = pool
+    def __init__(self, listener: AppendListener, conn: asyncpg.Connection, on_append: Callable[[], None]) -> None:
+        self._listener = listener
         self._conn = conn
-        self._on_append = on_append
+        self.on_append = on_append
         self._closed = False
 
-    def notified(self, _conn: Any, _pid: int, _channel: str, _payload: object) -> None:
-        if not self._closed:
-            self._on_append()
-
     def is_active(self) -> bool:
-        if self._closed:
-            return False
-        try:
-            return not self._conn.is_closed()
-        except asyncpg.InterfaceError:  # the pool took the connection back when it broke
-            return False
+        return not self._closed and self._listener.listening_on(self._conn)
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        with contextlib.suppress(*TRANSIENT_DB_ERRORS):
-            if not self._conn.is_closed():
-                await self._conn.remove_listener(CHANNEL, self.notified)
-        with contextlib.suppress(*TRANSIENT_DB_ERRORS):
-            await self._pool.release(self._conn)
+        await self._listener.unsubscribe(self)
 
 
 async def outbox_lag(pool: asyncpg.Pool, name: str = RELAY_NAME) -> int:

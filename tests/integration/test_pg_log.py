@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from engine.adapters.pg_event_store import PostgresEventStore
-from engine.adapters.pg_log import CHANNEL, PostgresLogReader, outbox_lag
+from engine.adapters.pg_log import CHANNEL, AppendListener, PostgresLogReader, outbox_lag
 from engine.adapters.pg_pool import create_pool
 from engine.domain.errors import StoreUnavailable
 from engine.log import START, LogCheckpoint
@@ -128,6 +128,90 @@ async def test_a_subscription_gives_its_connection_back_to_the_pool(database_url
                 assert CHANNEL not in [row[0] for row in listening]
     finally:
         await pool.close()
+
+
+async def listening_backends(pool: asyncpg.Pool) -> list[int]:
+    rows = await pool.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND datname = current_database()"
+    )
+    return [row["pid"] for row in rows]
+
+
+async def test_readers_sharing_a_listener_are_all_woken_through_one_listening_connection(
+    pool: asyncpg.Pool,
+) -> None:
+    listener = AppendListener(pool)
+    woken = [asyncio.Event() for _ in range(3)]
+    subscriptions = [await PostgresLogReader(pool, listener).listen(event.set) for event in woken]
+    try:
+        assert len(await listening_backends(pool)) == 1
+        await append(PostgresEventStore(pool), {sid(): 1})
+        await asyncio.wait_for(asyncio.gather(*(event.wait() for event in woken)), 5)
+    finally:
+        for subscription in subscriptions:
+            await subscription.close()
+
+
+async def test_readers_with_listeners_of_their_own_listen_on_a_connection_each(pool: asyncpg.Pool) -> None:
+    subscriptions = [await PostgresLogReader(pool).listen(lambda: None) for _ in range(2)]
+    try:
+        assert len(await listening_backends(pool)) == 2
+    finally:
+        for subscription in subscriptions:
+            await subscription.close()
+
+
+async def test_a_closed_subscription_is_not_woken_and_the_others_still_are(database_url: str) -> None:
+    pool = await create_pool(database_url, 2)
+    try:
+        listener = AppendListener(pool)
+        closed_calls: list[int] = []
+        woken = asyncio.Event()
+        closed = await listener.subscribe(lambda: closed_calls.append(1))
+        kept = await listener.subscribe(woken.set)
+        await closed.close()
+        assert not closed.is_active()
+        assert kept.is_active()
+        await append(PostgresEventStore(pool), {sid(): 1})
+        await asyncio.wait_for(woken.wait(), 5)
+        await asyncio.sleep(0.2)
+        assert closed_calls == []
+        await kept.close()  # the last one: the connection goes back to the pool
+        async with pool.acquire() as one, pool.acquire() as two:
+            for conn in (one, two):
+                listening = await conn.fetch("SELECT * FROM pg_listening_channels()")
+                assert CHANNEL not in [row[0] for row in listening]
+    finally:
+        await pool.close()
+
+
+async def test_a_broken_shared_connection_turns_every_subscription_inactive_until_they_listen_again(
+    pool: asyncpg.Pool,
+) -> None:
+    listener = AppendListener(pool)
+    first = await listener.subscribe(lambda: None)
+    second = await listener.subscribe(lambda: None)
+    [listener_pid] = await listening_backends(pool)
+    await pool.execute("SELECT pg_terminate_backend($1)", listener_pid)
+    for _ in range(100):
+        if not first.is_active() and not second.is_active():
+            break
+        await asyncio.sleep(0.02)
+    assert not first.is_active()
+    assert not second.is_active()
+    await first.close()
+    woken = asyncio.Event()
+    again = await listener.subscribe(woken.set)
+    try:
+        assert again.is_active()
+        assert not second.is_active()
+        assert len(await listening_backends(pool)) == 1
+        await append(PostgresEventStore(pool), {sid(): 1})
+        await asyncio.wait_for(woken.wait(), 5)
+    finally:
+        await second.close()
+        await again.close()
+    assert await listening_backends(pool) == []
 
 
 async def test_listening_refuses_to_take_the_only_connection_of_a_pool(database_url: str) -> None:

@@ -4,6 +4,7 @@ and duplicate delivery."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -159,3 +160,21 @@ async def test_the_same_message_delivered_twice_charges_once(stack: SagaStack) -
         message_id(mine[0].stream_id, mine[0].version),
     )
     assert [row["stream_id"] for row in inbox] == [mine[0].stream_id], "recorded once, with the confirmation"
+
+
+async def test_the_outbox_services_log_followers_share_one_listening_connection(stack: SagaStack) -> None:
+    """Relay, bookings, catalog and ledger: one backend woken per commit, not four (pg_log.AppendListener)."""
+
+    async def listening() -> int:
+        return int(
+            await stack.pool.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND datname = current_database()"
+            )
+        )
+
+    async def someone_listens() -> bool:
+        return await listening() >= 1
+
+    await stack.until(someone_listens, what="a log follower listening")
+    await asyncio.sleep(0.5)
+    assert await listening() == 1
