@@ -111,10 +111,12 @@ def _paired_rounds(ours: dict[str, Any], theirs: dict[str, Any]) -> list[tuple[d
 def _round_ratios(ours: dict[str, Any], theirs: dict[str, Any], field: str) -> str:
     """rezerv's figure over the baseline's, round by round (rounds in which both ran the step),
     each marked when the two steps ran on cores of different speed."""
-    return ", ".join(
-        _ratio(a[field], b[field]) + (UNEVEN_MARK if cores_differ(a, b) else "")
-        for a, b in _paired_rounds(ours, theirs)
-    )
+    return ", ".join(_marked(_ratio(a[field], b[field]), a, b) for a, b in _paired_rounds(ours, theirs))
+
+
+def _marked(ratio: str, one: dict[str, Any], other: dict[str, Any]) -> str:
+    """A round's ratio, with UNEVEN_MARK when its two steps ran on cores of different speed."""
+    return ratio + (UNEVEN_MARK if cores_differ(one, other) else "")
 
 
 def cores_differ(one: dict[str, Any], other: dict[str, Any]) -> bool:
@@ -133,7 +135,9 @@ COST_NOTE = (
     "Own CPU: the CPU per confirmed booking of the system's own processes (every role but the load"
     " generator, the driver and what ran outside the run), the rounds' mean. On the same cores, kept"
     " as busy, confirming twice as many bookings a second takes half the CPU per booking, the load"
-    " generator's included: this is the part a system can change."
+    " generator's included: this is the part a system can change. CPU per booking follows the cores'"
+    f" speed even more directly than throughput: a round's ratio marked {UNEVEN_MARK} compares steps on"
+    " cores of different speed, as above."
 )
 
 
@@ -208,7 +212,9 @@ def comparison_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     row["rezerv_holds_ratio"] += f" ({holds})"
                     row["rezerv_confirmed_ratio"] += f" ({confirmed})"
                 if len(step["rounds"]) > 1:
-                    own = ", ".join(_cost_ratio(own_cpu_us(a), own_cpu_us(b)) for a, b in _paired_rounds(ours, step))
+                    own = ", ".join(
+                        _marked(_cost_ratio(own_cpu_us(a), own_cpu_us(b)), a, b) for a, b in _paired_rounds(ours, step)
+                    )
                     row["rezerv_own_ratio"] += f" ({own})"
             rows.append(row)
     return rows

@@ -163,6 +163,21 @@ def test_the_cost_table_sums_the_systems_own_processes_and_divides_rezervs_by_ea
     assert COST_NOTE in table
 
 
+def test_a_rounds_own_cpu_ratio_between_steps_on_cores_of_different_speed_is_marked() -> None:
+    def step(target: str, round_: int, cores_ms: float, own_us: float) -> dict[str, Any]:
+        result = _round(_result(target, 1_000, 1_000), round_, 20.0)
+        return _costing(_with_cores(result, cores_ms), {"api": own_us}, 600.0)
+
+    results = [
+        step("rezerv", 1, 1.6, 1_000.0),
+        step("conditional-update", 1, 2.6, 2_000.0),  # slower cores: marked
+        step("conditional-update", 2, 1.7, 2_000.0),
+        step("rezerv", 2, 1.6, 1_500.0),  # within 25%: not marked
+    ]
+    _ours, theirs = comparison_rows(results)
+    assert theirs["rezerv_own_ratio"] == "0.62x (0.50x*, 0.75x)"
+
+
 def test_a_step_that_settled_no_booking_has_no_cost_and_no_cost_ratio() -> None:
     results = [
         _costing(_result("rezerv", 0, 0), {"api": None, "postgres": None}, 600.0),
