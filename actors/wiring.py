@@ -109,8 +109,10 @@ class ServiceWiring:
         from engine.relay import OutboxRelay
         from engine.saga_supervisor import SagaSupervisor
 
-        pool = await self._pool(4)
-        # Every log follower in this process wakes on one LISTEN connection (pg_log.AppendListener).
+        # Three connections: the followers' one LISTEN connection (pg_log.AppendListener: every
+        # log follower in this process wakes on it), two for the relay, the bookings projection,
+        # the supervisor and the topic retirer.
+        pool = await self._pool(3)
         listener = self.parts["append_listener"] = AppendListener(pool)
         self.closers.append(listener.close)
         publisher = KafkaPublisher(
@@ -184,7 +186,7 @@ class ServiceWiring:
         from engine.adapters.pg_ledger import LedgerProjection
         from engine.adapters.pg_log import PostgresLogReader
 
-        pool = await self._pool(2)
+        pool = await self._pool(1)  # it listens on the outbox's connection
         ledger = LedgerProjection(
             pool, PostgresLogReader(pool, listener), min_interval_s=self.settings.projection_interval_s
         )
@@ -204,7 +206,7 @@ class ServiceWiring:
             redis = create_redis(self.settings.redis_url, max_connections=4)
             self.closers.append(redis.aclose)
             invalidate = RedisPageCache(redis, catalog_prefix(self.settings.namespace)).invalidate
-        pool = await self._pool(3)
+        pool = await self._pool(2)  # it listens on the outbox's connection
         catalog = CatalogProjection(
             pool,
             PostgresLogReader(pool, listener),
