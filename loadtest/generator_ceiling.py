@@ -7,9 +7,10 @@ measures, and in a closed loop a user's next hold waits for its last answer. How
 second Locust itself can drive at a step, and what hold p99 it reports when the server costs next
 to nothing, bounds what any system can show on this machine: a target above that bound is not a
 target for the system. This runs the very scenario `rezerv loadtest run` runs (the same Locust
-command line, population file and records) against `NullApi`, a server on uvloop and httptools that
-(loadtest/null_api.py) answers a hold with a 201 and a read with a 200 without storing anything, and prints per step the
-bookings a second, the hold's p50 and p99, and the CPU Locust and the server took per booking.
+command line, population file and records) against `NullApi` (loadtest/null_api.py), a server on
+uvloop and httptools that answers a hold with a 201 and a read with a 200 without storing anything,
+and prints per step the bookings a second, the hold's p50 and p99, and the CPU Locust and the
+server took per booking.
 
 Nothing here is a product path; the server checks nothing and keeps nothing. The audit, the drain
 and the store's counts of `rezerv loadtest` do not apply: the bookings a second are the 201s Locust
@@ -19,44 +20,37 @@ counted in the window.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
+import asyncio
 import signal
-import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from loadtest.core_speed import CoreSpeedProbe
-from loadtest.http_run import HOLD_ROUTES, READ_ROUTE, RunOptions, locust_argv
+from loadtest.core_speed import CoreSpeed
+from loadtest.http_run import (
+    HOLD_ROUTES,
+    READ_ROUTE,
+    RunOptions,
+    WindowMeters,
+    locust_argv,
+    start_locust,
+    wait_for_window,
+)
 from loadtest.locust_results import read_routes
-from loadtest.measure import TreeCpuSampler, machine_description
+from loadtest.measure import machine_description
 from loadtest.population import HOT_TIER, Customer, Population
-from loadtest.scenarios.paths import WINDOW_FILE
+from stack.processes import ManagedProcess, free_port, tcp_accepts
 
 HOLD_ROUTE = HOLD_ROUTES[0]  # the flash sale holds seats of an event
 SERVER_ROLE = "null api"
 GENERATOR_ROLE = "load generator"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def population(base_url: str, customers: int) -> Population:
     """Customers with made-up tokens (the null API checks none) and one event with the hot tier."""
     people = [Customer(f"null-customer-{i}", f"token-{i}") for i in range(customers)]
     return Population("flash-sale", base_url, "null", "", people, [{"event_id": "null-event", "tiers": [HOT_TIER]}])
-
-
-@dataclass(frozen=True)
-class _UrlOnly:
-    base_url: str
 
 
 @dataclass
@@ -90,7 +84,9 @@ HEADER = (
 )
 
 
-def step_figures(users: int, step_dir: Path, window_s: float, cpu: dict[str, float], work: Any) -> StepFigures:
+def step_figures(
+    users: int, step_dir: Path, window_s: float, cpu: dict[str, float], work: CoreSpeed | None
+) -> StepFigures:
     routes = read_routes(step_dir)
     hold = routes.get(HOLD_ROUTE)
     read = routes.get(READ_ROUTE)
@@ -112,25 +108,13 @@ def run_step(
     base_url: str, server_pid: int, population_file: Path, users: int, options: RunOptions, step_dir: Path
 ) -> StepFigures:
     """One step: Locust as `rezerv loadtest run` starts it, CPU and the cores' speed over its window."""
-    step_dir.mkdir(parents=True, exist_ok=True)
-    argv = locust_argv(options, _UrlOnly(base_url), users, population_file, step_dir)  # type: ignore[arg-type]
-    with (step_dir / "locust.log").open("wb") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    argv = locust_argv(options, base_url, users, population_file, step_dir)
+    proc = start_locust(argv, step_dir / "locust.log")
     try:
-        deadline = time.monotonic() + 60 + users / 50 + options.warm_up_s
-        while not (step_dir / WINDOW_FILE).exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"Locust did not start the window; see {step_dir / 'locust.log'}")
-            time.sleep(0.02)
-        time.sleep(0.01)
-        window = json.loads((step_dir / WINDOW_FILE).read_text())
-        cpu = TreeCpuSampler(roots=[proc.pid], singles={SERVER_ROLE: [server_pid]})
-        cores = CoreSpeedProbe()
-        cpu.start()
-        cores.start()
+        window = asyncio.run(wait_for_window(step_dir, proc, 60 + users / 50 + options.warm_up_s))
+        meters = WindowMeters.around([proc.pid], {SERVER_ROLE: [server_pid]})
         time.sleep(max(0.0, window["end"] - time.time()))
-        used = cpu.stop()
-        work = cores.stop()
+        used, work = meters.stop()
         proc.wait(options.window_s + 120)
     finally:
         if proc.poll() is None:
@@ -158,50 +142,46 @@ def main(argv: list[str] | None = None) -> int:
     options = RunOptions(users=tuple(users), window_s=args.window, warm_up_s=args.warm_up, customers=args.customers)
     run_dir = args.results / time.strftime("%Y%m%d-%H%M%S-ceiling", time.gmtime())
     run_dir.mkdir(parents=True)
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(server_argv(args.server, port))
+    server = null_server(args.server, free_port(), run_dir / "server.log")
     try:
-        _wait_for_port(port, server)
+        base_url = f"http://127.0.0.1:{server.port}"
         population_file = run_dir / "population.json"
         population(base_url, args.customers).save(population_file)
         print(f"{machine_description()}; results in {run_dir}", flush=True)
         print(HEADER, flush=True)
         rows = []
         for index, count in enumerate(users):
-            figures = run_step(
-                base_url, server.pid, population_file, count, options, run_dir / f"step-{index + 1}-{count}u"
-            )
+            step_dir = run_dir / f"step-{index + 1}-{count}u"
+            figures = run_step(base_url, server.pid, population_file, count, options, step_dir)
             rows.append(figures.row())
             print(rows[-1], flush=True)
         (run_dir / "ceiling.md").write_text("\n".join([HEADER, *rows]) + "\n")
     finally:
-        server.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            server.wait(10)
-        if server.poll() is None:
-            server.kill()
+        server.process.stop()
     return 0
 
 
-def server_argv(kind: str, port: int) -> list[str]:
+@dataclass(frozen=True)
+class NullServer:
+    process: ManagedProcess
+    port: int
+    pid: int
+
+
+def null_server(kind: str, port: int, log_path: Path, timeout_s: float = 15.0) -> NullServer:
+    """The null API (`raw`: its own protocol; `uvicorn`: through uvicorn) started and listening."""
     if kind == "raw":
-        return [sys.executable, "-m", "loadtest.null_api", str(port)]
-    uvicorn = [sys.executable, "-m", "uvicorn", "loadtest.null_api:asgi_app", "--host", "127.0.0.1"]
-    protocol = "api.http_protocol:LimitedHttpToolsProtocol"  # the API's own: httptools, one write per answer
-    quiet = ["--no-access-log", "--log-level", "warning"]
-    return [*uvicorn, "--port", str(port), "--loop", "uvloop", "--http", protocol, *quiet]
-
-
-def _wait_for_port(port: int, server: subprocess.Popen[bytes], timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"the null API exited ({server.returncode})")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"the null API did not listen on {port} within {timeout_s:.0f} s")
+        argv = [sys.executable, "-m", "loadtest.null_api", str(port)]
+    else:
+        uvicorn = [sys.executable, "-m", "uvicorn", "loadtest.null_api:asgi_app", "--host", "127.0.0.1"]
+        protocol = "api.http_protocol:LimitedHttpToolsProtocol"  # the API's own: httptools, one write per answer
+        quiet = ["--no-access-log", "--log-level", "warning"]
+        argv = [*uvicorn, "--port", str(port), "--loop", "uvloop", "--http", protocol, *quiet]
+    process = ManagedProcess(name=f"the null API ({kind})", argv=argv, log_path=log_path)
+    process.start()
+    process.wait_ready(lambda: tcp_accepts(port), timeout_s)
+    assert process.popen is not None  # started above
+    return NullServer(process, port, process.popen.pid)
 
 
 if __name__ == "__main__":

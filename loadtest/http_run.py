@@ -78,8 +78,8 @@ def _log(text: str) -> None:
     print(text, flush=True)
 
 
-def locust_argv(options: RunOptions, target: Target, users: int, population_file: Path, step_dir: Path) -> list[str]:
-    argv = [sys.executable, "-m", "locust", "-f", str(SCENARIO_FILES[options.scenario]), "--host", target.base_url]
+def locust_argv(options: RunOptions, base_url: str, users: int, population_file: Path, step_dir: Path) -> list[str]:
+    argv = [sys.executable, "-m", "locust", "-f", str(SCENARIO_FILES[options.scenario]), "--host", base_url]
     argv += ["--population", str(population_file), "--records-dir", str(step_dir)]
     argv += ["--read-after", str(options.read_after_s), "--stop-timeout", "30", "--loglevel", "WARNING"]
     if options.locust_processes != 1:
@@ -98,7 +98,7 @@ def locust_argv(options: RunOptions, target: Target, users: int, population_file
     return argv
 
 
-async def _wait_for_window(step_dir: Path, proc: subprocess.Popen[bytes], timeout_s: float) -> dict[str, float]:
+async def wait_for_window(step_dir: Path, proc: subprocess.Popen[bytes], timeout_s: float) -> dict[str, float]:
     deadline = time.monotonic() + timeout_s
     path = step_dir / WINDOW_FILE
     while not path.exists():
@@ -128,7 +128,7 @@ def _top_up(population: Population) -> None:
     )
 
 
-def _start_locust(argv: list[str], log_path: Path | None) -> subprocess.Popen[bytes]:
+def start_locust(argv: list[str], log_path: Path | None) -> subprocess.Popen[bytes]:
     """Locust in its own process (its output to `log_path`, or to this terminal for the web UI)."""
     if log_path is None:
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL)
@@ -148,7 +148,13 @@ class WindowMeters:
 
     @classmethod
     def start(cls, target: Target, generator_pid: int) -> WindowMeters:
-        cpu = TreeCpuSampler(roots=[*target.cpu_roots(), generator_pid], singles={"loadtest driver": [os.getpid()]})
+        return cls.around([*target.cpu_roots(), generator_pid])
+
+    @classmethod
+    def around(cls, roots: list[int], singles: dict[str, list[int]] | None = None) -> WindowMeters:
+        """Started meters over the trees of `roots` and the processes of `singles` (role -> pids),
+        the driver (this process) always among them."""
+        cpu = TreeCpuSampler(roots=roots, singles={"loadtest driver": [os.getpid()], **(singles or {})})
         cpu.start()
         cores = CoreSpeedProbe()
         cores.start()
@@ -169,11 +175,11 @@ async def run_step(
     if options.generator == "wrk":
         return await run_wrk_step(target, population, users, options, step_dir)
     await asyncio.to_thread(_top_up, population)
-    argv = locust_argv(options, target, users, population_file, step_dir)
-    proc = await asyncio.to_thread(_start_locust, argv, step_dir / "locust.log")
+    argv = locust_argv(options, target.base_url, users, population_file, step_dir)
+    proc = await asyncio.to_thread(start_locust, argv, step_dir / "locust.log")
     try:
         async with watching(population, options.watch) as watch:
-            window = await _wait_for_window(step_dir, proc, 60 + users / 50 + options.warm_up_s)
+            window = await wait_for_window(step_dir, proc, 60 + users / 50 + options.warm_up_s)
             meters = WindowMeters.start(target, proc.pid)
             api_before = await asyncio.to_thread(server_latency.scrape, target.base_url, step_dir / API_BEFORE)
             await asyncio.sleep(max(0.0, window["end"] - time.time()))
@@ -509,12 +515,12 @@ async def _web_session(
 ) -> None:
     """Locust's web UI against the target until the user ends the session (Ctrl-C or SIGTERM here,
     or Locust exits), then wait until the target is quiet."""
-    argv = locust_argv(options, target, options.users[0], population_file, step_dir)
+    argv = locust_argv(options, target.base_url, options.users[0], population_file, step_dir)
     _log(
         f"Locust's web UI: http://127.0.0.1:{options.web_port} (host {target.base_url}). Start and stop "
         f"the load there; press Ctrl-C here to end the session, audit it and stop {target.name}."
     )
-    proc = await asyncio.to_thread(_start_locust, argv, None)
+    proc = await asyncio.to_thread(start_locust, argv, None)
     ended = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored (in the background)

@@ -21,24 +21,24 @@ from typing import Any, cast
 
 import httptools
 
-_NOT_FOUND = b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
 
-
-def _response(status: bytes, body: bytes) -> bytes:
-    head = b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\ncontent-length: "
-    return head + str(len(body)).encode() + b"\r\n\r\n" + body
+def reply(method: bytes, url: bytes, serial: int, now_ms: int) -> tuple[int, bytes, bytes]:
+    """(status, reason, JSON body) for one request: a hold gets a 201 shaped like rezerv's (a hold
+    id, an amount, an expiry), a booking's read a 200, anything else a 404."""
+    if method == b"POST" and url.endswith(b"/holds"):
+        body = {"hold_id": f"null-{serial}", "status": "HELD", "amount": 100, "expires_at_ms": now_ms + 600_000}
+        return 201, b"Created", json.dumps(body).encode()
+    if method == b"GET" and url.startswith(b"/bookings/"):
+        hold_id = url.rsplit(b"/", 1)[-1].decode("ascii", "replace")
+        return 200, b"OK", json.dumps({"hold_id": hold_id, "status": "CONFIRMED"}).encode()
+    return 404, b"Not Found", b"{}"
 
 
 def answer(method: bytes, url: bytes, serial: int, now_ms: int) -> bytes:
-    """The whole HTTP response to one request: a hold gets a 201 shaped like rezerv's (a hold id,
-    an amount, an expiry), a booking's read a 200, anything else a 404."""
-    if method == b"POST" and url.endswith(b"/holds"):
-        body = {"hold_id": f"null-{serial}", "status": "HELD", "amount": 100, "expires_at_ms": now_ms + 600_000}
-        return _response(b"201 Created", json.dumps(body).encode())
-    if method == b"GET" and url.startswith(b"/bookings/"):
-        hold_id = url.rsplit(b"/", 1)[-1].decode("ascii", "replace")
-        return _response(b"200 OK", json.dumps({"hold_id": hold_id, "status": "CONFIRMED"}).encode())
-    return _NOT_FOUND
+    """The whole HTTP/1.1 response to one request (`reply`'s), head and body."""
+    status, reason, body = reply(method, url, serial, now_ms)
+    head = b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
+    return head % (status, reason, len(body)) + body
 
 
 class NullApi(asyncio.Protocol):
@@ -81,10 +81,10 @@ async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return
     while (await receive()).get("more_body"):
         pass
-    raw = answer(scope["method"].encode(), scope["path"].encode(), next(NullApi.serials), int(time.time() * 1000))
-    head, body = raw.split(b"\r\n\r\n", 1)
-    headers = [tuple(line.split(b": ", 1)) for line in head.split(b"\r\n")[1:]]
-    await send({"type": "http.response.start", "status": int(head.split(b" ", 2)[1]), "headers": headers})
+    now_ms = int(time.time() * 1000)
+    status, _reason, body = reply(scope["method"].encode(), scope["path"].encode(), next(NullApi.serials), now_ms)
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

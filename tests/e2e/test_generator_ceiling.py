@@ -3,22 +3,25 @@ of the flash sale's Locust scenario against it (loadtest/generator_ceiling.py, l
 
 from __future__ import annotations
 
+import signal
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from loadtest import generator_ceiling
+from stack.processes import free_port
 
 
-def test_the_null_api_answers_requests_in_one_keep_alive_connection_even_when_they_arrive_in_pieces() -> None:
-    port = generator_ceiling.free_port()
-    server = subprocess.Popen([sys.executable, "-m", "loadtest.null_api", str(port)])
+# How each stops on SIGTERM: the raw server returns from its loop; uvicorn shuts down gracefully
+# and then dies of the signal it got, as its own SIGTERM handling does.
+@pytest.mark.parametrize(("kind", "exit_code"), [("raw", 0), ("uvicorn", -signal.SIGTERM)])
+def test_the_null_api_answers_requests_in_one_keep_alive_connection_even_when_they_arrive_in_pieces(
+    kind: str, exit_code: int, tmp_path: Path
+) -> None:
+    server = generator_ceiling.null_server(kind, free_port(), tmp_path / "server.log")
     try:
-        generator_ceiling._wait_for_port(port, server)
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as conn:
             request = b"POST /events/e/holds HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}"
             conn.sendall(request[:9])
             conn.sendall(request[9:] + b"GET /bookings/null-1 HTTP/1.1\r\nhost: x\r\n\r\n")
@@ -30,8 +33,7 @@ def test_the_null_api_answers_requests_in_one_keep_alive_connection_even_when_th
         assert received.startswith(b"HTTP/1.1 201 Created")
         assert b"HTTP/1.1 200 OK" in received
     finally:
-        server.terminate()
-        assert server.wait(10) == 0  # SIGTERM stops it cleanly
+        assert server.process.stop() == exit_code
 
 
 @pytest.mark.slow
