@@ -13,6 +13,10 @@ places what `nobody` cannot reach under one root-owned, world-searchable directo
   symbolic link `pg -> ...` to it, so that the data stays discoverable from where it belongs. A
   data directory removed and made again at the same path finds the old cluster there without the
   password it knows: that one is moved aside (`clusters/<digest>.orphaned-<UTC time>/`).
+- a data directory that lost only its link (restored from a copy that skipped symbolic links, or
+  the link removed by hand) still holds the password its cluster knows. A started cluster keeps a
+  digest of that password (`rezerv-password-digest`, in the cluster), so such a directory is linked
+  to its cluster again instead of starting over with an empty one.
 
 Nothing is moved when the paths are reachable already (an ordinary user, or a checkout in a
 world-readable directory): then the cluster stays inside the data directory.
@@ -31,6 +35,7 @@ from typing import NamedTuple
 
 SYSTEM_ROOT = Path("/var/lib/rezerv")
 ORPHANED = ".orphaned-"  # a cluster set aside: `clusters/<digest>.orphaned-<UTC time>/`
+PASSWORD_DIGEST = "rezerv-password-digest"  # in a placed cluster: whose password it knows
 
 
 def reachable(path: Path, uid: int, gid: int) -> bool:
@@ -144,18 +149,44 @@ def placed_cluster_of(data_dir: Path) -> Path | None:
 class PlacedCluster(NamedTuple):
     path: Path  # the real directory of the cluster
     set_aside: Path | None = None  # where an orphaned cluster found at `path` was moved to, if one was
+    relinked: bool = False  # True: the data directory had lost its link, and was linked to its cluster again
 
 
-def reachable_cluster(cluster_dir: Path, uid: int, gid: int) -> PlacedCluster:
+def password_digest(password: str) -> str:
+    """What a placed cluster keeps of the password it knows: enough to recognise it, not to use it."""
+    return hashlib.sha256(f"rezerv placed cluster:{password}".encode()).hexdigest()
+
+
+def remember_password(cluster: Path, password: str) -> None:
+    """Record in a placed cluster that `password` logs in to it (call once a log-in succeeded)."""
+    marker = cluster / PASSWORD_DIGEST
+    digest = password_digest(password)
+    if not marker.exists() or marker.read_text().strip() != digest:
+        marker.write_text(digest + "\n")
+        marker.chmod(0o600)
+
+
+def _knows(cluster: Path, password: str | None) -> bool:
+    if not password:
+        return False
+    try:
+        return (cluster / PASSWORD_DIGEST).read_text().strip() == password_digest(password)
+    except OSError:
+        return False
+
+
+def reachable_cluster(cluster_dir: Path, uid: int, gid: int, password: str | None = None) -> PlacedCluster:
     """The real directory the cluster at `cluster_dir` lives in, placed where `uid` can reach it.
 
     `cluster_dir` may be a symbolic link made by an earlier run; a real directory that `uid`
     cannot reach and that already holds a cluster is an error (moving data is left to a person).
 
-    A data directory without its link whose placed cluster exists was removed and made again
-    (`rm -rf .rezerv` to start over): the link went with it, and so did the password that cluster
-    knows. That cluster is moved aside, not used and not deleted, and a new one is made, as it
-    would be where the cluster lives inside the data directory."""
+    A data directory without its link whose placed cluster exists either lost only the link, or
+    was removed and made again (`rm -rf .rezerv` to start over). If the cluster knows `password`
+    (the data directory's, see `remember_password`), it is the first: the link is made again and
+    nothing else changes. Otherwise the password that cluster knows went with the old directory:
+    the cluster is moved aside, not used and not deleted, and a new one is made, as it would be
+    where the cluster lives inside the data directory."""
     if cluster_dir.is_symlink():
         return PlacedCluster(cluster_dir.resolve())
     if reachable(cluster_dir.parent, uid, gid):
@@ -167,12 +198,14 @@ def reachable_cluster(cluster_dir: Path, uid: int, gid: int) -> PlacedCluster:
         )
     home = cluster_home(cluster_dir.parent)
     home.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    set_aside = _set_aside(home) if (home / "PG_VERSION").exists() else None
+    existing = (home / "PG_VERSION").exists()
+    relinked = existing and _knows(home, password)
+    set_aside = _set_aside(home) if existing and not relinked else None
     home.mkdir(mode=0o700, exist_ok=True)
     if cluster_dir.exists():
         cluster_dir.rmdir()  # an empty directory left by a failed start
     cluster_dir.symlink_to(home, target_is_directory=True)
-    return PlacedCluster(home, set_aside)
+    return PlacedCluster(home, set_aside, relinked)
 
 
 def _set_aside(home: Path) -> Path:

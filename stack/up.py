@@ -233,6 +233,9 @@ class Stack:
             if pg.cluster_dir is not None and pg.cluster_dir != pg.data_dir:
                 self.out(f"  PostgreSQL runs as `nobody`, who cannot reach {pg.data_dir}: its cluster is in")
                 self.out(f"  {pg.cluster_dir} (linked from {pg.data_dir})")
+            if pg.relinked:
+                self.out(f"  {pg.data_dir} had lost its link to its cluster, which knows this data directory's")
+                self.out("  password: linked again, nothing else changed.")
             if pg.set_aside is not None:
                 self.out(f"  An earlier {s.data_dir} (removed since, with its PostgreSQL password) had left its")
                 self.out(f"  cluster there: a new one was made, and the old one moved to {pg.set_aside}")

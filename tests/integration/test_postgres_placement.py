@@ -124,3 +124,27 @@ def test_a_data_directory_removed_and_made_again_gets_a_new_cluster_and_the_old_
         shutil.rmtree(pg_placement.cluster_home(data_dir), ignore_errors=True)
         if again.set_aside is not None:
             shutil.rmtree(again.set_aside, ignore_errors=True)
+
+
+def test_a_data_directory_that_lost_only_its_link_starts_on_its_own_cluster_again(private_dir: Path) -> None:
+    """A data directory restored by a copy that skips symbolic links (or its `pg` link removed by
+    hand) still has the password its cluster knows: the start links it again, and its data is there."""
+    data_dir = private_dir / "data"
+    first = EmbeddedPostgres(data_dir=data_dir / "pg", port=free_port(), durable=False, password="the-secret")
+    again = EmbeddedPostgres(data_dir=data_dir / "pg", port=free_port(), durable=False, password="the-secret")
+    try:
+        first.start()
+        asyncio.run(create_table(first.url, "bookings_kept"))
+        first.stop()
+        (data_dir / "pg").unlink()
+
+        again.start()
+        assert again.relinked
+        assert again.set_aside is None
+        assert again.cluster_dir == pg_placement.cluster_home(data_dir)
+        assert asyncio.run(tables(again.url)) == {"bookings_kept"}, "the same cluster, with its data"
+        assert (data_dir / "pg").resolve() == again.cluster_dir
+    finally:
+        first.stop()
+        again.stop()
+        shutil.rmtree(pg_placement.cluster_home(data_dir), ignore_errors=True)

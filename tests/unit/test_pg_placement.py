@@ -105,3 +105,66 @@ def test_a_placement_root_owned_by_another_user_is_not_looked_into(roots: tuple[
     assert pg_placement.placed_cluster_of(data_dir) == home
     os.chown(system_root, NOBODY, NOBODY)
     assert pg_placement.placed_cluster_of(data_dir) is None
+
+
+def _started_cluster(data_dir: Path, password: str) -> pg_placement.PlacedCluster:
+    """What a start as root leaves behind: a placed cluster, linked, that knows `password`."""
+    placed = pg_placement.reachable_cluster(data_dir / "pg", NOBODY, NOBODY, password)
+    (placed.path / "PG_VERSION").write_text("18")
+    pg_placement.remember_password(placed.path, password)
+    return placed
+
+
+@pytest.fixture
+def private_data_dir(roots: tuple[Path, Path], tmp_path: Path) -> Path:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o700)
+    if pg_placement.reachable(data_dir, NOBODY, NOBODY):
+        pytest.skip("the temporary directory is reachable by nobody here: nothing would be placed")
+    return data_dir
+
+
+def test_a_data_directory_that_lost_only_its_link_is_linked_to_its_cluster_again(private_data_dir: Path) -> None:
+    first = _started_cluster(private_data_dir, "the-secret")
+    (first.path / "base-data").write_text("bookings")
+    (private_data_dir / "pg").unlink()  # e.g. restored by a copy that skips symbolic links
+
+    again = pg_placement.reachable_cluster(private_data_dir / "pg", NOBODY, NOBODY, "the-secret")
+
+    assert again == pg_placement.PlacedCluster(first.path, set_aside=None, relinked=True)
+    assert (private_data_dir / "pg").resolve() == first.path
+    assert (first.path / "base-data").read_text() == "bookings"
+    assert not [p for p in first.path.parent.iterdir() if pg_placement.ORPHANED in p.name]
+
+
+def test_a_data_directory_made_again_with_another_password_sets_the_old_cluster_aside(private_data_dir: Path) -> None:
+    first = _started_cluster(private_data_dir, "the-first-secret")
+    (first.path / "base-data").write_text("bookings")
+    (private_data_dir / "pg").unlink()
+
+    again = pg_placement.reachable_cluster(private_data_dir / "pg", NOBODY, NOBODY, "a-new-secret")
+
+    assert again.path == first.path
+    assert not again.relinked
+    assert again.set_aside is not None
+    assert (again.set_aside / "base-data").read_text() == "bookings"
+    assert not (again.path / "PG_VERSION").exists(), "a new, empty cluster directory"
+
+
+def test_a_placed_cluster_that_never_recorded_its_password_is_set_aside_as_before(private_data_dir: Path) -> None:
+    first = _started_cluster(private_data_dir, "the-secret")
+    (first.path / pg_placement.PASSWORD_DIGEST).unlink()  # made by a version that did not record it
+    (private_data_dir / "pg").unlink()
+
+    again = pg_placement.reachable_cluster(private_data_dir / "pg", NOBODY, NOBODY, "the-secret")
+
+    assert again.set_aside is not None
+    assert not again.relinked
+
+
+def test_the_recorded_password_is_a_digest_readable_only_by_its_owner(private_data_dir: Path) -> None:
+    placed = _started_cluster(private_data_dir, "the-secret")
+    marker = placed.path / pg_placement.PASSWORD_DIGEST
+    assert "the-secret" not in marker.read_text()
+    assert marker.stat().st_mode & 0o777 == 0o600
+    assert pg_placement.password_digest("the-secret") != pg_placement.password_digest("the-secreT")
