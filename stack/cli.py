@@ -1,5 +1,5 @@
-"""The `rezerv` command: up, down, migrate, deploy, token, revoke, admin, env, projections, top,
-trace, dashboard (and bench and loadtest, from loadtest/)."""
+"""The `rezerv` command: up, down, migrate, deploy, token, revoke, admin, env, clusters, projections,
+top, trace, dashboard (and bench and loadtest, from loadtest/)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="on a running cluster: migrations, Kafka topics and the background services on Ray",
     )
     sub.add_parser("env", help="list the REZERV_* settings with defaults")
+    clusters = sub.add_parser(
+        "clusters", help="PostgreSQL clusters placed outside data directories (as root), and those set aside"
+    )
+    clusters.add_argument("--remove-set-aside", action="store_true", help="delete the clusters set aside")
     token = sub.add_parser("token", help="print an API token (needs REZERV_JWT_SECRET or a data dir)")
     token.add_argument("subject", help="customer id, or any name for an admin")
     token.add_argument("--admin", action="store_true", help="grant the admin role")
@@ -76,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name, default, doc in describe():
                 print(f"{name:34} {default:24} {doc}")
             return 0
+        if args.command == "clusters":
+            return _clusters(args.remove_set_aside)
         if args.command == "migrate":
             from engine.adapters.pg_migrations import migrate_url
 
@@ -131,6 +137,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rezerv {args.command}: bad configuration: {exc}", file=sys.stderr)
         return 2
     return 2
+
+
+def _clusters(remove_set_aside: bool) -> int:
+    """List the placed clusters (stack/pg_placement.py); with `remove_set_aside`, delete those set
+    aside when a data directory was made again, which nothing ever uses again."""
+    from stack import pg_placement
+
+    found = pg_placement.placed_clusters()
+    if not found:
+        print("no placed clusters (as an ordinary user, or in a readable path, a cluster stays in its data directory)")
+        return 0
+    for cluster in found:
+        print(f"{cluster.size_bytes / 2**20:9.1f} MB  {cluster.path}  {cluster.state}")
+    set_aside = [c for c in found if c.set_aside_at]
+    if remove_set_aside:
+        removed = pg_placement.remove_set_aside(found)
+        freed = sum(c.size_bytes for c in removed) / 2**20
+        print(f"removed {len(removed)} set-aside clusters, {freed:.1f} MB")
+        if len(removed) < len(set_aside):
+            print(f"kept {len(set_aside) - len(removed)} that a PostgreSQL server runs on")
+    elif set_aside:
+        size = sum(c.size_bytes for c in set_aside) / 2**20
+        print(f"{len(set_aside)} set aside ({size:.1f} MB): `rezerv clusters --remove-set-aside` deletes them")
+    return 0
 
 
 def _with_secret(settings: Settings) -> Settings | None:

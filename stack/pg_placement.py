@@ -24,6 +24,7 @@ world-readable directory): then the cluster stays inside the data directory.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -36,6 +37,7 @@ from typing import NamedTuple
 SYSTEM_ROOT = Path("/var/lib/rezerv")
 ORPHANED = ".orphaned-"  # a cluster set aside: `clusters/<digest>.orphaned-<UTC time>/`
 PASSWORD_DIGEST = "rezerv-password-digest"  # in a placed cluster: whose password it knows
+DATA_DIR_FILE = "rezerv-data-dir"  # in a placed cluster: the data directory it was placed for
 
 
 def reachable(path: Path, uid: int, gid: int) -> bool:
@@ -157,13 +159,14 @@ def password_digest(password: str) -> str:
     return hashlib.sha256(f"rezerv placed cluster:{password}".encode()).hexdigest()
 
 
-def remember_password(cluster: Path, password: str) -> None:
-    """Record in a placed cluster that `password` logs in to it (call once a log-in succeeded)."""
-    marker = cluster / PASSWORD_DIGEST
-    digest = password_digest(password)
-    if not marker.exists() or marker.read_text().strip() != digest:
-        marker.write_text(digest + "\n")
-        marker.chmod(0o600)
+def remember_owner(cluster: Path, data_dir: Path, password: str) -> None:
+    """Record in a placed cluster the data directory it serves and that `password` logs in to it
+    (call once a log-in succeeded): what relinks a lost link, and what `rezerv clusters` lists."""
+    for name, text in ((PASSWORD_DIGEST, password_digest(password)), (DATA_DIR_FILE, str(data_dir.resolve()))):
+        marker = cluster / name
+        if not marker.exists() or marker.read_text().strip() != text:
+            marker.write_text(text + "\n")
+            marker.chmod(0o600)
 
 
 def _knows(cluster: Path, password: str | None) -> bool:
@@ -183,7 +186,7 @@ def reachable_cluster(cluster_dir: Path, uid: int, gid: int, password: str | Non
 
     A data directory without its link whose placed cluster exists either lost only the link, or
     was removed and made again (`rm -rf .rezerv` to start over). If the cluster knows `password`
-    (the data directory's, see `remember_password`), it is the first: the link is made again and
+    (the data directory's, see `remember_owner`), it is the first: the link is made again and
     nothing else changes. Otherwise the password that cluster knows went with the old directory:
     the cluster is moved aside, not used and not deleted, and a new one is made, as it would be
     where the cluster lives inside the data directory."""
@@ -213,3 +216,69 @@ def _set_aside(home: Path) -> Path:
     aside = home.with_name(f"{home.name}{ORPHANED}{stamp}")
     home.rename(aside)
     return aside
+
+
+# ---- what is placed, for `rezerv clusters` ------------------------------------------------------
+class ClusterOnDisk(NamedTuple):
+    path: Path
+    size_bytes: int
+    data_dir: Path | None  # the data directory it was placed for; None if not recorded (older clusters)
+    set_aside_at: str = ""  # for a cluster set aside: when (UTC, from its name)
+
+    @property
+    def state(self) -> str:
+        if self.set_aside_at:
+            return f"set aside {self.set_aside_at}"
+        if self.data_dir is None:
+            return "data directory not recorded"
+        link = self.data_dir / "pg"
+        if link.is_symlink() and link.resolve() == self.path.resolve():
+            return f"in use by {self.data_dir}"
+        return f"its data directory {self.data_dir} is gone or no longer links to it"
+
+
+def _size(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += (Path(root) / name).lstat().st_size
+    return total
+
+
+def placed_clusters() -> list[ClusterOnDisk]:
+    """Every cluster placed under the placement roots (creating nothing), set aside or not."""
+    found: list[ClusterOnDisk] = []
+    for root in _candidate_roots():
+        clusters = root / "clusters"
+        if not _trusted(root) or not clusters.is_dir():
+            continue
+        for path in sorted(clusters.iterdir()):
+            if not path.is_dir() or path.name.startswith("."):
+                continue
+            _name, mark, stamp = path.name.partition(ORPHANED)
+            try:
+                data_dir: Path | None = Path((path / DATA_DIR_FILE).read_text().strip())
+            except OSError:
+                data_dir = None
+            found.append(ClusterOnDisk(path, _size(path), data_dir, stamp if mark else ""))
+    return found
+
+
+def _server_running(cluster: Path) -> bool:
+    """True if a PostgreSQL server runs on `cluster` (someone started a set-aside one by hand)."""
+    try:
+        pid = int((cluster / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, 0)
+    except (OSError, ValueError, IndexError):
+        return False
+    return True
+
+
+def remove_set_aside(clusters: list[ClusterOnDisk]) -> list[ClusterOnDisk]:
+    """Delete the clusters among `clusters` that were set aside and that no server runs on;
+    returns them. A cluster in use is never set aside, so never removed here."""
+    removed = [c for c in clusters if c.set_aside_at and not _server_running(c.path)]
+    for cluster in removed:
+        shutil.rmtree(cluster.path)
+    return removed

@@ -169,7 +169,7 @@ class EmbeddedPostgres:
             asyncio.run(self._require_password(pgdata))
         asyncio.run(self._ensure_database())
         if self.password and self.data_dir.is_symlink():  # placed elsewhere; the password just logged in
-            pg_placement.remember_password(pgdata, self.password)
+            pg_placement.remember_owner(pgdata, self.data_dir.parent, self.password)
 
     def _placed(self, uid: int | None, gid: int | None) -> tuple[Path, Path]:
         """(bin directory, cluster directory), both reachable by the user PostgreSQL runs as."""

@@ -239,7 +239,7 @@ class Stack:
             if pg.set_aside is not None:
                 self.out(f"  An earlier {s.data_dir} (removed since, with its PostgreSQL password) had left its")
                 self.out(f"  cluster there: a new one was made, and the old one moved to {pg.set_aside}")
-                self.out("  (remove that directory when its data is not needed).")
+                self.out("  (`rezerv clusters --remove-set-aside` deletes it when its data is not needed).")
             self.settings = s = s.replace(database_url=pg.url)
         self._step("migrations", lambda: asyncio.run(_migrate(s.database_url)))
 

@@ -118,6 +118,9 @@ def test_a_data_directory_removed_and_made_again_gets_a_new_cluster_and_the_old_
         assert again.set_aside is not None
         assert again.set_aside.parent == pg_placement.cluster_home(data_dir).parent
         assert (again.set_aside / "PG_VERSION").exists(), "the old cluster is kept, not deleted"
+        states = {c.path: c.state for c in pg_placement.placed_clusters()}
+        assert states[again.cluster_dir] == f"in use by {data_dir.resolve()}"
+        assert states[again.set_aside].startswith("set aside ")
     finally:
         first.stop()
         again.stop()

@@ -111,7 +111,7 @@ def _started_cluster(data_dir: Path, password: str) -> pg_placement.PlacedCluste
     """What a start as root leaves behind: a placed cluster, linked, that knows `password`."""
     placed = pg_placement.reachable_cluster(data_dir / "pg", NOBODY, NOBODY, password)
     (placed.path / "PG_VERSION").write_text("18")
-    pg_placement.remember_password(placed.path, password)
+    pg_placement.remember_owner(placed.path, data_dir, password)
     return placed
 
 
@@ -168,3 +168,42 @@ def test_the_recorded_password_is_a_digest_readable_only_by_its_owner(private_da
     assert "the-secret" not in marker.read_text()
     assert marker.stat().st_mode & 0o777 == 0o600
     assert pg_placement.password_digest("the-secret") != pg_placement.password_digest("the-secreT")
+
+
+def test_rezerv_clusters_lists_each_placed_cluster_with_what_it_is_and_removes_only_those_set_aside(
+    private_data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stack.cli import main
+
+    in_use = _started_cluster(private_data_dir, "the-first-secret")
+    (in_use.path / "base-data").write_bytes(b"x" * 2**20)
+    (private_data_dir / "pg").unlink()  # `rm -rf .rezerv`, made again: the next start sets the old one aside
+    now_in_use = _started_cluster(private_data_dir, "a-new-secret")
+    assert now_in_use.set_aside is not None
+    other_data_dir = private_data_dir.parent / "gone"
+    other_data_dir.mkdir(mode=0o700)
+    gone = _started_cluster(other_data_dir, "its-secret")
+    shutil.rmtree(other_data_dir)  # removed, never started again
+
+    assert main(["clusters"]) == 0
+    listed = capsys.readouterr().out
+    assert f"{now_in_use.path}  in use by {private_data_dir.resolve()}" in listed
+    assert f"{now_in_use.set_aside}  set aside " in listed
+    assert f"{gone.path}  its data directory {other_data_dir.resolve()} is gone" in listed
+    assert "1 set aside (1.0 MB): `rezerv clusters --remove-set-aside` deletes them" in listed
+
+    assert main(["clusters", "--remove-set-aside"]) == 0
+    assert "removed 1 set-aside clusters, 1.0 MB" in capsys.readouterr().out
+    assert not now_in_use.set_aside.exists()
+    assert (now_in_use.path / "PG_VERSION").exists()
+    assert (gone.path / "PG_VERSION").exists(), "a cluster not set aside is only listed, never removed"
+
+
+def test_rezerv_clusters_with_nothing_placed_says_so(
+    roots: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stack.cli import main
+
+    assert main(["clusters"]) == 0
+    assert capsys.readouterr().out.startswith("no placed clusters")
+    assert not any(root.exists() for root in roots), "looking creates nothing"
