@@ -20,6 +20,10 @@ committed offsets in memory only, so its restart loses all of them):
   when the assignment changed since it was fetched (a rebalance listener counts changes) or the
   group generation was reset: a commit would then carry the new generation (or none, which a
   broker that lost the group accepts) with positions of the old topic.
+- A batch's end offsets go out with the next batch's fence (one commit per batch, not two: the
+  broker's CPU is per request, BENCHMARKS.md section 3), or on the first empty fetch after it, or
+  when the consumer stops; only under the membership that fetched the batch. Until then a crash
+  re-delivers that batch, which `processed` drops.
 - After every assignment change the topic is ensured (kafka_topics.ensure_topics); if it had to
   be created, the broker lost its state, and the consumer is replaced by a fresh one (fresh
   metadata, fresh group membership, offsets from "earliest").
@@ -36,7 +40,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -192,6 +196,21 @@ def wanted_messages(messages: list[OutboxMessage], event_types: frozenset[str] |
     if event_types is None:
         return messages
     return [m for m in messages if m.event_type in event_types]
+
+
+def fence_offsets(
+    pending: tuple[Hashable, Mapping[TopicPartition, int]] | None,
+    membership: Hashable,
+    starts: Mapping[TopicPartition, int],
+) -> dict[TopicPartition, int]:
+    """What a batch's fence commits: its start offsets, and the end offsets of the batch before it
+    (`pending`, acted on and not yet committed) if that batch was fetched under the same
+    `membership`. A partition in both takes the new start (the same offset when reading on; the
+    fence's own after a seek back). Ends fetched under another membership are dropped: committed
+    under a new generation they could land in a topic the broker made anew."""
+    if pending is None or pending[0] != membership:
+        return dict(starts)
+    return {**pending[1], **starts}
 
 
 def saga_topic_partitions(topic: str) -> int:
@@ -370,7 +389,7 @@ class MessageConsumer:
         self.partitions = partitions
         self.poll_timeout_ms = poll_timeout_ms
         # While the consumer keeps up (its last batch was not full), at least this long from one
-        # fetch to the next. Each batch costs two offset commits, an inbox lookup, a call to the
+        # fetch to the next. Each batch costs an offset commit, an inbox lookup, a call to the
         # shards and a transaction there, whatever its size: a consumer that takes every message
         # the moment it lands spends most of its CPU, and the broker's and the shards', on those
         # fixed costs, and starves the API at moderate load. Waiting lets aiokafka's background
@@ -398,6 +417,9 @@ class MessageConsumer:
         self.end_check_s = 2.0  # how often an idle consumer checks that it is not reading past the log's end
         self._ends_checked_at = time.monotonic()
         self._at_end = False  # the last fetch found nothing and every partition read to its end
+        # The last batch acted on, whose end offsets are not committed yet: (membership that
+        # fetched it, ends). They go out with the next fence, or on an empty fetch, or at a stop.
+        self._pending: tuple[_Membership, dict[TopicPartition, int]] | None = None
         self._stop_requested = asyncio.Event()
         self._finished = asyncio.Event()
         self._finished.set()
@@ -480,6 +502,7 @@ class MessageConsumer:
             max_poll_interval_ms=self.max_poll_interval_ms,
             fetch_max_wait_ms=self.fetch_max_wait_ms,
         )
+        self._pending = None  # a new consumer: what the old one left uncommitted comes again
         try:
             await consumer.start()
             assignments = _Assignments()
@@ -501,16 +524,20 @@ class MessageConsumer:
                 self._last_count = sum(len(batch) for batch in records.values())
                 # No await since getmany returned: this is the membership that fetched `records`.
                 fetched_under = _Membership(assignments.epoch, _generation(consumer))
-                self._at_end = _at_end(consumer) if not records else False
                 if records:
+                    self._at_end = False
                     fetched_ns = time.time_ns() if tracing.ENABLED else 0
                     batch = decode_batch(records, self.event_types)
                     self._observe_fetch(consumer, batch)
                     await self._consume(consumer, assignments, fetched_under, batch, stop, fetched_ns)
                 else:
+                    at_end = _at_end(consumer)
+                    await self._commit_pending(consumer, assignments)
+                    self._at_end = at_end
                     self._caught_up()
                     if time.monotonic() - self._ends_checked_at > self.end_check_s:
                         await self._check_positions(consumer)
+            await self._commit_pending(consumer, assignments)  # stopping: leave nothing acted on uncommitted
         finally:
             self._at_end = False
             await self._close(consumer)
@@ -543,8 +570,10 @@ class MessageConsumer:
         stop: asyncio.Event,
         fetched_ns: int = 0,
     ) -> None:
-        """Fence, act, commit one batch (see the module docstring for the fence)."""
-        if not await self._commit(consumer, assignments, fetched_under, batch.starts, "fence"):
+        """Fence, act, and leave the batch's ends to be committed (see the module docstring)."""
+        fence = fence_offsets(self._pending, fetched_under, batch.starts)
+        self._pending = None  # committed with the fence, or dropped with it (those messages come again)
+        if not await self._commit(consumer, assignments, fetched_under, fence, "fence"):
             # Not acted on. Unless a new assignment has set new positions already, seek back so that
             # this consumer cannot skip the batch, and pause: aiokafka is about to rejoin the group.
             if assignments.epoch == fetched_under.epoch:
@@ -575,7 +604,14 @@ class MessageConsumer:
                 self.name, self._trace_topic, batch.delivered, fetched_ns, started_ns, time.time_ns()
             )
         if acted:
-            await self._commit(consumer, assignments, fetched_under, batch.ends, "batch")
+            self._pending = (fetched_under, batch.ends)
+
+    async def _commit_pending(self, consumer: AIOKafkaConsumer, assignments: _Assignments) -> None:
+        """Commit the ends of the last batch acted on, if they are not committed yet."""
+        if self._pending is not None:
+            fetched_under, ends = self._pending
+            self._pending = None
+            await self._commit(consumer, assignments, fetched_under, ends, "batch")
 
     async def _act(
         self,

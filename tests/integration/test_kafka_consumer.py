@@ -16,6 +16,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -443,3 +444,33 @@ async def _partitions(bootstrap: str, topic: str) -> int:
         return len(reader.partitions_for_topic(topic) or ())
     finally:
         await reader.stop()
+
+
+async def test_batches_one_after_another_cost_one_commit_each_and_the_last_is_committed_once_idle(
+    kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The broker's CPU is per request: a batch's end offsets ride on the next batch's fence, and
+    the last batch's go out on the first empty fetch after it."""
+    topic, group = await new_topic(kafka_bootstrap), f"g-{uid()}"
+    sent = await produce(kafka_bootstrap, topic, keyed([outbox(f"hold/{uid()}", 1) for _ in range(12)]))
+    commits: list[dict[int, int]] = []
+    real_commit = AIOKafkaConsumer.commit
+
+    async def counted(self: AIOKafkaConsumer, offsets: Any = None) -> None:
+        await real_commit(self, offsets)  # the real commit, to the real broker; only counted here
+        if self._group_id == group:
+            commits.append({tp.partition: offset for tp, offset in offsets.items()})
+
+    monkeypatch.setattr(AIOKafkaConsumer, "commit", counted)
+    recorder = Recorder()
+    consumer = consumer_for(kafka_bootstrap, topic, group, recorder)
+    consumer.batch_max = 2  # twelve messages: six full batches, fetched one after another
+    async with running(consumer):
+        await until(lambda: len(recorder.done) == len(sent), 10, "every message handled")
+        await until(lambda: _committed_is(kafka_bootstrap, group, topic, ends_of(sent)), 5, "committed once idle")
+        await asyncio.sleep(1.0)  # idle: nothing more to commit
+
+    batches = len(recorder.calls)
+    assert batches >= 6
+    assert len(commits) == batches + 1, commits  # a fence per batch, then the last batch's ends
+    assert commits[-1].items() <= ends_of(sent).items(), "the last commit: the last batch's ends"

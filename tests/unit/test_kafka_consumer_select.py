@@ -13,6 +13,7 @@ from engine.adapters.kafka_consumer import (
     Undecodable,
     decode_batch,
     decode_message,
+    fence_offsets,
     saga_topic_partitions,
     select_fresh,
 )
@@ -149,3 +150,34 @@ def test_records_of_types_the_consumer_does_not_act_on_are_skipped_undecoded_but
     everything = decode_batch(records)
     assert everything.skipped == 0
     assert len(everything.undecodable) == 1
+
+
+A, B, C = (TopicPartition("bookings", n) for n in range(3))
+
+
+def test_a_fence_carries_the_previous_batchs_ends_when_the_membership_is_the_same() -> None:
+    pending = ("membership 1", {A: 10, B: 7})
+    assert fence_offsets(pending, "membership 1", {A: 10, C: 3}) == {A: 10, B: 7, C: 3}
+
+
+def test_a_fence_under_another_membership_commits_only_its_own_starts() -> None:
+    pending = ("membership 1", {A: 10, B: 7})
+    assert fence_offsets(pending, "membership 2", {A: 4}) == {A: 4}
+    assert fence_offsets(None, "membership 1", {A: 4}) == {A: 4}
+
+
+def test_a_fence_after_a_seek_back_commits_the_new_start_not_the_old_end() -> None:
+    assert fence_offsets(("m", {A: 10}), "m", {A: 0}) == {A: 0}
+
+
+@given(
+    st.dictionaries(st.integers(0, 5), st.integers(0, 100)),
+    st.dictionaries(st.integers(0, 5), st.integers(0, 100), min_size=1),
+)
+def test_a_fence_never_commits_a_partition_neither_batch_read(ends: dict[int, int], starts: dict[int, int]) -> None:
+    def tps(offsets: dict[int, int]) -> dict[TopicPartition, int]:
+        return {TopicPartition("bookings", n): offset for n, offset in offsets.items()}
+
+    fence = fence_offsets(("m", tps(ends)), "m", tps(starts))
+    assert set(fence) == set(tps(ends)) | set(tps(starts))
+    assert all(fence[tp] == offset for tp, offset in tps(starts).items())
