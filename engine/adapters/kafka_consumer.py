@@ -42,6 +42,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -234,14 +235,17 @@ class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
     """Counts assignment changes, so a batch is acted on and committed only under the assignment
     that fetched it (aiokafka calls these around every rebalance, before the generation changes)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_assigned: Callable[[Collection[TopicPartition]], None] | None = None) -> None:
         self.epoch = 0
+        self.on_assigned = on_assigned  # called with new partitions before anything is fetched from them
 
     def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
         self.epoch += 1
 
     def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
         self.epoch += 1
+        if self.on_assigned is not None:
+            self.on_assigned(assigned)
 
 
 def _generation(consumer: AIOKafkaConsumer) -> int | None:
@@ -420,6 +424,7 @@ class MessageConsumer:
         # The last batch acted on, whose end offsets are not committed yet: (membership that
         # fetched it, ends). They go out with the next fence, or on an empty fetch, or at a stop.
         self._pending: tuple[_Membership, dict[TopicPartition, int]] | None = None
+        self._fetch_from_s: float | None = None  # `run`'s: no fetch before then
         self._stop_requested = asyncio.Event()
         self._finished = asyncio.Event()
         self._finished.set()
@@ -435,12 +440,18 @@ class MessageConsumer:
 
     # -- lifecycle
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, fetch_from_s: float | None = None) -> None:
         """Consume until `stop` is set or `stop()` is called; survives broker trouble (module docstring).
 
         Stopping lets a running handler call finish (its batch is committed if it succeeded),
         stops retrying a failing one without committing, and leaves the group. Cancelling the
-        task stops at once, also without committing the batch in hand."""
+        task stops at once, also without committing the batch in hand.
+
+        With `fetch_from_s` (wall clock, epoch seconds) the consumer joins its group at once but
+        fetches nothing before then: a topic generation's consumer starts ahead of its period so
+        that the join is done when the first message comes (kafka_generations.py), and an empty
+        fetch costs the broker 1-2.5 ms of CPU, five a second per consumer (BENCHMARKS.md)."""
+        self._fetch_from_s = fetch_from_s
         self._finished.clear()
         try:
             while not self._stopping(stop):
@@ -505,7 +516,7 @@ class MessageConsumer:
         self._pending = None  # a new consumer: what the old one left uncommitted comes again
         try:
             await consumer.start()
-            assignments = _Assignments()
+            assignments = _Assignments(partial(self._hold_if_early, consumer))
             consumer.subscribe([self.topic], listener=assignments)
             self._connected()
             checked_epoch = 0  # the topic was ensured just above
@@ -520,6 +531,9 @@ class MessageConsumer:
                 if pause > 0:
                     await self._wait(stop, pause)
                 self._fetched_at = time.monotonic()
+                if self._fetch_from_s is not None and time.time() >= self._fetch_from_s:
+                    self._fetch_from_s = None
+                    consumer.resume(*consumer.paused())
                 records = await consumer.getmany(timeout_ms=self.poll_timeout_ms, max_records=self.batch_max)
                 self._last_count = sum(len(batch) for batch in records.values())
                 # No await since getmany returned: this is the membership that fetched `records`.
@@ -541,6 +555,14 @@ class MessageConsumer:
         finally:
             self._at_end = False
             await self._close(consumer)
+
+    def _hold_if_early(self, consumer: AIOKafkaConsumer, assigned: Collection[TopicPartition]) -> None:
+        """Before `run`'s `fetch_from_s`, pause each partition as it is assigned (the rebalance
+        listener runs before aiokafka's fetcher reads it): the fetcher sends no fetch for a paused
+        partition, while `getmany` still polls (the group keeps this member) and returns nothing.
+        The consume loop resumes them once the time has come."""
+        if self._fetch_from_s is not None and time.time() < self._fetch_from_s and assigned:
+            consumer.pause(*assigned)
 
     def _observe_fetch(self, consumer: AIOKafkaConsumer, batch: Batch) -> None:
         """Per fetched batch: its size, and each fetched partition's lag behind its high watermark."""

@@ -5,7 +5,8 @@ generations"; engine/adapters/kafka_bus.py). For one consumer, `GenerationalCons
 `MessageConsumer` per live generation, each in a consumer group of its own (``<group>.g<N>``):
 
 - the generation of now, and the next one from `lead_ms` before it begins, so that its group has
-  joined (a join takes seconds) before the first message arrives;
+  joined (a join takes seconds) before the first message arrives; it fetches nothing until just
+  before its period (`fetch_from_s`): each empty fetch costs the broker CPU;
 - every older generation it has not drained yet, also those found on the broker at start (after a
   crash, a generation may hold messages nobody acted on);
 - an older generation is drained once its period has been over for `grace_ms` (publishers that
@@ -48,7 +49,7 @@ log = logging.getLogger("rezerv.generations")
 class GenerationReader(Protocol):
     """What GenerationalConsumer needs of a MessageConsumer."""
 
-    async def run(self, stop: asyncio.Event) -> None: ...
+    async def run(self, stop: asyncio.Event, fetch_from_s: float | None = None) -> None: ...
 
     async def stop(self) -> None: ...
 
@@ -67,6 +68,20 @@ def wanted_generations(now_ms: int, period_ms: int, lead_ms: int) -> set[int]:
     if (current + 1) * period_ms - now_ms < lead_ms:
         wanted.add(current + 1)
     return wanted
+
+
+FETCH_EARLY_MS = 1_000
+"""A generation's consumer fetches from this long before the generation begins: publishers on
+other machines may run a little ahead by their clocks."""
+
+
+def fetch_from_s(generation: int, now_ms: int, period_ms: int) -> float | None:
+    """When a consumer started now for `generation` should begin to fetch (epoch seconds); None
+    for a generation that has begun. A generation's consumer joins its group `lead_ms` before the
+    generation (a join takes seconds), but fetching an empty topic for that long costs the broker
+    a request every fetch wait."""
+    begins_ms = generation * period_ms - FETCH_EARLY_MS
+    return begins_ms / 1000 if begins_ms > now_ms else None
 
 
 def may_be_drained(generation: int, now_ms: int, period_ms: int, grace_ms: int) -> bool:
@@ -153,7 +168,10 @@ class GenerationalConsumer:
                 generation_topic(self.topic, generation), generation_group(self.group, generation)
             )
             stop = asyncio.Event()
-            task = asyncio.get_running_loop().create_task(reader.run(stop), name=f"consumer-{self.name}-g{generation}")
+            starts = fetch_from_s(generation, self._now_ms(), self.period_ms)
+            task = asyncio.get_running_loop().create_task(
+                reader.run(stop, starts), name=f"consumer-{self.name}-g{generation}"
+            )
             self.running[generation] = _Running(reader, task, stop)
             log.info("consumer %s: reading %s", self.name, generation_topic(self.topic, generation))
 

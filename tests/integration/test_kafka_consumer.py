@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -474,3 +475,39 @@ async def test_batches_one_after_another_cost_one_commit_each_and_the_last_is_co
     assert batches >= 6
     assert len(commits) == batches + 1, commits  # a fence per batch, then the last batch's ends
     assert commits[-1].items() <= ends_of(sent).items(), "the last commit: the last batch's ends"
+
+
+async def test_a_consumer_told_to_fetch_from_a_later_time_joins_at_once_and_handles_nothing_before_it(
+    kafka_bootstrap: str,
+) -> None:
+    """A topic generation's consumer starts ahead of its period: its group joins, nothing is fetched."""
+    topic, group = await new_topic(kafka_bootstrap), f"g-{uid()}"
+    sent = await produce(kafka_bootstrap, topic, keyed([outbox(f"hold/{uid()}", 1) for _ in range(4)]))
+    handled_at: list[float] = []
+    recorder = Recorder(before_return=lambda _call: _note(handled_at))
+    consumer = consumer_for(kafka_bootstrap, topic, group, recorder)
+    fetch_from = time.time() + 3.0
+    task = asyncio.create_task(consumer.run(asyncio.Event(), fetch_from))
+    try:
+        await until(lambda: _has_members(kafka_bootstrap, group), 10, "the group joined")
+        assert not recorder.calls, "nothing fetched before fetch_from"
+        await until(lambda: len(recorder.done) == len(sent), 10, "every message handled once the time came")
+        assert min(handled_at) >= fetch_from
+    finally:
+        await asyncio.wait_for(consumer.stop(), 10)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _note(times: list[float]) -> None:
+    times.append(time.time())
+
+
+async def _has_members(bootstrap: str, group: str) -> bool:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_consumer_groups([group])
+    finally:
+        await admin.close()
+    return any(len(response.groups[0][5]) > 0 for response in described)

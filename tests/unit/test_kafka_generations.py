@@ -8,7 +8,9 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from engine.adapters.kafka_generations import (
+    FETCH_EARLY_MS,
     GenerationalConsumer,
+    fetch_from_s,
     generation_group,
     generations_on_broker,
     may_be_drained,
@@ -42,6 +44,13 @@ def test_a_generation_may_be_drained_only_after_its_period_and_the_grace() -> No
     assert may_be_drained(10, 11 * P + 5_000, P, grace_ms=5_000)
 
 
+def test_the_next_generation_is_fetched_from_just_before_it_begins_and_a_begun_one_at_once() -> None:
+    assert fetch_from_s(11, 11 * P - 20_000, P) == (11 * P - FETCH_EARLY_MS) / 1000
+    assert fetch_from_s(11, 11 * P - FETCH_EARLY_MS, P) is None
+    assert fetch_from_s(10, 10 * P + 5_000, P) is None
+    assert fetch_from_s(8, 10 * P, P) is None
+
+
 def test_generations_on_the_broker_are_found_by_name() -> None:
     names = ["bookings.g3", "bookings.g4", "payments.g4", "bookings", "other.g1", "bookings.gzz"]
     assert generations_on_broker("bookings", names) == {3, 4}
@@ -53,8 +62,10 @@ class FakeReader:
     group: str
     at_end: bool = False
     stopped: bool = False
+    fetch_from_s: float | None = None
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, fetch_from_s: float | None = None) -> None:
+        self.fetch_from_s = fetch_from_s
         await stop.wait()
 
     async def stop(self) -> None:
@@ -110,9 +121,13 @@ async def test_a_consumer_reads_each_generation_until_drained_then_records_it() 
     assert readers["bookings.g8"].stopped
     assert await registry.drained("pay", "bookings") == {8}
 
+    assert readers["bookings.g10"].fetch_from_s is None, "a generation that has begun is fetched at once"
+    assert readers["bookings.g8"].fetch_from_s is None
+
     clock.ms = 11 * P - 10_000  # within the lead of generation 11
     await asyncio.sleep(0.05)
     assert set(consumer.running) == {10, 11}
+    assert readers["bookings.g11"].fetch_from_s == (11 * P - FETCH_EARLY_MS) / 1000, "joined now, fetched then"
     clock.ms = 11 * P + 1_000  # generation 10 is over, but not its grace
     readers["bookings.g10"].at_end = True
     await asyncio.sleep(0.05)
