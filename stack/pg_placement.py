@@ -34,6 +34,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
+from stack.processes import pid_alive
+
 SYSTEM_ROOT = Path("/var/lib/rezerv")
 ORPHANED = ".orphaned-"  # a cluster set aside: `clusters/<digest>.orphaned-<UTC time>/`
 PASSWORD_DIGEST = "rezerv-password-digest"  # in a placed cluster: whose password it knows
@@ -142,10 +144,15 @@ def placed_cluster_of(data_dir: Path) -> Path | None:
     `placement_root` would have made `/tmp/rezerv-root` for that user, which then stopped the
     next user's removal. It looks only into the roots `placement_root` would use."""
     name = _cluster_name(data_dir)
-    for root in _candidate_roots():
-        if _trusted(root) and (root / "clusters" / name).exists():
-            return root / "clusters" / name
+    for clusters in _cluster_dirs():
+        if (clusters / name).exists():
+            return clusters / name
     return None
+
+
+def _cluster_dirs() -> list[Path]:
+    """The `clusters/` directories of the placement roots that may be looked into (creating nothing)."""
+    return [root / "clusters" for root in _candidate_roots() if _trusted(root)]
 
 
 class PlacedCluster(NamedTuple):
@@ -249,9 +256,8 @@ def _size(path: Path) -> int:
 def placed_clusters() -> list[ClusterOnDisk]:
     """Every cluster placed under the placement roots (creating nothing), set aside or not."""
     found: list[ClusterOnDisk] = []
-    for root in _candidate_roots():
-        clusters = root / "clusters"
-        if not _trusted(root) or not clusters.is_dir():
+    for clusters in _cluster_dirs():
+        if not clusters.is_dir():
             continue
         for path in sorted(clusters.iterdir()):
             if not path.is_dir() or path.name.startswith("."):
@@ -269,10 +275,9 @@ def _server_running(cluster: Path) -> bool:
     """True if a PostgreSQL server runs on `cluster` (someone started a set-aside one by hand)."""
     try:
         pid = int((cluster / "postmaster.pid").read_text().split()[0])
-        os.kill(pid, 0)
     except (OSError, ValueError, IndexError):
         return False
-    return True
+    return pid_alive(pid)
 
 
 def remove_set_aside(clusters: list[ClusterOnDisk]) -> list[ClusterOnDisk]:

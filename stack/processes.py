@@ -132,6 +132,16 @@ def tail(path: Path, lines: int = 8) -> str:
 SAME_PROCESS_S = 0.01  # two start times this close: the same process, not a later one with its pid
 
 
+def pid_alive(pid: int) -> bool:
+    """True while the process runs; a zombie (exited, not yet reaped by its parent) has stopped."""
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
+        return True
+
+
 def running_as(pid: int, created: float) -> psutil.Process | None:
     """Process `pid` if it still runs and is the one that started at `created` (pids are reused)."""
     try:

@@ -49,6 +49,7 @@ from stack.processes import (
     ManagedProcess,
     StartupError,
     on_every_start,
+    pid_alive,
     process_table,
     require_free_port,
     running_as,
@@ -161,7 +162,7 @@ def running_pid(files: RunFiles) -> int | None:
         started = float(fields[1]) if len(fields) > 1 else None
     except (OSError, ValueError, IndexError):
         return None
-    if not _alive(pid):
+    if not pid_alive(pid):
         return None
     if started is not None:
         return pid if running_as(pid, started) else None
@@ -179,16 +180,6 @@ def _is_rezerv_up(argv: list[str]) -> bool:
 def pid_file_line() -> str:
     """This process as the pid file names it: pid and start time."""
     return f"{os.getpid()} {psutil.Process().create_time()}\n"
-
-
-def _alive(pid: int) -> bool:
-    """True while the process runs; a zombie (exited, not yet reaped by its parent) has stopped."""
-    try:
-        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.Error:
-        return True
 
 
 @dataclass
@@ -857,7 +848,7 @@ def run_down(settings: Settings | None = None, timeout_s: float = 90.0) -> int:
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not pid_alive(pid):
             print(f"rezerv down: stopped `rezerv up` (pid {pid}).")
             return 0
         time.sleep(0.2)

@@ -207,3 +207,17 @@ def test_rezerv_clusters_with_nothing_placed_says_so(
     assert main(["clusters"]) == 0
     assert capsys.readouterr().out.startswith("no placed clusters")
     assert not any(root.exists() for root in roots), "looking creates nothing"
+
+
+def test_a_set_aside_cluster_that_a_server_runs_on_is_kept(private_data_dir: Path) -> None:
+    _started_cluster(private_data_dir, "the-first-secret")
+    (private_data_dir / "pg").unlink()
+    aside = _started_cluster(private_data_dir, "a-new-secret").set_aside
+    assert aside is not None
+    (aside / "postmaster.pid").write_text(f"{os.getpid()}\n")  # a live process, as a server started by hand
+
+    assert pg_placement.remove_set_aside(pg_placement.placed_clusters()) == []
+    assert (aside / "PG_VERSION").exists()
+
+    (aside / "postmaster.pid").unlink()  # the server stopped
+    assert [c.path for c in pg_placement.remove_set_aside(pg_placement.placed_clusters())] == [aside]
