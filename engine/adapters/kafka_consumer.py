@@ -545,6 +545,9 @@ class MessageConsumer:
                     self._observe_fetch(consumer, batch)
                     await self._consume(consumer, assignments, fetched_under, batch, stop, fetched_ns)
                 else:
+                    # Read at the fetch (no await since getmany), but reported only after the last
+                    # batch's ends went out: while that commit is in flight `caught_up` stays False,
+                    # so a generation is not declared drained with a commit of ours still pending.
                     at_end = _at_end(consumer)
                     await self._commit_pending(consumer, assignments)
                     self._at_end = at_end
