@@ -1,18 +1,20 @@
 """The saga's long-running services, each a Ray actor (made remote in actors/factory.py).
 
 - "outbox": the outbox relay (event log -> Kafka), the bookings, catalog and ledger projections
-  (event log -> read models: bookings, browsing, wallet statements) and the saga supervisor
+  (event log -> read models: bookings, browsing, wallet statements), the sales read model and the
+  notifier (engine/sales.py, engine/notifier.py: the holds and their outcomes, read from the log
+  as the messages the relay publishes, to per-entity sales and to stored notifications and their
+  webhook deliveries; engine/log_consumer.py says why from the log) and the saga supervisor
   (re-sends what the broker lost, expires orphaned holds);
-- "payments": the payment worker, a consumer group on the bookings topic that charges each new
-  booking in its customer's wallet and confirms or releases it; the sales consumer
-  (engine/sales.py), another group on the same topic, writing the sales read model a batch per
-  REZERV_SALES_INTERVAL_S; and the notifier (engine/notifier.py: booking outcomes from the
-  bookings topic and refunds from the payments topic to stored notifications, and the webhook
-  deliveries). They share one process rather than taking a Ray worker process each: with the
-  notifier in a process of its own the saga services took 105 MB more on an idle stack
-  (BENCHMARKS.md section 3). Until 2026-12-01 a third role, "results", confirmed or released
-  each booking from its payment decision and then only hosted the notifier; the payment worker
-  confirms in the batch that paid (engine/saga.py).
+- "payments": the payment worker, the one consumer group of the bookings topic, which charges each
+  new booking in its customer's wallet and confirms or releases it (engine/saga.py).
+
+They share few processes rather than taking a Ray worker process each: with the notifier in a
+process of its own the saga services took 105 MB more on an idle stack (BENCHMARKS.md section 3).
+Until 2026-12-01 a third role, "results", confirmed or released each booking from its payment
+decision and then only hosted the notifier; the payment worker confirms in the batch that paid.
+Until 2026-12-04 the sales read model and the notifier were consumer groups of the topics, in the
+payments service.
 
 What each role is built from is in actors/wiring.py (the composition root of the Ray
 processes); this class is what Ray needs of the process: start, stop, ping, stats, metrics.

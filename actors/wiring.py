@@ -144,6 +144,10 @@ class ServiceWiring:
             self._spawn("topic-retirer", self._retire_generations(pool))
         if self.settings.ledger:
             await self._start_ledger(listener)
+        if self.settings.sales:
+            await self._start_sales(listener)
+        if self.settings.notifier:
+            await self._start_notifier(listener)
 
     def _generation_ms(self) -> int:
         return int(self.settings.kafka_generation_s * 1000)
@@ -222,70 +226,66 @@ class ServiceWiring:
         policy = PaymentPolicy(self.settings.payment_max_tickets, self.settings.payment_min_amount)
         worker = PaymentWorker(self._execute(), policy)
         await self._consume("bookings", PAYMENT_WORKER, worker.handle, worker.event_types)
-        if self.settings.sales:
-            await self._start_sales()
-        if self.settings.notifier:
-            await self._start_notifier()
 
-    async def _start_sales(self) -> None:
-        """The sales consumer: its own group on the bookings topic, a batch at most every
-        REZERV_SALES_INTERVAL_S written in one statement, no inbox (engine/sales.py)."""
+    def _log_consumer(
+        self,
+        name: str,
+        pool: Any,
+        listener: AppendListener,
+        handler: Callable[[Any], Awaitable[None]],
+        event_types: frozenset[str],
+        min_interval_s: float,
+    ) -> None:
+        """A read model fed the saga's messages from the log (engine/log_consumer.py), in this
+        process: it wakes on the outbox's listening connection."""
+        from engine.adapters.pg_log import PostgresLogReader
+        from engine.log_consumer import LogConsumer
+
+        consumer = LogConsumer(
+            name, PostgresLogReader(pool, listener), handler, event_types, min_interval_s=min_interval_s
+        )
+        self.parts[name] = consumer
+        self._spawn(f"log-consumer-{name}", consumer.run(self.stop_event))
+
+    async def _start_sales(self, listener: AppendListener) -> None:
+        """The sales read model (engine/sales.py): the holds and their outcomes read from the log,
+        a batch at most every REZERV_SALES_INTERVAL_S written in one statement, no inbox."""
         from engine.adapters.pg_sales import PostgresSales
         from engine.sales import SALES_CONSUMER, SALES_EVENT_TYPES, fold
 
-        sales = PostgresSales(await self._pool(1))
+        pool = await self._pool(1)
+        sales = PostgresSales(pool)
 
-        async def handle(messages: list[Any]) -> None:
+        async def handle(messages: Any) -> None:
             await sales.apply(fold(messages))
 
-        async def nothing_processed(_ids: list[str]) -> set[str]:
-            return set()  # exactly once by the read model's own state, not by an inbox
+        self._log_consumer(SALES_CONSUMER, pool, listener, handle, SALES_EVENT_TYPES, self.settings.sales_interval_s)
 
-        await self._consume(
-            "bookings",
-            SALES_CONSUMER,
-            handle,
-            SALES_EVENT_TYPES,
-            processed=nothing_processed,
-            part="sales",
-            batch_max=20_000,
-            min_interval_s=self.settings.sales_interval_s,
-        )
-
-    async def _start_notifier(self) -> None:
-        """The booking outcomes told to their customers (engine/notifier.py), in the payments
-        process: its own pool, its own consumer groups, no Ray worker process of its own."""
+    async def _start_notifier(self, listener: AppendListener) -> None:
+        """The booking outcomes told to their customers (engine/notifier.py): the outcomes read
+        from the log, stored as notifications, and the webhook deliveries."""
         from engine.adapters.http_post import aiohttp_post
         from engine.adapters.pg_notifications import PostgresNotifications
-        from engine.notifications import BOOKING_OUTCOMES, NOTIFIER, PAYMENT_OUTCOMES
+        from engine.notifications import NOTIFIER, OUTCOMES
         from engine.notifier import Notifier, WebhookDeliverer
 
-        store = PostgresNotifications(await self._pool(3))
+        pool = await self._pool(3)
+        store = PostgresNotifications(pool)
         post, close = aiohttp_post()
         self.closers.append(close)
         deliverer = WebhookDeliverer(store, post, self.settings.webhook_max_attempts, self.settings.webhook_timeout_s)
         notifier = Notifier(store, deliverer.wake)
         self.parts.update(notifier=notifier, webhooks=deliverer)
-        for topic, outcomes in (("bookings", BOOKING_OUTCOMES), ("payments", PAYMENT_OUTCOMES)):
-            name = f"{NOTIFIER}-{topic}"
-            await self._consume(topic, name, notifier.handle, outcomes, notifier.processed, part=name)
+        interval = self.settings.saga_batch_interval_ms / 1000
+        self._log_consumer(NOTIFIER, pool, listener, notifier.handle, OUTCOMES, interval)
         self._spawn("webhook-deliveries", deliverer.run(self.stop_event))
 
     async def _consume(
-        self,
-        topic: str,
-        name: str,
-        handler: Callable[[Any], Awaitable[None]],
-        event_types: frozenset[str],
-        processed: Callable[[list[str]], Awaitable[set[str]]] | None = None,
-        part: str = "consumer",
-        batch_max: int = 500,
-        min_interval_s: float | None = None,
+        self, topic: str, name: str, handler: Callable[[Any], Awaitable[None]], event_types: frozenset[str]
     ) -> None:
-        """A consumer group on `topic` (one per live topic generation); `processed`: its inbox
-        lookup (default: the saga's inbox); `part`: its name in `self.parts`; `min_interval_s`:
-        at least this long between fetches while it keeps up (default: the saga's pacing,
-        REZERV_SAGA_BATCH_INTERVAL_MS)."""
+        """A consumer group on `topic` (one per live topic generation), deduplicating by the
+        saga's inbox, paced by REZERV_SAGA_BATCH_INTERVAL_MS while it keeps up; `self.parts`
+        calls it "consumer"."""
         from functools import partial
 
         from engine.adapters.kafka_consumer import MessageConsumer
@@ -295,16 +295,14 @@ class ServiceWiring:
         from engine.adapters.pg_generations import PostgresGenerationRegistry
 
         pool = await self._pool(2)
-        if processed is None:
-            store = PostgresEventStore(pool)
+        store = PostgresEventStore(pool)
 
-            async def processed(message_ids: list[str]) -> set[str]:
-                return await store.processed(name, message_ids)
+        async def processed(message_ids: list[str]) -> set[str]:
+            return await store.processed(name, message_ids)
 
         prefix = self.settings.kafka_topic_prefix
         session = self.settings.kafka_session_timeout_ms
-        if min_interval_s is None:
-            min_interval_s = self.settings.saga_batch_interval_ms / 1000
+        min_interval_s = self.settings.saga_batch_interval_ms / 1000
 
         def reader(topic_name: str, group_id: str) -> MessageConsumer:
             return MessageConsumer(
@@ -314,7 +312,6 @@ class ServiceWiring:
                 name,
                 handler,
                 processed,
-                batch_max=batch_max,
                 session_timeout_ms=session,
                 heartbeat_interval_ms=max(100, session // 6),
                 min_interval_s=min_interval_s,
@@ -324,7 +321,7 @@ class ServiceWiring:
 
         if not self._generation_ms():
             consumer = reader(prefix + topic, prefix + name)
-            self.parts[part] = consumer
+            self.parts["consumer"] = consumer
             self._spawn(f"consumer-{name}", consumer.run(self.stop_event))
             return
         generations = GenerationalConsumer(
@@ -337,5 +334,5 @@ class ServiceWiring:
             self._generation_ms(),
             lead_ms=self._lead_ms(),
         )
-        self.parts[part] = generations
+        self.parts["consumer"] = generations
         self._spawn(f"consumer-{name}", generations.run(self.stop_event))

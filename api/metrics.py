@@ -101,6 +101,12 @@ CATALOG_BEHIND = Gauge(
     "Age of the oldest logged event the catalog has not applied yet; 0 when it is caught up (read at scrape time)",
 )
 
+LOG_CONSUMER_LAG = Gauge(
+    "rezerv_log_consumer_lag_events",
+    "Events a read model's log consumer (the notifier, the sales read model) has not scanned yet (read at scrape time)",
+    ["consumer"],
+)
+
 
 async def refresh_log_lags(pool: Any, timeout_s: float = 1.0) -> None:
     """Read the outbox relay's and the projection's lag from PostgreSQL, where their checkpoints live.
@@ -114,13 +120,22 @@ async def refresh_log_lags(pool: Any, timeout_s: float = 1.0) -> None:
     from engine.adapters.pg_bookings import projection_lag
     from engine.adapters.pg_log import outbox_lag
     from engine.adapters.pg_rebuild import catalog_lag
+    from engine.notifications import NOTIFIER
     from engine.relay import LAG
+    from engine.sales import SALES_CONSUMER
+
+    consumers = (NOTIFIER, SALES_CONSUMER)
+
+    async def consumer_lags() -> list[int]:
+        return list(await asyncio.gather(*(outbox_lag(pool, c) for c in consumers)))
 
     with contextlib.suppress(Exception):
-        outbox, projection, (catalog, behind) = await asyncio.wait_for(
-            asyncio.gather(outbox_lag(pool), projection_lag(pool), catalog_lag(pool)), timeout_s
+        outbox, projection, (catalog, behind), lags = await asyncio.wait_for(
+            asyncio.gather(outbox_lag(pool), projection_lag(pool), catalog_lag(pool), consumer_lags()), timeout_s
         )
         LAG.set(outbox)
         PROJECTION_LAG.set(projection)
         CATALOG_LAG.set(catalog)
         CATALOG_BEHIND.set(behind)
+        for consumer, lag in zip(consumers, lags, strict=True):
+            LOG_CONSUMER_LAG.labels(consumer).set(lag)

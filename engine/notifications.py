@@ -1,18 +1,18 @@
 """Notifications: every booking outcome becomes one notification for its customer.
 
 Outcomes are the events that end or settle a booking: confirmed, released (with its reason),
-expired, cancelled, refunded. The notifier consumes them from the saga's topics (bookings for
-the first four, payments for refunds), in batches, and stores each as one row keyed by its
-message id (``stream@version``, unique in the whole log), so a message delivered twice, by a
-re-sent batch or after a broker restart, is stored once (the insert skips a known key). From the
+expired, cancelled, refunded. The notifier reads them from the event log (engine/log_consumer.py),
+in batches, as the messages the relay publishes them as, and stores each as one row keyed by its
+message id (``stream@version``, unique in the whole log), so a message handed over twice (a batch
+read again after a crash) is stored once (the insert skips a known key). From the
 store a notification reaches the customer three ways: the list (`GET
 /customers/{id}/notifications`), a live Server-Sent Events stream, and the customer's webhook if
 one is registered (signed, retried with backoff, parked in a dead-letter table after
 REZERV_WEBHOOK_MAX_ATTEMPTS failures).
 
-None of this is on a booking's path: the notifier is a consumer group of its own, reading what
-the saga already publishes. A notifier that is down only delays notifications (its offsets and
-the stored rows are where it resumes), and a webhook that is down only fills its retry queue.
+None of this is on a booking's path: the notifier reads what the saga has already written. A
+notifier that is down only delays notifications (its checkpoint and the stored rows are where it
+resumes), and a webhook that is down only fills its retry queue.
 
 Pure here: which messages are outcomes and what each notification says (`plan`), and the retry
 schedule of a webhook delivery (`next_attempt`). Ports for the store; adapters in
@@ -37,9 +37,11 @@ CANCELLED = "CANCELLED"
 REFUNDED = "REFUNDED"
 
 BOOKING_OUTCOMES = frozenset({"BookingConfirmed", "HoldReleased", "HoldExpired", "BookingCancelled"})
-"""What the notifier takes from the bookings topic (holds it skips without decoding them)."""
+"""The outcomes in a booking's own stream (an event's or a car's)."""
 PAYMENT_OUTCOMES = frozenset({"PaymentRefunded"})
-"""What it takes from the payments topic (payment decisions it skips)."""
+"""The outcomes of its payment, in its customer's wallet."""
+OUTCOMES = BOOKING_OUTCOMES | PAYMENT_OUTCOMES
+"""What the notifier reads of the log; the other events never leave the database."""
 
 NOTIFIER = "notifier"
 
@@ -95,7 +97,7 @@ def plan(messages: Sequence[OutboxMessage]) -> list[Notification]:
     """The notifications of a batch, in its order, each message id once."""
     out: dict[str, Notification] = {}
     for message in messages:
-        if message.event_type in BOOKING_OUTCOMES or message.event_type in PAYMENT_OUTCOMES:
+        if message.event_type in OUTCOMES:
             n = notification_of(message)
             if n is not None:
                 out.setdefault(n.message_id, n)

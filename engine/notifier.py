@@ -1,8 +1,8 @@
-"""The notifier's two workers: storing outcomes from the saga's topics, and delivering webhooks.
+"""The notifier's two workers: storing the booking outcomes of the log, and delivering webhooks.
 
-`Notifier.handle` is a consumer handler (engine/adapters/kafka_consumer.py): a batch of outcome
+`Notifier.handle` is a log consumer's handler (engine/log_consumer.py): a batch of outcome
 messages becomes one `store` call (one statement), and the new rows wake the webhook worker. It
-needs no inbox lookup: the store skips message ids it has (`processed` can answer "none").
+needs no inbox: the store skips message ids it has.
 
 `WebhookDeliverer` sends the due deliveries, signed with the customer's webhook secret
 (engine/signing.py), several at once; a 2xx answer ends a delivery, anything else (another
@@ -50,11 +50,6 @@ class Notifier:
         self.stored += len(stored)
         if stored and self.wake is not None:
             self.wake.set()
-
-    @staticmethod
-    async def processed(_message_ids: list[str]) -> set[str]:
-        """Nothing to look up: storing a known message id again changes nothing."""
-        return set()
 
 
 class WebhookDeliverer:

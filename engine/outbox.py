@@ -7,9 +7,8 @@ transactional example with the processing apart from the I/O.
 Message format (for consumers):
 - value: ``codec.encode(OutboxMessage(...))``; `payload` is the event's stored bytes, so
   ``codec.decode_record(message.payload)`` gives the domain event.
-- key: the hold id (topic "bookings") or the saga id (topic "payments": refunds), UTF-8. One key always
-  lands on one partition, and the relay publishes a key's events in log order, so a consumer sees
-  one booking's (or one saga's) messages in order.
+- key: the hold id, UTF-8. One key always lands on one partition, and the relay publishes a key's
+  events in log order, so a consumer sees one booking's messages in order.
 - headers: ``("type", event type)``, ``("message_id", "<stream_id>@<version>")``.
 - Delivery is at least once: after a crash or a broker error a batch is sent again. Consumers
   remove duplicates by `message_id` (stable across re-sends, unique in the whole log). Order is
@@ -32,7 +31,6 @@ RELAY_NAME = "outbox-relay"
 """The outbox relay's checkpoint name in `log_checkpoints`."""
 
 BOOKINGS_TOPIC = "bookings"
-PAYMENTS_TOPIC = "payments"
 
 
 @codec.register()
@@ -54,22 +52,21 @@ class Route(NamedTuple):
 
 
 _BOOKING = Route(BOOKINGS_TOPIC, "hold_id")
-_PAYMENT = Route(PAYMENTS_TOPIC, "saga_id")
 
 ROUTES: Mapping[str, Route] = {
     "TicketsHeld": _BOOKING,
     "CarHeld": _BOOKING,
-    "BookingConfirmed": _BOOKING,
     "HoldReleased": _BOOKING,
     "HoldExpired": _BOOKING,
     "BookingCancelled": _BOOKING,
-    # Routed by name: the payment events are defined by the saga, not here.
-    "PaymentRefunded": _PAYMENT,
 }
-"""Event type -> where it is published. Any other type (EventCreated, wallet events, ...) is not
-published; the relay's checkpoint still moves past it. The payment decisions (PaymentSucceeded,
-PaymentFailed) are not published since 2026-12-01: the payment worker completes the booking itself
-right after the wallet decides (engine/saga.py), and nobody else acts on them."""
+"""Event type -> where it is published: what the payment worker acts on (engine/saga.py,
+PAYMENT_EVENT_TYPES; a test holds the two together), the topic's one consumer group. Any other
+type (EventCreated, wallet events, ...) is not published; the relay's checkpoint still moves past
+it. The payment decisions (PaymentSucceeded, PaymentFailed) are not published since 2026-12-01: the
+payment worker completes the booking itself right after the wallet decides. Nor, since 2026-12-04,
+are confirmations (BookingConfirmed) and refunds (PaymentRefunded): the notifier and the sales
+read model, their consumers, read them from the log (engine/log_consumer.py)."""
 
 
 class OutgoingMessage(NamedTuple):
@@ -104,14 +101,19 @@ def routing_key(event: LoggedEvent, key_field: str) -> str:
     return value if isinstance(value, str) and value else event.stream_id
 
 
+def outbox_message(event: LoggedEvent) -> OutboxMessage:
+    """The message of a logged event, as a consumer of the topics receives it (its value)."""
+    mid = message_id(event.stream_id, event.version)
+    return OutboxMessage(mid, event.stream_id, event.version, event.event_type, event.data, event.recorded_at_ms)
+
+
 def plan_message(event: LoggedEvent) -> OutgoingMessage | None:
     """The message publishing `event`, or None if its type is not published."""
     route = ROUTES.get(event.event_type)
     if route is None:
         return None
-    mid = message_id(event.stream_id, event.version)
-    value = OutboxMessage(mid, event.stream_id, event.version, event.event_type, event.data, event.recorded_at_ms)
-    headers = (("type", event.event_type.encode()), ("message_id", mid.encode()))
+    value = outbox_message(event)
+    headers = (("type", event.event_type.encode()), ("message_id", value.message_id.encode()))
     return OutgoingMessage(route.topic, routing_key(event, route.key_field).encode(), codec.encode(value), headers)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -373,6 +373,14 @@ class LogReader(Protocol):
 
         Reading again from the checkpoint of the last event returned never skips an event that
         commits later. Raises StoreUnavailable when the store cannot be reached."""
+
+    async def read_matching(
+        self, checkpoint: LogCheckpoint, limit: int, event_types: Collection[str]
+    ) -> tuple[list[LoggedEvent], LogCheckpoint, int]:
+        """The events of `event_types` among the next `limit` events after `checkpoint` (what
+        `read_after` would return, filtered), the checkpoint of the last event scanned
+        (`checkpoint` if none) and how many were scanned: a reader of a few types moves past
+        the others without receiving them."""
 
     async def load_checkpoint(self, name: str) -> LogCheckpoint:
         """The saved checkpoint of reader `name`, or START if it has none."""

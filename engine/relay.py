@@ -3,9 +3,10 @@
 The event store is the outbox: an event is in the log the moment it is durable, so there is no
 second table to write and no event that is stored but never published. The relay follows the
 log from its checkpoint (engine/log.py): read a batch, plan the messages (engine/outbox.py),
-publish them and wait for every acknowledgement, then save the checkpoint of the batch's last
-event. A crash between the publish and the save re-publishes at most that one batch: duplicates,
-never gaps, and consumers remove duplicates by message id.
+publish them (if any: a batch of unpublished types is no produce request) and wait for every
+acknowledgement, then save the checkpoint of the batch's last event. A crash between the publish
+and the save re-publishes at most that one batch: duplicates, never gaps, and consumers remove
+duplicates by message id.
 
 When the broker or the database fails, the checkpoint stays where it is and the same batch is
 tried again with a backoff (0.2 s doubling to 5 s), logged once per outage rather than per retry.
@@ -95,17 +96,8 @@ class OutboxRelay:
             self.checkpoint = await self.reader.load_checkpoint(self.name)
         events = await self.reader.read_after(self.checkpoint, self.batch)
         if events:
-            messages = plan_batch(events)
-            publishing = None
-            if tracing.ENABLED:
-                messages, publishing = _traced(messages)
-            started = time.perf_counter()
-            await self.publisher.publish_many(messages)
-            PUBLISH_SECONDS.observe(time.perf_counter() - started)
-            if publishing:
-                tracing.published(publishing, time.time_ns())
-            self.published += len(messages)
-            PUBLISHED.inc(len(messages))
+            if messages := plan_batch(events):
+                await self._publish(messages)
             checkpoint = events[-1].checkpoint
             await self.reader.save_checkpoint(self.name, checkpoint)
             self.checkpoint = checkpoint
@@ -119,6 +111,18 @@ class OutboxRelay:
             with contextlib.suppress(StoreUnavailable):  # a metric must not fail a published batch
                 await self.refresh_lag()
         return len(events)
+
+    async def _publish(self, messages: list[OutgoingMessage]) -> None:
+        publishing = None
+        if tracing.ENABLED:
+            messages, publishing = _traced(messages)
+        started = time.perf_counter()
+        await self.publisher.publish_many(messages)
+        PUBLISH_SECONDS.observe(time.perf_counter() - started)
+        if publishing:
+            tracing.published(publishing, time.time_ns())
+        self.published += len(messages)
+        PUBLISHED.inc(len(messages))
 
     async def refresh_lag(self) -> int:
         """Measure the events after the checkpoint and set the lag gauge to it."""

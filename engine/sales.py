@@ -1,8 +1,9 @@
-"""Sales per entity (tickets sold, revenue, releases by reason), from the bookings topic.
+"""Sales per entity (tickets sold, revenue, releases by reason), from the holds and their outcomes.
 
 Why a read model of its own: business numbers must survive restarts and must not depend on any
-one process being scraped. The sales consumer (actors/services.py, in the payments service)
-reads the bookings topic and keeps, per event and per car, counters that only grow: bookings
+one process being scraped. The sales consumer (actors/wiring.py, in the outbox service) reads the
+holds and their outcomes from the event log, as the messages the relay publishes them as
+(engine/log_consumer.py), and keeps, per event and per car, counters that only grow: bookings
 held, confirmed, cancelled, expired and released (by reason), units held, sold, cancelled and
 released (tickets for an event, rental days for a car), and the money of confirmed and of
 cancelled bookings. `/metrics` and `GET /sales` read them (api/sales.py).
@@ -15,9 +16,9 @@ amount). A batch is folded here first (one row per hold: a booking held, paid an
 within a batch is one insert) and written by one statement (engine/adapters/pg_sales.py).
 
 Pure, no I/O: `fold` turns messages into holds and moves; `gains_of`/`apply` are the semantics
-the SQL implements, used by the in-memory read model and as the reference in tests. Messages of
-holds the consumer never saw the hold of (a broker that lost messages) move nothing: the counters
-are as complete as the topic, and the bookings read model (from the log) stays the reference.
+the SQL implements, used by the in-memory read model and as the reference in tests. A message of a
+hold with no row moves nothing; from the log none comes, since a hold's outcomes follow it in its
+stream and so in the log.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ SALES_CONSUMER = "sales-metrics"
 SALES_EVENT_TYPES = frozenset(
     {"TicketsHeld", "CarHeld", "BookingConfirmed", "HoldReleased", "HoldExpired", "BookingCancelled"}
 )
-"""What the sales consumer reads of the bookings topic; anything else on it is skipped undecoded."""
+"""What the sales consumer reads of the log; the other events never leave the database."""
 
 # The states a hold can reach, as bits of `reached`.
 HELD = 1

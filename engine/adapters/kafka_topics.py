@@ -10,8 +10,9 @@ from collections.abc import Collection
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
-# Topic -> partitions. Keys are booking (saga) ids, so one saga's messages stay in order.
-TOPICS: dict[str, int] = {"bookings": 4, "payments": 4}
+# Topic -> partitions. Keys are hold ids, so one booking's messages stay in order. ("payments",
+# which carried refunds, is gone since 2026-12-04: its one consumer reads the log; engine/outbox.py.)
+TOPICS: dict[str, int] = {"bookings": 4}
 
 
 async def ensure_topics(bootstrap: str, topics: dict[str, int] | None = None, prefix: str = "") -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from engine.adapters.memory_store import InMemoryEventStore
@@ -45,6 +45,14 @@ class InMemoryLogReader:
             self.fail_next_reads -= 1
             raise StoreUnavailable("injected log read failure")
         return [self._logged(e) for e in self._after(checkpoint)[:limit]]
+
+    async def read_matching(
+        self, checkpoint: LogCheckpoint, limit: int, event_types: Collection[str]
+    ) -> tuple[list[LoggedEvent], LogCheckpoint, int]:
+        scanned = await self.read_after(checkpoint, limit)
+        if not scanned:
+            return [], checkpoint, 0
+        return [e for e in scanned if e.event_type in event_types], scanned[-1].checkpoint, len(scanned)
 
     async def load_checkpoint(self, name: str) -> LogCheckpoint:
         await asyncio.sleep(0)

@@ -75,6 +75,32 @@ class LogReaderContract:
         await append(store, {sid(): 5})
         assert len(await reader.read_after(START, 3)) == 3
 
+    async def test_reading_matching_types_returns_those_events_and_moves_past_the_others(
+        self, store: EventStore, reader: LogReader
+    ) -> None:
+        a, b = sid(), sid()
+        await append(store, {a: 2}, types="Wanted")
+        await append(store, {b: 3}, types="Other")
+        await append(store, {a: 1}, types="Wanted")
+        await append(store, {b: 2}, types="Other")
+        everything = await reader.read_after(START, 100)
+        wanted = [e for e in everything if e.event_type == "Wanted"]
+        events, to, scanned = await reader.read_matching(START, 100, {"Wanted"})
+        assert (events, to, scanned) == (wanted, everything[-1].checkpoint, 8)
+        # A limit counts the events scanned, matching or not; the checkpoint is the last scanned.
+        events, to, scanned = await reader.read_matching(START, 4, {"Wanted"})
+        assert (events, to, scanned) == (wanted[:2], everything[3].checkpoint, 4)
+        events, to, scanned = await reader.read_matching(to, 100, {"Wanted"})
+        assert (events, to, scanned) == (wanted[2:], everything[-1].checkpoint, 4)
+        # Nothing after the end: the checkpoint given back, nothing scanned.
+        assert await reader.read_matching(to, 100, {"Wanted"}) == ([], to, 0)
+        # A run of other events only moves the checkpoint.
+        assert await reader.read_matching(everything[5].checkpoint, 100, {"Wanted"}) == (
+            [],
+            everything[-1].checkpoint,
+            2,
+        )
+
     async def test_a_reader_without_a_checkpoint_starts_at_the_start(self, reader: LogReader) -> None:
         assert await reader.load_checkpoint(f"nobody-{uuid.uuid4().hex[:6]}") == START
 

@@ -1,11 +1,10 @@
-"""Notifications against the real servers: the PostgreSQL store passes the contract; the notifier
-consuming real topics stores each outcome exactly once when messages are delivered twice and
-when the broker restarts empty; webhooks reach a real local HTTP receiver, signed, retried after
-failures and parked after the last attempt; the API's live stream sends a stored notification."""
+"""Notifications against the real servers: the PostgreSQL store passes the contract; webhooks reach
+a real local HTTP receiver, signed, retried after failures and parked after the last attempt; the
+API's live stream sends a stored notification. The notifier reading the real log:
+tests/integration/test_log_consumers.py."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -15,17 +14,12 @@ import pytest
 from aiohttp import web
 
 from engine.adapters.http_post import aiohttp_post
-from engine.adapters.kafka_consumer import MessageConsumer
-from engine.adapters.kafka_topics import ensure_topics
 from engine.adapters.pg_notifications import PostgresNotifications
-from engine.following import Backoff
-from engine.notifications import BOOKING_OUTCOMES, Webhook
+from engine.notifications import Webhook
 from engine.notifier import Notifier, WebhookDeliverer
 from engine.signing import HEADER, verify
 from stack.processes import free_port
-from stack.servers import EmbeddedKafka
 from tests.contract.notifications import NotificationStoreContract
-from tests.integration.test_kafka_consumer import _restart_empty, keyed, produce, uid, until
 from tests.unit.test_notifications import outcomes
 
 
@@ -33,54 +27,6 @@ class TestPostgresNotifications(NotificationStoreContract):
     @pytest.fixture
     def notifications(self, pool: asyncpg.Pool) -> PostgresNotifications:
         return PostgresNotifications(pool)
-
-
-async def count(pool: asyncpg.Pool) -> list[tuple[str, str]]:
-    return [tuple(r) for r in await pool.fetch("SELECT customer_id, outcome FROM notifications ORDER BY id")]
-
-
-@pytest.mark.slow  # stopping tansu takes about 5 s
-async def test_each_outcome_is_stored_once_under_redelivery_and_a_broker_restart(
-    pool: asyncpg.Pool, kafka_bootstrap: str, kafka_server: EmbeddedKafka
-) -> None:
-    topic = f"test-notifier-{uid()}"
-    await ensure_topics(kafka_bootstrap, {topic: 4})
-    notifier = Notifier(PostgresNotifications(pool))
-    consumer = MessageConsumer(
-        kafka_bootstrap,
-        topic,
-        f"g-{uid()}",
-        "notifier-test",
-        notifier.handle,
-        notifier.processed,
-        session_timeout_ms=2000,
-        heartbeat_interval_ms=300,
-        partitions=4,
-        poll_timeout_ms=200,
-        reconnect_backoff=Backoff(0.2, 1.0),
-        event_types=BOOKING_OUTCOMES,
-    )
-    messages = outcomes()[:5]  # a hold (skipped) and four booking outcomes
-    expected = [("ann", "CONFIRMED"), ("bob", "RELEASED"), ("cy", "EXPIRED"), ("ann", "CANCELLED")]
-    task = asyncio.create_task(consumer.run(asyncio.Event()))
-    try:
-        await produce(kafka_bootstrap, topic, keyed(messages))
-        await until(lambda: notifier.stored == 4, 20, "the outcomes stored")
-        await produce(kafka_bootstrap, topic, keyed(messages))  # the relay publishing them again
-        await until(lambda: consumer.handled >= 8, 20, "the copies handed to the notifier")
-        await _restart_empty(kafka_server)  # offsets gone: whatever comes is read from the start
-        await ensure_topics(kafka_bootstrap, {topic: 4})
-        await produce(kafka_bootstrap, topic, keyed(messages))
-        await until(lambda: consumer.handled >= 12, 60, "the copies after the restart handed over")
-        assert sorted(await count(pool)) == sorted(expected)
-        assert notifier.stored == 4
-    finally:
-        await asyncio.wait_for(consumer.stop(), 10)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        if not (kafka_server.process and kafka_server.process.alive()):
-            kafka_server.start()
-        await ensure_topics(kafka_bootstrap)
 
 
 @contextlib.asynccontextmanager
