@@ -76,12 +76,11 @@ class LogConsumer:
             self.run_once,
             batch,
             log,
-            (StoreUnavailable,),
-            lambda: self.checkpoint,
-            poll_s,
-            backoff or Backoff(),
-            5.0,
-            min_interval_s,
+            expected_failures=(StoreUnavailable,),
+            where=lambda: self.checkpoint,
+            poll_s=poll_s,
+            backoff=backoff or Backoff(),
+            min_interval_s=min_interval_s,
         )
 
     async def run_once(self) -> int:

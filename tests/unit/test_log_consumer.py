@@ -21,6 +21,16 @@ from engine.outbox import OutboxMessage, plan_batch
 from tests.log_writing import write
 from tests.unit.test_notifications import outcomes
 
+OUTCOMES_IN_ORDER = [
+    "BookingConfirmed",
+    "HoldReleased",
+    "HoldExpired",
+    "BookingCancelled",
+    "PaymentRefunded",
+    "BookingConfirmed",
+]
+"""The types of the outcomes among `outcomes()`, in order: the hold and the payment decision are none."""
+
 
 class Recorder:
     """A handler that records what it was handed, and fails the next `fail` calls."""
@@ -61,14 +71,7 @@ async def test_hands_over_its_types_in_log_order_as_the_messages_of_their_events
     logged = await reader.read_after(START, 100)
     # The hold and the payment decision are not outcomes; everything else is handed over, in order.
     wanted = [e for e in logged if e.event_type in OUTCOMES]
-    assert [m.event_type for m in batch] == [
-        "BookingConfirmed",
-        "HoldReleased",
-        "HoldExpired",
-        "BookingCancelled",
-        "PaymentRefunded",
-        "BookingConfirmed",
-    ]
+    assert [m.event_type for m in batch] == OUTCOMES_IN_ORDER
     assert [(m.message_id, m.stream_id, m.version, m.payload, m.recorded_at_ms) for m in batch] == [
         (f"{e.stream_id}@{e.version}", e.stream_id, e.version, e.data, e.recorded_at_ms) for e in wanted
     ]
@@ -127,14 +130,7 @@ async def test_a_new_instance_resumes_after_the_last_batch_it_saved(store: InMem
     again = consumer(handler, reader, batch=2)
     while await again.run_once():
         pass
-    assert [m.event_type for m in (m for b in handler.batches for m in b)] == [
-        "BookingConfirmed",
-        "HoldReleased",
-        "HoldExpired",
-        "BookingCancelled",
-        "PaymentRefunded",
-        "BookingConfirmed",
-    ]
+    assert [m.event_type for m in (m for b in handler.batches for m in b)] == OUTCOMES_IN_ORDER
     assert len(set(handler.ids)) == 6, "nothing handed over twice"
     assert again.handed == 5
 
