@@ -4,6 +4,8 @@ and a batch read again (a crash before the checkpoint was saved) changes nothing
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import asyncpg
 
 from engine.adapters.pg_event_store import PostgresEventStore
@@ -56,7 +58,7 @@ async def test_the_sales_read_model_counts_the_holds_and_outcomes_of_the_log_onc
 ) -> None:
     sales = PostgresSales(pool)
 
-    async def handle(messages: list[OutboxMessage]) -> None:
+    async def handle(messages: Sequence[OutboxMessage]) -> None:
         await sales.apply(fold(messages))
 
     stream = "event/ev1"
