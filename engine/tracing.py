@@ -16,7 +16,7 @@ Spans of one booking:
         shard apply / group commit            the shard's stages, reported with the answer
     outbox relay <Type>                       from the event's commit to the broker's ack
       kafka <topic> -> <consumer>             from the publish to the fetch
-      <consumer> <Type>                       the payment, the confirmation, the sales count
+      <consumer> <Type>                       the payment worker: the payment and the confirmation
 
 Cost when off (the default): every hook is behind the one boolean `ENABLED`; nothing is
 allocated, hashed or propagated. When on, every hold request hashes its hold id (~1 us), and
