@@ -274,7 +274,7 @@ class ServiceWiring:
         post, close = aiohttp_post()
         self.closers.append(close)
         deliverer = WebhookDeliverer(store, post, self.settings.webhook_max_attempts, self.settings.webhook_timeout_s)
-        notifier = Notifier(store, deliverer.wake)
+        notifier = Notifier(store, deliverer.wake, self.settings.notify_max_age_s)
         self.parts.update(notifier=notifier, webhooks=deliverer)
         interval = self.settings.saga_batch_interval_ms / 1000
         self._log_consumer(NOTIFIER, pool, listener, notifier.handle, OUTCOMES, interval)

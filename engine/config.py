@@ -191,6 +191,10 @@ class Settings:
     ledger: bool = field(default=True, metadata={"doc": "run the ledger projection (wallet statements)"})
     webhook_max_attempts: int = field(default=8, metadata={"doc": "webhook deliveries before the dead-letter table"})
     webhook_timeout_s: float = field(default=5.0, metadata={"doc": "one webhook delivery attempt"})
+    notify_max_age_s: float = field(
+        default=7 * 86400.0,
+        metadata={"doc": "the notifier skips outcomes older than this (a first start on a long event log)"},
+    )
     # Observability.
     metrics: bool = field(
         default=True,
@@ -297,6 +301,7 @@ class Settings:
             "saga_retry_after_s",
             "expiry_sweep_s",
             "webhook_timeout_s",
+            "notify_max_age_s",
             "access_token_ttl_s",
             "refresh_token_ttl_s",
             "login_failure_window_s",

@@ -16,7 +16,8 @@ saved is measured in BENCHMARKS.md, part "2026-12-04, 09:05".
 At least once, like a consumer group: the handler's effect is durable before the checkpoint is
 saved, and a crash between the two hands the same messages over again, which the handler's own
 state turns into no change. A consumer that is down only delays its read model: it resumes from
-its checkpoint, and a new one starts at the start of the log.
+its checkpoint, and a new one starts at the start of the log (the notifier then skips outcomes
+too old to be news: notifications.plan).
 """
 
 from __future__ import annotations

@@ -93,13 +93,17 @@ def notification_of(message: OutboxMessage) -> Notification | None:
     return Notification(mid, event.customer_id, event.hold_id, stream, outcome, reason, amount, event.at)
 
 
-def plan(messages: Sequence[OutboxMessage]) -> list[Notification]:
-    """The notifications of a batch, in its order, each message id once."""
+def plan(messages: Sequence[OutboxMessage], not_before_ms: int = 0) -> list[Notification]:
+    """The notifications of a batch, in its order, each message id once; none for an outcome
+    that happened before `not_before_ms`. A notifier reads the log from its start the first time
+    it runs, and on a stack with history (the notifier switched on late, or a deployment older
+    than notifications) a customer must not get every outcome of years past, each POSTed to
+    their webhook: those are not news."""
     out: dict[str, Notification] = {}
     for message in messages:
         if message.event_type in OUTCOMES:
             n = notification_of(message)
-            if n is not None:
+            if n is not None and n.at >= not_before_ms:
                 out.setdefault(n.message_id, n)
     return list(out.values())
 

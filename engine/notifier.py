@@ -37,16 +37,27 @@ def _now_ms() -> int:
 
 
 class Notifier:
-    def __init__(self, store: NotificationStore, wake: asyncio.Event | None = None) -> None:
+    def __init__(
+        self,
+        store: NotificationStore,
+        wake: asyncio.Event | None = None,
+        max_age_s: float = 7 * 86400.0,
+        clock: Callable[[], int] = _now_ms,
+    ) -> None:
+        """`max_age_s`: outcomes older than this are not notified (REZERV_NOTIFY_MAX_AGE_S; see
+        notifications.plan)."""
         self.store = store
         self.wake = wake
+        self.max_age_ms = int(max_age_s * 1000)
+        self.clock = clock
         self.stored = 0
 
     async def handle(self, messages: Sequence[OutboxMessage]) -> None:
-        notifications = plan(messages)
+        now = self.clock()
+        notifications = plan(messages, now - self.max_age_ms)
         if not notifications:
             return
-        stored = await self.store.store(notifications, _now_ms())
+        stored = await self.store.store(notifications, now)
         self.stored += len(stored)
         if stored and self.wake is not None:
             self.wake.set()

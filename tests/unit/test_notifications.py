@@ -70,6 +70,23 @@ def test_a_confirmation_stored_before_it_carried_the_amount_is_notified_with_an_
     assert (notification.outcome, notification.amount) == ("CONFIRMED", 0)
 
 
+def test_an_outcome_that_happened_before_the_horizon_is_not_notified() -> None:
+    confirmed, released = outcomes()[1:3]  # both at NOW
+    assert [n.outcome for n in plan([confirmed, released], not_before_ms=NOW)] == ["CONFIRMED", "RELEASED"]
+    assert plan([confirmed, released], not_before_ms=NOW + 1) == []
+
+
+async def test_the_notifier_skips_outcomes_older_than_its_maximum_age_as_on_a_first_start_on_a_long_log() -> None:
+    store = InMemoryNotifications()
+    day_ms = 86_400_000
+    week_later = Notifier(store, max_age_s=7 * 86_400, clock=lambda: NOW + 7 * day_ms + 1)
+    await week_later.handle(outcomes())
+    assert week_later.stored == 0, "a week and a millisecond old: not news"
+    six_days_later = Notifier(store, max_age_s=7 * 86_400, clock=lambda: NOW + 6 * day_ms)
+    await six_days_later.handle(outcomes())
+    assert six_days_later.stored == 5
+
+
 async def test_the_notifier_stores_each_outcome_once_under_redelivery() -> None:
     store = InMemoryNotifications()
     notifier = Notifier(store)
