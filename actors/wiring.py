@@ -122,9 +122,7 @@ class ServiceWiring:
             lead_ms=self._lead_ms(),
         )
         self.closers.append(publisher.close)
-        relay = OutboxRelay(
-            PostgresLogReader(pool, listener), publisher, min_interval_s=self.settings.saga_batch_interval_ms / 1000
-        )
+        relay = OutboxRelay(PostgresLogReader(pool, listener), publisher, min_interval_s=self._saga_pace_s())
         projection = BookingsProjection(
             pool, PostgresLogReader(pool, listener), min_interval_s=self.settings.projection_interval_s
         )
@@ -148,6 +146,11 @@ class ServiceWiring:
             await self._start_sales(listener)
         if self.settings.notifier:
             await self._start_notifier(listener)
+
+    def _saga_pace_s(self) -> float:
+        """While keeping up, at least this long between the relay's batches and the saga's
+        consumers' (REZERV_SAGA_BATCH_INTERVAL_MS)."""
+        return self.settings.saga_batch_interval_ms / 1000
 
     def _generation_ms(self) -> int:
         return int(self.settings.kafka_generation_s * 1000)
@@ -274,10 +277,9 @@ class ServiceWiring:
         post, close = aiohttp_post()
         self.closers.append(close)
         deliverer = WebhookDeliverer(store, post, self.settings.webhook_max_attempts, self.settings.webhook_timeout_s)
-        notifier = Notifier(store, deliverer.wake, self.settings.notify_max_age_s)
+        notifier = Notifier(store, deliverer.wake, max_age_s=self.settings.notify_max_age_s)
         self.parts.update(notifier=notifier, webhooks=deliverer)
-        interval = self.settings.saga_batch_interval_ms / 1000
-        self._log_consumer(NOTIFIER, pool, listener, notifier.handle, OUTCOMES, interval)
+        self._log_consumer(NOTIFIER, pool, listener, notifier.handle, OUTCOMES, self._saga_pace_s())
         self._spawn("webhook-deliveries", deliverer.run(self.stop_event))
 
     async def _consume(
@@ -302,7 +304,7 @@ class ServiceWiring:
 
         prefix = self.settings.kafka_topic_prefix
         session = self.settings.kafka_session_timeout_ms
-        min_interval_s = self.settings.saga_batch_interval_ms / 1000
+        min_interval_s = self._saga_pace_s()
 
         def reader(topic_name: str, group_id: str) -> MessageConsumer:
             return MessageConsumer(

@@ -41,7 +41,8 @@ class Notifier:
         self,
         store: NotificationStore,
         wake: asyncio.Event | None = None,
-        max_age_s: float = 7 * 86400.0,
+        *,
+        max_age_s: float,  # REZERV_NOTIFY_MAX_AGE_S: its default lives in engine/config.py
         clock: Callable[[], int] = _now_ms,
     ) -> None:
         """`max_age_s`: outcomes older than this are not notified (REZERV_NOTIFY_MAX_AGE_S; see

@@ -9,6 +9,8 @@ from engine.notifications import CONFIRMED, REFUNDED, Notification, Webhook
 from engine.ports import NotificationStore
 
 NOW = 1_800_000_000_000
+WEEK_S = 7 * 86_400.0
+"""A notifier's maximum age in the tests (REZERV_NOTIFY_MAX_AGE_S, as by default)."""
 
 
 def outcome(customer: str, outcome_: str = CONFIRMED, message_id: str | None = None) -> Notification:

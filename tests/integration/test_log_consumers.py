@@ -17,6 +17,7 @@ from engine.notifications import NOTIFIER, OUTCOMES
 from engine.notifier import Notifier
 from engine.outbox import OutboxMessage
 from engine.sales import SALES_CONSUMER, SALES_EVENT_TYPES, fold
+from tests.contract.notifications import WEEK_S
 from tests.log_writing import write
 from tests.sales_messages import confirmed, held, released
 from tests.unit.test_notifications import outcomes
@@ -34,7 +35,7 @@ async def drain(consumer: LogConsumer) -> None:
 
 async def test_the_notifier_stores_each_outcome_of_the_log_once_even_read_twice(pool: asyncpg.Pool) -> None:
     await write(PostgresEventStore(pool), outcomes())
-    notifier = Notifier(PostgresNotifications(pool))
+    notifier = Notifier(PostgresNotifications(pool), max_age_s=WEEK_S)
     reader = PostgresLogReader(pool)
     await drain(LogConsumer(NOTIFIER, reader, notifier.handle, OUTCOMES, batch=3))
     stored = await notified(pool)

@@ -19,7 +19,7 @@ from engine.notifications import Webhook
 from engine.notifier import Notifier, WebhookDeliverer
 from engine.signing import HEADER, verify
 from stack.processes import free_port
-from tests.contract.notifications import NotificationStoreContract
+from tests.contract.notifications import WEEK_S, NotificationStoreContract
 from tests.unit.test_notifications import outcomes
 
 
@@ -63,7 +63,7 @@ async def test_webhooks_are_signed_retried_after_failures_and_parked_after_the_l
         async with receiver([500, 503]) as (url, received):
             await store.set_webhook(Webhook("ann", url, "whsec-ann"))
             await store.set_webhook(Webhook("bob", down, "whsec-bob"))
-            await Notifier(store).handle(outcomes()[1:3])  # ann confirmed, bob released
+            await Notifier(store, max_age_s=WEEK_S).handle(outcomes()[1:3])  # ann confirmed, bob released
             for _ in range(4):
                 await deliverer.deliver_due()
                 clock[0] += 10 * 60 * 1000

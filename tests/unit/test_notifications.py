@@ -22,7 +22,7 @@ from engine.notifications import Webhook, next_attempt, plan
 from engine.notifier import Notifier, WebhookDeliverer
 from engine.outbox import OutboxMessage
 from engine.signing import HEADER, verify
-from tests.contract.notifications import NOW, NotificationStoreContract
+from tests.contract.notifications import NOW, WEEK_S, NotificationStoreContract
 
 
 class TestInMemoryNotifications(NotificationStoreContract):
@@ -79,17 +79,17 @@ def test_an_outcome_that_happened_before_the_horizon_is_not_notified() -> None:
 async def test_the_notifier_skips_outcomes_older_than_its_maximum_age_as_on_a_first_start_on_a_long_log() -> None:
     store = InMemoryNotifications()
     day_ms = 86_400_000
-    week_later = Notifier(store, max_age_s=7 * 86_400, clock=lambda: NOW + 7 * day_ms + 1)
+    week_later = Notifier(store, max_age_s=WEEK_S, clock=lambda: NOW + 7 * day_ms + 1)
     await week_later.handle(outcomes())
     assert week_later.stored == 0, "a week and a millisecond old: not news"
-    six_days_later = Notifier(store, max_age_s=7 * 86_400, clock=lambda: NOW + 6 * day_ms)
+    six_days_later = Notifier(store, max_age_s=WEEK_S, clock=lambda: NOW + 6 * day_ms)
     await six_days_later.handle(outcomes())
     assert six_days_later.stored == 5
 
 
 async def test_the_notifier_stores_each_outcome_once_under_redelivery() -> None:
     store = InMemoryNotifications()
-    notifier = Notifier(store)
+    notifier = Notifier(store, max_age_s=WEEK_S)
     await notifier.handle(outcomes()[:4])
     await notifier.handle(outcomes())  # redelivered, plus the rest
     await notifier.handle(outcomes()[2:])
@@ -133,7 +133,7 @@ async def test_a_failing_webhook_is_retried_and_parked_after_the_last_attempt() 
     clock = [NOW]
     receiver = Receiver({"http://hook": [None, 500, 200], "http://hook-b": [503, 503, 503]})
     deliverer = WebhookDeliverer(store, receiver.post, max_attempts=3, clock=lambda: clock[0])
-    await Notifier(store).handle(outcomes()[1:3])  # one for ann, one for bob
+    await Notifier(store, max_age_s=WEEK_S).handle(outcomes()[1:3])  # one for ann, one for bob
     tries = 0
     while store.deliveries and tries < 20:
         tries += 1
