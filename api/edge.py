@@ -16,6 +16,10 @@ In front of FastAPI, in this order, for every HTTP request:
    Retry-After (with the same Idempotency-Key) gets its hold a moment later instead of a timeout.
 4. The hot requests are answered by the hot path; everything else by FastAPI.
 
+The HTTP protocol (api/http_protocol.py) answers a plainly hot request without ASGI, through
+`admit_hot` and `answer_hot` (the same route match, token check, admission and accounting as
+`__call__`); what it does not take comes here.
+
 It also keeps the in-flight gauge: after a load stops, uvicorn still runs the handlers of clients
 that hung up, and an auditor must wait for that gauge to reach 0 before reading stock.
 """
@@ -31,13 +35,15 @@ from fastapi.routing import APIRoute
 from starlette.responses import Response
 
 from api.admission import Admission
-from api.auth import SCOPE_PRINCIPAL, Unauthorized, current_principal, verifier_of
+from api.auth import SCOPE_PRINCIPAL, Principal, Unauthorized, current_principal, verifier_of
 from api.errors import api_problem_response
-from api.hot_routes import Answer, HotRoutes, Request
+from api.hot_routes import Answer, HotRoute, HotRoutes, Request
 from api.metrics import IN_FLIGHT, Message, Receive, Scope, Send, observe
 from api.problems import problem
 
 RETRY_AFTER_S = "1"
+
+Headers = list[tuple[bytes, bytes]]  # as the ASGI scope has them: lower-case names
 
 
 class BodyTooLarge(Exception):
@@ -104,22 +110,49 @@ class Edge:
             await _send(send, _overloaded(path))
             observe(route.template, method, 429, 0.0)
             return
+        try:
+            body = await _read_body(receive, self.max_body)
+        except BodyTooLarge:
+            await _send(send, _too_large(self.max_body, path))
+            return
+        answer = await self.answer_hot(route, method, path, headers, principal, body)
+        if answer is None:  # not the plain case: FastAPI answers, from the body already read
+            self.fallbacks += 1
+            await self.app(scope, _replay(body, receive), send)
+            return
+        await _send_answer(send, answer)
+
+    # ---- what the HTTP protocol calls for a hot request it answers itself (api/http_protocol.py) --
+    def admit_hot(self, method: str, path: str, headers: Headers) -> tuple[HotRoute, Principal] | None:
+        """A hot request's route and verified principal, if it is admitted now; None when it is not
+        a hot route, its token does not verify or it is over the admission limit: then the request
+        goes through ASGI and `__call__`, which gives each of those its answer (401, 429)."""
+        if self.hot is None:
+            return None
+        route = self.hot.match(method, path)
+        if route is None:
+            return None
+        try:
+            principal = verifier_of(self.app.state).verify(_header(headers, b"authorization"))
+        except Unauthorized:
+            return None
+        if not self.admission.admits(self.hot_in_flight):
+            return None
+        return route, principal
+
+    async def answer_hot(
+        self, route: HotRoute, method: str, path: str, headers: Headers, principal: Principal, body: bytes
+    ) -> Answer | None:
+        """The hot path's answer to an admitted request (None: not the plain case, FastAPI answers),
+        counted in flight for the admission limit and observed in the metrics."""
         started = time.perf_counter()
         self.hot_in_flight += 1
         try:
-            try:
-                body = await _read_body(receive, self.max_body)
-            except BodyTooLarge:
-                await _send(send, _too_large(self.max_body, path))
-                return
             answer = await route.handler(Request(path, headers, principal, body), route.entity_id)
-            if answer is None:  # not the plain case: FastAPI answers, from the body already read
-                self.fallbacks += 1
-                await self.app(scope, _replay(body, receive), send)
-                return
-            self.answered += 1
-            await _send_answer(send, answer)
-            observe(route.template, method, answer.status, time.perf_counter() - started)
+            if answer is not None:
+                self.answered += 1
+                observe(route.template, method, answer.status, time.perf_counter() - started)
+            return answer
         finally:
             self.hot_in_flight -= 1
             self.admission.completed(time.monotonic())
