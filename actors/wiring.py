@@ -132,6 +132,7 @@ class ServiceWiring:
             self._execute(),
             int(self.settings.saga_retry_after_s * 1000),
             inbox_retention_s=self.settings.inbox_retention_s,
+            resend_max_ms=int(self.settings.saga_resend_max_s * 1000),
         )
         self.parts.update(relay=relay, projection=projection, supervisor=supervisor)
         self._spawn("outbox-relay", relay.run(self.stop_event))

@@ -133,6 +133,10 @@ class Settings:
     payment_max_tickets: int = field(default=0, metadata={"doc": "fail bookings above this; 0 = off"})
     payment_min_amount: int = field(default=0, metadata={"doc": "fail payments below this; 0 = off"})
     saga_retry_after_s: float = field(default=10.0, metadata={"doc": "re-send a pending saga step after"})
+    saga_resend_max_s: float = field(
+        default=60.0,
+        metadata={"doc": "a step still pending is re-sent at doubling intervals from the retry delay up to this"},
+    )
     expiry_sweep_s: float = field(default=2.0, metadata={"doc": "how often overdue holds are swept"})
     projection_interval_s: float = field(
         default=1.0, metadata={"doc": "bookings projection: at least this long between batches (fold more)"}
@@ -299,6 +303,7 @@ class Settings:
             "lease_ttl_s",
             "hold_ttl_s",
             "saga_retry_after_s",
+            "saga_resend_max_s",
             "expiry_sweep_s",
             "webhook_timeout_s",
             "notify_max_age_s",
@@ -342,6 +347,8 @@ class Settings:
             raise ConfigError(f"{PREFIX}METRICS_TOP_ENTITIES must not be negative")
         if self.inbox_retention_s <= 0:
             raise ConfigError(f"{PREFIX}INBOX_RETENTION_S must be positive (seconds)")
+        if self.saga_resend_max_s < self.saga_retry_after_s:
+            raise ConfigError(f"{PREFIX}SAGA_RESEND_MAX_S must be at least {PREFIX}SAGA_RETRY_AFTER_S")
         if self.database_url and not self.database_url.startswith(("postgres://", "postgresql://")):
             raise ConfigError(f"{PREFIX}DATABASE_URL must start with postgresql:// (got {self.database_url!r})")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):

@@ -17,6 +17,9 @@ happened by now, or does the step itself:
 
 It also forgets inbox rows older than the inbox retention (engine/adapters/pg_inbox.py).
 
+A message re-sent and still pending at the next sweep is not re-sent at every sweep: the
+intervals double from `retry_after` up to `resend_max` (engine/resend_backoff.py says why).
+
 What it reads comes through the `PendingSagas` port (engine/ports.py): PostgreSQL in production
 (engine/adapters/pg_sagas.py), an in-memory fake in unit tests.
 
@@ -37,6 +40,7 @@ from engine.domain.commands import ExpireHold
 from engine.domain.results import Done, Reply
 from engine.outbox import OutgoingMessage, plan_message
 from engine.ports import Clock, ExecuteCommands, PendingSagas, Publisher, SystemClock, UndeliveredDecision
+from engine.resend_backoff import ResendBackoff
 from engine.saga import booking_update
 
 log = logging.getLogger("rezerv.supervisor")
@@ -71,6 +75,7 @@ class SagaSupervisor:
         clock: Clock | None = None,
         *,
         inbox_retention_s: float,  # REZERV_INBOX_RETENTION_S: its default lives in engine/config.py
+        resend_max_ms: int,  # REZERV_SAGA_RESEND_MAX_S, likewise
         purge_batch: int = 10_000,
     ) -> None:
         self.sagas = sagas
@@ -83,6 +88,8 @@ class SagaSupervisor:
         self.inbox_retention_s = inbox_retention_s
         self.purge_batch = purge_batch
         self.totals = SweepReport()
+        self.hold_resends = ResendBackoff(retry_after_ms, resend_max_ms)
+        self.ending_resends = ResendBackoff(retry_after_ms, resend_max_ms)
 
     async def sweep(self) -> SweepReport:
         now = self.clock.now_ms()
@@ -90,11 +97,13 @@ class SagaSupervisor:
         report = SweepReport()
         sagas = self.sagas
         holds = await sagas.undecided_holds(cutoff, self.batch)
-        report.resent_holds = await self._resend([(h.booking_stream, h.hold_version) for h in holds])
+        held = [(h.booking_stream, h.hold_version) for h in holds]
+        report.resent_holds = await self._resend(held, self.hold_resends, now)
         decisions = await sagas.undelivered_decisions(cutoff, self.batch)
         report.completed_bookings = await self._complete(decisions)
         endings = await sagas.unrefunded(cutoff, self.batch)
-        report.resent_endings = await self._resend([(e.booking_stream, e.terminal_version) for e in endings])
+        ended = [(e.booking_stream, e.terminal_version) for e in endings]
+        report.resent_endings = await self._resend(ended, self.ending_resends, now)
         overdue = await sagas.overdue_holds(now, self.expiry_grace_ms, self.batch)
         if overdue:
             replies = await self.execute([ExpireHold(o.entity_id, o.kind, o.hold_id) for o in overdue])
@@ -113,8 +122,9 @@ class SagaSupervisor:
         replies = await self.execute([u for u in updates if u is not None])
         return _changed(replies)
 
-    async def _resend(self, keys: list[tuple[str, int]]) -> int:
-        keys = [(stream, version) for stream, version in keys if version]
+    async def _resend(self, found: list[tuple[str, int]], backoff: ResendBackoff, now: int) -> int:
+        """Send again the events at `found` (stream, version) that `backoff` says are due."""
+        keys = [(stream, version) for stream, version in backoff.due(found, now) if version]
         if not keys:
             return 0
         messages: list[OutgoingMessage] = []
@@ -124,6 +134,7 @@ class SagaSupervisor:
                 messages.append(planned)
         if messages:
             await self.publisher.publish_many(messages)
+        backoff.sent(keys, now)
         return len(messages)
 
     async def run(self, stop: asyncio.Event, period_s: float = 2.0) -> None:

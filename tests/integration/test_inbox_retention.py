@@ -51,6 +51,7 @@ async def test_the_supervisor_sweep_purges_the_inbox(pool: asyncpg.Pool) -> None
         _nothing_to_execute,
         retry_after_ms=10_000,
         inbox_retention_s=DAY_S,
+        resend_max_ms=60_000,
     )
     report = await supervisor.sweep()
     assert report.purged_inbox == 1

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
+
 from engine.adapters.memory_sagas import InMemoryPendingSagas
 from engine.adapters.memory_store import InMemoryEventStore
 from engine.domain.commands import Command, ConfirmBooking, ExpireHold, ReleaseHold
@@ -18,6 +20,7 @@ from tests.contract.pending_sagas import AT, TTL, paid, refused, tickets
 from tests.unit.test_memory_sagas import append
 
 RETRY_MS = 10_000
+RESEND_MAX_MS = 60_000
 
 
 class RecordingPublisher:
@@ -56,7 +59,13 @@ async def supervisor(
         await append(store, stream, events)
     publisher, entities, clock = RecordingPublisher(), Entities(), ManualClock(AT)
     sweeper = SagaSupervisor(
-        InMemoryPendingSagas(store), publisher, entities.execute, RETRY_MS, clock=clock, inbox_retention_s=3600
+        InMemoryPendingSagas(store),
+        publisher,
+        entities.execute,
+        RETRY_MS,
+        clock=clock,
+        inbox_retention_s=3600,
+        resend_max_ms=RESEND_MAX_MS,
     )
     return sweeper, publisher, entities, clock
 
@@ -70,6 +79,91 @@ async def test_a_hold_nobody_decided_is_sent_again_only_after_the_retry_delay() 
     assert report.resent_holds == 1
     assert publisher.ids() == ["event/e1@1"]
     assert publisher.sent[0].topic == "bookings"
+
+
+async def resend_times(
+    sweeper: SagaSupervisor, publisher: RecordingPublisher, clock: ManualClock, until: int
+) -> list[int]:
+    """Sweep every 2 s (the default period) up to `until`; the times of the sweeps that re-sent."""
+    times = []
+    while clock.now <= until:
+        before = len(publisher.sent)
+        await sweeper.sweep()
+        if len(publisher.sent) > before:
+            times.append(clock.now)
+        clock.advance(2_000)
+    return times
+
+
+async def test_a_hold_still_undecided_is_sent_again_less_and_less_often() -> None:
+    """The payment worker is down: the hold is re-sent at doubling intervals from the retry
+    delay up to the largest, not at every sweep."""
+    sweeper, publisher, _, clock = await supervisor(("event/e1", [tickets("h1")]))
+    first = AT + RETRY_MS + 2_000
+    clock.now = first
+    times = await resend_times(sweeper, publisher, clock, first + 250_000)
+    assert [t - first for t in times] == [0, 10_000, 30_000, 70_000, 130_000, 190_000, 250_000]
+    assert set(publisher.ids()) == {"event/e1@1"}, "always the hold's own message, under its own id"
+
+
+async def test_each_stuck_hold_has_its_own_intervals() -> None:
+    sweeper, publisher, _, clock = await supervisor(("event/e1", [tickets("h1"), tickets("h2", at=AT + 5_000)]))
+    clock.now = AT + RETRY_MS + 1
+    assert (await sweeper.sweep()).resent_holds == 1
+    clock.advance(5_000)
+    assert (await sweeper.sweep()).resent_holds == 1, "the second hold comes due, the first waits"
+    clock.advance(5_000)
+    assert (await sweeper.sweep()).resent_holds == 1, "the first hold's interval is over"
+    assert publisher.ids() == ["event/e1@1", "event/e1@2", "event/e1@1"]
+
+
+async def test_a_paid_booking_that_expired_has_its_ending_sent_again_less_and_less_often() -> None:
+    sweeper, publisher, _, clock = await supervisor(
+        ("event/e1", [tickets("h1")]),
+        ("wallet/alice", [paid("h1", AT + 100)]),
+        ("event/e1", [HoldExpired("e1", "h1", AT + TTL)]),
+    )
+    first = AT + TTL + RETRY_MS + 2_000
+    clock.now = first
+    times = await resend_times(sweeper, publisher, clock, first + 100_000)
+    assert [t - first for t in times] == [0, 10_000, 30_000, 70_000]
+    assert set(publisher.ids()) == {"event/e1@2"}
+
+
+async def test_a_re_send_the_broker_refused_is_tried_again_at_the_next_sweep() -> None:
+    sweeper, publisher, _, clock = await supervisor(("event/e1", [tickets("h1")]))
+    clock.now = AT + RETRY_MS + 1
+    down = RecordingPublisher()
+
+    async def refuse(messages: Sequence[OutgoingMessage]) -> None:
+        raise ConnectionError("the broker is down")
+
+    down.publish_many = refuse  # type: ignore[method-assign]
+    sweeper.publisher = down
+    with pytest.raises(ConnectionError):
+        await sweeper.sweep()
+    sweeper.publisher = publisher
+    clock.advance(2_000)
+    assert (await sweeper.sweep()).resent_holds == 1
+
+
+async def test_a_new_supervisor_sends_a_stuck_hold_again_at_once() -> None:
+    """The intervals are in memory: a restarted supervisor starts from a first re-send, which is
+    safe, since a re-send carries its message's own id."""
+    sweeper, publisher, _, clock = await supervisor(("event/e1", [tickets("h1")]))
+    clock.now = AT + RETRY_MS + 1
+    assert (await sweeper.sweep()).resent_holds == 1
+    assert (await sweeper.sweep()).resent_holds == 0
+    restarted = SagaSupervisor(
+        sweeper.sagas,
+        publisher,
+        sweeper.execute,
+        RETRY_MS,
+        clock=clock,
+        inbox_retention_s=3600,
+        resend_max_ms=RESEND_MAX_MS,
+    )
+    assert (await restarted.sweep()).resent_holds == 1
 
 
 async def test_a_booking_still_held_long_after_its_payment_was_decided_is_confirmed_or_released_here() -> None:
