@@ -11,19 +11,19 @@ handling is uvicorn's: keep-alive, pipelining, `Connection: close`, HTTP/1.0.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import pytest
-import uvicorn
 
 from api.edge import Edge
 from api.http_protocol import LimitedHttpToolsProtocol
-from stack.processes import free_port
 from tests.unit.api.conftest import in_days
 from tests.unit.api.test_hot_routes import Twins, twin_apps
+from tests.uvicorn_server import serving
 
 COMPARED_HEADERS = (b"content-type", b"retry-after", b"www-authenticate", b"connection")
 TIME_DEPENDENT = ("expires_at", "expires_at_ms")
@@ -149,43 +149,15 @@ class Pair:
         return replies[0], replies[1]
 
 
-async def serve(app: Counting) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
-    port = free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        http=LimitedHttpToolsProtocol,
-        loop="uvloop",
-        log_level="warning",
-        lifespan="off",
-        access_log=False,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(10):
-        while not server.started:  # noqa: ASYNC110 - uvicorn offers no event for "started"
-            await asyncio.sleep(0.01)
-    return server, task, port
-
-
 @pytest.fixture(scope="module")
 async def pair() -> AsyncIterator[Pair]:
-    async with twin_apps() as twins:
-        servers = []
+    async with twin_apps() as twins, contextlib.AsyncExitStack() as stack:
         served = []
         for twin in (twins.hot, twins.plain):
             assert isinstance(twin.http.app, Edge)
             app = Counting(twin.http.app)
-            server, task, port = await serve(app)
-            servers.append((server, task))
-            served.append(Served(port, app))
-        try:
-            yield Pair(twins, served[0], served[1])
-        finally:
-            for server, task in servers:
-                server.should_exit = True
-                await task
+            served.append(Served(await stack.enter_async_context(serving(app, LimitedHttpToolsProtocol)), app))
+        yield Pair(twins, served[0], served[1])
 
 
 HOLD = orjson.dumps({"quantities": {"standard": 1}})

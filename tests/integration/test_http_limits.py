@@ -9,10 +9,9 @@ import socket
 from collections.abc import AsyncIterator
 
 import pytest
-import uvicorn
 
 from api.http_protocol import LimitedHttpToolsProtocol, header_limit
-from stack.processes import free_port
+from tests.uvicorn_server import serving
 
 
 async def hello(scope: dict[str, object], receive: object, send: object) -> None:
@@ -26,18 +25,8 @@ async def hello(scope: dict[str, object], receive: object, send: object) -> None
 async def server(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[int]:
     monkeypatch.setenv("REZERV_API_MAX_HEADER_BYTES", "4096")
     header_limit.cache_clear()
-    port = free_port()
-    config = uvicorn.Config(
-        hello, host="127.0.0.1", port=port, http=LimitedHttpToolsProtocol, log_level="warning", lifespan="off"
-    )
-    instance = uvicorn.Server(config)
-    task = asyncio.create_task(instance.serve())
-    async with asyncio.timeout(10):
-        while not instance.started:  # noqa: ASYNC110 - uvicorn offers no event for "started"
-            await asyncio.sleep(0.01)
-    yield port
-    instance.should_exit = True
-    await task
+    async with serving(hello, LimitedHttpToolsProtocol) as port:
+        yield port
     header_limit.cache_clear()
 
 

@@ -4,16 +4,16 @@ own sends two (api/one_write.py). Counted by the client's kernel (TCP_INFO's dat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from api.http_protocol import LimitedHttpToolsProtocol
-from stack.processes import free_port
 from tests.tcp_segments import segments_of_one_response
+from tests.uvicorn_server import serving
 
 BODY = b'{"status":"HELD"}'
 
@@ -40,31 +40,12 @@ Serve = Callable[[object, type], Awaitable[int]]
 
 @pytest.fixture
 async def serve() -> AsyncIterator[Serve]:
-    servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
+    async with contextlib.AsyncExitStack() as stack:
 
-    async def start(app: object, protocol: type) -> int:
-        port = free_port()
-        config = uvicorn.Config(
-            app,  # type: ignore[arg-type]
-            host="127.0.0.1",
-            port=port,
-            http=protocol,
-            loop="uvloop",
-            log_level="warning",
-            lifespan="off",
-        )
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve())
-        servers.append((server, task))
-        async with asyncio.timeout(10):
-            while not server.started:  # noqa: ASYNC110 - uvicorn offers no event for "started"
-                await asyncio.sleep(0.01)
-        return port
+        async def start(app: object, protocol: type) -> int:
+            return await stack.enter_async_context(serving(app, protocol))
 
-    yield start
-    for server, task in servers:
-        server.should_exit = True
-        await task
+        yield start
 
 
 def one_hold(port: int) -> tuple[bytes, int]:
