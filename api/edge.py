@@ -85,7 +85,7 @@ class Edge:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        declared = _content_length(headers)
+        declared = content_length(headers)
         if declared is not None and declared > self.max_body:
             await _send(send, _too_large(self.max_body, scope["path"]))
             return
@@ -96,7 +96,7 @@ class Edge:
             await self.app(scope, _limited(receive, self.max_body), send)
             return
         try:
-            principal = verifier_of(self.app.state).verify(_header(headers, b"authorization"))
+            principal = self._principal(headers)
         except Unauthorized as exc:
             response = api_problem_response(exc.problem(), path)
             await _send(send, response)
@@ -133,7 +133,7 @@ class Edge:
         if route is None:
             return None
         try:
-            principal = verifier_of(self.app.state).verify(_header(headers, b"authorization"))
+            principal = self._principal(headers)
         except Unauthorized:
             return None
         if not self.admission.admits(self.hot_in_flight):
@@ -156,6 +156,10 @@ class Edge:
         finally:
             self.hot_in_flight -= 1
             self.admission.completed(time.monotonic())
+
+    def _principal(self, headers: Headers) -> Principal:
+        """Who the request's bearer token says it is (Unauthorized if it does not verify)."""
+        return verifier_of(self.app.state).verify(_header(headers, b"authorization"))
 
     def _is_public(self, method: str, path: str) -> bool:
         """True for the routes that need no token (those whose dependencies do not include
@@ -201,7 +205,8 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
     return None
 
 
-def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+def content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    """The request's declared Content-Length; None when it declares none, or one that is no number."""
     value = _header(headers, b"content-length")
     if value is None or not value.isdigit():
         return None

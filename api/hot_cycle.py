@@ -29,6 +29,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
 from api.auth import Principal
+from api.edge import content_length
 from api.hot_routes import Answer, HotRoute
 
 
@@ -63,24 +64,13 @@ class HotCycle:
     message_event: NoEvent = NO_EVENT
 
 
-def declared_body(headers: list[tuple[bytes, bytes]]) -> int | None:
-    """The request's declared Content-Length; -1 for a chunked (or otherwise transfer-encoded) or
-    unreadable one, None when it declares none."""
-    length: int | None = None
-    for name, value in headers:
-        if name == b"content-length":
-            if not value.isdigit():
-                return -1
-            length = int(value)
-        elif name == b"transfer-encoding":
-            return -1
-    return length
-
-
-def body_fits(method: str, declared: int | None, limit: int) -> bool:
-    """A hold's body is declared and within the limit; a read has none."""
+def body_fits(method: str, headers: list[tuple[bytes, bytes]], limit: int) -> bool:
+    """A hold's body is declared (not chunked) and within the limit; a read has none."""
+    if any(name == b"transfer-encoding" for name, _ in headers):
+        return False
+    declared = content_length(headers)
     if method == "POST":
-        return declared is not None and 0 <= declared <= limit
+        return declared is not None and declared <= limit
     return declared is None or declared == 0
 
 

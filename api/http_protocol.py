@@ -23,7 +23,7 @@ from typing import Any, cast
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from api.edge import Edge
-from api.hot_cycle import HotCycle, body_fits, complete_scope, declared_body, plain_path, response_bytes
+from api.hot_cycle import HotCycle, body_fits, complete_scope, plain_path, response_bytes
 from api.hot_routes import Answer
 from api.metrics import IN_FLIGHT
 from api.one_write import HeadHeldTransport
@@ -128,7 +128,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return None
         method = parser.get_method().decode("ascii")
         headers = self.headers
-        if not body_fits(method, declared_body(headers), edge.max_body):
+        if not body_fits(method, headers, edge.max_body):
             return None
         admitted = edge.admit_hot(method, path, headers)
         if admitted is None:

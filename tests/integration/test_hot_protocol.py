@@ -21,12 +21,13 @@ import pytest
 
 from api.edge import Edge
 from api.http_protocol import LimitedHttpToolsProtocol
+from tests.unit.api import test_hot_routes as hot_routes
 from tests.unit.api.conftest import in_days
 from tests.unit.api.test_hot_routes import Twins, twin_apps
 from tests.uvicorn_server import serving
 
-COMPARED_HEADERS = (b"content-type", b"retry-after", b"www-authenticate", b"connection")
-TIME_DEPENDENT = ("expires_at", "expires_at_ms")
+# the headers the ASGI twins compare, and whether the connection ends with the response
+COMPARED_HEADERS = (*(name.encode() for name in hot_routes.COMPARED_HEADERS), b"connection")
 
 
 @dataclass
@@ -65,7 +66,7 @@ class Response:
         except orjson.JSONDecodeError:
             body = self.body
         if isinstance(body, dict):
-            body = {k: v for k, v in body.items() if k not in TIME_DEPENDENT}
+            body = {k: v for k, v in body.items() if k not in hot_routes.TIME_DEPENDENT}
         return self.status, body, sorted(h for h in self.headers if h[0] in COMPARED_HEADERS)
 
 
