@@ -50,19 +50,25 @@ SELECT stream_id, version, event_type, data, position, txid,
 
 # The same range, shipping only the rows of the given types plus the last row scanned (with
 # whether it matched), so that a reader of a few types moves its checkpoint past the others
-# without receiving them.
+# without receiving them. Both marks come from one window in the range's own (txid, position)
+# order, which the index scan already gives: `more` (is a row behind this one?) finds the last
+# row and `scanned` (its number) counts the range, with no sort. The earlier form marked the
+# last row from the end (`row_number() OVER (ORDER BY txid DESC, position DESC)`) and counted with
+# `count(*) OVER ()`: it sorted the whole range, event data included, and the result back, and
+# took about a third more time per read (BENCHMARKS.md, part "2026-12-04, 14:16").
 _READ_MATCHING = """
 SELECT stream_id, version, event_type, CASE WHEN matches THEN data END AS data, position, txid,
        (extract(epoch FROM recorded_at) * 1000)::bigint AS recorded_at_ms, matches, scanned
   FROM (SELECT *, event_type = ANY($4::text[]) AS matches,
-               row_number() OVER (ORDER BY txid DESC, position DESC) AS from_end,
-               count(*) OVER () AS scanned
+               row_number() OVER in_order AS scanned,
+               lead(true, 1, false) OVER in_order AS more
           FROM (SELECT stream_id, version, event_type, data, position, txid, recorded_at FROM events
                  WHERE (txid, position) > ($1::xid8, $2::bigint)
                    AND txid < pg_snapshot_xmin(pg_current_snapshot())
                  ORDER BY txid, position
-                 LIMIT $3) AS range) AS marked
- WHERE matches OR from_end = 1
+                 LIMIT $3) AS range
+        WINDOW in_order AS (ORDER BY txid, position)) AS marked
+ WHERE matches OR NOT more
  ORDER BY txid, position
 """
 

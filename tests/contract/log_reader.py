@@ -92,6 +92,9 @@ class LogReaderContract:
         assert (events, to, scanned) == (wanted[:2], everything[3].checkpoint, 4)
         events, to, scanned = await reader.read_matching(to, 100, {"Wanted"})
         assert (events, to, scanned) == (wanted[2:], everything[-1].checkpoint, 4)
+        # A last scanned event that matches comes once, and is the checkpoint.
+        events, to_wanted, scanned = await reader.read_matching(START, 6, {"Wanted"})
+        assert (events, to_wanted, scanned) == (wanted, everything[5].checkpoint, 6)
         # Nothing after the end: the checkpoint given back, nothing scanned.
         assert await reader.read_matching(to, 100, {"Wanted"}) == ([], to, 0)
         # A run of other events only moves the checkpoint.
