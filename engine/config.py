@@ -217,6 +217,10 @@ class Settings:
     metrics_top_entities: int = field(
         default=20, metadata={"doc": "per-entity series exported: the busiest/best-selling N (bounded labels)"}
     )
+    pg_statements: bool = field(
+        default=False,
+        metadata={"doc": "the embedded PostgreSQL loads pg_stat_statements (per-statement counters, for diagnosis)"},
+    )
     sales: bool = field(default=True, metadata={"doc": "run the sales metrics consumer (per-entity sales read model)"})
     sales_interval_s: float = field(
         default=1.0, metadata={"doc": "sales consumer: at least this long between batches (one statement each)"}

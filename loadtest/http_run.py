@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loadtest import server_latency
+from loadtest import pg_statements, server_latency
 from loadtest.core_speed import CoreSpeed, CoreSpeedProbe
 from loadtest.locust_results import errors_by_status, read_routes, requests_in_window
 from loadtest.measure import TreeCpuSampler, machine_description
@@ -181,9 +181,11 @@ async def run_step(
         async with watching(population, options.watch) as watch:
             window = await wait_for_window(step_dir, proc, 60 + users / 50 + options.warm_up_s)
             meters = WindowMeters.start(target, proc.pid)
+            statements_before = await target.statement_counters()
             api_before = await asyncio.to_thread(server_latency.scrape, target.base_url, step_dir / API_BEFORE)
             await asyncio.sleep(max(0.0, window["end"] - time.time()))
             cpu, core_speed = meters.stop()
+            statements_after = await target.statement_counters()
             api_after = await asyncio.to_thread(server_latency.scrape, target.base_url, step_dir / API_AFTER)
             await asyncio.sleep(2.0)  # outcomes of the window's last bookings still arriving
         generator = meters.generator()
@@ -197,6 +199,7 @@ async def run_step(
     summary = step_summary(target, users, options, step_dir, window, cpu, generator, quiet, figures, code)
     summary["api_admitted_holds"] = server_latency.admitted_between(api_before, api_after)
     summary["core_speed"] = core_speed
+    summary |= statements_in_window(statements_before, statements_after, figures)
     if options.watch:
         summary["notifications"] = watch.summary()
     (step_dir / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -222,9 +225,11 @@ async def run_wrk_step(
     proc = await asyncio.to_thread(_start_wrk, argv, script, text, log_path)
     try:
         meters = WindowMeters.start(target, proc.pid)
+        statements_before = await target.statement_counters()
         end = start + max(1, round(options.window_s))
         await asyncio.sleep(max(0.0, end - time.time()))
         cpu, core_speed = meters.stop()
+        statements_after = await target.statement_counters()
         code = await asyncio.to_thread(proc.wait, 60)
         api_after = await asyncio.to_thread(server_latency.scrape, target.base_url, step_dir / API_AFTER)
     finally:
@@ -276,6 +281,7 @@ async def run_wrk_step(
         "generator_exit": code,
         "api_admitted_holds": server_latency.admitted_between(api_before, api_after),
         "core_speed": core_speed,
+        **statements_in_window(statements_before, statements_after, figures),
     }
     (step_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
@@ -358,6 +364,18 @@ def after_the_window(figures: WindowFigures, quiet: Quiet, window_s: float) -> d
     }
 
 
+def statements_in_window(
+    before: list[pg_statements.StatementCounters] | None,
+    after: list[pg_statements.StatementCounters] | None,
+    figures: WindowFigures,
+) -> dict[str, Any]:
+    """A step's `pg_statements` (loadtest/pg_statements.py) when its target counts statements
+    (REZERV_PG_STATEMENTS=1), per booking settled in the window as CPU per booking is; else nothing."""
+    if before is None or after is None:
+        return {}
+    return {"pg_statements": pg_statements.per_booking(before, after, figures.confirmed + figures.released)}
+
+
 SAGA_ROLES = ("saga services", "kafka")
 
 
@@ -421,6 +439,9 @@ def describe_step(s: dict[str, Any]) -> str:
             f"\n      notifications seen: {n['notifications']}, outcome -> stream p50 {n['p50_ms']} ms "
             f"p99 {n['p99_ms']} ms"
         )
+    statements = (
+        "\n" + pg_statements.describe(s["pg_statements"]) if s.get("pg_statements") else ""
+    )  # with REZERV_PG_STATEMENTS=1
     return (
         f"  {s['target']:>18} {s['users']:>5} users: {s['requests_per_s']:>8.0f} req/s, "
         f"{s['holds_per_s']:>7.0f} holds/s, "
@@ -431,6 +452,7 @@ def describe_step(s: dict[str, Any]) -> str:
         f"404 reads {s['booking_reads_404']}{warn}\n      CPU: {cpu}\n"
         f"      CPU per booking: API {s['api_us_per_hold']} us per hold, saga {s['saga_us_per_booking']} us; "
         + ", ".join(f"{k} {v}" for k, v in s["cpu_us_per_booking"].items() if v is not None and k != "machine total")
+        + statements
     )
 
 

@@ -35,6 +35,7 @@ import asyncpg
 from engine.adapters.pg_bookings import projection_lag
 from engine.config import Settings
 from loadtest.audit_rules import ClientHold, Verdict
+from loadtest.pg_statements import StatementCounters
 from loadtest.population import Population
 from stack.processes import ManagedProcess, StartupError, free_port, tail
 from stack.up import embedded_database_url
@@ -90,6 +91,9 @@ class Target(Protocol):
     async def quiet(self, population: Population, timeout_s: float) -> Quiet: ...
 
     async def window(self, population: Population, start: float, end: float) -> WindowFigures: ...
+
+    async def statement_counters(self) -> list[StatementCounters] | None:
+        """pg_stat_statements' counters in the target's database; None without it (the default)."""
 
     async def audit(self, population: Population, clients: Sequence[ClientHold]) -> Verdict: ...
 
@@ -173,6 +177,26 @@ def reported_tiers(population: Population) -> dict[tuple[str, str], tuple[int, i
     return out
 
 
+_STATEMENTS = """
+SELECT queryid, query, calls, total_plan_time + total_exec_time AS time_ms, rows
+  FROM pg_stat_statements
+ WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+   AND queryid IS NOT NULL
+"""
+
+
+async def read_statement_counters(pool: asyncpg.Pool) -> list[StatementCounters] | None:
+    """Every statement's counters in the pool's database (loadtest/pg_statements.py), or None when
+    it has no pg_stat_statements: the extension not made there, or its library not loaded."""
+    if await pool.fetchval("SELECT to_regclass('pg_stat_statements')") is None:
+        return None
+    try:
+        rows = await pool.fetch(_STATEMENTS)
+    except asyncpg.ObjectNotInPrerequisiteStateError:  # the view exists, the library is not loaded
+        return None
+    return [StatementCounters(r["queryid"], r["query"], r["calls"], r["time_ms"], r["rows"]) for r in rows]
+
+
 class _LazyPool:
     """The orchestrator's own small pool on a target's database, opened on first use."""
 
@@ -182,6 +206,12 @@ class _LazyPool:
         if self._pool is None:
             self._pool = await asyncpg.create_pool(url, min_size=1, max_size=2, **settings)
         return self._pool
+
+    async def pool(self) -> asyncpg.Pool:
+        raise NotImplementedError
+
+    async def statement_counters(self) -> list[StatementCounters] | None:
+        return await read_statement_counters(await self.pool())
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -328,7 +358,9 @@ class BaselineServers:
 
         self.root = Path(tempfile.mkdtemp(prefix="rezerv-baselines-"))
         self.root.chmod(0o755)
-        self.pg = EmbeddedPostgres(self.root / "pg", free_port(), durable=True)
+        # REZERV_PG_STATEMENTS counts the baselines' statements too, as it does rezerv's.
+        statements = Settings.from_env().pg_statements
+        self.pg = EmbeddedPostgres(self.root / "pg", free_port(), durable=True, statements=statements)
         self.pg.start()
         self.valkey = EmbeddedValkey(self.root / "valkey", free_port(), durable=True)
         self.valkey.start()
@@ -341,6 +373,8 @@ class BaselineServers:
                     await conn.execute(f'CREATE DATABASE "{name}"')
             finally:
                 await conn.close()
+            if self.pg.statements:
+                await self.pg.enable_statements(name)
 
         asyncio.run(create())
         return str(self.pg.url.rsplit("/", 1)[0] + "/" + name)

@@ -82,6 +82,12 @@ def _check_writable(directory: Path, what: str) -> None:
         ) from None
 
 
+STATEMENTS_EXTENSION = "pg_stat_statements"
+"""PostgreSQL's per-statement counters (calls, time, rows), loaded when REZERV_PG_STATEMENTS is on:
+what each statement costs is then a query away (`rezerv loadtest run` prints it per booking). Off
+by default, since the counting costs the server a little on every statement."""
+
+
 @dataclass
 class EmbeddedPostgres:
     data_dir: Path
@@ -94,6 +100,7 @@ class EmbeddedPostgres:
     set_aside: Path | None = None  # where this start moved an orphaned placed cluster to (pg_placement.py)
     relinked: bool = False  # this start linked the data directory to its placed cluster again (pg_placement.py)
     password: str | None = None  # the `postgres` role's; None: trust (the test harness only)
+    statements: bool = False  # load pg_stat_statements (REZERV_PG_STATEMENTS); `enable_statements` makes its view
 
     def __post_init__(self) -> None:
         self.data_dir = Path(os.path.abspath(self.data_dir))  # absolute, but a link made earlier stays a link
@@ -133,6 +140,8 @@ class EmbeddedPostgres:
             "-c",
             "listen_addresses=127.0.0.1",
         ]
+        if self.statements:
+            settings += ["-c", f"shared_preload_libraries={STATEMENTS_EXTENSION}"]
         self.process = ManagedProcess(
             name="PostgreSQL",
             argv=[
@@ -168,6 +177,8 @@ class EmbeddedPostgres:
         if self.password and _hba_trusts(pgdata / "pg_hba.conf"):
             asyncio.run(self._require_password(pgdata))
         asyncio.run(self._ensure_database())
+        if self.statements:
+            asyncio.run(self.enable_statements(self.database))
         if self.password and self.data_dir.is_symlink():  # placed elsewhere; the password just logged in
             pg_placement.remember_owner(pgdata, self.data_dir.parent, self.password)
 
@@ -222,6 +233,13 @@ class EmbeddedPostgres:
         from engine.adapters.pg_pool import ensure_database
 
         await ensure_database(self.url_of("postgres"), self.database)
+
+    async def enable_statements(self, database: str) -> None:
+        """Make pg_stat_statements' view in `database` (an extension is per database; the library
+        itself is loaded once, at start, by `statements`)."""
+        from engine.adapters.pg_pool import execute
+
+        await execute(self.url_of(database), f"CREATE EXTENSION IF NOT EXISTS {STATEMENTS_EXTENSION}")
 
     async def _require_password(self, pgdata: Path) -> None:
         """A cluster made before rezerv used passwords trusts every connection: give `postgres` its

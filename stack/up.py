@@ -217,6 +217,7 @@ class Stack:
                 port=s.postgres_port,
                 durable=True,
                 password=private_secret(self.files.postgres_password_file),
+                statements=s.pg_statements,
             )
             self._step("PostgreSQL", lambda: pg.start(timeout))
             self.started.append(("PostgreSQL", pg))
@@ -399,6 +400,11 @@ class Stack:
     def _check_external(self) -> None:
         """Configured external services must answer before anything is started."""
         s = self.settings
+        if s.database_url and s.pg_statements:
+            raise StartupError(
+                "REZERV_PG_STATEMENTS loads pg_stat_statements into the embedded PostgreSQL; with "
+                "REZERV_DATABASE_URL set, load it on that server (shared_preload_libraries) instead"
+            )
         if s.database_url:
             _reachable("REZERV_DATABASE_URL", s.database_url, lambda: asyncio.run(_pg_ping(s.database_url)))
         if s.redis_url:
