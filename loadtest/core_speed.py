@@ -9,6 +9,13 @@ tenants, a busy sibling hyper-thread, none of which any process of the run contr
 fixed work took 10 ms ran on slower cores than one where it took 7 ms; a comparison between them
 says as much about the machine as about the systems.
 
+The cores do not drift slowly: they switch between two speeds (about 2.0 and 3.3 ms of this work
+on the machine of BENCHMARKS.md), often several times within a step. So a step is summarised by the
+mean of its samples, which carries the share of the window spent on each speed, and that is what
+the comparison holds two steps to. The median alone hid it: in run 56 two steps of rezerv with
+medians of 2.31 and 2.03 ms confirmed 734 and 1,197 bookings a second, the first with a tenth of
+its samples at 3.55 ms or more (its 90th percentile; BENCHMARKS.md, part "2026-12-04, 14:16").
+
 It costs about a quarter of a percent of a core, in the load-test driver, the same for every system.
 """
 
@@ -16,13 +23,14 @@ from __future__ import annotations
 
 import threading
 import time
-from statistics import median, quantiles
+from statistics import fmean, median, quantiles
 from typing import TypedDict
 
 WORK = 50_000  # iterations: about 1.5-3 ms of CPU on the 2-core machine of BENCHMARKS.md
 
 
 class CoreSpeed(TypedDict):
+    mean_ms: float
     median_ms: float
     p10_ms: float
     p90_ms: float
@@ -38,7 +46,7 @@ def fixed_work(iterations: int = WORK) -> int:
 
 
 def summarise(samples_ms: list[float]) -> CoreSpeed | None:
-    """The samples' median and 10th/90th percentiles (None without samples)."""
+    """The samples' mean, median and 10th/90th percentiles (None without samples)."""
     if not samples_ms:
         return None
     if len(samples_ms) == 1:
@@ -47,8 +55,18 @@ def summarise(samples_ms: list[float]) -> CoreSpeed | None:
         cuts = quantiles(samples_ms, n=10, method="inclusive")
         low, high = cuts[0], cuts[-1]
     return CoreSpeed(
-        median_ms=round(median(samples_ms), 2), p10_ms=round(low, 2), p90_ms=round(high, 2), samples=len(samples_ms)
+        mean_ms=round(fmean(samples_ms), 2),
+        median_ms=round(median(samples_ms), 2),
+        p10_ms=round(low, 2),
+        p90_ms=round(high, 2),
+        samples=len(samples_ms),
     )
+
+
+def typical_ms(speed: CoreSpeed | dict[str, float]) -> float:
+    """What a step's fixed work took, for comparing steps: its mean, or its median in a summary
+    written before the mean was kept (results of 2026-12-04 and earlier)."""
+    return float(speed.get("mean_ms", speed["median_ms"]))
 
 
 class CoreSpeedProbe:

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from loadtest.core_speed import CoreSpeed
+from loadtest.core_speed import CoreSpeed, typical_ms
 from loadtest.http_run import (
     HOLD_ROUTES,
     READ_ROUTE,
@@ -100,7 +100,7 @@ def step_figures(
         cpu.get(GENERATOR_ROLE, 0.0),
         cpu.get(SERVER_ROLE, 0.0),
         cpu.get("machine total", 0.0),
-        work["median_ms"] if work else None,
+        typical_ms(work) if work else None,
     )
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest import pg_statements, server_latency
-from loadtest.core_speed import CoreSpeed, CoreSpeedProbe
+from loadtest.core_speed import CoreSpeed, CoreSpeedProbe, typical_ms
 from loadtest.locust_results import errors_by_status, read_routes, requests_in_window
 from loadtest.measure import TreeCpuSampler, machine_description
 from loadtest.notification_watch import watching
@@ -419,8 +419,8 @@ def describe_step(s: dict[str, Any]) -> str:
     speed = s.get("core_speed")
     if speed:
         warn += (
-            f"\n      the cores: a fixed piece of work took {speed['median_ms']} ms of CPU"
-            f" (median of {speed['samples']}, p10-p90 {speed['p10_ms']}-{speed['p90_ms']};"
+            f"\n      the cores: a fixed piece of work took {typical_ms(speed)} ms of CPU"
+            f" (mean of {speed['samples']}, median {speed['median_ms']}, p10-p90 {speed['p10_ms']}-{speed['p90_ms']};"
             " higher is slower, loadtest/core_speed.py)"
         )
     if s.get("generator") == "wrk":

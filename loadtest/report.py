@@ -18,17 +18,21 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
+from loadtest.core_speed import typical_ms
+
 REZERV = "rezerv"
 ROUNDS_NOTE = (
     "Several rounds: holds/s, confirmed/s and CPU are the rounds' mean; latencies, HELD at end,"
     " drain and the cores' fixed work are listed round by round; a ratio is the means' ratio, each"
     " round's own in brackets."
 )
-UNEVEN_CORES = 1.25  # the fixed work's two levels on the machine of BENCHMARKS.md are ~1.6 and ~2.6 ms
+UNEVEN_CORES = 1.25  # the fixed work's two levels on the machine of BENCHMARKS.md: ~2.0 and ~3.3 ms (~1.6, ~2.6 before)
 UNEVEN_MARK = "*"
 CORES_NOTE = (
-    "Fixed work: the median CPU time of one fixed piece of pure-Python work, timed once a second in"
-    " the window (loadtest/core_speed.py): the cores' own speed, which no system controls. Higher is"
+    "Fixed work: the mean CPU time of one fixed piece of pure-Python work, timed once a second in"
+    " the window (loadtest/core_speed.py): the cores' own speed, which no system controls; the mean,"
+    " since the cores switch between two speeds within a step and the median hides the share of"
+    " each. Higher is"
     " slower; two steps that differ in it ran on a faster and a slower machine. A round's ratio marked"
     f" {UNEVEN_MARK} compares two steps whose fixed work differed by more than"
     f" {round((UNEVEN_CORES - 1) * 100)}%."
@@ -99,7 +103,7 @@ def _each_round(step: dict[str, Any], field: str, digits: int = 0) -> str:
 
 def _fixed_work(step: dict[str, Any]) -> str:
     """The cores' fixed work in each round (ms of CPU), "?" for a round without the probe."""
-    return " / ".join(f"{s['core_speed']['median_ms']:.1f}" if s.get("core_speed") else "?" for s in step["rounds"])
+    return " / ".join(f"{typical_ms(s['core_speed']):.1f}" if s.get("core_speed") else "?" for s in step["rounds"])
 
 
 def _paired_rounds(ours: dict[str, Any], theirs: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
@@ -125,7 +129,7 @@ def cores_differ(one: dict[str, Any], other: dict[str, Any]) -> bool:
     a, b = (step.get("core_speed") for step in (one, other))
     if not a or not b:
         return False
-    slow, fast = max(a["median_ms"], b["median_ms"]), min(a["median_ms"], b["median_ms"])
+    slow, fast = max(typical_ms(a), typical_ms(b)), min(typical_ms(a), typical_ms(b))
     return bool(slow > UNEVEN_CORES * fast)
 
 

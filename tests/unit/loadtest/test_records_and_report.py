@@ -15,6 +15,7 @@ from loadtest.report import (
     ROUNDS_NOTE,
     comparison_markdown,
     comparison_rows,
+    cores_differ,
 )
 
 
@@ -113,6 +114,18 @@ def test_the_cores_fixed_work_is_listed_round_by_round_and_a_round_without_the_p
 def _with_cores(result: dict[str, Any], median_ms: float) -> dict[str, Any]:
     result["steps"][0]["core_speed"] = {"median_ms": median_ms, "p10_ms": median_ms, "p90_ms": median_ms, "samples": 20}
     return result
+
+
+def test_steps_whose_medians_agree_but_whose_cores_were_slow_for_part_of_one_differ_by_their_means() -> None:
+    partly_slow = {"mean_ms": 2.7, "median_ms": 2.0, "p10_ms": 2.0, "p90_ms": 3.4, "samples": 20}
+    fast = {"mean_ms": 2.0, "median_ms": 2.0, "p10_ms": 2.0, "p90_ms": 2.0, "samples": 20}
+    assert cores_differ({"core_speed": partly_slow}, {"core_speed": fast})
+    medians_only = {k: v for k, v in partly_slow.items() if k != "mean_ms"}  # a summary from before the mean
+    assert not cores_differ({"core_speed": medians_only}, {"core_speed": fast})
+    result = _round(_result("rezerv", 2_000, 1_000), 1, 20.0)
+    result["steps"][0]["core_speed"] = partly_slow
+    (row,) = comparison_rows([result])
+    assert row["fixed_work_ms"] == "2.7"
 
 
 def test_a_rounds_ratio_between_steps_on_cores_of_different_speed_is_marked() -> None:
