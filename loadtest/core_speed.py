@@ -10,7 +10,7 @@ fixed work took 10 ms ran on slower cores than one where it took 7 ms; a compari
 says as much about the machine as about the systems.
 
 The cores do not drift slowly: they switch between two speeds (about 2.0 and 3.3 ms of this work
-on the machine of BENCHMARKS.md), often several times within a step. So a step is summarised by the
+on the machine of BENCHMARKS.md), often within a step. So a step is summarised by the
 mean of its samples, which carries the share of the window spent on each speed, and that is what
 the comparison holds two steps to. The median alone hid it: in run 56 two steps of rezerv with
 medians of 2.31 and 2.03 ms confirmed 734 and 1,197 bookings a second, the first with a tenth of
