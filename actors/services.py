@@ -1,11 +1,11 @@
 """The saga's long-running services, each a Ray actor (made remote in actors/factory.py).
 
 - "outbox": the outbox relay (event log -> Kafka), the bookings, catalog and ledger projections
-  (event log -> read models: bookings, browsing, wallet statements), the sales read model and the
-  notifier (engine/sales.py, engine/notifier.py: the holds and their outcomes, read from the log
-  as the messages the relay publishes, to per-entity sales and to stored notifications and their
-  webhook deliveries; engine/log_consumer.py says why from the log) and the saga supervisor
-  (re-sends what the broker lost, expires orphaned holds);
+  (event log -> read models: bookings and the sales counters beside them, engine/sales.py;
+  browsing; wallet statements), the notifier (engine/notifier.py: the outcomes, read from the log
+  as the messages the relay publishes, to stored notifications and their webhook deliveries;
+  engine/log_consumer.py says why from the log) and the saga supervisor (re-sends what the
+  broker lost, expires orphaned holds);
 - "payments": the payment worker, the one consumer group of the bookings topic, which charges each
   new booking in its customer's wallet and confirms or releases it (engine/saga.py).
 
@@ -14,7 +14,8 @@ process of its own the saga services took 105 MB more on an idle stack (BENCHMAR
 Until 2026-12-01 a third role, "results", confirmed or released each booking from its payment
 decision and then only hosted the notifier; the payment worker confirms in the batch that paid.
 Until 2026-12-04 the sales read model and the notifier were consumer groups of the topics, in the
-payments service.
+payments service; later that day the sales read model was a log consumer of its own, until the
+bookings projection took over its counters.
 
 What each role is built from is in actors/wiring.py (the composition root of the Ray
 processes); this class is what Ray needs of the process: start, stop, ping, stats, metrics.

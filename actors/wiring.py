@@ -124,7 +124,10 @@ class ServiceWiring:
         self.closers.append(publisher.close)
         relay = OutboxRelay(PostgresLogReader(pool, listener), publisher, min_interval_s=self._saga_pace_s())
         projection = BookingsProjection(
-            pool, PostgresLogReader(pool, listener), min_interval_s=self.settings.projection_interval_s
+            pool,
+            PostgresLogReader(pool, listener),
+            min_interval_s=self.settings.projection_interval_s,
+            sales=self.settings.sales,  # the sales counters beside the rows (engine/sales.py)
         )
         supervisor = SagaSupervisor(
             PostgresPendingSagas(pool),
@@ -143,8 +146,6 @@ class ServiceWiring:
             self._spawn("topic-retirer", self._retire_generations(pool))
         if self.settings.ledger:
             await self._start_ledger(listener)
-        if self.settings.sales:
-            await self._start_sales(listener)
         if self.settings.notifier:
             await self._start_notifier(listener)
 
@@ -250,20 +251,6 @@ class ServiceWiring:
         )
         self.parts[name] = consumer
         self._spawn(f"log-consumer-{name}", consumer.run(self.stop_event))
-
-    async def _start_sales(self, listener: AppendListener) -> None:
-        """The sales read model (engine/sales.py): the holds and their outcomes read from the log,
-        a batch at most every REZERV_SALES_INTERVAL_S written in one statement, no inbox."""
-        from engine.adapters.pg_sales import PostgresSales
-        from engine.sales import SALES_CONSUMER, SALES_EVENT_TYPES, fold
-
-        pool = await self._pool(1)
-        sales = PostgresSales(pool)
-
-        async def handle(messages: Any) -> None:
-            await sales.apply(fold(messages))
-
-        self._log_consumer(SALES_CONSUMER, pool, listener, handle, SALES_EVENT_TYPES, self.settings.sales_interval_s)
 
     async def _start_notifier(self, listener: AppendListener) -> None:
         """The booking outcomes told to their customers (engine/notifier.py): the outcomes read

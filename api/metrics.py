@@ -103,7 +103,7 @@ CATALOG_BEHIND = Gauge(
 
 LOG_CONSUMER_LAG = Gauge(
     "rezerv_log_consumer_lag_events",
-    "Events a read model's log consumer (the notifier, the sales read model) has not scanned yet (read at scrape time)",
+    "Events a read model's log consumer (the notifier) has not scanned yet (read at scrape time)",
     ["consumer"],
 )
 
@@ -122,9 +122,8 @@ async def refresh_log_lags(pool: Any, timeout_s: float = 1.0) -> None:
     from engine.adapters.pg_rebuild import catalog_lag
     from engine.notifications import NOTIFIER
     from engine.relay import LAG
-    from engine.sales import SALES_CONSUMER
 
-    consumers = (NOTIFIER, SALES_CONSUMER)
+    consumers = (NOTIFIER,)
 
     async def consumer_lags() -> list[int]:
         return list(await asyncio.gather(*(outbox_lag(pool, c) for c in consumers)))

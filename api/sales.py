@@ -1,11 +1,11 @@
 """The sales read model over HTTP and in the API's /metrics.
 
 `GET /sales` (the best-selling entities and the totals) and `GET /sales/{kind}/{id}` answer from
-the sales read model (engine/sales.py), which the sales consumer keeps from the bookings topic.
+the sales read model (engine/sales.py), which the bookings projection keeps beside its rows.
 They are admin routes: revenue is not for customers.
 
 /metrics exports the same counters, read from PostgreSQL at scrape time (so they survive any
-process's restart and do not depend on the consumer's process being scraped): totals by outcome
+process's restart and do not depend on the projection's process being scraped): totals by outcome
 and reason, bookings by status now, and per entity only for the REZERV_METRICS_TOP_ENTITIES
 entities with the most revenue, so that the label set stays bounded however many events exist.
 An entity that leaves the top stops being exported (its series ends; its counters go on in the
@@ -59,9 +59,6 @@ class SalesOverApiPool:
         from engine.adapters.pg_sales import PostgresSales  # asyncpg only when PostgreSQL is used
 
         return PostgresSales(pool)
-
-    async def apply(self, batch: Any) -> int:
-        return await (await self._model()).apply(batch)
 
     async def top(self, limit: int) -> list[EntitySales]:
         return await (await self._model()).top(limit)

@@ -221,9 +221,8 @@ class Settings:
         default=False,
         metadata={"doc": "the embedded PostgreSQL loads pg_stat_statements (per-statement counters, for diagnosis)"},
     )
-    sales: bool = field(default=True, metadata={"doc": "run the sales metrics consumer (per-entity sales read model)"})
-    sales_interval_s: float = field(
-        default=1.0, metadata={"doc": "sales consumer: at least this long between batches (one statement each)"}
+    sales: bool = field(
+        default=True, metadata={"doc": "the bookings projection keeps the per-entity sales counters beside its rows"}
     )
     trace_sample: float = field(
         default=0.0, metadata={"doc": "fraction of bookings traced (0 = tracing off, 1 = every booking)"}
@@ -371,7 +370,7 @@ class Settings:
         for name in ("ray_num_cpus", "snapshot_every", "payment_max_tickets", "payment_min_amount"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{PREFIX}{name.upper()} must not be negative (0: {_ZERO_MEANS[name]})")
-        for name in ("snapshot_min_interval_s", "projection_interval_s", "sales_interval_s"):
+        for name in ("snapshot_min_interval_s", "projection_interval_s"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{PREFIX}{name.upper()} must not be negative (seconds)")
         if self.kafka_session_timeout_ms < 1000:

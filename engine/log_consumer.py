@@ -1,14 +1,14 @@
 """A read model's consumer of the saga's messages, reading them from the event log, not the broker.
 
-The notifier and the sales read model act on the holds and their outcomes, in the shape of the
-messages the outbox relay publishes (`OutboxMessage`), but on none of the broker's guarantees:
-each is exactly once by its own state (a notification keyed by message id, a hold's bit mask of
-states reached), and neither sends anything on. So they read them where the relay reads, the
-log, by (txid, position) from a checkpoint of their own (engine/log.py), with `read_matching`:
-the events of other types never leave the database.
+The notifier acts on the outcomes of the holds, in the shape of the messages the outbox relay
+publishes (`OutboxMessage`), but on none of the broker's guarantees: it is exactly once by its
+own state (a notification keyed by message id), and sends nothing on. So it reads them where the
+relay reads, the log, by (txid, position) from a checkpoint of its own (engine/log.py), with
+`read_matching`: the events of other types never leave the database. (The sales read model was
+such a consumer too, until the bookings projection took over its counters: engine/sales.py.)
 
-Why not the broker: as consumer groups of the topics, these two read models were three of the
-broker's four groups; each fetched and decoded every message of its topic to keep one in two, and
+Why not the broker: as consumer groups of the topics, the notifier and the sales read model were
+three of the broker's four groups; each fetched and decoded every message of its topic to keep one in two, and
 the relay published every confirmation and refund for them alone (the payment worker skips both).
 A log read is one statement per batch, and the batches are large (`min_interval_s`). What it
 saved is measured in BENCHMARKS.md, part "2026-12-04, 09:05".

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from engine.projections.bookings import Booking
     from engine.projections.catalog_queries import CarPage, CarQuery, EventPage, EventQuery, Position
     from engine.projections.ledger import Entry
-    from engine.sales import EntitySales, SalesBatch
+    from engine.sales import EntitySales
     from engine.topups import Checkout, Topup
 
 
@@ -333,13 +333,10 @@ class RecordArchive(Protocol):
 
 # ---- the sales read model (engine/sales.py) ----------------------------------------------------
 class SalesReadModel(Protocol):
-    """Sales per entity (engine/sales.py): written a batch at a time by the sales consumer, read
-    by /metrics and GET /sales. Adapters: engine/adapters/pg_sales.py and the in-memory fake
-    engine/adapters/memory_sales.py, held to one contract (tests/contract/sales.py). Raises
-    StoreUnavailable when the store cannot be reached."""
-
-    async def apply(self, batch: SalesBatch) -> int:
-        """Add a folded batch, exactly once per hold state; returns how many holds gained a state."""
+    """Sales per entity (engine/sales.py): moved by the bookings projection in each batch's
+    transaction, read by /metrics and GET /sales. Adapters: engine/adapters/pg_sales.py and the
+    in-memory fake engine/adapters/memory_sales.py, held to one contract (tests/contract/sales.py).
+    Raises StoreUnavailable when the store cannot be reached."""
 
     async def top(self, limit: int) -> list[EntitySales]:
         """The `limit` entities with the most revenue (then the most bookings held)."""

@@ -29,6 +29,7 @@ import asyncpg
 from engine.adapters.pg_event_store import TRANSIENT_DB_ERRORS
 from engine.adapters.pg_log import PostgresLogReader
 from engine.adapters.pg_projection import CheckpointedProjection
+from engine.adapters.pg_sales import counted_insert, move_sales
 from engine.domain.errors import StoreUnavailable
 from engine.following import Backoff
 from engine.log import LoggedEvent
@@ -42,6 +43,7 @@ from engine.projections.bookings import (
     InsertHold,
     Moves,
     batch_writes,
+    hold_of,
     plan,
 )
 
@@ -76,6 +78,7 @@ INSERT INTO bookings ({", ".join(INSERTED_FIELDS)})
 SELECT * FROM unnest({_ARRAYS})
 ON CONFLICT (hold_id) DO NOTHING
 """
+_INSERT_COUNTED = counted_insert(_INSERT_ROWS)  # the same, and the sales counters move by the rows inserted
 
 # A status move and a payment move of one hold in one UPDATE (a `Moves` step; either may be
 # absent, its columns NULL). Every SET expression reads the row as it was, and each move applies
@@ -127,10 +130,10 @@ def _columns(rows: Sequence[tuple[object, ...]], width: int) -> list[list[object
     return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
 
 
-async def _insert(conn: asyncpg.Connection, bookings: Sequence[Booking]) -> None:
+async def _insert(conn: asyncpg.Connection, bookings: Sequence[Booking], sql: str = _INSERT_ROWS) -> None:
     if bookings:
         rows = [tuple(getattr(b, name) for name in INSERTED_FIELDS) for b in bookings]
-        await conn.execute(_INSERT_ROWS, *_columns(rows, len(INSERTED_FIELDS)))
+        await conn.execute(sql, *_columns(rows, len(INSERTED_FIELDS)))
 
 
 def _move_row(step: Moves) -> tuple[object, ...]:
@@ -145,20 +148,26 @@ async def _move(conn: asyncpg.Connection, steps: Sequence[Moves]) -> None:
         await conn.execute(_MOVE, *_columns([_move_row(step) for step in steps], 14))
 
 
-async def apply_changes(conn: asyncpg.Connection, changes: Sequence[Change]) -> None:
+async def apply_changes(conn: asyncpg.Connection, changes: Sequence[Change], sales: bool = True) -> None:
     """Apply `changes` (in log order) on `conn`, inside the caller's transaction: the folded rows,
-    then each wave as at most two set-based statements (its inserts, its moves)."""
+    then each wave as at most two set-based statements (its inserts, its moves). With `sales`, the
+    sales counters move by what the folded rows contribute as they are inserted, and by what the
+    waves' rows contribute after less before (engine/adapters/pg_sales.py)."""
     writes = batch_writes(changes)
-    await _insert(conn, writes.rows)
+    moved = list(dict.fromkeys(hold_of(step) for wave in writes.waves for step in wave)) if sales else []
+    await move_sales(conn, moved, -1)
+    await _insert(conn, writes.rows, _INSERT_COUNTED if sales else _INSERT_ROWS)
     for wave in writes.waves:
         await _insert(conn, [step.booking for step in wave if isinstance(step, InsertHold)])
         await _move(conn, [step for step in wave if isinstance(step, Moves)])
+    await move_sales(conn, moved, 1)
 
 
 # ---- the runner ------------------------------------------------------------------------------
 class BookingsProjection(CheckpointedProjection[None]):
-    """Follows the log from the checkpoint "bookings-projection" and keeps `bookings` up to date
-    (the batch and its checkpoint in one transaction: engine/adapters/pg_projection.py)."""
+    """Follows the log from the checkpoint "bookings-projection" and keeps `bookings` up to date,
+    and with `sales` the sales counters beside it (the batch and its checkpoint in one
+    transaction: engine/adapters/pg_projection.py)."""
 
     what = "bookings projection"
 
@@ -172,16 +181,19 @@ class BookingsProjection(CheckpointedProjection[None]):
         backoff: Backoff | None = None,
         relisten_every_s: float = 5.0,
         min_interval_s: float = 0.0,
+        sales: bool = True,
     ) -> None:
-        """`min_interval_s`: see LogFollower; the service runs it with REZERV_PROJECTION_INTERVAL_S."""
+        """`min_interval_s`: see LogFollower; the service runs it with REZERV_PROJECTION_INTERVAL_S.
+        `sales`: REZERV_SALES."""
         super().__init__(pool, name, reader, batch, poll_s, backoff, relisten_every_s, log, min_interval_s)
+        self.sales = sales
 
     async def apply_batch(self, conn: asyncpg.Connection, events: Sequence[LoggedEvent]) -> None:
         await self._apply(conn, plan(events))
 
     async def _apply(self, conn: asyncpg.Connection, changes: Sequence[Change]) -> None:
         """The batch's row changes, inside the checkpoint's transaction (a seam for crash tests)."""
-        await apply_changes(conn, changes)
+        await apply_changes(conn, changes, self.sales)
 
 
 async def projection_lag(pool: asyncpg.Pool, name: str = PROJECTION_NAME) -> int:

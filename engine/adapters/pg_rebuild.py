@@ -79,7 +79,7 @@ def read_models() -> dict[str, ReadModel]:
 
     return {
         "bookings": ReadModel(
-            "bookings", BOOKINGS, ("bookings",), lambda pool, name: BookingsProjection(pool, name=name)
+            "bookings", BOOKINGS, ("bookings", "sales"), lambda pool, name: BookingsProjection(pool, name=name)
         ),
         "catalog": ReadModel("catalog", CATALOG, CATALOG_TABLES, lambda pool, name: CatalogProjection(pool, name=name)),
     }

@@ -1,53 +1,57 @@
-"""The sales read model on PostgreSQL (asyncpg): a batch in one statement, and the reads.
+"""The sales read model on PostgreSQL (asyncpg): the counters the bookings projection moves, and the reads.
 
-One statement per batch (PostgreSQL's cost is per statement far more than per row): the batch's
-new holds are inserted, holds seen before gain the states the batch reached, and the counters of
-every entity concerned move by what was gained, all in one `WITH` of data-modifying parts. Rows
-inserted by the statement are invisible to its other parts, which is what makes it exact: the
-update finds only holds that existed before, so a hold delivered again is counted through its
-gained bits, never twice (engine/sales.py).
+engine/sales.py says why the counters live beside the bookings and what a booking contributes;
+`_CONTRIBUTION` is the same rule in SQL, over a row `b` of `bookings`. In each batch's
+transaction the bookings projection (engine/adapters/pg_bookings.py) counts the rows it inserts
+as its insert returns them (`counted_insert`: most of a flash sale's bookings are held, paid and
+confirmed within one batch, and inserted once as they end it), and for the rows it moves calls
+`move_sales` twice: with -1 before it moves them, with +1 after. A row a move leaves as it was
+takes away what it adds back; a confirmed one moves its entity from held to sold. Each is one
+statement for the whole batch, whatever its size.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 
 from engine.adapters.pg_event_store import TRANSIENT_DB_ERRORS
 from engine.domain.errors import StoreUnavailable
-from engine.sales import (
-    CANCELLED,
-    CONFIRMED,
-    EXPIRED,
-    HELD,
-    RELEASED_ADMIN,
-    RELEASED_ANY,
-    RELEASED_CUSTOMER,
-    RELEASED_OTHER,
-    RELEASED_PAYMENT_FAILED,
-    RELEASED_POLICY,
-    EntitySales,
-    SalesBatch,
+from engine.sales import PAYMENT_FAILED_PREFIX, PAYMENT_POLICY_PREFIX, RELEASED_BY, EntitySales
+
+# The release reason's category (engine/sales.py `release_reason`), NULL for a booking not released.
+_CATEGORY = (
+    "CASE WHEN b.released_at IS NULL THEN NULL"
+    f" WHEN b.reason LIKE '{PAYMENT_POLICY_PREFIX}%' THEN 'payment-policy'"
+    f" WHEN b.reason LIKE '{PAYMENT_FAILED_PREFIX}%' THEN 'payment-failed'"
+    + "".join(f" WHEN b.reason = '{text}' THEN '{category}'" for text, category in RELEASED_BY.items())
+    + " ELSE 'other' END AS category"
 )
 
-# column -> (the bit a hold must gain, what it adds: 1 per booking, its units or its amount)
-_COUNTERS: dict[str, tuple[int, str]] = {
-    "held_bookings": (HELD, "1"),
-    "held_units": (HELD, "units"),
-    "confirmed_bookings": (CONFIRMED, "1"),
-    "sold_units": (CONFIRMED, "units"),
-    "revenue": (CONFIRMED, "amount"),
-    "cancelled_bookings": (CANCELLED, "1"),
-    "cancelled_units": (CANCELLED, "units"),
-    "cancelled_amount": (CANCELLED, "amount"),
-    "released_units": (RELEASED_ANY, "units"),
-    "expired": (EXPIRED, "1"),
-    "payment_failed": (RELEASED_PAYMENT_FAILED, "1"),
-    "payment_policy": (RELEASED_POLICY, "1"),
-    "by_customer": (RELEASED_CUSTOMER, "1"),
-    "by_admin": (RELEASED_ADMIN, "1"),
-    "other": (RELEASED_OTHER, "1"),
+
+def _when(condition: str, value: str) -> str:
+    return f"CASE WHEN {condition} THEN {value} ELSE 0 END"
+
+
+# column -> what one booking row `b` (with its `category`) contributes (engine/sales.py `EntitySales.add`)
+_CONTRIBUTION: dict[str, str] = {
+    "held_bookings": "1",
+    "held_units": "b.quantity",
+    "confirmed_bookings": _when("b.confirmed_at IS NOT NULL", "1"),
+    "sold_units": _when("b.confirmed_at IS NOT NULL", "b.quantity"),
+    "revenue": _when("b.confirmed_at IS NOT NULL", "b.amount"),
+    "cancelled_bookings": _when("b.cancelled_at IS NOT NULL", "1"),
+    "cancelled_units": _when("b.cancelled_at IS NOT NULL", "b.quantity"),
+    "cancelled_amount": _when("b.cancelled_at IS NOT NULL", "b.amount"),
+    "released_units": _when("b.released_at IS NOT NULL OR b.expired_at IS NOT NULL", "b.quantity"),
+    "expired": _when("b.expired_at IS NOT NULL", "1"),
+    "payment_failed": _when("b.category = 'payment-failed'", "1"),
+    "payment_policy": _when("b.category = 'payment-policy'", "1"),
+    "by_customer": _when("b.category = 'customer'", "1"),
+    "by_admin": _when("b.category = 'admin'", "1"),
+    "other": _when("b.category = 'other'", "1"),
 }
 _REASON_COLUMNS = {
     "expired": "expired",
@@ -57,52 +61,38 @@ _REASON_COLUMNS = {
     "admin": "by_admin",
     "other": "other",
 }
+_COUNTERS = tuple(_CONTRIBUTION)
 _COLUMNS = ", ".join(_COUNTERS)
-_SUMS = ",\n       ".join(
-    f"coalesce(sum({what}) FILTER (WHERE gained & {bit} <> 0), 0)" for bit, what in _COUNTERS.values()
-)
-_ADD = ", ".join(f"{column} = t.{column} + excluded.{column}" for column in _COUNTERS)
 
-_APPLY = f"""
-WITH incoming AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::integer[], $4::bigint[], $5::integer[])
-        AS i(hold_id, entity, units, amount, reached)
-),
-inserted AS (
-    INSERT INTO sales_holds (hold_id, entity, units, amount, reached)
-    SELECT hold_id, entity, units, amount, reached FROM incoming
-    ON CONFLICT (hold_id) DO NOTHING
-    RETURNING entity, units, amount, reached AS gained
-),
-wanted AS (
-    SELECT hold_id, reached FROM incoming
-    UNION ALL
-    SELECT * FROM unnest($6::text[], $7::integer[]) AS m(hold_id, reached)
-),
-known AS (
-    SELECT h.hold_id, h.reached AS old, w.reached AS wanted
-      FROM sales_holds h JOIN wanted w USING (hold_id)
-     WHERE w.reached & ~h.reached <> 0
-       FOR UPDATE OF h
-),
-moved AS (
-    UPDATE sales_holds s SET reached = s.reached | k.wanted
-      FROM known k
-     WHERE s.hold_id = k.hold_id
-    RETURNING s.entity, s.units, s.amount, k.wanted & ~k.old AS gained
-),
-gains AS (
-    SELECT * FROM inserted UNION ALL SELECT * FROM moved
-),
-counted AS (
-    INSERT INTO sales AS t (entity, {_COLUMNS})
-    SELECT entity,
-       {_SUMS}
-      FROM gains GROUP BY entity
-    ON CONFLICT (entity) DO UPDATE SET {_ADD}, updated_at = now()
-)
-SELECT count(*) FROM gains
+
+def add_to_sales(rows: str, times: str) -> str:
+    """An upsert of the counters by `times` what the booking rows of FROM item `rows` (aliased
+    `b`) contribute, per entity."""
+    return f"""
+INSERT INTO sales AS t (entity, {_COLUMNS})
+SELECT b.booking_stream,
+       {", ".join(f"{times} * sum({what})::bigint" for what in _CONTRIBUTION.values())}
+  FROM (SELECT b.*, {_CATEGORY} FROM {rows}) AS b
+ GROUP BY b.booking_stream
+ON CONFLICT (entity) DO UPDATE SET {", ".join(f"{c} = t.{c} + excluded.{c}" for c in _COUNTERS)}, updated_at = now()
 """
+
+
+def counted_insert(insert: str) -> str:
+    """`insert` (an INSERT INTO bookings) that also adds what the rows it inserted contribute: one
+    statement, the rows counted as it returns them (a row that existed already is not returned)."""
+    return f"WITH inserted AS ({insert.strip()} RETURNING *)" + add_to_sales("inserted b", "1")
+
+
+_MOVE_SALES = add_to_sales("bookings b JOIN unnest($1::text[]) AS touched(hold_id) USING (hold_id)", "$2::integer")
+
+
+async def move_sales(conn: asyncpg.Connection, hold_ids: Sequence[str], sign: int) -> None:
+    """Add (`sign` 1) or take away (-1) what the bookings `hold_ids` contribute now, inside the
+    caller's transaction (the bookings projection's). Holds with no row contribute nothing."""
+    if hold_ids:
+        await conn.execute(_MOVE_SALES, list(hold_ids), sign)
+
 
 _SELECT = f"SELECT entity, {_COLUMNS} FROM sales"
 _TOP = f"{_SELECT} ORDER BY revenue DESC, held_bookings DESC, entity LIMIT $1"
@@ -122,22 +112,6 @@ def _sales(row: Any) -> EntitySales:
 class PostgresSales:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
-
-    async def apply(self, batch: SalesBatch) -> int:
-        holds, moves = batch.holds, batch.moves
-        args = (
-            [h.hold_id for h in holds],
-            [h.entity for h in holds],
-            [h.units for h in holds],
-            [h.amount for h in holds],
-            [h.reached for h in holds],
-            [m.hold_id for m in moves],
-            [m.reached for m in moves],
-        )
-        try:
-            return int(await self.pool.fetchval(_APPLY, *args))
-        except TRANSIENT_DB_ERRORS as exc:
-            raise StoreUnavailable(f"applying {len(holds)} holds and {len(moves)} moves to sales: {exc}") from exc
 
     async def top(self, limit: int) -> list[EntitySales]:
         return [_sales(r) for r in await self._fetch(_TOP, limit)]

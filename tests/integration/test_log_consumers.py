@@ -1,25 +1,19 @@
-"""The read models fed from the real log (engine/log_consumer.py, as actors/wiring.py builds
-them): the notifier and the sales read model read their messages from PostgreSQL's event log,
-and a batch read again (a crash before the checkpoint was saved) changes nothing."""
+"""The read model fed from the real log (engine/log_consumer.py, as actors/wiring.py builds it):
+the notifier reads its messages from PostgreSQL's event log, and a batch read again (a crash
+before the checkpoint was saved) changes nothing."""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import asyncpg
 
 from engine.adapters.pg_event_store import PostgresEventStore
 from engine.adapters.pg_log import PostgresLogReader
 from engine.adapters.pg_notifications import PostgresNotifications
-from engine.adapters.pg_sales import PostgresSales
 from engine.log_consumer import LogConsumer
 from engine.notifications import NOTIFIER, OUTCOMES
 from engine.notifier import Notifier
-from engine.outbox import OutboxMessage
-from engine.sales import SALES_CONSUMER, SALES_EVENT_TYPES, fold
 from tests.contract.notifications import WEEK_S
 from tests.log_writing import write
-from tests.sales_messages import confirmed, held, released
 from tests.unit.test_notifications import outcomes
 
 
@@ -52,32 +46,3 @@ async def test_the_notifier_stores_each_outcome_of_the_log_once_even_read_twice(
     await drain(LogConsumer("notifier-again", reader, notifier.handle, OUTCOMES))
     assert await notified(pool) == stored
     assert notifier.stored == 5
-
-
-async def test_the_sales_read_model_counts_the_holds_and_outcomes_of_the_log_once_even_read_twice(
-    pool: asyncpg.Pool,
-) -> None:
-    sales = PostgresSales(pool)
-
-    async def handle(messages: Sequence[OutboxMessage]) -> None:
-        await sales.apply(fold(messages))
-
-    stream = "event/ev1"
-    failed = released(stream, "h2", "payment failed: insufficient funds")
-    await write(
-        PostgresEventStore(pool),
-        [held("ev1", "h1", 3, 7_500), held("ev1", "h2", 1, 2_500), confirmed(stream, "h1"), failed],
-    )
-    reader = PostgresLogReader(pool)
-    first = LogConsumer(SALES_CONSUMER, reader, handle, SALES_EVENT_TYPES, batch=2)  # the hold apart from its outcome
-    await drain(first)
-    assert first.handed == 4
-
-    async def counters() -> tuple[int, ...]:
-        c = await sales.of(stream)
-        assert c is not None
-        return (c.held_bookings, c.confirmed_bookings, c.sold_units, c.revenue, c.released["payment-failed"])
-
-    assert await counters() == (2, 1, 3, 7_500, 1)
-    await drain(LogConsumer("sales-again", reader, handle, SALES_EVENT_TYPES))
-    assert await counters() == (2, 1, 3, 7_500, 1)

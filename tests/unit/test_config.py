@@ -59,9 +59,8 @@ def test_zero_is_taken_where_it_means_off_or_no_pause() -> None:
             "REZERV_SNAPSHOT_EVERY": "0",
             "REZERV_PAYMENT_MAX_TICKETS": "0",
             "REZERV_PROJECTION_INTERVAL_S": "0",
-            "REZERV_SALES_INTERVAL_S": "0",
             "REZERV_SNAPSHOT_MIN_INTERVAL_S": "0",
         }
     )
     assert (s.ray_num_cpus, s.snapshot_every, s.payment_max_tickets) == (0, 0, 0)
-    assert (s.projection_interval_s, s.sales_interval_s, s.snapshot_min_interval_s) == (0.0, 0.0, 0.0)
+    assert (s.projection_interval_s, s.snapshot_min_interval_s) == (0.0, 0.0)

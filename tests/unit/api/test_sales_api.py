@@ -5,16 +5,15 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 
 from engine.config import Settings
-from engine.sales import fold
-from tests.sales_messages import confirmed, expired, held
+from tests.sales_events import batch, confirmed, expired, held
 from tests.unit.api.conftest import Api, api_over
 from tests.unit.local_shard import local_inventory
 
 
 async def _sell(api: Api) -> None:
     sales = api.http.app.app.state.sales  # type: ignore[attr-defined]
-    await sales.apply(fold([held("gala", "g1", 2, 4_000), held("gala", "g2", 1, 2_000), held("fair", "f1", 5, 500)]))
-    await sales.apply(fold([confirmed("event/gala", "g1"), expired("event/gala", "g2"), confirmed("event/fair", "f1")]))
+    await sales.apply(batch(held("gala", "g1", 2, 4_000), held("gala", "g2", 1, 2_000), held("fair", "f1", 5, 500)))
+    await sales.apply(batch(confirmed("event/gala", "g1"), expired("event/gala", "g2"), confirmed("event/fair", "f1")))
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
