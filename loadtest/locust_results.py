@@ -6,16 +6,22 @@ Files of one step (`--csv <dir>/locust`, `--records-dir <dir>`):
   completed inside the window (the statistics were reset when spawning completed, which is when
   the window started);
 - ``statuses-<pid>.json``: per route, how many answers of each status (0 = no answer), counted
-  by each Locust process (loadtest/scenarios/common.py).
+  by each Locust process (loadtest/scenarios/common.py);
+- ``latencies-<pid>.json``: per route, the response times of the requests that started inside
+  the window (loadtest/window_latency.py). Where a route has them, its percentiles are theirs,
+  not Locust's (which also count requests begun before the window).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from loadtest.window_latency import percentile, read_latencies
 
 STATS = "locust_stats.csv"
 HISTORY = "locust_stats_history.csv"
@@ -51,7 +57,8 @@ def _number(text: str) -> float:
 
 def read_routes(directory: Path) -> dict[str, RouteFigures]:
     """Per route (and "Aggregated"): counts and p50/p95/p99 from Locust's stats CSV, with the
-    answers by status from the scenario's own counts."""
+    answers by status from the scenario's own counts, and the percentiles of the requests that
+    started inside the window where the scenario counted them."""
     routes: dict[str, RouteFigures] = {}
     path = directory / STATS
     if path.exists():
@@ -66,6 +73,12 @@ def read_routes(directory: Path) -> dict[str, RouteFigures]:
                 )
     for name, statuses in read_statuses(directory).items():
         routes.setdefault(name, RouteFigures(0, 0, 0.0, 0.0, 0.0)).statuses = statuses
+    latencies = read_latencies(directory)
+    if latencies:
+        latencies[AGGREGATED] = sum(latencies.values(), Counter())
+    for name, counts in latencies.items():
+        route = routes.setdefault(name, RouteFigures(0, 0, 0.0, 0.0, 0.0))
+        route.p50_ms, route.p95_ms, route.p99_ms = (percentile(counts, q) for q in (0.50, 0.95, 0.99))
     return routes
 
 

@@ -36,6 +36,7 @@ from loadtest.population import ACCOUNT_PASSWORD, Population
 from loadtest.records import RecordWriter
 from loadtest.retry import NETWORK_ERROR, RetryPolicy
 from loadtest.scenarios.paths import WINDOW_FILE, login_users
+from loadtest.window_latency import LATENCY_FILE, WindowLatencies
 
 HOLD_ROUTES = {"event": "POST /events/{id}/holds", "car": "POST /cars/{id}/holds"}
 READ_ROUTE = "GET /bookings/{id}"
@@ -46,6 +47,7 @@ POLICY = RetryPolicy()
 _state: dict[str, Any] = {"window_end": None, "population": None, "records": None}
 _ENVIRONMENT: dict[str, Any] = {}  # the process's Locust environment (spawning_complete does not pass it)
 _statuses: Counter[tuple[str, int]] = Counter()
+_latencies = WindowLatencies()  # the requests that started inside the window (loadtest/window_latency.py)
 
 
 def _arguments(parser: Any) -> None:
@@ -68,9 +70,12 @@ def _init(environment: Any, **_kwargs: Any) -> None:
         environment.runner.register_message("window", _window_from_master)
 
 
-def _window_from_master(message: Any, **_kwargs: Any) -> None:
-    """A worker learns when the window ends (the master opened it)."""
-    _state["window_end"] = message.data["end"]
+def _window_from_master(msg: Any, **_kwargs: Any) -> None:
+    """A worker learns when the window began and ends (the master opened it). Locust hands the
+    message over as `msg=` (until 2026-12-04 this took `message` and failed on every worker, so
+    workers never learned the window's end: their users stopped only when the master quit)."""
+    _state["window_end"] = msg.data["end"]
+    _latencies.open(msg.data["start"], msg.data["end"])
 
 
 def _start_window(user_count: int, **_kwargs: Any) -> None:
@@ -96,16 +101,18 @@ def _open_window(environment: Any, user_count: int, window: float, reset_stats: 
     start = time.time()
     end = start + window
     _state["window_end"] = end
+    _latencies.open(start, end)
     if isinstance(environment.runner, MasterRunner):
-        environment.runner.send_message("window", {"end": end})
+        environment.runner.send_message("window", {"start": start, "end": end})
     directory = Path(_options(environment).records_dir or ".")
     directory.mkdir(parents=True, exist_ok=True)
     (directory / WINDOW_FILE).write_text(json.dumps({"start": start, "end": end, "users": user_count}))
     gevent.spawn_later(window + SETTLE_S, environment.runner.quit)
 
 
-def _count(name: str, response: Any, **_kwargs: Any) -> None:
+def _count(name: str, response: Any, response_time: float = 0.0, start_time: float | None = None, **_: Any) -> None:
     _statuses[(name, int(getattr(response, "status_code", 0) or 0))] += 1
+    _latencies.record(name, start_time, response_time)
 
 
 def _dump_statuses(environment: Any) -> None:
@@ -116,9 +123,10 @@ def _dump_statuses(environment: Any) -> None:
     counts: dict[str, dict[str, int]] = {}
     for (name, status), count in _statuses.items():
         counts.setdefault(name, {})[str(status)] = count
-    path = directory / STATUS_FILE.format(pid=os.getpid())
-    path.with_suffix(".tmp").write_text(json.dumps(counts))
-    path.with_suffix(".tmp").replace(path)
+    for name, body in ((STATUS_FILE, counts), (LATENCY_FILE, _latencies.as_json())):
+        path = directory / name.format(pid=os.getpid())
+        path.with_suffix(".tmp").write_text(json.dumps(body))
+        path.with_suffix(".tmp").replace(path)
 
 
 def _start_dumping(environment: Any, **_kwargs: Any) -> None:

@@ -19,6 +19,7 @@ import pytest
 
 from loadtest.records import read_acknowledgements
 from loadtest.targets import RAY_SESSION_LOGS
+from loadtest.window_latency import read_latencies
 from tests.e2e.rezerv_up import REZERV, processes_mentioning, up_environment
 from tests.servers import remove_tree, session_root
 
@@ -55,6 +56,11 @@ def test_a_short_flash_sale_runs_end_to_end_and_its_audit_passes() -> None:
         assert any(at < window["start"] for at in acks), "the users held during the warm-up"
         in_window = sum(window["start"] <= at <= window["end"] for at in acks)
         assert abs(step["holds_per_s"] * step["window_s"] - in_window) < 1, "only the window's holds count"
+        # The percentiles: holds that started inside the window, counted by both workers (at most
+        # one per user started before it and answered inside, or started inside and answered after).
+        assert len(list(step_dir.glob("latencies-*.json"))) == 2
+        timed = sum(read_latencies(step_dir)["POST /events/{id}/holds"].values())
+        assert abs(timed - in_window) <= 4, (timed, in_window)
         assert target["audit"]["ok"]
         assert {c["check"] for c in target["audit"]["checks"] if c["checked"] > 0} >= {
             "acknowledged holds stored exactly once",
