@@ -9,15 +9,15 @@ and the money of confirmed and of cancelled bookings.
 Why beside the bookings: a booking's row in the bookings read model (engine/projections/
 bookings.py) already says everything its sales figures need: its entity, units (`quantity`),
 amount, and when it reached each state (held, confirmed, cancelled, expired, released, with the
-release's reason). An entity's counters are the sum of what its rows `contribute`, so a batch of
+release's reason). An entity's counters are the sum of what its rows contribute, so a batch of
 the bookings projection moves them by what the rows it touched contribute after the batch less
 what they contributed before. The projection does that in the transaction that writes its rows
 and its checkpoint (engine/adapters/pg_sales.py), so each booking counts exactly once, with no
 table of its own per hold and no consumer of its own. (Until 2026-12-04 a consumer of the log
 kept the counters and a row per hold forever, for the states each had reached: BENCHMARKS.md.)
 
-Pure, no I/O: `contribution` is the rule, used by the in-memory read model and as the reference
-the SQL is tested against (tests/contract/sales.py).
+Pure, no I/O: `EntitySales.add` is the rule, used by the in-memory read model and, through
+`sales_of`, as the reference the SQL is tested against (tests/integration/test_pg_sales.py).
 """
 
 from __future__ import annotations
@@ -110,14 +110,6 @@ def status_counts(total: EntitySales) -> dict[str, int]:
         "EXPIRED": expired,
         "RELEASED": released,
     }
-
-
-def contribution(booking: Booking) -> EntitySales:
-    """What one booking adds to its entity's counters: held once; sold if it was confirmed (even
-    if cancelled since); cancelled, expired or released (by reason) if it was."""
-    sales = EntitySales(booking.booking_stream)
-    sales.add(booking)
-    return sales
 
 
 def sales_of(bookings: Iterable[Booking]) -> dict[str, EntitySales]:

@@ -13,6 +13,7 @@ Pure: the listener hands over Locust's `start_time` (epoch seconds) and `respons
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -63,7 +64,7 @@ def percentile(counts: Counter[int], q: float) -> float:
     total = sum(counts.values())
     if not total:
         return 0.0
-    rank = max(1, -(-q * total // 1))  # ceil(q * total), at least the first request
+    rank = max(1, math.ceil(q * total))  # at least the first request
     seen = 0
     for ms in sorted(counts):
         seen += counts[ms]

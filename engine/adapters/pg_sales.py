@@ -47,11 +47,6 @@ _CONTRIBUTION: dict[str, str] = {
     "cancelled_amount": _when("b.cancelled_at IS NOT NULL", "b.amount"),
     "released_units": _when("b.released_at IS NOT NULL OR b.expired_at IS NOT NULL", "b.quantity"),
     "expired": _when("b.expired_at IS NOT NULL", "1"),
-    "payment_failed": _when("b.category = 'payment-failed'", "1"),
-    "payment_policy": _when("b.category = 'payment-policy'", "1"),
-    "by_customer": _when("b.category = 'customer'", "1"),
-    "by_admin": _when("b.category = 'admin'", "1"),
-    "other": _when("b.category = 'other'", "1"),
 }
 _REASON_COLUMNS = {
     "expired": "expired",
@@ -60,6 +55,11 @@ _REASON_COLUMNS = {
     "customer": "by_customer",
     "admin": "by_admin",
     "other": "other",
+}
+_CONTRIBUTION |= {  # a release counts under its reason's category (an expiry has its own column above)
+    column: _when(f"b.category = '{category}'", "1")
+    for category, column in _REASON_COLUMNS.items()
+    if category != "expired"
 }
 _COUNTERS = tuple(_CONTRIBUTION)
 _COLUMNS = ", ".join(_COUNTERS)

@@ -74,8 +74,13 @@ def _window_from_master(msg: Any, **_kwargs: Any) -> None:
     """A worker learns when the window began and ends (the master opened it). Locust hands the
     message over as `msg=` (until 2026-12-04 this took `message` and failed on every worker, so
     workers never learned the window's end: their users stopped only when the master quit)."""
-    _state["window_end"] = msg.data["end"]
-    _latencies.open(msg.data["start"], msg.data["end"])
+    _set_window(msg.data["start"], msg.data["end"])
+
+
+def _set_window(start: float, end: float) -> None:
+    """The window's bounds, for the users (when to stop) and the latency counts (what to count)."""
+    _state["window_end"] = end
+    _latencies.open(start, end)
 
 
 def _start_window(user_count: int, **_kwargs: Any) -> None:
@@ -100,8 +105,7 @@ def _open_window(environment: Any, user_count: int, window: float, reset_stats: 
         environment.runner.stats.reset_all()
     start = time.time()
     end = start + window
-    _state["window_end"] = end
-    _latencies.open(start, end)
+    _set_window(start, end)
     if isinstance(environment.runner, MasterRunner):
         environment.runner.send_message("window", {"start": start, "end": end})
     directory = Path(_options(environment).records_dir or ".")

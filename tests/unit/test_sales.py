@@ -6,7 +6,7 @@ import pytest
 
 from engine.adapters.memory_sales import InMemorySales
 from engine.projections.bookings import Booking
-from engine.sales import EntitySales, contribution, release_reason, status_counts
+from engine.sales import EntitySales, release_reason, sales_of, status_counts
 from tests.contract.sales import SalesReadModelContract
 from tests.sales_events import batch, cancelled, confirmed, expired, held
 
@@ -50,14 +50,14 @@ def test_release_reasons_fall_into_a_few_fixed_categories(reason: str | None, ca
 
 
 def test_a_booking_confirmed_then_cancelled_counts_as_sold_and_as_cancelled() -> None:
-    sales = contribution(_booking(status="CANCELLED", confirmed_at=2, cancelled_at=3))
+    (sales,) = sales_of([_booking(status="CANCELLED", confirmed_at=2, cancelled_at=3)]).values()
     assert (sales.held_bookings, sales.confirmed_bookings, sales.revenue) == (1, 1, 4_000)
     assert (sales.cancelled_bookings, sales.cancelled_units, sales.cancelled_amount) == (1, 2, 4_000)
     assert (sales.released_units, sum(sales.released.values())) == (0, 0)
 
 
 def test_a_released_booking_gives_its_units_back_under_its_reason() -> None:
-    sales = contribution(_booking(status="RELEASED", released_at=2, reason="released by customer"))
+    (sales,) = sales_of([_booking(status="RELEASED", released_at=2, reason="released by customer")]).values()
     assert (sales.released_units, sales.released["customer"], sales.sold_units) == (2, 1, 0)
 
 
