@@ -25,6 +25,7 @@ from engine.adapters.pg_projection import MOVE_CHECKPOINT, CheckpointMoved
 from engine.domain.errors import StoreUnavailable
 from engine.following import Backoff, LogFollower
 from engine.log import LogCheckpoint
+from engine.ports import LogReader
 from engine.projections.ledger import EVENT_TYPES, PROJECTION_NAME, Entry, Movement, entries, plan
 
 log = logging.getLogger("rezerv.projections.ledger")
@@ -75,7 +76,7 @@ class LedgerProjection:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        reader: PostgresLogReader | None = None,
+        reader: LogReader | None = None,
         name: str = PROJECTION_NAME,
         batch: int = 10_000,
         poll_s: float = 0.5,
@@ -83,7 +84,7 @@ class LedgerProjection:
         min_interval_s: float = 0.0,
     ) -> None:
         self.pool = pool
-        self.reader = reader or PostgresLogReader(pool)
+        self.reader: LogReader = reader or PostgresLogReader(pool)
         self.name = name
         self.batch = batch
         self.checkpoint: LogCheckpoint | None = None
