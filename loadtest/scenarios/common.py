@@ -119,7 +119,9 @@ def _count(name: str, response: Any, response_time: float = 0.0, start_time: flo
     _latencies.record(name, start_time, response_time)
 
 
-def _dump_statuses(environment: Any) -> None:
+def _dump_counts(environment: Any) -> None:
+    """This process's counts so far, each kind in its own file: the answers by status
+    (STATUS_FILE) and the windowed response times (LATENCY_FILE); each file replaced whole."""
     if not _statuses:
         return
     directory = Path(_options(environment).records_dir or ".")
@@ -137,14 +139,14 @@ def _start_dumping(environment: Any, **_kwargs: Any) -> None:
     def loop() -> None:
         while True:
             gevent.sleep(2.0)
-            _dump_statuses(environment)
+            _dump_counts(environment)
 
     if not isinstance(environment.runner, MasterRunner):
         gevent.spawn(loop)
 
 
 def _final_dump(environment: Any, **_kwargs: Any) -> None:
-    _dump_statuses(environment)
+    _dump_counts(environment)
     if _state["records"] is not None:
         _state["records"].close()
 
