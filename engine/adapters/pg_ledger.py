@@ -1,8 +1,9 @@
 """The ledger projection on PostgreSQL (asyncpg): the runner, and the statement query.
 
-Exactly once, as the bookings projection (engine/adapters/pg_bookings.py): a batch's entries and
-the projection's checkpoint are written in ONE transaction, which starts by moving the checkpoint
-from the one the batch was read after (a second runner finds it moved and applies nothing).
+Exactly once, as every checkpointed projection (engine/adapters/pg_projection.py): a batch's
+entries and the projection's checkpoint are written in ONE transaction, which starts by moving the
+checkpoint from the one the batch was read after (a second runner finds it moved and applies
+nothing).
 
 Cheap per booking, because a flash sale writes one money event per booking (its charge): the
 log is read with `read_matching`, so the events of other types (holds, confirmations) never
@@ -13,18 +14,16 @@ wallet in it, then every entry, each as arrays); and once caught up the follower
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 
 import asyncpg
 
 from engine.adapters.pg_event_store import TRANSIENT_DB_ERRORS
-from engine.adapters.pg_log import PostgresLogReader
-from engine.adapters.pg_projection import MOVE_CHECKPOINT, CheckpointMoved
+from engine.adapters.pg_projection import CheckpointedProjection
 from engine.domain.errors import StoreUnavailable
-from engine.following import Backoff, LogFollower
-from engine.log import LogCheckpoint
+from engine.following import Backoff
+from engine.log import LoggedEvent
 from engine.ports import LogReader
 from engine.projections.ledger import EVENT_TYPES, PROJECTION_NAME, Entry, Movement, entries, plan
 
@@ -70,8 +69,12 @@ async def write_entries(conn: asyncpg.Connection, movements: Sequence[Movement])
     return written
 
 
-class LedgerProjection:
-    """Follows the log from the checkpoint "ledger-projection" and keeps `ledger_entries` up to date."""
+class LedgerProjection(CheckpointedProjection[None]):
+    """Follows the log from the checkpoint "ledger-projection" and keeps `ledger_entries` up to
+    date; it reads only the money events (`EVENT_TYPES`)."""
+
+    what = "ledger projection"
+    event_types = EVENT_TYPES
 
     def __init__(
         self,
@@ -83,59 +86,10 @@ class LedgerProjection:
         backoff: Backoff | None = None,
         min_interval_s: float = 0.0,
     ) -> None:
-        self.pool = pool
-        self.reader: LogReader = reader or PostgresLogReader(pool)
-        self.name = name
-        self.batch = batch
-        self.checkpoint: LogCheckpoint | None = None
-        self.applied = 0  # money events this instance wrote
-        self.follower = LogFollower(
-            "ledger projection",
-            name,
-            self.reader,
-            lambda: self.run_once(self.batch),
-            batch,
-            log,
-            (StoreUnavailable,),
-            lambda: self.checkpoint,
-            poll_s,
-            backoff or Backoff(),
-            5.0,
-            min_interval_s,
-        )
+        super().__init__(pool, name, reader, batch, poll_s, backoff, 5.0, log, min_interval_s)
 
-    async def run_once(self, limit: int | None = None) -> int:
-        """Project the next `limit` events of the log; returns how many were scanned (0 if none,
-        or if another runner moved the checkpoint first). Raises StoreUnavailable or
-        codec.CodecError with nothing applied."""
-        limit = limit or self.batch
-        if self.checkpoint is None:
-            self.checkpoint = await self.reader.load_checkpoint(self.name)
-        after = self.checkpoint
-        events, target, scanned = await self.reader.read_matching(after, limit, EVENT_TYPES)
-        if not scanned:
-            return 0
-        movements = plan(events)
-        try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                moved = await conn.fetchval(
-                    MOVE_CHECKPOINT, self.name, after.txid, after.position, target.txid, target.position
-                )
-                if moved is None:
-                    raise CheckpointMoved
-                await write_entries(conn, movements)
-        except CheckpointMoved:
-            log.info("ledger projection %s: another runner moved the checkpoint past %s", self.name, after)
-            self.checkpoint = None
-            return 0
-        except TRANSIENT_DB_ERRORS as exc:
-            raise StoreUnavailable(f"applying {len(events)} money events after {after}: {exc}") from exc
-        self.checkpoint = target
-        self.applied += len(movements)
-        return scanned
-
-    async def run(self, stop: asyncio.Event) -> None:
-        await self.follower.run(stop)
+    async def apply_batch(self, conn: asyncpg.Connection, events: Sequence[LoggedEvent]) -> None:
+        await write_entries(conn, plan(events))
 
 
 async def statement(pool: asyncpg.Pool, wallet_id: str, before_version: int, limit: int) -> list[Entry]:

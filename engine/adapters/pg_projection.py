@@ -14,14 +14,16 @@ its locks (checkpoint row, then tables), the order the rebuild's swap takes them
 A subclass says what a batch writes (`apply_batch`) and what to do once it is committed
 (`after_commit`, e.g. invalidating caches: never inside the transaction, where a rollback would
 leave a cache invalidated for rows that did not change, harmless, or, worse, the other way
-around if done before).
+around if done before). A projection of a few event types names them (`event_types`): it then
+reads with `read_matching`, so the log's other events never leave the database, and its
+checkpoint still moves past them (a batch of none of its types commits the checkpoint alone).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Generic, TypeVar
 
 import asyncpg
@@ -38,7 +40,7 @@ R = TypeVar("R")
 
 APPLIED = Counter(
     "rezerv_projection_applied_events_total",
-    "Events of the log a projection applied (its batches that committed), by checkpoint name",
+    "Events of the log a projection applied (of its types, in its batches that committed), by checkpoint name",
     ["projection"],
 )
 
@@ -59,6 +61,7 @@ class CheckpointedProjection(Generic[R]):
     checkpoint's transaction. Needs a pool of at least 2 connections (listening holds one)."""
 
     what = "projection"
+    event_types: Collection[str] | None = None  # the types it reads; None: every event
 
     def __init__(
         self,
@@ -79,7 +82,7 @@ class CheckpointedProjection(Generic[R]):
         self.batch = batch
         self.log = logger or logging.getLogger(f"rezerv.projections.{name}")
         self.checkpoint: LogCheckpoint | None = None  # the saved one, once loaded
-        self.applied = 0  # events this instance applied (its batches that committed)
+        self.applied = 0  # events of its types this instance applied (its batches that committed)
         self.applied_metric = APPLIED.labels(name)
         self.follower = LogFollower(
             self.what,
@@ -97,15 +100,17 @@ class CheckpointedProjection(Generic[R]):
         )
 
     async def apply_batch(self, conn: asyncpg.Connection, events: Sequence[LoggedEvent]) -> R:
-        """Write the batch's changes on `conn`, inside the checkpoint's transaction."""
+        """Write the batch's changes on `conn`, inside the checkpoint's transaction. With
+        `event_types`, `events` holds only those, and may be empty."""
         raise NotImplementedError
 
     async def after_commit(self, result: R) -> None:
         """Called once the batch and its checkpoint are committed."""
 
     async def run_once(self, limit: int | None = None) -> int:
-        """Apply one batch of up to `limit` events; returns how many (0 if none, or if another
-        runner moved the checkpoint first: then it is reloaded on the next call).
+        """Apply one batch of up to `limit` events of the log; returns how many were read (0 if
+        none, or if another runner moved the checkpoint first: then it is reloaded on the next
+        call). With `event_types`, that counts the events of other types it moved past.
 
         Raises StoreUnavailable (database down) or codec.CodecError (an event newer than this
         code); either way nothing of the batch is applied and the checkpoint stays."""
@@ -113,10 +118,9 @@ class CheckpointedProjection(Generic[R]):
         if self.checkpoint is None:
             self.checkpoint = await self.reader.load_checkpoint(self.name)
         after = self.checkpoint
-        events = await self.reader.read_after(after, limit)
-        if not events:
+        events, target, scanned = await self._read(after, limit)
+        if not scanned:
             return 0
-        target = events[-1].checkpoint
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 moved = await conn.fetchval(
@@ -135,7 +139,15 @@ class CheckpointedProjection(Generic[R]):
         self.applied += len(events)
         self.applied_metric.inc(len(events))
         await self.after_commit(result)
-        return len(events)
+        return scanned
+
+    async def _read(self, after: LogCheckpoint, limit: int) -> tuple[list[LoggedEvent], LogCheckpoint, int]:
+        """The batch after `after`: its events of this projection's types, the checkpoint of the
+        last event read, and how many were read."""
+        if self.event_types is not None:
+            return await self.reader.read_matching(after, limit, self.event_types)
+        events = await self.reader.read_after(after, limit)
+        return events, (events[-1].checkpoint if events else after), len(events)
 
     async def catch_up(self, limit: int | None = None) -> int:
         """Apply batches until none is left; returns the events applied."""

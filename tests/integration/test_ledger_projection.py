@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 
 from engine.adapters.pg_ledger import LedgerProjection, statement
 from engine.adapters.pg_log import PostgresLogReader
@@ -68,8 +69,13 @@ async def test_the_table_is_the_fold_of_the_log_and_adds_up(pool: asyncpg.Pool) 
     assert rows["bob"][0].detail == "admin: goodwill"
 
 
+def applied_metric() -> float:
+    return REGISTRY.get_sample_value("rezerv_projection_applied_events_total", {"projection": PROJECTION_NAME}) or 0.0
+
+
 async def test_other_events_never_leave_the_database_yet_the_checkpoint_passes_them(pool: asyncpg.Pool) -> None:
     await a_story(pool)
+    metric_before = applied_metric()
     reader = PostgresLogReader(pool)
     everything = await read_all(reader)
     events, to, scanned = await reader.read_matching(START, 30, EVENT_TYPES)
@@ -83,6 +89,7 @@ async def test_other_events_never_leave_the_database_yet_the_checkpoint_passes_t
     assert await reader.load_checkpoint(PROJECTION_NAME) == everything[-1].checkpoint
     assert await projection.run_once() == 0
     assert projection.applied == 4
+    assert applied_metric() - metric_before == 4, "/metrics counts the money events applied, as for every projection"
 
 
 class CrashesMidBatch(LedgerProjection):
