@@ -58,7 +58,8 @@ class CheckpointMoved(Exception):
 
 class CheckpointedProjection(Generic[R]):
     """Follows the log from checkpoint `name`; each batch goes through `apply_batch` in the
-    checkpoint's transaction. Needs a pool of at least 2 connections (listening holds one)."""
+    checkpoint's transaction. Needs a pool of at least 2 connections when its reader listens on a
+    connection of its own (a reader on a shared listener, as in the outbox service, needs one)."""
 
     what = "projection"
     event_types: Collection[str] | None = None  # the types it reads; None: every event
@@ -150,7 +151,7 @@ class CheckpointedProjection(Generic[R]):
         return events, (events[-1].checkpoint if events else after), len(events)
 
     async def catch_up(self, limit: int | None = None) -> int:
-        """Apply batches until none is left; returns the events applied."""
+        """Apply batches until none is left; returns the events read (as `run_once`)."""
         total = 0
         while handled := await self.run_once(limit):
             total += handled
