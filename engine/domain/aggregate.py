@@ -277,6 +277,25 @@ class BookingHost(Aggregate, Archiving):
         super().__init__(entity_id)
         self.bookings: dict[str, BookingRecord] = {}
         self._init_archiving()
+        # While a snapshot is being encoded in pieces (engine/domain/snapshot_pieces.py): by the
+        # record's id(), each record as it was when the snapshot was taken, kept just before its
+        # first change since. None otherwise. Transient: never part of the state.
+        self.pre_images: dict[int, tuple[Any, ...]] | None = None
+
+    # ---- snapshots ---------------------------------------------------------------------------
+    def to_state(self) -> tuple[Any, ...]:
+        return self.state_around(tuple(rec.as_tuple() for rec in self.bookings.values()))
+
+    def state_around(self, bookings: Any) -> tuple[Any, ...]:
+        """`to_state()` with `bookings` where the bookings' records go (a snapshot in pieces puts a
+        placeholder there)."""
+        raise NotImplementedError
+
+    def _before_change(self, rec: BookingRecord) -> None:
+        """Every change of a record in `bookings` calls this first (see `pre_images`)."""
+        pre_images = self.pre_images
+        if pre_images is not None and id(rec) not in pre_images:
+            pre_images[id(rec)] = rec.as_tuple()
 
     # Subclasses move inventory when a booking stops or starts occupying it.
     def _on_confirmed(self, booking: BookingRecord) -> None:
@@ -348,6 +367,7 @@ class BookingHost(Aggregate, Archiving):
 
     def _apply_confirmed(self, e: BookingConfirmed) -> None:
         rec = self.bookings[e.hold_id]
+        self._before_change(rec)
         rec.status = CONFIRMED
         rec.updated_at = e.at
         self._on_confirmed(rec)
@@ -363,6 +383,7 @@ class BookingHost(Aggregate, Archiving):
 
     def _free(self, rec: BookingRecord, status: BookingStatus, at: int) -> None:
         was = rec.status
+        self._before_change(rec)
         rec.status = status
         rec.updated_at = at
         self._on_freed(rec, was)
@@ -388,6 +409,9 @@ class BookingHost(Aggregate, Archiving):
 
     def _record_from_tuple(self, row: tuple[Any, ...]) -> BookingRecord:
         return BookingRecord.from_tuple(row)
+
+    def _younger(self, record: BookingRecord, settled_before: int) -> bool:
+        return record.created_at >= settled_before
 
     def _keep_until(self, record: BookingRecord, now: int, lifetime_ms: int) -> int:
         """Ended: the idempotency lifetime. Confirmed: also as long as it can be cancelled."""

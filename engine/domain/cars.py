@@ -289,9 +289,8 @@ class RentalCar(BookingHost):
         assert {owner for _, _, owner in intervals} == expected, "calendar drifted from bookings"
         assert len(intervals) == len(expected), "an interval is in the calendar twice"
 
-    def to_state(self) -> tuple[Any, ...]:
+    def state_around(self, bookings: Any) -> tuple[Any, ...]:
         blocks = tuple((k, *v) for k, v in self.blocks.items())
-        bookings = tuple(rec.as_tuple() for rec in self.bookings.values())
         return (*self._definition(), blocks, bookings, self._archiving_state())
 
     @classmethod

@@ -231,6 +231,35 @@ def encode(obj: Any) -> bytes:
         raise
 
 
+def array_header(length: int) -> bytes:
+    """The bytes msgpack puts before the items of an array of `length` items."""
+    return _packers.top.pack_array_header(length)  # type: ignore[no-any-return]
+
+
+def encode_items(items: list[Any]) -> bytes:
+    """`items` encoded one after another, with no array header: a piece of a longer array's body.
+    An array is its header followed by its items, so `array_header(n)` and pieces holding n items
+    in all, joined, are `encode` of those items as one array."""
+    return encode(items)[len(array_header(len(items))) :]
+
+
+def encode_around(obj: Any, hole: object) -> tuple[bytes, bytes] | None:
+    """`encode(obj)` cut in two where `hole` sits (found by identity, inside nested tuples): what
+    comes before it and what comes after. None if `hole` is not there. `before + encode(x) + after`
+    is `encode` of `obj` with `x` in place of the hole."""
+    if obj is hole:
+        return b"", b""
+    if type(obj) is not tuple:
+        return None
+    for index, item in enumerate(obj):
+        cut = encode_around(item, hole)
+        if cut is not None:
+            head = array_header(len(obj)) + b"".join(encode(x) for x in obj[:index])
+            tail = b"".join(encode(x) for x in obj[index + 1 :])
+            return head + cut[0], cut[1] + tail
+    return None
+
+
 def decode(data: bytes) -> Any:
     try:
         return msgpack.unpackb(data, ext_hook=_ext_hook, use_list=False, raw=False, strict_map_key=False)

@@ -379,9 +379,8 @@ class TicketedEvent(BookingHost):
             archived = self.archived_confirmed.get(tier.name, 0)
             assert tier.confirmed == confirmed[tier.name] + archived, f"tier {tier.name}: confirmed drifted"
 
-    def to_state(self) -> tuple[Any, ...]:
+    def state_around(self, bookings: Any) -> tuple[Any, ...]:
         tiers = tuple((t.name, t.price, t.quantity, t.held, t.confirmed) for t in self.tiers.values())
-        bookings = tuple(rec.as_tuple() for rec in self.bookings.values())
         return (
             self.title,
             self.venue,

@@ -3,9 +3,12 @@ command names them: on in-memory fakes, with a clock moved by hand."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from engine.adapters.memory_fencing import InMemoryFencing
 from engine.adapters.memory_store import InMemoryEventStore
 from engine.domain import codec
+from engine.domain.booking import BookingStatus
 from engine.domain.commands import (
     CancelBooking,
     ConfirmBooking,
@@ -217,4 +220,48 @@ async def test_a_round_archives_in_writes_of_the_configured_size() -> None:
     assert await host.upkeep.archive_settled() == 4, "two writes of two"
     assert await host.upkeep.archive_settled() == 1
     assert event_of(host).bookings == {}
+    await host.stop()
+
+
+async def test_compaction_is_left_to_the_archive_when_it_takes_every_settled_record_first() -> None:
+    store, clock = InMemoryEventStore(), ManualClock()
+    host = await sold_and_archived(store, clock)
+    assert not host.upkeep.compacts(), "the archive takes settled records long before the lifetime ends"
+    clock.advance(86_400_000)
+    assert host.upkeep.forget_settled() == 0
+    [again] = await host.execute([hold("h2")])
+    assert isinstance(again, HoldGranted)
+    assert again.status is BookingStatus.RELEASED, "the archive still answers the ended booking's key"
+    late = make_host(InMemoryEventStore(), clock, archive_after_ms=120_000, idempotency_ttl_ms=60_000)
+    assert late.upkeep.compacts(), "records settled longer than the lifetime, not yet archived, are forgotten"
+    unarchived = EntityHost(InMemoryEventStore(), InMemoryFencing(clock=clock), HostConfig(owner="h3"), clock)
+    assert unarchived.upkeep.compacts()
+    await host.stop()
+    await late.stop()
+
+
+async def test_the_archive_scan_stops_at_the_first_booking_too_young_to_have_settled() -> None:
+    store, clock = InMemoryEventStore(), ManualClock()
+    host = make_host(store, clock)
+    await host.execute([create(), hold("old")])
+    await host.execute([ConfirmBooking("e1", "event", "old", "pay-old")])
+    clock.advance(AFTER)
+    await host.execute([hold("young")])
+    await host.execute([ConfirmBooking("e1", "event", "young", "pay-young")])
+    clock.advance(1)
+    agg = event_of(host)
+    scanned: list[str] = []
+    settled = agg._may_archive
+
+    def spy(record: Any, settled_before: int) -> bool:
+        scanned.append(record.hold_id)
+        return settled(record, settled_before)
+
+    agg._may_archive = spy  # type: ignore[method-assign]
+    assert await host.upkeep.archive_settled() == 1
+    assert set(agg.bookings) == {"young"}
+    assert scanned == ["old"], "a booking that came in after the cut-off is not even looked at"
+    clock.advance(AFTER)
+    assert await host.upkeep.archive_settled() == 1
+    assert agg.bookings == {}
     await host.stop()

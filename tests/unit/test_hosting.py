@@ -12,6 +12,7 @@ import pytest
 from engine.adapters.memory_fencing import InMemoryFencing
 from engine.adapters.memory_store import InMemoryEventStore
 from engine.domain import codec
+from engine.domain.aggregate import BookingHost
 from engine.domain.commands import (
     Command,
     ConfirmBooking,
@@ -25,10 +26,11 @@ from engine.domain.commands import (
     ReleaseHold,
     TierSpec,
 )
+from engine.domain.entities import decode_snapshot
 from engine.domain.errors import InsufficientInventory, OwnershipLost, StoreUnavailable, TransientError
 from engine.domain.results import Done, HoldGranted, Reply, StateView
 from engine.hosting import EntityHost, HostConfig
-from engine.ports import AppendResult, ManualClock, RecordedEvent, StreamAppend, Turn
+from engine.ports import AppendResult, ManualClock, RecordedEvent, Snapshot, StreamAppend, Turn
 from tests.replies import as_done, as_error, as_view
 
 TTL = 60_000
@@ -313,6 +315,46 @@ async def test_a_renewal_overtaken_by_this_hosts_own_newer_load_keeps_that_load(
     assert "event/e1" in host.entities
     assert isinstance((await host.execute([hold("b")]))[0], HoldGranted)
     await host.stop()
+
+
+async def test_a_big_snapshot_is_encoded_in_pieces_while_the_host_goes_on_answering() -> None:
+    store = InMemoryEventStore()
+    clock = ManualClock()
+    saved: list[int] = []
+    original_save = store.save_snapshot
+
+    async def spy(snapshot: Snapshot) -> None:
+        saved.append(snapshot.version)
+        await original_save(snapshot)
+
+    store.save_snapshot = spy  # type: ignore[method-assign]
+    host = make_host(store, clock=clock, snapshot_every=40, snapshot_min_interval_ms=0, snapshot_piece=1)
+    await host.execute([create(quantity=100)])
+    for i in range(39):  # the 40th event makes a snapshot of 39 bookings due: 39 pieces of one
+        await host.execute([hold(f"h{i}")])
+    agg = host.entities["event/e1"].agg
+    assert isinstance(agg, BookingHost)
+    assert agg.pre_images is not None, "the snapshot is being encoded"
+    [done] = await host.execute([ConfirmBooking("e1", "event", "h0")])
+    assert as_done(done).status == "CONFIRMED"
+    assert saved == [], "a command was answered only after the whole snapshot was encoded"
+    for _ in range(100):
+        if saved:
+            break
+        await asyncio.sleep(0)
+    assert saved == [40]
+    assert agg.pre_images is None
+    snap = await store.load_snapshot("event/e1")
+    assert snap is not None
+    restored = decode_snapshot("event/e1", snap.version, snap.state)
+    assert isinstance(restored, BookingHost)
+    assert restored.bookings["h0"].status.value == "HELD", "the snapshot is the state at its version"
+    fresh = make_host(store, InMemoryFencing(clock=clock), owner="h2", clock=clock)
+    [view] = await fresh.execute([GetState("e1", "event")])
+    assert as_view(view).version == 41
+    assert as_view(view).state["tiers"][0]["confirmed"] == 1
+    await host.stop()
+    await fresh.stop()
 
 
 async def test_snapshot_is_taken_and_used_on_activation() -> None:

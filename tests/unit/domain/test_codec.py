@@ -153,3 +153,17 @@ def test_a_malformed_flat_record_is_a_codec_error() -> None:
         codec.decode_record(codec.encode("just a string"))
     with pytest.raises(codec.CodecError):
         codec.decode_records(codec.encode([("HoldTickets",)]))
+
+
+def test_an_array_encoded_in_pieces_around_the_rest_is_the_array_encoded_at_once() -> None:
+    hole = object()
+    items = [("h1", 2, (("std", 1),)), ("h2", 3, ()), ("h3", 4, (("vip", 2),))]
+    cut = codec.encode_around((3, ("title", (("std", 5000),), hole, b"\x00\x01", True)), hole)
+    assert cut is not None
+    before, after = cut
+    pieces = before + codec.array_header(3) + codec.encode_items(items[:2]) + codec.encode_items(items[2:]) + after
+    assert pieces == codec.encode((3, ("title", (("std", 5000),), tuple(items), b"\x00\x01", True)))
+
+
+def test_encode_around_says_none_when_the_hole_is_not_there() -> None:
+    assert codec.encode_around((1, (2, 3)), object()) is None

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from engine.domain import codec
-from engine.domain.aggregate import Aggregate
+from engine.domain.aggregate import Aggregate, BookingHost
 from engine.domain.archiving import Archiving
 from engine.domain.cars import RentalCar, rental_price, start_of_day_ms
 from engine.domain.commands import (
@@ -58,6 +58,7 @@ from engine.domain.errors import (
     SalesClosed,
 )
 from engine.domain.events import RecordRestored
+from engine.domain.snapshot_pieces import SnapshotInPieces
 from engine.domain.tickets import TicketedEvent
 
 T0 = 1_800_000_000_000
@@ -128,6 +129,7 @@ class EntityMachine(RuleBasedStateMachine):
         super().__init__()
         self.archive: dict[str, bytes] = {}
         self.snapshots: list[tuple[int, bytes]] = []
+        self.in_pieces: tuple[SnapshotInPieces, bytes] | None = None  # and the snapshot it must give
 
     def handle(self, command: Any) -> Any:
         agg = self.agg
@@ -222,6 +224,27 @@ class EntityMachine(RuleBasedStateMachine):
     @rule()
     def snapshot(self) -> None:
         self.snapshots.append((self.agg.version, encode_snapshot(self.agg)))
+
+    # A snapshot encoded in pieces, commands running between them (engine/domain/snapshot_pieces.py):
+    # when its last piece is encoded it must be, byte for byte, the snapshot of its version.
+    @precondition(lambda self: self.in_pieces is None)
+    @rule()
+    def begin_a_snapshot_in_pieces(self) -> None:
+        assert isinstance(self.agg, BookingHost)
+        self.in_pieces = (SnapshotInPieces(self.agg), encode_snapshot(self.agg))
+
+    @precondition(lambda self: self.in_pieces is not None)
+    @rule(count=st.integers(min_value=1, max_value=3))
+    def encode_a_piece(self, count: int) -> None:
+        assert self.in_pieces is not None
+        pieces, expected = self.in_pieces
+        if pieces.encode_next(count):
+            self.in_pieces = None
+            blob = pieces.finish()
+            assert blob == expected, "the pieces are not the snapshot of their version"
+            assert isinstance(self.agg, BookingHost)
+            assert self.agg.pre_images is None
+            self.snapshots.append((pieces.version, blob))
 
 
 class TicketsMachine(EntityMachine):
