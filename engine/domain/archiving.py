@@ -75,7 +75,8 @@ class Archiving:
         raise NotImplementedError
 
     def _younger(self, record: Any, settled_before: int) -> bool:
-        """Whether `record` came in at or after `settled_before` (None of them settled earlier)."""
+        """Whether `record` came in at or after `settled_before`, so that it cannot have settled
+        before then (`archivable` stops there). False: every record is looked at."""
         return False
 
     def _may_archive(self, record: Any, settled_before: int) -> bool:
