@@ -29,8 +29,15 @@ def new_aggregate(stream_id: str) -> Aggregate:
     return cls(entity_id)
 
 
+def snapshot_body(agg: Aggregate, state: Any) -> tuple[int, Any]:
+    """What a snapshot encodes: the aggregate's snapshot schema and `state`. The one place this
+    shape is written, for `encode_snapshot` and for a snapshot encoded in pieces
+    (engine/domain/snapshot_pieces.py), whose bytes must be the same."""
+    return (agg.SNAPSHOT_SCHEMA, state)
+
+
 def encode_snapshot(agg: Aggregate) -> bytes:
-    return codec.encode((agg.SNAPSHOT_SCHEMA, agg.to_state()))
+    return codec.encode(snapshot_body(agg, agg.to_state()))
 
 
 def decode_snapshot(stream_id: str, version: int, data: bytes) -> Aggregate | None:

@@ -24,6 +24,7 @@ from typing import Any, TypeGuard
 
 from engine.domain import codec
 from engine.domain.aggregate import Aggregate, BookingHost, BookingRecord
+from engine.domain.entities import snapshot_body
 
 _BOOKINGS = object()  # where the bookings go in the state, while the rest is encoded
 
@@ -39,7 +40,7 @@ class SnapshotInPieces:
         self.version = agg.version
         self._agg = agg
         self._records: list[BookingRecord] = list(agg.bookings.values())
-        cut = codec.encode_around((agg.SNAPSHOT_SCHEMA, agg.state_around(_BOOKINGS)), _BOOKINGS)
+        cut = codec.encode_around(snapshot_body(agg, agg.state_around(_BOOKINGS)), _BOOKINGS)
         if cut is None:
             raise RuntimeError(f"{type(agg).__name__}.state_around left out the bookings")
         self._before, self._after = cut
