@@ -1,4 +1,5 @@
-"""Garbage-collector settings for processes that keep a large, long-lived heap (shards, drivers).
+"""Garbage-collector settings for processes that keep a large, long-lived heap (shards, drivers)
+and for request loops (the API, the load generator).
 
 A shard keeps every active booking in memory, hundreds of thousands of objects. CPython's full
 (generation 2) collection walks all of them: measured in-process at 600k holds, 16 full
@@ -27,11 +28,14 @@ def collect_when_idle() -> int:
     return gc.collect()
 
 
-def settle_server() -> None:
-    """For a request server (the API) once it has started: move everything built so far (the
-    application, its routes and schemas, the imported modules) out of the collector's sight with
-    `gc.freeze`, and collect the young generations less often. Requests allocate much and keep
-    little; without this every full collection walks the whole application again."""
+def settle_request_loop() -> None:
+    """For a process that serves or sends requests in a loop, once it has built what it keeps: the
+    API once it has started, the load generator once its users are spawned. Move everything built
+    so far (the application, its routes and schemas, the imported modules; the generator's users,
+    connections and population) out of the collector's sight with `gc.freeze`, and collect the
+    young generations less often. Requests allocate much and keep little; without this every
+    full collection walks the whole application again (in the load generator, a profile at 256
+    users put 11.5% of its samples in the collector: BENCHMARKS.md)."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG_THRESHOLD, GEN1_EVERY, GEN1_EVERY)

@@ -84,7 +84,7 @@ def create_app(
         # Try every dependency once so the first real request does not pay for connecting, and
         # load the revoked tokens before the first request is let in.
         await asyncio.gather(*(run_check(d) for d in deps))
-        gc_tuning.settle_server()
+        gc_tuning.settle_request_loop()
         try:
             await asyncio.wait_for(revoked.refresh(), 5.0)
         except Exception as exc:

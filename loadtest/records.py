@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
+
 from loadtest.audit_rules import NO_OUTCOME, ClientHold
 
 PATTERN = "records-*.jsonl"
@@ -24,15 +26,16 @@ PATTERN = "records-*.jsonl"
 
 @dataclass
 class RecordWriter:
-    """Appends records of one process; one line per write (line-buffered)."""
+    """Appends records of one process; one line per write (unbuffered, so each line is one
+    append). Encoded with orjson: `json.dumps` was about 5% of the load generator's samples."""
 
     directory: Path
-    _file: IO[str] | None = field(default=None, repr=False)
+    _file: IO[bytes] | None = field(default=None, repr=False)
 
-    def _out(self) -> IO[str]:
+    def _out(self) -> IO[bytes]:
         if self._file is None:
             self.directory.mkdir(parents=True, exist_ok=True)
-            self._file = (self.directory / f"records-{os.getpid()}.jsonl").open("a", buffering=1)
+            self._file = (self.directory / f"records-{os.getpid()}.jsonl").open("ab", buffering=0)
         return self._file
 
     def intent(self, customer: str, entity: str, key: str, hold_id: str) -> None:
@@ -56,7 +59,7 @@ class RecordWriter:
         )
 
     def _write(self, record: dict[str, Any]) -> None:
-        self._out().write(json.dumps(record, separators=(",", ":")) + "\n")
+        self._out().write(orjson.dumps(record) + b"\n")
 
     def close(self) -> None:
         if self._file is not None:

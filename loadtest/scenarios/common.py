@@ -31,6 +31,7 @@ from locust import FastHttpUser, constant, constant_throughput, events, task
 from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
+from actors import gc_tuning
 from api.hold_keys import hold_id_for
 from loadtest.population import ACCOUNT_PASSWORD, Population
 from loadtest.records import RecordWriter
@@ -83,7 +84,16 @@ def _set_window(start: float, end: float) -> None:
     _latencies.open(start, end)
 
 
+def _settle() -> None:
+    """Every user is spawned: what the process keeps from now on (users, connections, the
+    population) leaves the garbage collector's sight, and young collections run less often. The
+    generator shares the cores with the system it measures, and its collector took 11.5% of its
+    samples at 256 users (BENCHMARKS.md); every system is measured with the same setting."""
+    gc_tuning.settle_request_loop()
+
+
 def _start_window(user_count: int, **_kwargs: Any) -> None:
+    _settle()
     environment = _ENVIRONMENT.get("env")
     if environment is None or isinstance(environment.runner, WorkerRunner):
         return
@@ -184,6 +194,9 @@ class Customer(FastHttpUser):  # type: ignore[misc]
         self.rng = random.Random()
         self.reads: deque[tuple[float, str, str]] = deque()  # (due, hold id, token)
         self.read_after = float(_options(self.environment).read_after)
+        # No route of any system under test sets a cookie; the jar cost the generator about a
+        # tenth of its samples (geventhttpclient runs it on every request and answer when set).
+        self.client.client.cookiejar = None
 
     # ---- the window ------------------------------------------------------------------------
     def stop_after_window(self) -> None:
