@@ -78,7 +78,8 @@ class HostConfig:
     idempotency_ttl_ms: int = 86_400_000
     lease_ms: int = 30_000
     archive_after_ms: int = 0  # settled this long, a record moves to the archive; 0: it stays in memory
-    # Records per archive write. The write holds back the stream's appends, and choosing and then
+    # Records per archive write. The write holds back the stream's appends while it commits (it
+    # locks the stream's row last: engine/adapters/pg_event_store.py), and choosing and then
     # dropping a batch stops the event loop: 44 ms for 5,000 records of a 100,000-booking event on
     # this machine out of load, about a fifth of that for 1,000.
     archive_batch: int = 1_000

@@ -122,24 +122,21 @@ ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, state = exclud
  WHERE snapshots.version < excluded.version
 """
 
-# One statement, so one transaction. `head` reads the stream's row FOR SHARE: a claim in flight
-# (which updates that row) is waited for and its token seen, and a claim after it waits for this
-# statement to commit, so no put lands under a token a claim has already fenced. Rows are stored
-# only if the token is the current one; the statement returns the recorded token (NULL for a
-# stream never claimed), which tells the caller whether it was refused.
-_ARCHIVE_PUT = """
-WITH head AS (
-    SELECT token FROM streams WHERE stream_id = $1 FOR SHARE
-), stored AS (
-    INSERT INTO record_archive (stream_id, key, record, keep_until)
-    SELECT $1, u.key, u.record, u.keep_until
-      FROM unnest($3::text[], $4::bytea[], $5::bigint[]) AS u(key, record, keep_until)
-     WHERE (SELECT token FROM head) = $2
-    ON CONFLICT (stream_id, key) DO UPDATE SET record = excluded.record, keep_until = excluded.keep_until
-)
-SELECT token FROM head
+# Two statements in one transaction, the lock last. The rows are inserted first, invisible to
+# anyone until the commit; then the stream's row is read FOR SHARE: a claim in flight (which updates
+# that row) is waited for and its token seen, and a claim after it waits for this transaction to
+# commit, so no put lands under a token a claim has already fenced. A token other than the
+# caller's (NULL for a stream never claimed) rolls the rows back. The lock is last because it also
+# holds back the stream's appends (their UPDATE of the same row waits for it): taken first, as
+# until 2026-12-05, the hot event's commits waited for every insert of 1,000 archived records
+# under load (BENCHMARKS.md); taken last, they wait for the commit only.
+_ARCHIVE_INSERT = """
+INSERT INTO record_archive (stream_id, key, record, keep_until)
+SELECT $1, u.key, u.record, u.keep_until
+  FROM unnest($2::text[], $3::bytea[], $4::bigint[]) AS u(key, record, keep_until)
+ON CONFLICT (stream_id, key) DO UPDATE SET record = excluded.record, keep_until = excluded.keep_until
 """
-
+_ARCHIVE_HEAD = "SELECT token FROM streams WHERE stream_id = $1 FOR SHARE"
 _ARCHIVE_GET = "SELECT key, record FROM record_archive WHERE stream_id = $1 AND key = ANY($2::text[])"
 
 # A slice at a time, by ctid (the table's key is two columns). A row a put replaced meanwhile has
@@ -346,18 +343,19 @@ class PostgresEventStore:
         latest = {row.key: row for row in rows}
         ordered = [latest[key] for key in sorted(latest)]
         try:
-            recorded = await self.pool.fetchval(
-                _ARCHIVE_PUT,
-                stream_id,
-                token,
-                [row.key for row in ordered],
-                [row.record for row in ordered],
-                [row.keep_until for row in ordered],
-            )
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute(
+                    _ARCHIVE_INSERT,
+                    stream_id,
+                    [row.key for row in ordered],
+                    [row.record for row in ordered],
+                    [row.keep_until for row in ordered],
+                )
+                recorded = await conn.fetchval(_ARCHIVE_HEAD, stream_id)
+                if recorded != token:
+                    raise OwnershipLost(f"{stream_id} is owned with token {recorded or 0}, not {token}")
         except TRANSIENT_DB_ERRORS as exc:
             raise StoreUnavailable(f"archiving {len(ordered)} records of {stream_id}: {exc}") from exc
-        if recorded != token:
-            raise OwnershipLost(f"{stream_id} is owned with token {recorded or 0}, not {token}")
 
     async def get(self, stream_id: str, keys: Sequence[str]) -> dict[str, bytes]:
         if not keys:

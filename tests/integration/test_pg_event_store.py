@@ -14,7 +14,8 @@ import pytest
 
 from engine.adapters.pg_event_store import (
     _APPEND_IN_ONE,
-    _ARCHIVE_PUT,
+    _ARCHIVE_HEAD,
+    _ARCHIVE_INSERT,
     _MOVE_HEADS,
     ONE_STATEMENT_STREAMS_MAX,
     PostgresEventStore,
@@ -190,7 +191,8 @@ async def test_a_claim_waits_for_an_archive_put_in_flight(pool: asyncpg.Pool) ->
     async with pool.acquire() as conn:
         tx = conn.transaction()
         await tx.start()
-        token = await conn.fetchval(_ARCHIVE_PUT, s, 1, ["hold-1"], [b"settled"], [0])
+        await conn.execute(_ARCHIVE_INSERT, s, ["hold-1"], [b"settled"], [0])
+        token = await conn.fetchval(_ARCHIVE_HEAD, s)
         assert token == 1
         claim = asyncio.create_task(store.claim(s, 2, "new"))
         await asyncio.sleep(0.3)
@@ -198,3 +200,23 @@ async def test_a_claim_waits_for_an_archive_put_in_flight(pool: asyncpg.Pool) ->
         await tx.commit()
     await claim
     assert await store.get(s, ["hold-1"]) == {"hold-1": b"settled"}
+
+
+async def test_an_archive_puts_insert_does_not_hold_back_the_streams_appends(pool: asyncpg.Pool, shape: int) -> None:
+    """A put inserts its rows before it locks the stream's row, so an append made meanwhile (the
+    hot event's group commit) goes through at once; the lock, taken last, then sees the token the
+    append left unchanged and the rows are stored. With the lock first, the append waited for the
+    whole insert (BENCHMARKS.md, 2026-12-05)."""
+    store = store_of(pool, shape)
+    s = sid()
+    await store.claim(s, 1, "host")
+    async with pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        await conn.execute(_ARCHIVE_INSERT, s, ["hold-1"], [b"settled"], [0])
+        appended = await asyncio.wait_for(store.append([StreamAppend(s, 0, 1, [NewEvent("A", b"a")])]), 5.0)
+        assert appended.failed == frozenset()
+        assert await conn.fetchval(_ARCHIVE_HEAD, s) == 1
+        await tx.commit()
+    assert await store.get(s, ["hold-1"]) == {"hold-1": b"settled"}
+    assert [e.event_type for e in await store.load(s)] == ["A"]
