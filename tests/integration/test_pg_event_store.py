@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -35,6 +37,16 @@ def shape(request: pytest.FixtureRequest) -> int:
 
 def store_of(pool: asyncpg.Pool, shape: int) -> PostgresEventStore:
     return PostgresEventStore(pool, one_statement_max=shape, one_statement_streams_max=shape)
+
+
+@asynccontextmanager
+async def transaction_left_open(pool: asyncpg.Pool) -> AsyncIterator[tuple[Any, Any]]:
+    """A connection with a transaction begun, for a test to act on another connection while it is
+    in flight and then commit it (`tx.commit()`); released (and rolled back) at the end."""
+    async with pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        yield conn, tx
 
 
 class TestPostgresEventStore(EventStoreContract, InboxContract, RecordArchiveContract):
@@ -111,9 +123,7 @@ async def test_a_claim_waits_for_an_append_in_flight_and_then_sees_it(pool: asyn
     store = store_of(pool, shape)
     s = sid()
     await store.claim(s, 1, "old")
-    async with pool.acquire() as conn:
-        tx = conn.transaction()
-        await tx.start()
+    async with transaction_left_open(pool) as (conn, tx):
         # The old owner's append, held open: it has moved the head but not committed.
         await conn.execute("UPDATE streams SET version = 1 WHERE stream_id = $1 AND token <= 1", s)
         await conn.execute("INSERT INTO events (stream_id, version, event_type, data) VALUES ($1, 1, 'A', 'a')", s)
@@ -149,9 +159,7 @@ async def test_a_head_update_waits_for_an_uncommitted_earlier_one_and_builds_on_
     store = store_of(pool, shape)
     s = sid()
     await store.claim(s, 1, "host")
-    async with pool.acquire() as conn:
-        tx = conn.transaction()
-        await tx.start()
+    async with transaction_left_open(pool) as (conn, tx):
         await conn.execute("INSERT INTO events (stream_id, version, event_type, data) VALUES ($1, 1, 'A', 'a')", s)
         await conn.execute("UPDATE streams SET version = 1 WHERE stream_id = $1", s)
         later = asyncio.create_task(store.append([StreamAppend(s, 1, 1, [NewEvent("B", b"b")])]))
@@ -169,9 +177,7 @@ async def test_an_archive_put_waits_for_a_claim_in_flight_and_then_is_refused(po
     store = PostgresEventStore(pool)
     s = sid()
     await store.claim(s, 1, "old")
-    async with pool.acquire() as conn:
-        tx = conn.transaction()
-        await tx.start()
+    async with transaction_left_open(pool) as (conn, tx):
         await conn.execute("UPDATE streams SET token = 2, owner = 'new' WHERE stream_id = $1", s)
         put = asyncio.create_task(store.put(s, 1, [ArchivedRecord("hold-1", b"stale", 0)]))
         await asyncio.sleep(0.3)
@@ -188,9 +194,7 @@ async def test_a_claim_waits_for_an_archive_put_in_flight(pool: asyncpg.Pool) ->
     store = PostgresEventStore(pool)
     s = sid()
     await store.claim(s, 1, "old")
-    async with pool.acquire() as conn:
-        tx = conn.transaction()
-        await tx.start()
+    async with transaction_left_open(pool) as (conn, tx):
         await conn.execute(_ARCHIVE_INSERT, s, ["hold-1"], [b"settled"], [0])
         token = await conn.fetchval(_ARCHIVE_HEAD, s)
         assert token == 1
@@ -210,9 +214,7 @@ async def test_an_archive_puts_insert_does_not_hold_back_the_streams_appends(poo
     store = store_of(pool, shape)
     s = sid()
     await store.claim(s, 1, "host")
-    async with pool.acquire() as conn:
-        tx = conn.transaction()
-        await tx.start()
+    async with transaction_left_open(pool) as (conn, tx):
         await conn.execute(_ARCHIVE_INSERT, s, ["hold-1"], [b"settled"], [0])
         appended = await asyncio.wait_for(store.append([StreamAppend(s, 0, 1, [NewEvent("A", b"a")])]), 5.0)
         assert appended.failed == frozenset()
