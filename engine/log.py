@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.domain.fast_init import speed_up_init
+
 
 @dataclass(frozen=True, slots=True, order=True)
 class LogCheckpoint:
@@ -29,6 +31,7 @@ START = LogCheckpoint(0, 0)
 """Before the first event: a reader with no saved checkpoint starts here."""
 
 
+@speed_up_init  # a reader builds one per row it reads, six readers in the outbox service
 @dataclass(frozen=True, slots=True)
 class LoggedEvent:
     """An event as the log reader sees it: a stored event plus where it sits in the log."""

@@ -88,10 +88,11 @@ SELECT (SELECT count(*) FROM (SELECT 1 FROM events
 
 
 def logged_event(r: asyncpg.Record) -> LoggedEvent:
-    """A row with the columns of `events` (recorded_at as `recorded_at_ms`) as a LoggedEvent."""
-    return LoggedEvent(
-        r["stream_id"], r["version"], r["event_type"], r["data"], r["position"], r["txid"], r["recorded_at_ms"]
-    )
+    """A row whose first seven columns are LoggedEvent's fields in order (as `_READ_AFTER` and
+    `_READ_MATCHING` here and `_EVENTS_AT` in pg_sagas select them) as a LoggedEvent. By position,
+    not by name: a name is a lookup per column, and the outbox service's six readers build one of
+    these per row they read."""
+    return LoggedEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6])
 
 
 class PostgresLogReader:

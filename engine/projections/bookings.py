@@ -31,7 +31,7 @@ the table from the log gives the same rows.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -49,6 +49,7 @@ from engine.domain.events import (
     PaymentSucceeded,
     TicketsHeld,
 )
+from engine.domain.fast_init import fast_replace
 from engine.domain.wallet import REFUNDED
 from engine.log import LoggedEvent
 
@@ -107,6 +108,7 @@ class Booking:
 
 BOOKING_FIELDS = tuple(f.name for f in fields(Booking))
 INSERTED_FIELDS = tuple(name for name in BOOKING_FIELDS if name != "updated_at")
+_replace = fast_replace(Booking)  # `apply` copies a row per change it makes
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,7 +257,7 @@ def apply(row: Booking | None, change: Change) -> Booking | None:
             updates["terminal_version"] = change.version
         if change.reason is not None:
             updates["reason"] = change.reason
-        return replace(row, **updates)
+        return _replace(row, **updates)
     if row.payment_status != change.from_status:
         return row
     updates = {"payment_status": change.status}
@@ -269,7 +271,7 @@ def apply(row: Booking | None, change: Change) -> Booking | None:
         updates["payment_stream"] = change.stream
     if change.status == FAILED and row.reason is None:
         updates["reason"] = change.reason
-    return replace(row, **updates)
+    return _replace(row, **updates)
 
 
 def fold(changes: Iterable[Change], rows: dict[str, Booking] | None = None) -> dict[str, Booking]:
