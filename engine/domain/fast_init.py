@@ -9,7 +9,7 @@ signature and defaults, and the instance is exactly as frozen as before (assignm
 raises FrozenInstanceError; equality and hashing are the dataclass's own).
 
 `fast_replace` does the same for `dataclasses.replace`, which looks every field up by name and
-builds a keyword dict for `__init__` on each call: a read model's row of 23 fields took 5.7-6.1 us
+builds a keyword dict for `__init__` on each call: a read model's row of 24 fields took 5.7-6.1 us
 a copy that way against 1.9 us (measured), and the bookings projection copies rows several times
 a booking (its rows were 9% of the outbox service's samples at 16 users, BENCHMARKS.md).
 """
