@@ -24,12 +24,15 @@ T = TypeVar("T")
 _MISSING: Any = object()
 
 
+def _frozen_slotted_plain(cls: type) -> bool:
+    """`cls` is a frozen, slotted dataclass without post-init logic: its slots can be set directly."""
+    params = getattr(cls, "__dataclass_params__", None)
+    return params is not None and params.frozen and "__slots__" in vars(cls) and not hasattr(cls, "__post_init__")
+
+
 def speed_up_init(cls: type[T]) -> type[T]:
     """Replace `cls.__init__` if `cls` is a frozen, slotted dataclass without post-init logic."""
-    params = getattr(cls, "__dataclass_params__", None)
-    if params is None or not params.frozen or "__slots__" not in vars(cls):
-        return cls
-    if hasattr(cls, "__post_init__"):
+    if not _frozen_slotted_plain(cls):
         return cls
     fields = [f for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]
     if any(f.default_factory is not dataclasses.MISSING for f in fields):
@@ -59,8 +62,7 @@ def fast_replace(cls: type[T]) -> Callable[..., T]:
     all set by `__init__` and which has no post-init logic (ValueError otherwise): a copy with the
     named fields changed, built slot by slot. Fields are passed by keyword only, as to `replace`;
     an unknown name is a TypeError, as there."""
-    params = getattr(cls, "__dataclass_params__", None)
-    if params is None or not params.frozen or "__slots__" not in vars(cls) or hasattr(cls, "__post_init__"):
+    if not _frozen_slotted_plain(cls):
         raise ValueError(f"{cls.__name__} is not a frozen, slotted dataclass without __post_init__")
     fields = dataclasses.fields(cls)  # type: ignore[arg-type]
     if not all(f.init for f in fields):

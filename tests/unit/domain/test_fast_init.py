@@ -65,9 +65,11 @@ def test_fast_replace_gives_what_dataclasses_replace_gives(changes: dict[str, An
     replace = fast_replace(Booking)
     row = _booking()
     copy = replace(row, **changes)
-    assert copy == dataclasses.replace(row, **changes)
+    expected = dataclasses.replace(row, **changes)
+    assert copy == expected
+    # field by field too: `updated_at` is left out of Booking's equality
     assert [getattr(copy, f.name) for f in dataclasses.fields(Booking)] == [
-        getattr(dataclasses.replace(row, **changes), f.name) for f in dataclasses.fields(Booking)
+        getattr(expected, f.name) for f in dataclasses.fields(Booking)
     ]
     assert copy is not row
     assert row == _booking()
