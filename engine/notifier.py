@@ -59,7 +59,7 @@ class Notifier:
         if not notifications:
             return
         stored = await self.store.store(notifications, now)
-        self.stored += len(stored)
+        self.stored += stored
         if stored and self.wake is not None:
             self.wake.set()
 

@@ -456,9 +456,10 @@ class PaymentProvider(Protocol):
 
 # ---- notifications and webhooks (engine/notifications.py, engine/notifier.py) --------------------
 class NotificationStore(Protocol):
-    async def store(self, notifications: Sequence[Notification], now_ms: int) -> list[Stored]:
+    async def store(self, notifications: Sequence[Notification], now_ms: int) -> int:
         """Store the ones not stored before (by message id), in one transaction with a webhook
-        delivery for each whose customer has a webhook; returns those stored now, by id."""
+        delivery for each whose customer has a webhook; returns how many were stored now (the
+        notifier only counts them and wakes the webhook worker; readers use `page` and `after`)."""
 
     async def page(self, customer_id: str, before_id: int, limit: int, unread_only: bool) -> list[Stored]:
         """The customer's notifications older than `before_id`, newest first."""

@@ -18,20 +18,20 @@ class InMemoryNotifications:
     parked: list[tuple[str, int, int, str]] = field(default_factory=list)  # (customer, notification id, tries, error)
     _next_delivery: int = 1
 
-    async def store(self, notifications: Sequence[Notification], now_ms: int) -> list[Stored]:
+    async def store(self, notifications: Sequence[Notification], now_ms: int) -> int:
         known = {s.notification.message_id for s in self.rows}
-        out = []
+        count = 0
         for n in notifications:
             if n.message_id in known:
                 continue
             known.add(n.message_id)
             stored = Stored(len(self.rows) + 1, n)
             self.rows.append(stored)
-            out.append(stored)
+            count += 1
             if n.customer_id in self.webhooks:
                 self.deliveries[self._next_delivery] = (stored.id, n.customer_id, 0, now_ms, "")
                 self._next_delivery += 1
-        return out
+        return count
 
     async def page(self, customer_id: str, before_id: int, limit: int, unread_only: bool) -> list[Stored]:
         mine = [

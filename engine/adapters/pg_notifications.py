@@ -3,7 +3,10 @@
 A batch of notifications is stored by ONE statement (rows as arrays; a known message id is
 skipped; a delivery is created for every new row whose customer has a webhook), after a
 transaction-level advisory lock: batches of the two notifier consumers are stored one after the
-other, so ids are committed in increasing order and the live stream can follow `id > last`.
+other, so ids are committed in increasing order and the live stream can follow `id > last`. The
+statement answers only how many rows were new: its one caller counts them, and returning every
+row, sorted, with every column cost PostgreSQL a sort and the notifier 3% of its process's time
+under a flash sale (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -20,18 +23,18 @@ LOCK = 0x6E6F_7469_6679  # "notify": the notifier's insert lock
 
 _COLUMNS = "id, message_id, customer_id, hold_id, booking_stream, outcome, reason, amount, at, read_at"
 
-_STORE = f"""
+_STORE = """
 WITH inserted AS (
     INSERT INTO notifications (message_id, customer_id, hold_id, booking_stream, outcome, reason, amount, at)
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[],
                          $8::bigint[])
     ON CONFLICT (message_id) DO NOTHING
-    RETURNING {_COLUMNS}
+    RETURNING id, customer_id
 ), deliveries AS (
     INSERT INTO webhook_deliveries (notification_id, customer_id, next_attempt_at)
     SELECT i.id, i.customer_id, $9 FROM inserted i JOIN webhooks w ON w.customer_id = i.customer_id ORDER BY i.id
 )
-SELECT * FROM inserted ORDER BY id
+SELECT count(*) FROM inserted
 """
 
 _DUE = f"""
@@ -70,9 +73,9 @@ class PostgresNotifications:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def store(self, notifications: Sequence[Notification], now_ms: int) -> list[Stored]:
+    async def store(self, notifications: Sequence[Notification], now_ms: int) -> int:
         if not notifications:
-            return []
+            return 0
         columns = [
             list(c)
             for c in zip(
@@ -86,10 +89,10 @@ class PostgresNotifications:
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK)
-                rows = await conn.fetch(_STORE, *columns, now_ms)
+                stored = await conn.fetchval(_STORE, *columns, now_ms)
         except TRANSIENT_DB_ERRORS as exc:
             raise StoreUnavailable(f"storing {len(notifications)} notifications: {exc}") from exc
-        return [_stored(r) for r in rows]
+        return int(stored)
 
     async def _fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
         try:

@@ -20,14 +20,19 @@ def outcome(customer: str, outcome_: str = CONFIRMED, message_id: str | None = N
 class NotificationStoreContract:
     async def test_a_message_is_stored_once_whatever_its_deliveries(self, notifications: NotificationStore) -> None:
         a, b = outcome("ann"), outcome("ann", REFUNDED)
-        first = await notifications.store([a, b, a], NOW)
+        before = await notifications.last_id()
+        assert await notifications.store([a, b, a], NOW) == 2, "the repeated message counted once"
+        first = await notifications.after(["ann"], before, 10)
         assert [s.notification for s in first] == [a, b]
         assert first[0].id < first[1].id
-        assert await notifications.store([b, a], NOW) == []
+        assert await notifications.store([b, a], NOW) == 0
+        assert await notifications.after(["ann"], before, 10) == first
         assert [s.notification for s in await notifications.page("ann", 2**62, 10, False)] == [b, a]
 
     async def test_pages_unread_and_marking_read(self, notifications: NotificationStore) -> None:
-        stored = await notifications.store([outcome("bo") for _ in range(5)] + [outcome("cy")], NOW)
+        before = await notifications.last_id()
+        assert await notifications.store([outcome("bo") for _ in range(5)] + [outcome("cy")], NOW) == 6
+        stored = await notifications.after(["bo", "cy"], before, 10)
         ids = [s.id for s in stored if s.notification.customer_id == "bo"]
         newest = await notifications.page("bo", 2**62, 2, False)
         assert [s.id for s in newest] == ids[::-1][:2]
@@ -40,7 +45,10 @@ class NotificationStoreContract:
 
     async def test_the_live_cursor_sees_what_came_after_it(self, notifications: NotificationStore) -> None:
         before = await notifications.last_id()
-        stored = await notifications.store([outcome("dee"), outcome("eli"), outcome("dee")], NOW)
+        batch = [outcome("dee"), outcome("eli"), outcome("dee")]
+        assert await notifications.store(batch, NOW) == 3
+        stored = await notifications.after(["dee", "eli"], before, 10)
+        assert [s.notification for s in stored] == batch, "ids follow the batch's order"
         assert await notifications.last_id() == stored[-1].id
         assert [s.id for s in await notifications.after(["dee"], before, 10)] == [stored[0].id, stored[2].id]
         assert [s.id for s in await notifications.after(["dee", "eli"], stored[0].id, 1)] == [stored[1].id]
@@ -50,7 +58,9 @@ class NotificationStoreContract:
     ) -> None:
         await notifications.set_webhook(Webhook("fay", "http://hook/1", "s1"))
         assert await notifications.webhook("fay") == Webhook("fay", "http://hook/1", "s1")
-        stored = await notifications.store([outcome("fay"), outcome("fay"), outcome("gil")], NOW)
+        before = await notifications.last_id()
+        assert await notifications.store([outcome("fay"), outcome("fay"), outcome("gil")], NOW) == 3
+        stored = await notifications.after(["fay", "gil"], before, 10)
         due = await notifications.due(NOW, 10)
         assert [(d.stored.id, d.url, d.secret, d.attempts) for d in due] == [
             (stored[0].id, "http://hook/1", "s1", 0),
