@@ -5,8 +5,8 @@ skipped; a delivery is created for every new row whose customer has a webhook), 
 transaction-level advisory lock: batches of the two notifier consumers are stored one after the
 other, so ids are committed in increasing order and the live stream can follow `id > last`. The
 statement answers only how many rows were new: its one caller counts them, and returning every
-row, sorted, with every column cost PostgreSQL a sort and the notifier 3% of its process's time
-under a flash sale (BENCHMARKS.md).
+row, sorted, with every column cost PostgreSQL a sort and the notifier 3% of its process's
+samples at 16 users in a flash sale (BENCHMARKS.md).
 """
 
 from __future__ import annotations
