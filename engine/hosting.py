@@ -465,10 +465,10 @@ class EntityHost:
             while not done:
                 done = pieces.encode_next(piece)
                 await asyncio.sleep(0)  # the calls waiting meanwhile run here, after each piece
-            state = pieces.finish()
+            parts = pieces.finish()
         finally:
             pieces.release()
-        await self.store.save_snapshot(Snapshot(stream, pieces.version, state))
+        await self.store.save_snapshot_in_parts(stream, pieces.version, parts)
 
     # ---- background work ----------------------------------------------------------------------
     def spawn(self, work: Awaitable[Any], what: str) -> None:

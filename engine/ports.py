@@ -151,6 +151,11 @@ class EventStore(Protocol):
     async def save_snapshot(self, snapshot: Snapshot) -> None:
         """Keep the snapshot if it is newer than the stored one."""
 
+    async def save_snapshot_in_parts(self, stream_id: str, version: int, parts: Sequence[bytes]) -> None:
+        """`save_snapshot` of the parts joined, sent a part at a time: the snapshot of a hot event
+        is megabytes, and sent in one go it held the caller's event loop for up to 100 ms under
+        load (BENCHMARKS.md, "the snapshot sent in parts")."""
+
     async def processed(self, consumer: str, message_ids: Sequence[str]) -> set[str]:
         """Which of `message_ids` the consumer has already acted on (recorded with their events)."""
 

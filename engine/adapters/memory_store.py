@@ -106,6 +106,9 @@ class InMemoryEventStore:
         if current is None or current.version < snapshot.version:
             self.snapshots[snapshot.stream_id] = snapshot
 
+    async def save_snapshot_in_parts(self, stream_id: str, version: int, parts: Sequence[bytes]) -> None:
+        await self.save_snapshot(Snapshot(stream_id, version, b"".join(parts)))
+
     async def put(self, stream_id: str, token: int, rows: Sequence[ArchivedRecord]) -> None:
         if not rows:
             return

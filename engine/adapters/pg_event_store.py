@@ -33,7 +33,9 @@ settled records a host moved out of memory, written under the stream's fencing t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import struct
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import asyncpg
@@ -121,6 +123,33 @@ INSERT INTO snapshots (stream_id, version, state) VALUES ($1, $2, $3)
 ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, state = excluded.state, taken_at = now()
  WHERE snapshots.version < excluded.version
 """
+
+# A snapshot sent in parts (save_snapshot_in_parts): under the stream's lock, the older row goes,
+# and the answer says whether one as new or newer stays (then there is nothing to send). The
+# statement's CTE deletes; its SELECT still sees the rows as they were, of which only a newer one
+# can match.
+_LOCK_SNAPSHOT = "SELECT pg_advisory_xact_lock(hashtext('snapshot:' || $1))"
+_MAKE_ROOM_FOR_SNAPSHOT = """
+WITH older AS (DELETE FROM snapshots WHERE stream_id = $1 AND version < $2)
+SELECT EXISTS (SELECT 1 FROM snapshots WHERE stream_id = $1 AND version >= $2)
+"""
+_SNAPSHOT_COLUMNS = ("stream_id", "version", "state")
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)  # no flags, no header extension
+
+
+async def snapshot_copy_rows(stream_id: str, version: int, parts: Sequence[bytes]) -> AsyncIterator[bytes]:
+    """The snapshot's row in COPY's binary format, yielded a part at a time with a pass of the
+    event loop after each, so that calls waiting on the loop are answered between the parts
+    (asyncpg's COPY only suspends on its own when the socket's buffer is full)."""
+    sid = stream_id.encode()
+    state = sum(map(len, parts))
+    yield b"".join((_COPY_SIGNATURE, struct.pack("!hi", 3, len(sid)), sid, struct.pack("!iii", 4, version, state)))
+    for part in parts:
+        if part:
+            yield part
+            await asyncio.sleep(0)
+    yield struct.pack("!h", -1)  # the end of the rows
+
 
 # Two statements in one transaction, the lock last. The rows are inserted first, invisible to
 # anyone until the commit; then the stream's row is read FOR SHARE: a claim in flight (which updates
@@ -334,6 +363,25 @@ class PostgresEventStore:
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
         await self.pool.execute(_SAVE_SNAPSHOT, snapshot.stream_id, snapshot.version, snapshot.state)
+
+    async def save_snapshot_in_parts(self, stream_id: str, version: int, parts: Sequence[bytes]) -> None:
+        """One transaction: the stream's snapshot lock, the older snapshot deleted (or nothing to
+        do: one as new is stored), then COPY of the new row, a part per message with the event
+        loop free between them. The lock orders two savers of one stream, so the newest still
+        wins (a COPY cannot update in place)."""
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute(_LOCK_SNAPSHOT, stream_id)
+                if await conn.fetchval(_MAKE_ROOM_FOR_SNAPSHOT, stream_id, version):
+                    return
+                source = snapshot_copy_rows(stream_id, version, parts)
+                await conn.copy_to_table("snapshots", source=source, columns=_SNAPSHOT_COLUMNS, format="binary")
+        except asyncpg.UniqueViolationError:
+            # A snapshot saved whole (that takes no lock) got in meanwhile. Only on a race of two
+            # owners or of the first snapshots; whichever stays, activation replays what follows it.
+            return
+        except TRANSIENT_DB_ERRORS as exc:
+            raise StoreUnavailable(f"saving the snapshot of {stream_id}: {exc}") from exc
 
     async def put(self, stream_id: str, token: int, rows: Sequence[ArchivedRecord]) -> None:
         if not rows:

@@ -89,6 +89,33 @@ class EventStoreContract:
         await store.save_snapshot(Snapshot(s, 12, b"twelve"))
         assert await store.load_snapshot(s) == Snapshot(s, 12, b"twelve")
 
+    async def test_a_snapshot_saved_in_parts_loads_as_the_parts_joined(self, store: EventStore) -> None:
+        s = sid()
+        parts = [b"head", b"", bytes(range(256)) * 4096, b"\x00" * 300_000, b"tail"]  # a megabyte and more
+        await store.save_snapshot_in_parts(s, 40, parts)
+        assert await store.load_snapshot(s) == Snapshot(s, 40, b"".join(parts))
+
+    async def test_snapshots_in_parts_keep_the_newest_as_whole_ones_do(self, store: EventStore) -> None:
+        s = sid()
+        await store.save_snapshot_in_parts(s, 10, [b"t", b"en"])
+        await store.save_snapshot_in_parts(s, 7, [b"sev", b"en"])
+        await store.save_snapshot_in_parts(s, 10, [b"ten ", b"again"])
+        assert await store.load_snapshot(s) == Snapshot(s, 10, b"ten")
+        await store.save_snapshot(Snapshot(s, 11, b"eleven"))
+        await store.save_snapshot_in_parts(s, 9, [b"nine"])
+        assert await store.load_snapshot(s) == Snapshot(s, 11, b"eleven")
+        await store.save_snapshot_in_parts(s, 12, [b"twe", b"lve"])
+        assert await store.load_snapshot(s) == Snapshot(s, 12, b"twelve")
+        await store.save_snapshot(Snapshot(s, 12, b"twelve again"))
+        assert await store.load_snapshot(s) == Snapshot(s, 12, b"twelve")
+
+    async def test_snapshots_in_parts_saved_at_once_leave_the_newest(self, store: EventStore) -> None:
+        s = sid()
+        await store.save_snapshot(Snapshot(s, 1, b"one"))
+        versions = [5, 9, 2, 8, 3]
+        await asyncio.gather(*(store.save_snapshot_in_parts(s, v, [b"v", str(v).encode()] * 1000) for v in versions))
+        assert await store.load_snapshot(s) == Snapshot(s, 9, b"v9" * 1000)
+
     async def test_turns_order_head_updates_even_when_the_later_append_starts_first(self, store: EventStore) -> None:
         s = sid()
         await store.claim(s, 1, "a")

@@ -19,11 +19,12 @@ from engine.adapters.pg_event_store import (
     _ARCHIVE_HEAD,
     _ARCHIVE_INSERT,
     _MOVE_HEADS,
+    _SAVE_SNAPSHOT,
     ONE_STATEMENT_STREAMS_MAX,
     PostgresEventStore,
 )
 from engine.domain.errors import OwnershipLost
-from engine.ports import ArchivedRecord, NewEvent, StreamAppend
+from engine.ports import ArchivedRecord, NewEvent, Snapshot, StreamAppend
 from tests.contract.event_store import EventStoreContract, InboxContract, sid
 from tests.contract.record_archive import RecordArchiveContract
 
@@ -204,6 +205,22 @@ async def test_a_claim_waits_for_an_archive_put_in_flight(pool: asyncpg.Pool) ->
         await tx.commit()
     await claim
     assert await store.get(s, ["hold-1"]) == {"hold-1": b"settled"}
+
+
+async def test_a_snapshot_in_parts_gives_way_to_a_whole_one_saved_meanwhile(pool: asyncpg.Pool) -> None:
+    """A snapshot saved whole takes no lock: one inserted while a snapshot in parts is being
+    copied makes the COPY's row a duplicate. The save in parts then ends quietly and the whole
+    one stays (a background save that raised would only be logged as a failure)."""
+    store = PostgresEventStore(pool)
+    s = sid()
+    async with transaction_left_open(pool) as (conn, tx):
+        await conn.execute(_SAVE_SNAPSHOT, s, 12, b"whole")
+        parts = asyncio.create_task(store.save_snapshot_in_parts(s, 10, [b"in ", b"parts"]))
+        await asyncio.sleep(0.3)
+        assert not parts.done(), "the COPY must wait for the uncommitted row with its key"
+        await tx.commit()
+    await parts
+    assert await store.load_snapshot(s) == Snapshot(s, 12, b"whole")
 
 
 async def test_an_archive_puts_insert_does_not_hold_back_the_streams_appends(pool: asyncpg.Pool, shape: int) -> None:

@@ -30,7 +30,7 @@ from engine.domain.entities import decode_snapshot
 from engine.domain.errors import InsufficientInventory, OwnershipLost, StoreUnavailable, TransientError
 from engine.domain.results import Done, HoldGranted, Reply, StateView
 from engine.hosting import EntityHost, HostConfig
-from engine.ports import AppendResult, ManualClock, RecordedEvent, Snapshot, StreamAppend, Turn
+from engine.ports import AppendResult, ManualClock, RecordedEvent, StreamAppend, Turn
 from tests.replies import as_done, as_error, as_view
 
 TTL = 60_000
@@ -321,13 +321,14 @@ async def test_a_big_snapshot_is_encoded_in_pieces_while_the_host_goes_on_answer
     store = InMemoryEventStore()
     clock = ManualClock()
     saved: list[int] = []
-    original_save = store.save_snapshot
+    original_save = store.save_snapshot_in_parts
 
-    async def spy(snapshot: Snapshot) -> None:
-        saved.append(snapshot.version)
-        await original_save(snapshot)
+    async def spy(stream_id: str, version: int, parts: Sequence[bytes]) -> None:
+        assert len(parts) == 39 + 3, "each piece is handed to the store as it is (and the state around them)"
+        saved.append(version)
+        await original_save(stream_id, version, parts)
 
-    store.save_snapshot = spy  # type: ignore[method-assign]
+    store.save_snapshot_in_parts = spy  # type: ignore[method-assign]
     host = make_host(store, clock=clock, snapshot_every=40, snapshot_min_interval_ms=0, snapshot_piece=1)
     await host.execute([create(quantity=100)])
     for i in range(39):  # the 40th event makes a snapshot of 39 bookings due: 39 pieces of one

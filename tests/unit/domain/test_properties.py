@@ -240,7 +240,7 @@ class EntityMachine(RuleBasedStateMachine):
         pieces, expected = self.in_pieces
         if pieces.encode_next(count):
             self.in_pieces = None
-            blob = pieces.finish()
+            blob = b"".join(pieces.finish())
             assert blob == expected, "the pieces are not the snapshot of their version"
             assert isinstance(self.agg, BookingHost)
             assert self.agg.pre_images is None
