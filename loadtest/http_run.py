@@ -198,6 +198,7 @@ async def run_step(
     figures = await target.window(population, window["start"], window["end"])
     summary = step_summary(target, users, options, step_dir, window, cpu, generator, quiet, figures, code)
     summary["api_admitted_holds"] = server_latency.admitted_between(api_before, api_after)
+    summary["api_engine_calls"] = server_latency.slow_calls_between(api_before, api_after)
     summary["core_speed"] = core_speed
     summary |= statements_in_window(statements_before, statements_after, figures)
     if options.watch:
@@ -280,6 +281,7 @@ async def run_wrk_step(
         "generator_saturated": any(p >= GENERATOR_SATURATED for p in generator),
         "generator_exit": code,
         "api_admitted_holds": server_latency.admitted_between(api_before, api_after),
+        "api_engine_calls": server_latency.slow_calls_between(api_before, api_after),
         "core_speed": core_speed,
         **statements_in_window(statements_before, statements_after, figures),
     }
@@ -415,6 +417,12 @@ def describe_step(s: dict[str, Any]) -> str:
             f"\n      the API's own time, admission to answer, for the {own['admitted']} holds it admitted and answered"
             f" in the window: p99 {bound}, {_share(own.get('within_150ms'))} within 150 ms,"
             f" {_share(own['within_250ms'])} within 250 ms"
+        )
+    calls = s.get("api_engine_calls")
+    if calls and calls["calls"]:
+        warn += (
+            f"\n      the API's calls to shards: {calls['calls']}, of which {calls['over_100ms']} over 100 ms"
+            f" and {calls['over_250ms']} over 250 ms"
         )
     speed = s.get("core_speed")
     if speed:

@@ -9,7 +9,9 @@ refused with 429 at 0 s (api/edge.py), so the difference of two scrapes, less th
 is the distribution of the admitted holds' own time. The histogram's buckets bound the figures:
 the shares within 150 ms and 250 ms are exact (both are bucket bounds), the p99 is "at most" a
 bound. 150 ms is issue 16's bound for the hold's p99 at 256 users: beside Locust's p99 it says how
-much of that is the API and how much the generator's own queueing on the shared cores.
+much of that is the API and how much the generator's own queueing on the shared cores. The same
+scrapes count the API's calls to shards that took over 100 ms and over 250 ms (both bucket
+bounds, exact): a shard's stalls show there.
 """
 
 from __future__ import annotations
@@ -25,8 +27,12 @@ from loadtest.targets import get_json
 
 LATENCY = "rezerv_http_request_seconds"
 REQUESTS = "rezerv_http_requests"
+CALLS = "rezerv_engine_call_seconds"  # the API's calls to shards, each a batch of commands (actors/client.py)
 HOLD_ROUTES = ("/events/{event_id}/holds", "/cars/{car_id}/holds")
 WITHIN_S = {"within_150ms": 0.15, "within_250ms": 0.25}  # issue 16's bounds: 256 users; past capacity
+# A shard whose event loop stops (a snapshot, a housekeeping round) shows first as calls this slow:
+# every hold in such a call waits that long (BENCHMARKS.md, "what stalls the hot shard").
+SLOW_CALL_S = {"over_100ms": 0.1, "over_250ms": 0.25}
 
 
 @dataclass
@@ -35,6 +41,7 @@ class Scrape:
 
     buckets: dict[str, dict[float, float]] = field(default_factory=dict)
     refused: dict[str, float] = field(default_factory=dict)
+    calls: dict[float, float] = field(default_factory=dict)  # calls to shards: cumulative counts by bound
 
 
 def parse(text: str, routes: Iterable[str] = HOLD_ROUTES) -> Scrape:
@@ -43,6 +50,10 @@ def parse(text: str, routes: Iterable[str] = HOLD_ROUTES) -> Scrape:
     scrape = Scrape()
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
+            if family.name == CALLS and sample.name == f"{CALLS}_bucket":
+                bound = float(sample.labels["le"])
+                scrape.calls[bound] = scrape.calls.get(bound, 0.0) + sample.value
+                continue
             route = sample.labels.get("route")
             if route not in wanted:
                 continue
@@ -73,6 +84,15 @@ def admitted(before: Scrape, after: Scrape) -> dict[str, float | int | None]:
     return {"admitted": round(total)} | shares | {"p99_at_most_ms": None if math.isinf(p99) else round(p99 * 1000, 1)}
 
 
+def slow_calls(before: Scrape, after: Scrape) -> dict[str, int | None]:
+    """The calls to shards between two scrapes, and how many took longer than each bound of
+    SLOW_CALL_S (None: the histogram has no such bound)."""
+    moved = {bound: value - before.calls.get(bound, 0.0) for bound, value in after.calls.items()}
+    total = moved.get(math.inf, 0.0)
+    slower = {key: round(total - moved[s]) if s in moved else None for key, s in SLOW_CALL_S.items()}
+    return {"calls": round(total)} | slower
+
+
 def scrape(base_url: str, keep: Path) -> str | None:
     """The API's /metrics now, also written to `keep` (blocking: run it in a thread); None where
     there is no rezerv /metrics (the baselines)."""
@@ -89,3 +109,10 @@ def admitted_between(before: str | None, after: str | None) -> dict[str, float |
     if before is None or after is None:
         return None
     return admitted(parse(before), parse(after))
+
+
+def slow_calls_between(before: str | None, after: str | None) -> dict[str, int | None] | None:
+    """`slow_calls` for two /metrics texts, None if either could not be taken."""
+    if before is None or after is None:
+        return None
+    return slow_calls(parse(before), parse(after))

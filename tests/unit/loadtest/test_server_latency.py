@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import math
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
+from actors.client import CALL_SECONDS
 from api.metrics import LATENCY_BUCKETS
 from loadtest.http_run import describe_step
-from loadtest.server_latency import admitted, admitted_between, parse
+from loadtest.server_latency import admitted, admitted_between, parse, slow_calls, slow_calls_between
 from tests.unit.loadtest.steps import printable_step
 
 HOLDS = "/events/{event_id}/holds"
+CALL_BUCKETS = tuple(b for b in CALL_SECONDS._upper_bounds if b != math.inf)  # the API's own bounds
 NONE_ADMITTED = {"admitted": 0, "within_150ms": None, "within_250ms": None, "p99_at_most_ms": None}
 
 
 class Api:
-    """A registry with the API's two metrics, observed as api/edge.py observes them."""
+    """A registry with the API's metrics, observed as api/edge.py and actors/client.py observe them."""
 
-    def __init__(self, buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
+    def __init__(
+        self, buckets: tuple[float, ...] = LATENCY_BUCKETS, call_buckets: tuple[float, ...] = CALL_BUCKETS
+    ) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "rezerv_http_requests_total", "answered", ["route", "method", "status"], registry=self.registry
@@ -24,6 +30,7 @@ class Api:
         self.latency = Histogram(
             "rezerv_http_request_seconds", "latency", ["route"], buckets=buckets, registry=self.registry
         )
+        self.calls = Histogram("rezerv_engine_call_seconds", "call", buckets=call_buckets, registry=self.registry)
 
     def answer(self, status: int, seconds: float, route: str = HOLDS) -> None:
         self.requests.labels(route, "POST", str(status)).inc()
@@ -97,3 +104,26 @@ def test_a_step_prints_the_apis_own_time_beside_the_generators() -> None:
         "p99 at most 1000.0 ms, 90.0% within 150 ms, 96.0% within 250 ms"
     ) in text
     assert "own time" not in describe_step(printable_step(api_admitted_holds=None))
+
+
+def test_the_calls_to_shards_over_100_and_250_ms_are_counted_between_two_scrapes() -> None:
+    assert {0.1, 0.25} <= set(CALL_BUCKETS), "the counts need these bounds in the API's histogram"
+    api = Api()
+    api.calls.observe(0.4)  # before the window: not counted
+    before = parse(api.text())
+    for seconds in (0.002, 0.02, 0.09, 0.1, 0.12, 0.25, 0.3, 3.0):
+        api.calls.observe(seconds)
+    assert slow_calls(before, parse(api.text())) == {"calls": 8, "over_100ms": 4, "over_250ms": 2}
+    assert slow_calls_between(api.text(), api.text()) == {"calls": 0, "over_100ms": 0, "over_250ms": 0}
+    assert slow_calls_between(None, api.text()) is None
+
+
+def test_a_histogram_without_a_bound_has_no_count_for_it_and_a_step_prints_the_counts() -> None:
+    coarse = Api(call_buckets=(0.1, 1.0))
+    before = parse(coarse.text())
+    coarse.calls.observe(0.5)
+    figures = slow_calls(before, parse(coarse.text()))
+    assert figures == {"calls": 1, "over_100ms": 1, "over_250ms": None}
+    text = describe_step(printable_step(api_engine_calls={"calls": 1200, "over_100ms": 3, "over_250ms": 0}))
+    assert "the API's calls to shards: 1200, of which 3 over 100 ms and 0 over 250 ms" in text
+    assert "calls to shards" not in describe_step(printable_step(api_engine_calls=None))
