@@ -460,6 +460,8 @@ class EntityHost:
             self.spawn(self.store.save_snapshot(snapshot), f"snapshot {stream}")
 
     async def _save_in_pieces(self, stream: str, pieces: SnapshotInPieces, piece: int) -> None:
+        """Encode `piece` bookings at a time with the loop free in between, then hand the pieces to
+        the store unjoined: it sends them one by one, so no step of the loop is the whole snapshot."""
         try:
             done = False
             while not done:

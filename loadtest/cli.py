@@ -77,6 +77,10 @@ def main(argv: Sequence[str]) -> int:
     )
     append.add_argument("--rounds", type=COUNT, default=2, help="rounds of the two shapes, alternating")
     append.add_argument("--json", default="", help="also write the results to this file")
+    snapshot = sub.add_parser("snapshot", help="a hot event's snapshot saved whole or in parts: the event loop held")
+    snapshot.add_argument("--bookings", type=COUNT, default=100_000, help="confirmed bookings in the event's memory")
+    snapshot.add_argument("--rounds", type=COUNT, default=5, help="rounds of the two ways, alternating")
+    snapshot.add_argument("--json", default="", help="also write the results to this file")
     args = parser.parse_args(list(argv))
 
     if args.which == "engine":
@@ -104,6 +108,10 @@ def main(argv: Sequence[str]) -> int:
         from loadtest.bench_append import main as append_shapes
 
         return append_shapes(args.sizes, args.events, args.rounds, args.json)
+    if args.which == "snapshot":
+        from loadtest.bench_snapshot import main as snapshot_saves
+
+        return snapshot_saves(args.bookings, args.rounds, args.json)
     if args.which == "consumers":
         from loadtest.bench_consumers import main as consumers
 
