@@ -4,7 +4,6 @@ failed log-ins, refresh rotation with reuse detection, logout; the service on in
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from engine.adapters.memory_accounts import InMemoryAccounts, InMemoryFailures
 from engine.domain.accounts import InvalidLogin, ThrottlePolicy, WeakPassword, normalize_login, password_problems
 from engine.passwords import Argon2Parameters, Passwords
 from tests.contract.accounts import AccountStoreContract, FailureCounterContract
+from tests.loop_passes import counting_loop_turns
 
 FAST = Argon2Parameters(time_cost=1, memory_kib=64, parallelism=1)
 GOOD = "correct horse battery"
@@ -91,18 +91,9 @@ async def test_passwords_are_hashed_with_argon2id_and_the_configured_parameters(
 
 async def test_hashing_runs_off_the_event_loop_in_threads_of_lower_priority() -> None:
     passwords = Passwords(Argon2Parameters(time_cost=3, memory_kib=32_768), threads=1, niceness=7)
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0.001)
-
-    task = asyncio.create_task(ticker())
-    await passwords.hash(GOOD)
-    task.cancel()
-    assert ticks >= 5, "the loop kept running while the hash was computed"
+    async with counting_loop_turns(0.001) as turns:
+        await passwords.hash(GOOD)
+    assert turns() >= 5, "the loop kept running while the hash was computed"
     pool = passwords._executor()
     seen = pool.submit(lambda: (threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
     tid, nice = seen.result()

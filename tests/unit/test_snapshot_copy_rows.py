@@ -3,11 +3,11 @@ binary format, read back here field by field, and a pass of the event loop after
 
 from __future__ import annotations
 
-import asyncio
 import struct
 from itertools import pairwise
 
 from engine.adapters.pg_event_store import snapshot_copy_rows
+from tests.loop_passes import counting_loop_turns
 
 
 def read_copy(stream: bytes) -> list[tuple[bytes, ...]]:
@@ -47,17 +47,7 @@ async def test_each_part_is_a_chunk_of_its_own_and_empty_ones_are_left_out() -> 
 
 
 async def test_the_event_loop_runs_other_tasks_between_the_parts() -> None:
-    ticks = 0
-
-    async def tick() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0)
-
-    ticker = asyncio.create_task(tick())
-    await asyncio.sleep(0)
-    seen = [ticks async for _ in snapshot_copy_rows("event/e", 3, [b"x"] * 5)]
-    ticker.cancel()
+    async with counting_loop_turns() as turns:
+        seen = [turns() async for _ in snapshot_copy_rows("event/e", 3, [b"x"] * 5)]
     parts_seen = seen[1:-1]
     assert all(a < b for a, b in pairwise(parts_seen)), f"no other task ran between parts: {seen}"
