@@ -21,7 +21,7 @@ import json
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -148,7 +148,7 @@ async def run(root: Path, bookings: int, rounds: int) -> list[Figures]:
                 for how in HOW:
                     # a newer version each time, so each save really writes
                     figures = await measure(store, how, "event/flash", version + len(results), parts)
-                    figures = Figures(**(asdict(figures) | {"bookings": bookings}))
+                    figures = replace(figures, bookings=bookings)
                     print(_line(r + 1, figures), flush=True)
                     results.append(figures)
             return results
