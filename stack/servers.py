@@ -527,6 +527,10 @@ RAY_ENV = {
     # caller, PostgreSQL and Ray's own dashboard whenever two of those want one of the two cores
     # (measured: BENCHMARKS.md, section 1).
     "RAY_worker_niceness": "0",
+    # Ray times every handler of its C++ event loops (GCS, raylet, each actor's core worker) for
+    # its debug dumps; nothing of rezerv's or of the dashboard reads them. Off, an idle stack took
+    # 8.4-8.7% of a core instead of 9.9-10.1% (BENCHMARKS.md, section 3, 2026-12-05 17:35).
+    "RAY_event_stats": "0",
 }
 
 

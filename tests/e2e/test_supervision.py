@@ -126,6 +126,24 @@ def test_every_process_of_the_stack_listens_on_loopback_only(running: Running) -
     assert exposed == {}
 
 
+def test_the_shards_run_at_normal_priority_and_rays_processes_without_its_event_stats(running: Running) -> None:
+    seen: dict[str, int] = {}
+    for proc in running.processes():
+        try:
+            name = proc.name()
+            if not name.startswith(("ray::ShardActor", "raylet", "gcs_server")):
+                continue
+            environ, nice = proc.environ(), proc.nice()
+        except psutil.Error:
+            continue
+        seen[name] = seen.get(name, 0) + 1
+        assert environ.get("RAY_event_stats") == "0", f"{name} ({proc.pid}) times its event loops"
+        if name.startswith("ray::ShardActor"):
+            assert nice == 0, f"a shard runs at nice {nice} (Ray starts its workers at 15)"
+    assert {"raylet", "gcs_server"} <= set(seen), seen
+    assert any(n.startswith("ray::ShardActor") for n in seen), seen
+
+
 def test_secrets_are_private_files_and_on_no_command_line(running: Running) -> None:
     data = running.data_dir
     files = ["jwt_secret", "postgres_password", "valkey_password", "ray_auth_token", "provider_secret"]
