@@ -197,8 +197,7 @@ async def run_step(
     quiet = await target.quiet(population, options.drain_timeout_s)
     figures = await target.window(population, window["start"], window["end"])
     summary = step_summary(target, users, options, step_dir, window, cpu, generator, quiet, figures, code)
-    summary["api_admitted_holds"] = server_latency.admitted_between(api_before, api_after)
-    summary["api_engine_calls"] = server_latency.slow_calls_between(api_before, api_after)
+    summary |= server_latency.between(api_before, api_after)
     summary["core_speed"] = core_speed
     summary |= statements_in_window(statements_before, statements_after, figures)
     if options.watch:
@@ -280,8 +279,7 @@ async def run_wrk_step(
         "generator_processes_percent": generator,
         "generator_saturated": any(p >= GENERATOR_SATURATED for p in generator),
         "generator_exit": code,
-        "api_admitted_holds": server_latency.admitted_between(api_before, api_after),
-        "api_engine_calls": server_latency.slow_calls_between(api_before, api_after),
+        **server_latency.between(api_before, api_after),
         "core_speed": core_speed,
         **statements_in_window(statements_before, statements_after, figures),
     }

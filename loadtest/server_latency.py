@@ -17,7 +17,7 @@ bounds, exact): a shard's stalls show there.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,15 +104,11 @@ def scrape(base_url: str, keep: Path) -> str | None:
     return text
 
 
-def admitted_between(before: str | None, after: str | None) -> dict[str, float | int | None] | None:
-    """`admitted` for two /metrics texts, None if either could not be taken."""
+def between(before: str | None, after: str | None) -> dict[str, Mapping[str, float | int | None] | None]:
+    """A step's figures from the API's /metrics texts before and after its window, each text
+    parsed once: `api_admitted_holds` (`admitted`) and `api_engine_calls` (`slow_calls`), both
+    None if either text could not be taken (a baseline has no such /metrics)."""
     if before is None or after is None:
-        return None
-    return admitted(parse(before), parse(after))
-
-
-def slow_calls_between(before: str | None, after: str | None) -> dict[str, int | None] | None:
-    """`slow_calls` for two /metrics texts, None if either could not be taken."""
-    if before is None or after is None:
-        return None
-    return slow_calls(parse(before), parse(after))
+        return {"api_admitted_holds": None, "api_engine_calls": None}
+    first, last = parse(before), parse(after)
+    return {"api_admitted_holds": admitted(first, last), "api_engine_calls": slow_calls(first, last)}

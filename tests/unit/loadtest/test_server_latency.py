@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from actors.client import CALL_SECONDS
 from api.metrics import LATENCY_BUCKETS
 from loadtest.http_run import describe_step
-from loadtest.server_latency import admitted, admitted_between, parse, slow_calls, slow_calls_between
+from loadtest.server_latency import admitted, between, parse, slow_calls
 from tests.unit.loadtest.steps import printable_step
 
 HOLDS = "/events/{event_id}/holds"
@@ -80,9 +80,9 @@ def test_car_holds_count_too_and_a_target_without_rezervs_metrics_has_no_figures
     api.answer(201, 0.01, route="/cars/{car_id}/holds")
     api.answer(201, 0.01)
     assert admitted(before, parse(api.text()))["admitted"] == 2
-    assert admitted_between(api.text(), api.text()) == NONE_ADMITTED
-    assert admitted_between(None, api.text()) is None
-    assert admitted_between(api.text(), None) is None
+    assert between(api.text(), api.text())["api_admitted_holds"] == NONE_ADMITTED
+    assert between(None, api.text()) == {"api_admitted_holds": None, "api_engine_calls": None}
+    assert between(api.text(), None) == {"api_admitted_holds": None, "api_engine_calls": None}
 
 
 def test_an_api_whose_histogram_has_no_150_ms_bound_has_no_share_for_it_rather_than_none_within() -> None:
@@ -114,8 +114,7 @@ def test_the_calls_to_shards_over_100_and_250_ms_are_counted_between_two_scrapes
     for seconds in (0.002, 0.02, 0.09, 0.1, 0.12, 0.25, 0.3, 3.0):
         api.calls.observe(seconds)
     assert slow_calls(before, parse(api.text())) == {"calls": 8, "over_100ms": 4, "over_250ms": 2}
-    assert slow_calls_between(api.text(), api.text()) == {"calls": 0, "over_100ms": 0, "over_250ms": 0}
-    assert slow_calls_between(None, api.text()) is None
+    assert between(api.text(), api.text())["api_engine_calls"] == {"calls": 0, "over_100ms": 0, "over_250ms": 0}
 
 
 def test_a_histogram_without_a_bound_has_no_count_for_it_and_a_step_prints_the_counts() -> None:
