@@ -420,7 +420,8 @@ class BaselineTarget(_LazyPool):
         }
         argv = [sys.executable, "-m", "uvicorn", "loadtest.baselines.app:create_app", "--factory"]
         argv += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(self.workers)]
-        argv += ["--loop", "uvloop", "--http", "httptools", "--no-access-log"]
+        # Without a server header, as rezerv's API: the generator parses heads of the same shape.
+        argv += ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--no-server-header"]
         self.app = ManagedProcess(f"baseline {self.strategy}", argv, self.servers.root / f"{self.strategy}.log", env)
         self.app.start()
         self.base_url = f"http://127.0.0.1:{port}"

@@ -504,6 +504,7 @@ class Stack:
             "--http",
             "api.http_protocol:LimitedHttpToolsProtocol",  # httptools, with a limit on header size
             "--no-access-log",
+            "--no-server-header",  # an answer need not name the server software (nor every client parse it)
             "--timeout-graceful-shutdown",
             "5",
         ]

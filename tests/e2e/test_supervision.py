@@ -10,6 +10,8 @@ import os
 import signal
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -142,6 +144,21 @@ def test_the_shards_run_at_normal_priority_and_rays_processes_without_its_event_
             assert nice == 0, f"a shard runs at nice {nice} (Ray starts its workers at 15)"
     assert {"raylet", "gcs_server"} <= set(seen), seen
     assert any(n.startswith("ray::ShardActor") for n in seen), seen
+
+
+def test_no_answer_names_the_server_software(running: Running) -> None:
+    customer = CUSTOMERS[0]
+    token = running.tokens[customer]
+    # /healthz goes through the ASGI app; a booking read is answered by the HTTP protocol itself.
+    for path, wanted in (("/healthz", 200), ("/bookings/no-such-hold", 404)):
+        request = urllib.request.Request(running.run.api + path, headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                status, headers = answer.status, answer.headers
+        except urllib.error.HTTPError as refused:
+            status, headers = refused.code, refused.headers
+        assert status == wanted, (path, status)
+        assert headers.get("server") is None, (path, headers.get("server"))
 
 
 def test_secrets_are_private_files_and_on_no_command_line(running: Running) -> None:
