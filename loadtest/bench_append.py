@@ -16,13 +16,10 @@ directory, and stopped after.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
-import shutil
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -32,12 +29,10 @@ from pathlib import Path
 import asyncpg
 
 from engine.adapters.pg_event_store import ONE_STATEMENT_MAX, ONE_STATEMENT_STREAMS_MAX, PostgresEventStore
-from engine.adapters.pg_migrations import migrate_url
 from engine.adapters.pg_pool import create_entity_pool, create_writer_pool
 from engine.ports import NewEvent, StreamAppend
 from loadtest.measure import CpuSampler, latency_summary, machine_description
-from stack.processes import free_port
-from stack.servers import EmbeddedPostgres
+from loadtest.scratch_postgres import durable_postgres
 
 GROUP_SIZE = re.compile(r"[1-9][0-9]*(x[1-9][0-9]*)?")  # STREAMSxEVENTS, each 1 or more
 SHAPES = {"one statement": sys.maxsize, "copy": 0}  # the store's limits that force each
@@ -124,13 +119,10 @@ def commits_for(size: Size, events: int) -> int:
     return max(200, events // (size.streams * size.events))
 
 
-async def run(root: Path, sizes: list[Size], events: int, rounds: int) -> list[Figures]:
-    """Each size in each shape, `rounds` times, on a PostgreSQL of its own under `root`."""
-    pg = EmbeddedPostgres(root / "pg", free_port(), durable=True)
-    await asyncio.to_thread(pg.start)
-    postgres = [pg.process.pid] if pg.process and pg.process.pid else []
-    try:
-        await migrate_url(pg.url)
+async def run(sizes: list[Size], events: int, rounds: int) -> list[Figures]:
+    """Each size in each shape, `rounds` times, on a PostgreSQL of its own."""
+    async with durable_postgres("rezerv-bench-append-") as pg:
+        postgres = [pg.process.pid] if pg.process and pg.process.pid else []
         pool = await create_entity_pool(pg.url, 2)
         writers = await create_writer_pool(pg.url, 1)
         try:
@@ -145,8 +137,6 @@ async def run(root: Path, sizes: list[Size], events: int, rounds: int) -> list[F
         finally:
             await pool.close()
             await writers.close()
-    finally:
-        await asyncio.to_thread(pg.stop)
 
 
 def _line(f: Figures) -> str:
@@ -163,12 +153,7 @@ def main(sizes: list[Size], events: int, rounds: int, json_path: str = "") -> in
         f"machine: {machine_description()}; the store appends up to {ONE_STATEMENT_MAX} events over "
         f"{ONE_STATEMENT_STREAMS_MAX} streams in one statement"
     )
-    root = Path(tempfile.mkdtemp(prefix="rezerv-bench-append-"))
-    root.chmod(0o755)  # PostgreSQL may run as another user (stack/servers.py)
-    try:
-        results = uvloop.run(run(root, sizes, events, rounds))
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    results = uvloop.run(run(sizes, events, rounds))
     if json_path:
         Path(json_path).write_text(json.dumps([asdict(r) for r in results], indent=1))
     return 0

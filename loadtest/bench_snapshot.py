@@ -18,23 +18,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from engine.adapters.pg_event_store import PostgresEventStore
-from engine.adapters.pg_migrations import migrate_url
 from engine.adapters.pg_pool import create_entity_pool
 from engine.domain.commands import ConfirmBooking, CreateEvent, HoldTickets, TierSpec
 from engine.domain.snapshot_pieces import SnapshotInPieces
 from engine.domain.tickets import TicketedEvent
 from engine.ports import EventStore, Snapshot
 from loadtest.measure import machine_description
-from stack.processes import free_port
-from stack.servers import EmbeddedPostgres
+from loadtest.scratch_postgres import durable_postgres
 
 HOW = ("whole", "in parts")
 PIECE = 2000  # bookings per piece: the shards' default (engine/hosting.py, HostConfig.snapshot_piece)
@@ -96,8 +92,9 @@ async def save(store: EventStore, how: str, stream: str, version: int, parts: li
         await store.save_snapshot_in_parts(stream, version, parts)
 
 
-async def measure(store: EventStore, how: str, stream: str, version: int, parts: list[bytes]) -> Figures:
-    """One save of the snapshot `parts` at `version`, with the loop watched; checks what is stored."""
+async def measure(store: EventStore, how: str, stream: str, version: int, parts: list[bytes], bookings: int) -> Figures:
+    """One save of the snapshot `parts` (of an event of `bookings` bookings) at `version`, with the
+    loop watched; checks what is stored."""
     gaps: list[float] = []
     done = asyncio.Event()
 
@@ -123,7 +120,7 @@ async def measure(store: EventStore, how: str, stream: str, version: int, parts:
     size = sum(map(len, parts))
     return Figures(
         how,
-        0,
+        bookings,
         round(size / 1e6, 1),
         len(parts),
         round(took * 1000, 1),
@@ -133,12 +130,9 @@ async def measure(store: EventStore, how: str, stream: str, version: int, parts:
     )
 
 
-async def run(root: Path, bookings: int, rounds: int) -> list[Figures]:
+async def run(bookings: int, rounds: int) -> list[Figures]:
     event = hot_event(bookings, int(time.time() * 1000))
-    pg = EmbeddedPostgres(root / "pg", free_port(), durable=True)
-    await asyncio.to_thread(pg.start)
-    try:
-        await migrate_url(pg.url)
+    async with durable_postgres("rezerv-bench-snapshot-") as pg:
         pool = await create_entity_pool(pg.url, 2)
         try:
             store = PostgresEventStore(pool)
@@ -147,15 +141,12 @@ async def run(root: Path, bookings: int, rounds: int) -> list[Figures]:
             for r in range(rounds):
                 for how in HOW:
                     # a newer version each time, so each save really writes
-                    figures = await measure(store, how, "event/flash", version + len(results), parts)
-                    figures = replace(figures, bookings=bookings)
+                    figures = await measure(store, how, "event/flash", version + len(results), parts, bookings)
                     print(_line(r + 1, figures), flush=True)
                     results.append(figures)
             return results
         finally:
             await pool.close()
-    finally:
-        await asyncio.to_thread(pg.stop)
 
 
 def _line(round_: int, f: Figures) -> str:
@@ -170,12 +161,7 @@ def main(bookings: int, rounds: int, json_path: str = "") -> int:
     import uvloop
 
     print(f"machine: {machine_description()}; a hot event of {bookings} confirmed bookings, pieces of {PIECE}")
-    root = Path(tempfile.mkdtemp(prefix="rezerv-bench-snapshot-"))
-    root.chmod(0o755)  # PostgreSQL may run as another user (stack/servers.py)
-    try:
-        results = uvloop.run(run(root, bookings, rounds))
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    results = uvloop.run(run(bookings, rounds))
     if json_path:
         Path(json_path).write_text(json.dumps([asdict(r) for r in results], indent=1))
     return 0

@@ -29,8 +29,9 @@ def test_the_hot_event_holds_as_many_confirmed_bookings_as_asked_and_its_pieces_
 async def test_each_way_stores_the_snapshot_and_counts_its_parts(pool: asyncpg.Pool, how: str) -> None:
     version, parts = parts_of(hot_event(PIECE * 2, int(time.time() * 1000)))
     stream = sid()
-    figures = await measure(PostgresEventStore(pool), how, stream, version, parts)
+    figures = await measure(PostgresEventStore(pool), how, stream, version, parts, PIECE * 2)
     assert figures.how == how
+    assert figures.bookings == PIECE * 2
     assert figures.parts == len(parts)
     assert figures.megabytes == round(sum(map(len, parts)) / 1e6, 1)
     assert 0 < figures.loop_held_next_ms <= figures.loop_held_max_ms
