@@ -4,8 +4,8 @@ Each Locust process appends to its own file, ``records-<pid>.jsonl`` in the run'
 lines per Idempotency-Key: an intent before the first request (so a user stopped mid-request
 still left a trace of the key it sent) and an outcome after the last (the final status, and the
 hold id of every 201, retries included). Lines are written as they happen, so a process that is
-killed loses at most the line it was writing. Keys are random, so the files of several processes
-and steps are simply read together.
+killed loses at most the line it was writing. Keys are unique (a random prefix a user and a count),
+so the files of several processes and steps are simply read together.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import IO, Any
 
 import orjson
 
+from api.hold_keys import hold_id_for
 from loadtest.audit_rules import NO_OUTCOME, ClientHold
 
 PATTERN = "records-*.jsonl"
@@ -38,8 +39,10 @@ class RecordWriter:
             self._file = (self.directory / f"records-{os.getpid()}.jsonl").open("ab", buffering=0)
         return self._file
 
-    def intent(self, customer: str, entity: str, key: str, hold_id: str) -> None:
-        self._write({"i": key, "c": customer, "e": entity, "h": hold_id})
+    def intent(self, customer: str, entity: str, key: str) -> None:
+        """The key about to be sent. The hold id it stands for is derived when the records are read
+        (`read_client_holds`), not here: the generator shares the cores with the system it measures."""
+        self._write({"i": key, "c": customer, "e": entity})
 
     def outcome(
         self,
@@ -84,18 +87,21 @@ def _lines(directory: Path) -> Iterator[dict[str, Any]]:
 
 
 def read_client_holds(directory: Path) -> list[ClientHold]:
-    """One ClientHold per key sent, from every records file under `directory`."""
-    intents: dict[tuple[str, str, str], str] = {}
+    """One ClientHold per key sent, from every records file under `directory`; each key's hold id
+    is the one rezerv derives from it (api/hold_keys.py), which the baselines derive too."""
+    intents: list[tuple[str, str, str]] = []
     outcomes: dict[tuple[str, str, str], dict[str, Any]] = {}
     for record in _lines(directory):
         if "i" in record:
-            intents[(record["c"], record["e"], record["i"])] = record["h"]
+            intents.append((record["c"], record["e"], record["i"]))
         else:
             outcomes[(record["c"], record["e"], record["o"])] = record
     holds = []
-    for ident, hold_id in intents.items():
+    for ident in dict.fromkeys(intents):
         out = outcomes.get(ident)
         customer, entity, key = ident
+        kind, entity_id = entity.split("/", 1)
+        hold_id = hold_id_for(customer, kind, entity_id, key)
         if out is None:
             holds.append(ClientHold(customer, entity, key, hold_id, NO_OUTCOME))
         else:

@@ -202,8 +202,8 @@ def convert_records(
                     granted.append((match.group(2), match.group(3), match.group(4), match.group(5)))
     out_dir.mkdir(parents=True, exist_ok=True)
     with (out_dir / RECORDS_FILE).open("w") as out:
-        for hold_id, (customer, key) in intents.items():
-            out.write(_line({"i": key, "c": customer, "e": entity, "h": hold_id}))
+        for customer, key in intents.values():
+            out.write(_line({"i": key, "c": customer, "e": entity}))
         for hold_id, amount, expires, at in granted:
             intent = intents.get(hold_id)
             if intent is None:

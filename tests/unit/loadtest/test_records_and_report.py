@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from api.hold_keys import hold_id_for
 from loadtest.audit_rules import NO_OUTCOME
 from loadtest.records import RecordWriter, read_acknowledgements, read_client_holds, read_outcome_counts
 from loadtest.report import (
@@ -21,16 +22,19 @@ from loadtest.report import (
 
 def test_records_of_several_processes_are_read_back_as_one_client_hold_per_key(tmp_path: Path) -> None:
     first, second = RecordWriter(tmp_path / "a"), RecordWriter(tmp_path / "b")
-    first.intent("ann", "event/show", "k1", "h1")
+    first.intent("ann", "event/show", "k1")
     first.outcome("ann", "event/show", "k1", 201, ["h1", "h1"], 200, 9, 5.0, 2)
-    second.intent("bo", "event/show", "k2", "h2")
+    second.intent("bo", "event/show", "k2")
     second.outcome("bo", "event/show", "k2", 409, [], None, None, None, 1)
-    second.intent("cy", "event/show", "k3", "h3")  # stopped before its outcome
+    second.intent("cy", "event/show", "k3")  # stopped before its outcome
     first.close()
     second.close()
     (tmp_path / "b" / "records-1.jsonl").write_text('{"i": "cut')  # a line cut by a kill
     holds = {h.key: h for h in read_client_holds(tmp_path)}
     assert holds["k1"].acked == ("h1", "h1")
+    # each key's hold id is derived on reading, as rezerv derives it from the key
+    assert holds["k3"].hold_id == hold_id_for("cy", "event", "show", "k3")
+    assert holds["k1"].hold_id == hold_id_for("ann", "event", "show", "k1") != holds["k2"].hold_id
     assert holds["k1"].amount == 200
     assert holds["k2"].definitive_refusal
     assert holds["k3"].status == NO_OUTCOME
