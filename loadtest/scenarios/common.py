@@ -191,8 +191,8 @@ class Customer(FastHttpUser):  # type: ignore[misc]
         self.population = population(self.environment)
         self.records: RecordWriter = _state["records"]
         self.rng = random.Random()
-        # Idempotency-Keys: this user's random prefix and a count. As unique as a uuid4 per key
-        # (128 random bits a user, across processes and steps), without a uuid4's system call.
+        # Idempotency-Keys: this user's random prefix (a uuid4's 122 random bits) and a count, so
+        # unique across users, processes and steps, without a uuid4 (a system call) per booking.
         self.key_prefix = f"{uuid.uuid4().hex}-"
         self.keys_sent = 0
         self.reads: deque[tuple[float, str, str]] = deque()  # (due, hold id, token)
