@@ -20,6 +20,7 @@ from typing import IO, Any
 import orjson
 
 from api.hold_keys import hold_id_for
+from engine.domain.commands import split_stream_id
 from loadtest.audit_rules import NO_OUTCOME, ClientHold
 
 PATTERN = "records-*.jsonl"
@@ -89,19 +90,18 @@ def _lines(directory: Path) -> Iterator[dict[str, Any]]:
 def read_client_holds(directory: Path) -> list[ClientHold]:
     """One ClientHold per key sent, from every records file under `directory`; each key's hold id
     is the one rezerv derives from it (api/hold_keys.py), which the baselines derive too."""
-    intents: list[tuple[str, str, str]] = []
+    intents: dict[tuple[str, str, str], None] = {}  # the keys sent, in order, each once
     outcomes: dict[tuple[str, str, str], dict[str, Any]] = {}
     for record in _lines(directory):
         if "i" in record:
-            intents.append((record["c"], record["e"], record["i"]))
+            intents[(record["c"], record["e"], record["i"])] = None
         else:
             outcomes[(record["c"], record["e"], record["o"])] = record
     holds = []
-    for ident in dict.fromkeys(intents):
+    for ident in intents:
         out = outcomes.get(ident)
         customer, entity, key = ident
-        kind, entity_id = entity.split("/", 1)
-        hold_id = hold_id_for(customer, kind, entity_id, key)
+        hold_id = hold_id_for(customer, *split_stream_id(entity), key)
         if out is None:
             holds.append(ClientHold(customer, entity, key, hold_id, NO_OUTCOME))
         else:
