@@ -27,14 +27,15 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-from locust import FastHttpUser, constant, constant_throughput, events, task
-from locust.exception import StopUser
+from locust import FastHttpUser, User, constant, constant_throughput, events, task
+from locust.exception import CatchResponseError, LocustError, StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
 from actors import gc_tuning
 from loadtest.population import ACCOUNT_PASSWORD, Population
 from loadtest.records import RecordWriter
 from loadtest.retry import NETWORK_ERROR, RetryPolicy
+from loadtest.scenarios.lean_http import Answer, LeanHttp
 from loadtest.scenarios.paths import WINDOW_FILE, login_users
 from loadtest.window_latency import LATENCY_FILE, WindowLatencies
 
@@ -179,13 +180,21 @@ def population(environment: Any) -> Population:
     return _state["population"]  # type: ignore[no-any-return]
 
 
-class Customer(FastHttpUser):  # type: ignore[misc]
-    """A client acting for one customer per booking, drawn at random from the population."""
+class Customer(User):  # type: ignore[misc]
+    """A client acting for one customer per booking, drawn at random from the population. Its
+    requests go through the suite's own lean client (loadtest/scenarios/lean_http.py), one
+    keep-alive connection per user, and reach Locust's statistics through its `request` event."""
 
     abstract = True
     wait_time = constant(0)
     network_timeout = 30.0
     connection_timeout = 10.0
+
+    def __init__(self, environment: Any) -> None:
+        super().__init__(environment)
+        if not self.host:
+            raise LocustError("the base URL of the system under test is needed: Locust's --host")
+        self.http = LeanHttp(self.host, self.network_timeout, self.connection_timeout)
 
     def on_start(self) -> None:
         self.population = population(self.environment)
@@ -197,9 +206,9 @@ class Customer(FastHttpUser):  # type: ignore[misc]
         self.keys_sent = 0
         self.reads: deque[tuple[float, str, str]] = deque()  # (due, hold id, token)
         self.read_after = float(_options(self.environment).read_after)
-        # No route of any system under test sets a cookie; the jar took 7% of the generator's
-        # samples at 256 users (geventhttpclient runs it on every request and answer when set).
-        self.client.client.cookiejar = None
+
+    def on_stop(self) -> None:
+        self.http.close()
 
     # ---- the window ------------------------------------------------------------------------
     def stop_after_window(self) -> None:
@@ -213,15 +222,13 @@ class Customer(FastHttpUser):  # type: ignore[misc]
         if not self.reads or self.reads[0][0] > time.time():
             return False
         _due, hold_id, token = self.reads.popleft()
-        with self.client.get(
-            f"/bookings/{hold_id}", headers=_auth(token), name=READ_ROUTE, catch_response=True
-        ) as response:
-            if response.status_code == 200:
-                response.success()
-            elif response.status_code == 404:
-                response.failure("HTTP 404: the booking is not in the read model yet")
-            else:
-                response.failure(_failure(response))
+        answer = self.http.request("GET", f"/bookings/{hold_id}", READ_ROUTE, _auth(token))
+        if answer.status_code == 200:
+            report(self.environment, answer)
+        elif answer.status_code == 404:
+            report(self.environment, answer, "HTTP 404: the booking is not in the read model yet")
+        else:
+            report(self.environment, answer, _failure(answer))
         return True
 
     # ---- holding --------------------------------------------------------------------------
@@ -243,19 +250,17 @@ class Customer(FastHttpUser):  # type: ignore[misc]
         attempt = 0
         while True:
             attempt += 1
-            with self.client.post(
-                f"/{kind}s/{entity_id}/holds", json=body, headers=headers, name=HOLD_ROUTES[kind], catch_response=True
-            ) as response:
-                status = response.status_code or NETWORK_ERROR
-                retry_after = response.headers.get("Retry-After") if response.headers else None
-                if status == 201:
-                    answer = response.json()
-                    acked.append(answer["hold_id"])
-                    amount, expires_at = answer["amount"], answer.get("expires_at_ms")
-                    acked_at = time.time()
-                    response.success()
-                else:
-                    response.failure(_failure(response))
+            answer = self.http.request("POST", f"/{kind}s/{entity_id}/holds", HOLD_ROUTES[kind], headers, body)
+            status = answer.status_code or NETWORK_ERROR
+            retry_after = answer.headers.get("retry-after")
+            if status == 201:
+                granted = answer.json()
+                acked.append(granted["hold_id"])
+                amount, expires_at = granted["amount"], granted.get("expires_at_ms")
+                acked_at = time.time()
+                report(self.environment, answer)
+            else:
+                report(self.environment, answer, _failure(answer))
             pause = POLICY.pause(status, retry_after, attempt)
             if status == 201 or pause is None:
                 break
@@ -265,21 +270,39 @@ class Customer(FastHttpUser):  # type: ignore[misc]
             self.reads.append((time.time() + self.read_after, acked[0], token))
 
     def get(self, path: str, name: str, token: str) -> None:
-        with self.client.get(path, headers=_auth(token), name=name, catch_response=True) as response:
-            if response.status_code == 200:
-                response.success()
-            else:
-                response.failure(_failure(response))
+        answer = self.http.request("GET", path, name, _auth(token))
+        report(self.environment, answer, None if answer.status_code == 200 else _failure(answer))
+
+
+def report(environment: Any, answer: Answer, failure: str | None = None) -> None:
+    """Fire Locust's `request` event for `answer`, once: a failure when `failure` names one, or
+    when no HTTP answer came (the error); a success otherwise, whatever the status (the caller
+    judges statuses, as Locust's `catch_response` lets it)."""
+    exception: BaseException | None = answer.error
+    if failure is not None:
+        exception = CatchResponseError(failure)
+    environment.events.request.fire(
+        request_type=answer.method,
+        name=answer.name,
+        response_time=answer.response_time_ms,
+        response_length=len(answer.content),
+        response=answer,
+        context={},
+        exception=exception,
+        start_time=answer.start_time,
+        url=answer.path,
+    )
 
 
 def _auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def _failure(response: Any) -> str:
-    if not response.status_code:
-        return f"network error: {type(response.error).__name__}"
-    return f"HTTP {response.status_code}"
+def _failure(answer: Answer | Any) -> str:
+    """What went wrong, for Locust's failures table (an `Answer`, or a log-in's Locust response)."""
+    if not answer.status_code:
+        return f"network error: {type(answer.error).__name__}"
+    return f"HTTP {answer.status_code}"
 
 
 # ---- log-ins beside the bookings ----------------------------------------------------------------
