@@ -4,7 +4,7 @@ Why not Locust's `FastHttpUser`: the generator shares two cores with the system 
 every microsecond it spends is taken from that system. geventhttpclient 2.6 builds each request
 through case-insensitive header maps merged twice and checks every header with a regular
 expression, and Locust wraps each request in a context dict and a response manager. Against a
-server that does nothing, Locust with this client takes 0.35-0.42x the CPU per booking it took
+server that does nothing, Locust with this client takes 0.36-0.39x the CPU per booking it took
 with `FastHttpUser` (BENCHMARKS.md, part "2026-12-05, 22:02"). This client does what the
 scenarios need and no more: a request head rendered in one string, head and body in one send, an
 answer read by its Content-Length (or its chunks, or to the connection's close). It knows nothing
