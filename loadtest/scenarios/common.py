@@ -253,12 +253,14 @@ class Customer(User):  # type: ignore[misc]
             answer = self.http.request("POST", f"/{kind}s/{entity_id}/holds", HOLD_ROUTES[kind], headers, body)
             status = answer.status_code or NETWORK_ERROR
             retry_after = answer.headers.get("retry-after")
-            if status == 201:
-                granted = answer.json()
+            granted = answer.json_object() if status == 201 else None
+            if granted is not None and isinstance(granted.get("hold_id"), str):
                 acked.append(granted["hold_id"])
-                amount, expires_at = granted["amount"], granted.get("expires_at_ms")
+                amount, expires_at = granted.get("amount"), granted.get("expires_at_ms")
                 acked_at = time.time()
                 report(self.environment, answer)
+            elif status == 201:
+                report(self.environment, answer, "HTTP 201 without a hold id in its body")
             else:
                 report(self.environment, answer, _failure(answer))
             pause = POLICY.pause(status, retry_after, attempt)

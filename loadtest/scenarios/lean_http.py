@@ -68,8 +68,14 @@ class Answer:
     content: bytes = b""
     error: BaseException | None = None
 
-    def json(self) -> Any:
-        return orjson.loads(self.content)
+    def json_object(self) -> dict[str, Any] | None:
+        """The body as a JSON object, or None when it is not one: a server's malformed answer is
+        for the caller to count as a failure, not an exception that ends the user's task."""
+        try:
+            value = orjson.loads(self.content)
+        except orjson.JSONDecodeError:
+            return None
+        return value if isinstance(value, dict) else None
 
 
 def _header_line(name: str, value: str) -> str:
@@ -105,6 +111,8 @@ class LeanHttp:
         json: Any = None,
     ) -> Answer:
         """Send one request and read its whole answer; never raises for the network's faults."""
+        if not method.isalpha():
+            raise ValueError(f"not a request method: {method!r}")
         if not path.startswith("/") or any(c in path for c in " \r\n"):
             raise ValueError(f"not a request path: {path!r}")
         body = b"" if json is None else orjson.dumps(json)

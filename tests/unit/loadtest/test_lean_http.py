@@ -117,10 +117,21 @@ def test_a_json_post_reaches_the_server_with_its_headers_and_body_and_its_answer
         assert json.loads(sent.body) == {"n": 2}
         assert int(sent.header("Content-Length") or -1) == len(sent.body)
         assert (got.status_code, got.headers["x-thing"], got.error) == (201, "Yes", None)
-        assert got.json() == {"hold_id": "h1", "amount": 7}
+        assert got.json_object() == {"hold_id": "h1", "amount": 7}
         assert got.name == "POST /events/{id}/holds"
         assert got.response_time_ms > 0
         assert abs(got.start_time - time.time()) < 5
+
+
+def test_a_body_that_is_not_a_json_object_reads_as_none_not_an_exception() -> None:
+    bodies = iter([b"not json", b"[1, 2]", b'{"hold_id": "h"}'])
+    for server in serve(lambda r: (answer("201 Created", next(bodies)), False)):
+        http = LeanHttp(server.url)
+        assert [http.request("POST", "/h", "h", json={}).json_object() for _ in range(3)] == [
+            None,
+            None,
+            {"hold_id": "h"},
+        ]
 
 
 def test_a_get_sends_no_body_and_no_content_length(ok_server: ScriptedServer) -> None:
@@ -240,3 +251,5 @@ def test_what_cannot_be_sent_is_refused_clearly() -> None:
         http.request("GET", "/x", "x", {"Authorization": "Bearer a\r\nX-Injected: 1"})
     with pytest.raises(ValueError, match="request path"):
         http.request("GET", "x y", "x")
+    with pytest.raises(ValueError, match="request method"):
+        http.request("GET /x HTTP/1.1\r\nX-Injected: 1\r\n\r\nGET", "/x", "x")
