@@ -205,6 +205,8 @@ class LeanHttp:
             if not 100 <= status < 200 or status == 101:
                 break
         answer.status_code, answer.headers = status, headers
+        connection = headers.get("connection", "").lower()
+        keep = connection != "close" and (version != "HTTP/1.0" or connection == "keep-alive")
         length = headers.get("content-length")
         if answer.method == "HEAD" or status in NO_BODY_STATUSES:
             content = b""
@@ -221,14 +223,12 @@ class LeanHttp:
             parts = [buffer]
             while chunk := sock.recv(READ_BYTES):
                 parts.append(chunk)
-            content, buffer = b"".join(parts), b""
-            headers["connection"] = "close"
+            content, buffer, keep = b"".join(parts), b"", False
         answer.content = content
-        connection = headers.get("connection", "").lower()
-        if connection == "close" or (version == "HTTP/1.0" and connection != "keep-alive"):
-            self.close()
-        else:
+        if keep:
             self._left = buffer
+        else:
+            self.close()
 
     def _read_chunked(self, sock: socket.socket, buffer: bytes) -> tuple[bytes, bytes]:
         parts: list[bytes] = []

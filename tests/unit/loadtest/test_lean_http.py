@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pytest
@@ -91,22 +92,27 @@ def answer(status: str, body: bytes = b"", *headers: str) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
+@contextmanager
 def serve(script: Script) -> Iterator[ScriptedServer]:
+    """A scripted server for the `with` block; its listener closed after it, even when it fails."""
     server = ScriptedServer(script)
-    yield server
-    server.close()
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture
 def ok_server() -> Iterator[ScriptedServer]:
-    yield from serve(lambda r: (answer("200 OK", b'{"ok": true}', "Retry-After: 3"), False))
+    with serve(lambda r: (answer("200 OK", b'{"ok": true}', "Retry-After: 3"), False)) as server:
+        yield server
 
 
 def test_a_json_post_reaches_the_server_with_its_headers_and_body_and_its_answer_is_read_whole() -> None:
     def created(request: Request) -> tuple[bytes, bool]:
         return answer("201 Created", b'{"hold_id": "h1", "amount": 7}', "X-Thing: Yes"), False
 
-    for server in serve(created):
+    with serve(created) as server:
         http = LeanHttp(server.url)
         got = http.request("POST", "/events/e1/holds", "POST /events/{id}/holds", {"Idempotency-Key": "k-1"}, {"n": 2})
         (sent,) = server.requests
@@ -125,7 +131,7 @@ def test_a_json_post_reaches_the_server_with_its_headers_and_body_and_its_answer
 
 def test_a_body_that_is_not_a_json_object_reads_as_none_not_an_exception() -> None:
     bodies = iter([b"not json", b"[1, 2]", b'{"hold_id": "h"}'])
-    for server in serve(lambda r: (answer("201 Created", next(bodies)), False)):
+    with serve(lambda r: (answer("201 Created", next(bodies)), False)) as server:
         http = LeanHttp(server.url)
         assert [http.request("POST", "/h", "h", json={}).json_object() for _ in range(3)] == [
             None,
@@ -155,7 +161,7 @@ def test_a_users_requests_share_one_connection(ok_server: ScriptedServer) -> Non
 
 
 def test_a_connection_the_server_closed_while_idle_is_replaced_before_the_next_request() -> None:
-    for server in serve(lambda r: (answer("200 OK", b"x"), True)):  # closes without saying so
+    with serve(lambda r: (answer("200 OK", b"x"), True)) as server:  # closes without saying so
         http = LeanHttp(server.url)
         first = http.request("POST", "/a", "a", json={})
         time.sleep(0.05)  # the close reaches the client
@@ -165,7 +171,7 @@ def test_a_connection_the_server_closed_while_idle_is_replaced_before_the_next_r
 
 
 def test_an_answer_that_says_connection_close_is_followed_by_a_new_connection() -> None:
-    for server in serve(lambda r: (answer("503 Service Unavailable", b"", "Connection: close"), True)):
+    with serve(lambda r: (answer("503 Service Unavailable", b"", "Connection: close"), True)) as server:
         http = LeanHttp(server.url)
         assert [http.request("GET", "/a", "a").status_code for _ in range(2)] == [503, 503]
         assert [r.connection for r in server.requests] == [1, 2]
@@ -174,14 +180,14 @@ def test_an_answer_that_says_connection_close_is_followed_by_a_new_connection() 
 def test_a_chunked_answer_is_joined_and_the_connection_kept() -> None:
     head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
     chunked = head + b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: x\r\n\r\n"
-    for server in serve(lambda r: (chunked, False)):
+    with serve(lambda r: (chunked, False)) as server:
         http = LeanHttp(server.url)
         assert [http.request("GET", "/c", "c").content for _ in range(2)] == [b"hello world"] * 2
         assert server.connections == 1
 
 
 def test_an_answer_without_a_length_is_read_to_the_connections_close() -> None:
-    for server in serve(lambda r: (b"HTTP/1.1 200 OK\r\nX: y\r\n\r\nall of it", True)):
+    with serve(lambda r: (b"HTTP/1.1 200 OK\r\nX: y\r\n\r\nall of it", True)) as server:
         http = LeanHttp(server.url)
         got = http.request("GET", "/c", "c")
         assert (got.status_code, got.content) == (200, b"all of it")
@@ -191,7 +197,7 @@ def test_an_answer_without_a_length_is_read_to_the_connections_close() -> None:
 
 def test_an_interim_100_answer_is_skipped() -> None:
     both = b"HTTP/1.1 100 Continue\r\n\r\n" + answer("201 Created", b"{}")
-    for server in serve(lambda r: (both, False)):
+    with serve(lambda r: (both, False)) as server:
         assert LeanHttp(server.url).request("POST", "/h", "h", json={}).status_code == 201
 
 
@@ -209,7 +215,7 @@ def test_a_server_that_does_not_answer_in_time_is_a_network_error_and_the_next_r
     def script(request: Request) -> tuple[bytes | None, bool]:
         return (None, False) if next(silent_once, False) else (answer("200 OK"), False)
 
-    for server in serve(script):
+    with serve(script) as server:
         http = LeanHttp(server.url, network_timeout=0.2)
         late = http.request("GET", "/slow", "slow")
         assert (late.status_code, isinstance(late.error, TimeoutError)) == (0, True)
@@ -219,7 +225,7 @@ def test_a_server_that_does_not_answer_in_time_is_a_network_error_and_the_next_r
 
 
 def test_bytes_that_are_not_http_are_a_network_error() -> None:
-    for server in serve(lambda r: (b"SSH-2.0-nope\r\n\r\n", False)):
+    with serve(lambda r: (b"SSH-2.0-nope\r\n\r\n", False)) as server:
         got = LeanHttp(server.url).request("GET", "/x", "x")
         assert (got.status_code, type(got.error)) == (0, MalformedAnswer)
 
@@ -230,7 +236,7 @@ def test_a_post_whose_reused_connection_breaks_before_its_answer_is_not_sent_aga
         seen = sum(1 for r in server.requests if r.connection == request.connection)
         return (answer("200 OK"), False) if seen == 1 else (None, True)
 
-    for server in serve(script):
+    with serve(script) as server:
         http = LeanHttp(server.url)
         assert http.request("POST", "/p", "p", json={}).status_code == 200
         dropped = http.request("POST", "/p", "p", json={})
