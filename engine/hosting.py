@@ -54,6 +54,7 @@ from engine.domain.events import CarHeld, TicketsHeld
 from engine.domain.results import Reply
 from engine.domain.snapshot_pieces import SnapshotInPieces, in_pieces
 from engine.group_commit import CommitGroup, GroupCommitter
+from engine.pacing import Pacer
 from engine.ports import Clock, EventStore, Fencing, NewEvent, RecordArchive, Snapshot, SystemClock
 from engine.upkeep import HostUpkeep
 
@@ -85,6 +86,9 @@ class HostConfig:
     archive_batch: int = 1_000
     archive_rounds: int = 50  # archive writes per entity per housekeeping round, at most
     archive_forget_every_ms: int = 600_000  # how often archived rows past their keep-until are deleted
+    # The archive's writes and a big snapshot's pieces run at most this share of the time, resting
+    # between steps (engine/pacing.py); 1: no rest, only a pass of the event loop between steps.
+    background_share: float = 0.5
     busiest: int = 20  # how many of the busiest entities the host keeps track of (its metrics)
 
 
@@ -462,17 +466,22 @@ class EntityHost:
     async def _save_in_pieces(self, stream: str, pieces: SnapshotInPieces, piece: int) -> None:
         """Encode `piece` bookings at a time with the loop free in between, then hand the pieces to
         the store unjoined: it sends them one by one, so no step of the loop is the whole snapshot."""
+        pacer = self.pacer()
         try:
             done = False
             while not done:
                 done = pieces.encode_next(piece)
-                await asyncio.sleep(0)  # the calls waiting meanwhile run here, after each piece
+                await pacer.rest()  # the calls waiting meanwhile run here, after each piece
             parts = pieces.finish()
         finally:
             pieces.release()
         await self.store.save_snapshot_in_parts(stream, pieces.version, parts)
 
     # ---- background work ----------------------------------------------------------------------
+    def pacer(self) -> Pacer:
+        """What a piece of background work rests by between its steps (engine/pacing.py); one each."""
+        return Pacer(self.config.background_share)
+
     def spawn(self, work: Awaitable[Any], what: str) -> None:
         async def run() -> None:
             try:

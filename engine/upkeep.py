@@ -169,6 +169,7 @@ class HostUpkeep:
         if archive is None or cfg.archive_after_ms <= 0:
             return 0
         moved = 0
+        pacer = self.host.pacer()
         for stream, entity in list(self.host.entities.items()):
             agg = entity.agg
             if not isinstance(agg, Archiving) or entity.token == 0:
@@ -189,7 +190,7 @@ class HostUpkeep:
                 moved += dropped
                 if dropped < len(rows):
                     break  # some changed meanwhile: they wait for the next round
-                await asyncio.sleep(0)  # the calls waiting meanwhile run before the next batch is chosen
+                await pacer.rest()  # the calls waiting meanwhile run before the next batch is chosen
         self.host.stats["archived"] += moved
         now = self.host.clock.now_ms()
         if now - self._forgot_at >= cfg.archive_forget_every_ms:

@@ -68,3 +68,17 @@ async def test_a_failing_migration_leaves_nothing_half_applied(empty_db: str) ->
         assert await conn.fetchval("SELECT count(*) FROM schema_migrations WHERE version = 9999") == 0
     finally:
         await conn.close()
+
+
+async def test_a_snapshot_is_stored_uncompressed(empty_db: str) -> None:
+    conn = await asyncpg.connect(empty_db)
+    try:
+        await migrate(conn)
+        # 1 MB that pglz would shrink to almost nothing: stored EXTERNAL, it keeps every byte.
+        state = b"\x00" * 1_000_000
+        await conn.execute("INSERT INTO snapshots (stream_id, version, state) VALUES ('event/e1', 1, $1)", state)
+        stored = await conn.fetchval("SELECT pg_column_size(state) FROM snapshots WHERE stream_id = 'event/e1'")
+        assert stored >= len(state)
+        assert await conn.fetchval("SELECT state FROM snapshots WHERE stream_id = 'event/e1'") == state
+    finally:
+        await conn.close()

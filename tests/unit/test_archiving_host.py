@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from engine.adapters.memory_fencing import InMemoryFencing
 from engine.adapters.memory_store import InMemoryEventStore
 from engine.domain import codec
@@ -26,6 +28,7 @@ from engine.domain.results import Done, HoldGranted
 from engine.domain.tickets import TicketedEvent
 from engine.domain.wallet import Wallet
 from engine.hosting import EntityHost, HostConfig
+from engine.pacing import Pacer
 from engine.ports import ManualClock
 
 TTL = 60_000
@@ -264,4 +267,36 @@ async def test_the_archive_scan_stops_at_the_first_booking_too_young_to_have_set
     clock.advance(AFTER)
     assert await host.upkeep.archive_settled() == 1
     assert agg.bookings == {}
+    await host.stop()
+
+
+async def test_the_archive_rests_between_its_writes_by_the_hosts_background_share() -> None:
+    store, clock = InMemoryEventStore(), ManualClock()
+    host = make_host(store, clock, archive_batch=2, archive_rounds=3)
+    now = [0.0]
+    took = iter([0.004, 0.0, 0.001])  # what each of the three writes takes, in seconds
+    shares: list[float] = []
+    rests: list[float] = []
+    put = store.put
+
+    async def timed_put(stream_id: str, token: int, rows: Any) -> None:
+        now[0] += next(took)
+        await put(stream_id, token, rows)
+
+    async def rest_recorded(seconds: float) -> None:
+        rests.append(seconds)
+        now[0] += seconds
+
+    def pacer() -> Pacer:
+        shares.append(host.config.background_share)
+        return Pacer(host.config.background_share, now=lambda: now[0], sleep=rest_recorded)
+
+    store.put = timed_put  # type: ignore[method-assign]
+    host.pacer = pacer  # type: ignore[method-assign]
+    await host.execute([create(), *(hold(f"h{i}") for i in range(5))])
+    await host.execute([ReleaseHold("e1", "event", f"h{i}") for i in range(5)])
+    clock.advance(AFTER + 1)
+    assert await host.upkeep.archive_settled() == 5, "three writes: two, two and one"
+    assert shares == [0.5], "one pacer a round, at the default share"
+    assert rests == pytest.approx([0.004, 0.0, 0.001]), "after each write, as long as it took"
     await host.stop()

@@ -30,6 +30,7 @@ from engine.domain.entities import decode_snapshot
 from engine.domain.errors import InsufficientInventory, OwnershipLost, StoreUnavailable, TransientError
 from engine.domain.results import Done, HoldGranted, Reply, StateView
 from engine.hosting import EntityHost, HostConfig
+from engine.pacing import Pacer
 from engine.ports import AppendResult, ManualClock, RecordedEvent, StreamAppend, Turn
 from tests.replies import as_done, as_error, as_view
 
@@ -356,6 +357,33 @@ async def test_a_big_snapshot_is_encoded_in_pieces_while_the_host_goes_on_answer
     assert as_view(view).state["tiers"][0]["confirmed"] == 1
     await host.stop()
     await fresh.stop()
+
+
+async def test_a_big_snapshots_pieces_are_encoded_with_a_rest_after_each_by_the_background_share() -> None:
+    store = InMemoryEventStore()
+    clock = ManualClock()
+    host = make_host(store, clock=clock, snapshot_every=10, snapshot_min_interval_ms=0, snapshot_piece=2)
+    rests: list[float] = []
+
+    async def rest_recorded(seconds: float) -> None:
+        rests.append(seconds)
+        await asyncio.sleep(0)
+
+    host.pacer = lambda: Pacer(host.config.background_share, sleep=rest_recorded)  # type: ignore[method-assign]
+    await host.execute([create(quantity=100)])
+    for i in range(9):  # the 10th event makes a snapshot of 9 bookings due: 5 pieces of at most 2
+        await host.execute([hold(f"h{i}")])
+    for _ in range(100):
+        if await store.load_snapshot("event/e1") is not None:
+            break
+        await asyncio.sleep(0)
+    assert host.config.background_share == 0.5
+    assert len(rests) == 5, "one rest after each piece"
+    assert all(r >= 0 for r in rests)
+    snap = await store.load_snapshot("event/e1")
+    assert snap is not None
+    assert snap.version == 10
+    await host.stop()
 
 
 async def test_snapshot_is_taken_and_used_on_activation() -> None:
