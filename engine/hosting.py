@@ -85,6 +85,10 @@ class HostConfig:
     # this machine out of load, about a fifth of that for 1,000.
     archive_batch: int = 1_000
     archive_rounds: int = 50  # archive writes per entity per housekeeping round, at most
+    # A round of the archive chooses no new write after this long: it runs in the housekeeping
+    # round that also renews the leases (engine/upkeep.py), and resting between its writes makes
+    # it slower than it needs to be (background_share).
+    archive_round_max_ms: int = 5_000
     archive_forget_every_ms: int = 600_000  # how often archived rows past their keep-until are deleted
     # The archive's writes and a big snapshot's pieces run at most this share of the time, resting
     # between steps (engine/pacing.py); 1: no rest, only a pass of the event loop between steps.

@@ -170,12 +170,15 @@ class HostUpkeep:
             return 0
         moved = 0
         pacer = self.host.pacer()
+        started = self.host.clock.now_ms()
         for stream, entity in list(self.host.entities.items()):
             agg = entity.agg
             if not isinstance(agg, Archiving) or entity.token == 0:
                 continue
             for _ in range(cfg.archive_rounds):
                 now = self.host.clock.now_ms()
+                if now - started >= cfg.archive_round_max_ms:
+                    break  # the rest waits for the next round, so the leases' renewal is not held back
                 rows = agg.archivable(now - cfg.archive_after_ms, now, cfg.idempotency_ttl_ms, cfg.archive_batch)
                 if not rows:
                     break

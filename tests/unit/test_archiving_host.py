@@ -300,3 +300,23 @@ async def test_the_archive_rests_between_its_writes_by_the_hosts_background_shar
     assert shares == [0.5], "one pacer a round, at the default share"
     assert rests == pytest.approx([0.004, 0.0, 0.001]), "after each write, as long as it took"
     await host.stop()
+
+
+async def test_an_archive_round_that_ran_its_time_leaves_the_rest_for_the_next_round() -> None:
+    store, clock = InMemoryEventStore(), ManualClock()
+    host = make_host(store, clock, archive_batch=2, archive_round_max_ms=1_000)
+    put = store.put
+
+    async def slow_put(stream_id: str, token: int, rows: Any) -> None:
+        clock.advance(600)  # each write takes 0.6 s of the round's second
+        await put(stream_id, token, rows)
+
+    store.put = slow_put  # type: ignore[method-assign]
+    await host.execute([create(), *(hold(f"h{i}") for i in range(5))])
+    await host.execute([ReleaseHold("e1", "event", f"h{i}") for i in range(5)])
+    clock.advance(AFTER + 1)
+    assert await host.upkeep.archive_settled() == 4, "a second write began at 0.6 s, none at 1.2 s"
+    assert len(event_of(host).bookings) == 1
+    assert await host.upkeep.archive_settled() == 1, "the next round takes the rest"
+    assert event_of(host).bookings == {}
+    await host.stop()
