@@ -23,10 +23,12 @@ from engine.domain.booking import HELD
 from engine.domain.commands import Command, ExpireHold, split_stream_id
 from engine.domain.errors import OwnershipLost
 from engine.domain.results import Done
-from engine.ports import ArchivedRecord
+from engine.ports import ArchivedRecord, RecordArchive
 
 if TYPE_CHECKING:
+    from engine.activation import Entity
     from engine.hosting import EntityHost
+    from engine.pacing import Pacer
 
 log = logging.getLogger("rezerv.host")
 
@@ -41,6 +43,7 @@ class HostUpkeep:
         self.expired = 0
         self.passivations = 0
         self._forgot_at = 0
+        self._archive_cut: str | None = None  # the entity whose archiving the last round's time cut short
 
     def arm(self, expires_at: int, stream: str, hold_id: str) -> None:
         self.timers.setdefault(expires_at // 1000 + 1, []).append((stream, hold_id))
@@ -170,36 +173,62 @@ class HostUpkeep:
             return 0
         moved = 0
         pacer = self.host.pacer()
-        started = self.host.clock.now_ms()
-        for stream, entity in list(self.host.entities.items()):
-            agg = entity.agg
-            if not isinstance(agg, Archiving) or entity.token == 0:
+        deadline = self.host.clock.now_ms() + cfg.archive_round_max_ms
+        for stream in self._archive_order():
+            entity = self.host.entities.get(stream)
+            if entity is None or not isinstance(entity.agg, Archiving) or entity.token == 0:
                 continue
-            for _ in range(cfg.archive_rounds):
-                now = self.host.clock.now_ms()
-                if now - started >= cfg.archive_round_max_ms:
-                    break  # the rest waits for the next round, so the leases' renewal is not held back
-                rows = agg.archivable(now - cfg.archive_after_ms, now, cfg.idempotency_ttl_ms, cfg.archive_batch)
-                if not rows:
-                    break
-                stored = [ArchivedRecord(key, codec.encode(row), keep) for key, row, keep in rows]
-                try:
-                    await archive.put(stream, entity.token, stored)
-                except OwnershipLost:
-                    break  # another host owns it now; renew_leases drops it here
-                if self.host.entities.get(stream) is not entity:
-                    break
-                dropped = agg.archive(rows, self.host.clock.now_ms(), cfg.idempotency_ttl_ms)
-                moved += dropped
-                if dropped < len(rows):
-                    break  # some changed meanwhile: they wait for the next round
-                await pacer.rest()  # the calls waiting meanwhile run before the next batch is chosen
+            entity_moved, finished = await self._archive_entity(archive, stream, entity, entity.agg, pacer, deadline)
+            moved += entity_moved
+            if not finished:
+                # Out of time: the rest waits for the next round, which also renews the leases.
+                self._archive_cut = stream
+                break
         self.host.stats["archived"] += moved
         now = self.host.clock.now_ms()
         if now - self._forgot_at >= cfg.archive_forget_every_ms:
             self._forgot_at = now
             await archive.forget(now)
         return moved
+
+    def _archive_order(self) -> list[str]:
+        """The host's entities in table order, turned so that the one the last round's time cut
+        short comes last: the ones after it go first, and a hot event with more to archive than a
+        round's time does not keep the entities behind it from ever having their turn."""
+        streams = list(self.host.entities)
+        cut, self._archive_cut = self._archive_cut, None
+        if cut in self.host.entities:
+            at = streams.index(cut) + 1
+            streams = streams[at:] + streams[:at]
+        return streams
+
+    async def _archive_entity(
+        self, archive: RecordArchive, stream: str, entity: Entity, agg: Archiving, pacer: Pacer, deadline: int
+    ) -> tuple[int, bool]:
+        """Archive one entity's settled records, a write at a time with a rest after each; returns
+        how many left memory and whether it got through them before `deadline` (epoch ms)."""
+        cfg = self.host.config
+        moved = 0
+        for _ in range(cfg.archive_rounds):
+            now = self.host.clock.now_ms()
+            if now >= deadline:
+                return moved, False
+            rows = agg.archivable(now - cfg.archive_after_ms, now, cfg.idempotency_ttl_ms, cfg.archive_batch)
+            if not rows:
+                break
+            stored = [ArchivedRecord(key, codec.encode(row), keep) for key, row, keep in rows]
+            try:
+                await archive.put(stream, entity.token, stored)
+            except OwnershipLost:
+                break  # another host owns it now; renew_leases drops it here
+            if self.host.entities.get(stream) is not entity:
+                break
+            dropped = agg.archive(rows, self.host.clock.now_ms(), cfg.idempotency_ttl_ms)
+            moved += dropped
+            if dropped < len(rows):
+                break  # some changed meanwhile: they wait for the next round
+            await pacer.rest()  # the calls waiting meanwhile run before the next batch is chosen
+        return moved, True
 
 
 def _has_live_holds(agg: Aggregate) -> bool:

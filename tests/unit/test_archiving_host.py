@@ -320,3 +320,41 @@ async def test_an_archive_round_that_ran_its_time_leaves_the_rest_for_the_next_r
     assert await host.upkeep.archive_settled() == 1, "the next round takes the rest"
     assert event_of(host).bookings == {}
     await host.stop()
+
+
+async def test_the_entity_a_rounds_time_cut_short_goes_last_in_the_next_round_so_the_others_get_their_turn() -> None:
+    store, clock = InMemoryEventStore(), ManualClock()
+    host = make_host(store, clock, archive_batch=2, archive_round_max_ms=1_000)
+    put = store.put
+
+    async def slow_put(stream_id: str, token: int, rows: Any) -> None:
+        clock.advance(600)
+        await put(stream_id, token, rows)
+
+    store.put = slow_put  # type: ignore[method-assign]
+    second = CreateEvent("e2", "Other show", "Hall", "2027-06-01T20:00:00+00:00", (TierSpec("std", 100, 10),))
+    await host.execute([create(), second])
+    await host.execute(
+        [*(hold(f"a{i}") for i in range(5)), *(HoldTickets("e2", f"b{i}", "bob", (("std", 1),), TTL) for i in range(5))]
+    )
+    await host.execute(
+        [
+            *(ReleaseHold("e1", "event", f"a{i}") for i in range(5)),
+            *(ReleaseHold("e2", "event", f"b{i}") for i in range(5)),
+        ]
+    )
+    clock.advance(AFTER + 1)
+
+    def left() -> tuple[int, int]:
+        e1, e2 = host.entities["event/e1"].agg, host.entities["event/e2"].agg
+        assert isinstance(e1, TicketedEvent)
+        assert isinstance(e2, TicketedEvent)
+        return len(e1.bookings), len(e2.bookings)
+
+    assert await host.upkeep.archive_settled() == 4
+    assert left() == (1, 5), "e1 first, cut short after two writes"
+    assert await host.upkeep.archive_settled() == 4
+    assert left() == (1, 1), "e2 first this time, e1 after it"
+    assert await host.upkeep.archive_settled() == 2
+    assert left() == (0, 0)
+    await host.stop()
