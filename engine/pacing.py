@@ -3,12 +3,12 @@
 A shard's background work (moving settled records to the archive, encoding a big snapshot in
 pieces) already gives the event loop back between its steps, so no call waits long behind one
 step. But passing the loop and straight back still keeps the process, and the PostgreSQL backend
-it feeds, running flat out until the work is done: on a filled stack the hot shard archived
-30,000-45,000 records in about a second every ten seconds, and encoded a 100,000-booking snapshot
-in about 300 ms, and in those moments the API, the load generator and the saga shared the two
-cores with them. The holds that started then made the slowest 1% of the run (BENCHMARKS.md, part
-"2026-12-06"). Resting between steps spreads the same work over a longer time at a lower
-intensity; the work and its result are unchanged.
+it feeds, running flat out until the work is done: on a filled stack at 256 users the hot shard
+archived 22,000-46,000 records in 1-3.5 s every ten seconds, and in those moments the API, the
+load generator and the saga shared the two cores with it and its backend. The holds that started
+then were most of the slowest 1% of the run (BENCHMARKS.md, part "2026-12-06"). Resting between
+steps spreads the same work over a longer time at a lower intensity; the work and its result are
+unchanged.
 
 Pure: the clock and the sleep are given, so tests drive it without waiting.
 """

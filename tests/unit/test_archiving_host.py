@@ -302,16 +302,21 @@ async def test_the_archive_rests_between_its_writes_by_the_hosts_background_shar
     await host.stop()
 
 
-async def test_an_archive_round_that_ran_its_time_leaves_the_rest_for_the_next_round() -> None:
-    store, clock = InMemoryEventStore(), ManualClock()
-    host = make_host(store, clock, archive_batch=2, archive_round_max_ms=1_000)
+def writes_take(store: InMemoryEventStore, clock: ManualClock, ms: int) -> None:
+    """Each archive write moves the host's clock on by `ms`, as if it took that long."""
     put = store.put
 
     async def slow_put(stream_id: str, token: int, rows: Any) -> None:
-        clock.advance(600)  # each write takes 0.6 s of the round's second
+        clock.advance(ms)
         await put(stream_id, token, rows)
 
     store.put = slow_put  # type: ignore[method-assign]
+
+
+async def test_an_archive_round_that_ran_its_time_leaves_the_rest_for_the_next_round() -> None:
+    store, clock = InMemoryEventStore(), ManualClock()
+    host = make_host(store, clock, archive_batch=2, archive_round_max_ms=1_000)
+    writes_take(store, clock, 600)  # 0.6 s of the round's second each
     await host.execute([create(), *(hold(f"h{i}") for i in range(5))])
     await host.execute([ReleaseHold("e1", "event", f"h{i}") for i in range(5)])
     clock.advance(AFTER + 1)
@@ -325,13 +330,7 @@ async def test_an_archive_round_that_ran_its_time_leaves_the_rest_for_the_next_r
 async def test_the_entity_a_rounds_time_cut_short_goes_last_in_the_next_round_so_the_others_get_their_turn() -> None:
     store, clock = InMemoryEventStore(), ManualClock()
     host = make_host(store, clock, archive_batch=2, archive_round_max_ms=1_000)
-    put = store.put
-
-    async def slow_put(stream_id: str, token: int, rows: Any) -> None:
-        clock.advance(600)
-        await put(stream_id, token, rows)
-
-    store.put = slow_put  # type: ignore[method-assign]
+    writes_take(store, clock, 600)  # 0.6 s of the round's second each
     second = CreateEvent("e2", "Other show", "Hall", "2027-06-01T20:00:00+00:00", (TierSpec("std", 100, 10),))
     await host.execute([create(), second])
     await host.execute(
