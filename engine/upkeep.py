@@ -167,7 +167,12 @@ class HostUpkeep:
         """Move records settled for `archive_after_ms` out of memory: store them in the archive
         (fenced by the entity's token), then drop each one that is still what was stored. Returns
         how many left memory. A record stored whose event then fails to commit is harmless: the
-        failure reloads the entity from the log, and a row is read only for a key not in memory."""
+        failure reloads the entity from the log, and a row is read only for a key not in memory.
+
+        It rests after each write (`EntityHost.pacer`, engine/pacing.py) so that it does not keep
+        the shard and its PostgreSQL backend busy for seconds at a time, and chooses no new write
+        once the round has run `archive_round_max_ms`: the same housekeeping round renews the
+        leases. What is left waits for the next round, which takes the entity cut short last."""
         archive, cfg = self.host.archive, self.host.config
         if archive is None or cfg.archive_after_ms <= 0:
             return 0
