@@ -3,6 +3,8 @@ command names them: on in-memory fakes, with a clock moved by hand."""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
@@ -270,28 +272,34 @@ async def test_the_archive_scan_stops_at_the_first_booking_too_young_to_have_set
     await host.stop()
 
 
+def writes_take(store: InMemoryEventStore, clock: ManualClock, durations: Iterable[int]) -> None:
+    """Each archive write moves the host's clock on by the next of `durations` (ms), as if it took that long."""
+    put = store.put
+    took = iter(durations)
+
+    async def slow_put(stream_id: str, token: int, rows: Any) -> None:
+        clock.advance(next(took))
+        await put(stream_id, token, rows)
+
+    store.put = slow_put  # type: ignore[method-assign]
+
+
 async def test_the_archive_rests_between_its_writes_by_the_hosts_background_share() -> None:
     store, clock = InMemoryEventStore(), ManualClock()
     host = make_host(store, clock, archive_batch=2, archive_rounds=3)
-    now = [0.0]
-    took = iter([0.004, 0.0, 0.001])  # what each of the three writes takes, in seconds
+    writes_take(store, clock, [4, 0, 1])  # ms
     shares: list[float] = []
     rests: list[float] = []
-    put = store.put
-
-    async def timed_put(stream_id: str, token: int, rows: Any) -> None:
-        now[0] += next(took)
-        await put(stream_id, token, rows)
 
     async def rest_recorded(seconds: float) -> None:
         rests.append(seconds)
-        now[0] += seconds
+        clock.advance(round(seconds * 1000))
 
     def pacer() -> Pacer:
         shares.append(host.config.background_share)
-        return Pacer(host.config.background_share, now=lambda: now[0], sleep=rest_recorded)
+        since = clock.now_ms()  # seconds from here, small enough to keep the milliseconds exact
+        return Pacer(host.config.background_share, now=lambda: (clock.now_ms() - since) / 1000, sleep=rest_recorded)
 
-    store.put = timed_put  # type: ignore[method-assign]
     host.pacer = pacer  # type: ignore[method-assign]
     await host.execute([create(), *(hold(f"h{i}") for i in range(5))])
     await host.execute([ReleaseHold("e1", "event", f"h{i}") for i in range(5)])
@@ -302,21 +310,10 @@ async def test_the_archive_rests_between_its_writes_by_the_hosts_background_shar
     await host.stop()
 
 
-def writes_take(store: InMemoryEventStore, clock: ManualClock, ms: int) -> None:
-    """Each archive write moves the host's clock on by `ms`, as if it took that long."""
-    put = store.put
-
-    async def slow_put(stream_id: str, token: int, rows: Any) -> None:
-        clock.advance(ms)
-        await put(stream_id, token, rows)
-
-    store.put = slow_put  # type: ignore[method-assign]
-
-
 async def test_an_archive_round_that_ran_its_time_leaves_the_rest_for_the_next_round() -> None:
     store, clock = InMemoryEventStore(), ManualClock()
     host = make_host(store, clock, archive_batch=2, archive_round_max_ms=1_000)
-    writes_take(store, clock, 600)  # 0.6 s of the round's second each
+    writes_take(store, clock, itertools.repeat(600))  # 0.6 s of the round's second each
     await host.execute([create(), *(hold(f"h{i}") for i in range(5))])
     await host.execute([ReleaseHold("e1", "event", f"h{i}") for i in range(5)])
     clock.advance(AFTER + 1)
@@ -330,7 +327,7 @@ async def test_an_archive_round_that_ran_its_time_leaves_the_rest_for_the_next_r
 async def test_the_entity_a_rounds_time_cut_short_goes_last_in_the_next_round_so_the_others_get_their_turn() -> None:
     store, clock = InMemoryEventStore(), ManualClock()
     host = make_host(store, clock, archive_batch=2, archive_round_max_ms=1_000)
-    writes_take(store, clock, 600)  # 0.6 s of the round's second each
+    writes_take(store, clock, itertools.repeat(600))  # 0.6 s of the round's second each
     second = CreateEvent("e2", "Other show", "Hall", "2027-06-01T20:00:00+00:00", (TierSpec("std", 100, 10),))
     await host.execute([create(), second])
     await host.execute(
